@@ -1,0 +1,143 @@
+"""Configuration: one frozen :class:`Settings` object, built by the CLI and passed down.
+
+Nothing below the CLI reads the environment; everything it needs arrives here.
+Units are in the field names (``_s`` seconds, ``_a`` amperes, ``_v`` volts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "EngineConfig",
+    "StatsConfig",
+    "AlertConfig",
+    "ApiConfig",
+    "KafkaConfig",
+    "Settings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How raw samples become steps and cycles (see docs/metrics.md)."""
+
+    #: Current threshold separating rest from charge/discharge, A. ``None``: from the
+    #: cell's nominal capacity (``epsilon_c_rate`` x C), else ``default_epsilon_a``.
+    current_epsilon_a: float | None = None
+    epsilon_c_rate: float = 0.002          # 1/h, i.e. C/500
+    default_epsilon_a: float = 0.001       # A, used when nominal capacity is unknown
+    #: A sample leaves a charge/discharge state only when |I| drops below
+    #: ``hysteresis`` x epsilon (Schmitt trigger against noise around the threshold).
+    hysteresis: float = 0.5
+    #: Runs of one kind shorter than this are merged into the preceding step, s.
+    min_step_s: float = 3.0
+    #: Interval longer than this is a data gap, not integrated, s. ``None``: adapt per
+    #: cell, ``max(gap_min_s, gap_factor * median of the cell's first intervals)``.
+    gap_limit_s: float | None = None
+    gap_factor: float = 10.0
+    gap_min_s: float = 60.0
+    dt_ref_intervals: int = 16
+    #: Out-of-order samples up to this far behind the newest are sorted in; older
+    #: ones are rejected as late, s.
+    lateness_s: float = 2.0
+    #: A new cycle starts at the first ``charge`` after a discharge (or the first
+    #: ``discharge`` after a charge). The cycler's labels win when present.
+    cycle_start: Literal["charge", "discharge"] = "charge"
+    use_cycle_labels: bool = True
+    use_step_labels: bool = True
+    #: Retention reference: the largest discharge capacity among the first N cycles.
+    retention_ref_cycles: int = 3
+    #: Internal resistance |dV/dI| from a current step at a step boundary needs
+    #: |dI| >= this multiple of epsilon and the two samples at most
+    #: ``resistance_max_dt_s`` apart (longer intervals include polarization). A step or
+    #: cycle reports the estimate from its largest current step.
+    resistance_min_delta_epsilons: float = 20.0
+    resistance_max_dt_s: float = 2.0
+    #: CC/CV classification: a step is CC when the time-weighted relative std of I is
+    #: below ``cc_rel_std``; CV when the std of V is below ``cv_v_std_v``; else CC-CV.
+    cc_rel_std: float = 0.05
+    cv_v_std_v: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.min_step_s < 0 or self.lateness_s < 0:
+            raise ConfigError("min_step_s and lateness_s must be >= 0")
+        if not 0 < self.hysteresis <= 1:
+            raise ConfigError("hysteresis must be in (0, 1]")
+        if self.cycle_start not in ("charge", "discharge"):
+            raise ConfigError("cycle_start must be 'charge' or 'discharge'")
+        if self.gap_limit_s is not None and self.gap_limit_s <= 0:
+            raise ConfigError("gap_limit_s must be > 0")
+        if self.retention_ref_cycles < 1 or self.dt_ref_intervals < 1:
+            raise ConfigError("retention_ref_cycles and dt_ref_intervals must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class StatsConfig:
+    """Group statistics and outlier rule."""
+
+    outlier_rule: Literal["robust", "sigma"] = "robust"
+    sigma_k: float = 2.0        # |z| > k with the "sigma" rule (the original's 2 sigma)
+    robust_k: float = 3.5       # |robust z| > k with the "robust" rule
+    group_key: str = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Limit alerts; ``None`` disables a rule."""
+
+    over_voltage_v: float | None = None
+    under_voltage_v: float | None = None
+    over_temperature_c: float | None = 60.0
+    min_coulombic_efficiency: float | None = 0.95
+    outliers: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8050
+    api_keys: tuple[str, ...] = ()
+    protect_reads: bool = False
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024 * 1024
+    refresh_ms: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    brokers: str = "127.0.0.1:9092"
+    topic: str = "measurements"
+    group_id: str = "chargetracker-workers"
+    dead_letter_topic: str | None = None
+    #: Passed through verbatim to librdkafka (security.protocol, sasl.*, ssl.*).
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a ChargeTracker process is configured with."""
+
+    store_url: str = "duckdb:///chargetracker.duckdb"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    raw_retention_days: float | None = 30.0
+
+    def with_overrides(self, **kwargs: Any) -> Settings:
+        """A copy with top-level fields replaced (``engine=EngineConfig(...)`` etc.)."""
+        return replace(self, **kwargs)
+
+
+def engine_config_from_mapping(values: dict[str, Any]) -> EngineConfig:
+    """Build an :class:`EngineConfig` from a mapping (e.g. a TOML table), naming unknown keys."""
+    known = {f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown engine setting(s) {unknown}; known: {sorted(known)}")
+    return EngineConfig(**values)

@@ -1,0 +1,452 @@
+"""Incremental and batch entry points of the engine.
+
+``state, out = update(state, batch)`` consumes any batch of canonical measurements
+(many cells, any order) and returns the steps and cycles that closed plus snapshots of
+the open ones; ``flush`` ends the stream; ``summarize(frame)`` is the batch form and
+equals any split of the same input into ``update`` calls followed by ``flush``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..config import EngineConfig
+from ..schema import CYCLE_SCHEMA, DEAD_LETTER_SCHEMA, STEP_SCHEMA, Limits, validate
+from . import kernel as K
+from .layout import (
+    A_CHG_AS, A_CHG_WS, A_DIS_AS, A_DIS_WS, A_DT, A_END, A_ENDV, A_GAPS, A_I2DT, A_IDT,
+    A_IR, A_MAXI, A_MAXT, A_MAXV, A_MINI, A_MINT, A_MINV, A_N, A_NT, A_START,
+    A_STARTV, A_STEPS, A_SUMT, A_V2DT, A_VDT, F_EPS, F_MAX_TS, F_NOMINAL_AH, F_REF_DIS,
+    F_THROUGHPUT, I_CYCLE_NO, I_STEP_CYCLE, I_STEP_KIND, I_STEP_LABEL, I_STEP_NO,
+    KIND_NAMES, NA, NULL_LABEL,
+)
+from .state import PENDING_SCHEMA, EngineState
+
+__all__ = ["EngineOutput", "Summary", "new_state", "update", "flush", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOutput:
+    """What one :func:`update` produced.
+
+    ``steps``/``cycles`` hold closed records and snapshots of open ones (``status``);
+    a consumer upserts them by (cell_id, step) / (cell_id, cycle), later rows winning.
+    ``accepted`` is the number of samples taken in; ``rejected`` the dead letters.
+    """
+
+    steps: pl.DataFrame
+    cycles: pl.DataFrame
+    rejected: pl.DataFrame
+    accepted: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "rejected": self.rejected.height}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Batch result: every step and cycle (the last ones open) and the rejected rows."""
+
+    steps: pl.DataFrame
+    cycles: pl.DataFrame
+    rejected: pl.DataFrame
+
+
+def new_state(config: EngineConfig | None = None) -> EngineState:
+    """Empty engine state for a configuration."""
+    return EngineState(config=config or EngineConfig())
+
+
+def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
+    v = np.zeros(K.NC)
+    v[K.C_MIN_STEP] = cfg.min_step_s
+    v[K.C_HYST] = cfg.hysteresis
+    v[K.C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
+    v[K.C_GAP_FACTOR] = cfg.gap_factor
+    v[K.C_GAP_MIN] = cfg.gap_min_s
+    v[K.C_DT_K] = cfg.dt_ref_intervals
+    v[K.C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
+    v[K.C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
+    v[K.C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
+    v[K.C_REF_CYCLES] = cfg.retention_ref_cycles
+    v[K.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
+    v[K.C_IR_MAX_DT] = cfg.resistance_max_dt_s
+    return v
+
+
+def _nominal_map(cells: pl.DataFrame | None) -> dict[str, float]:
+    if cells is None or "nominal_capacity_ah" not in cells.columns or cells.height == 0:
+        return {}
+    sub = cells.select("cell_id", pl.col("nominal_capacity_ah").cast(pl.Float64)).drop_nulls()
+    return dict(zip(sub.get_column("cell_id").to_list(), sub.get_column("nominal_capacity_ah").to_list(), strict=True))
+
+
+def _assign_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) -> np.ndarray:
+    frame = ids.to_frame("cell_id")
+    joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
+    slot = joined.get_column("__slot")
+    if slot.null_count():
+        new_ids = frame.filter(slot.is_null()).get_column("cell_id").unique(maintain_order=True).to_list()
+        state.add_cells(new_ids, nominal)
+        joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
+        slot = joined.get_column("__slot")
+    return slot.to_numpy().astype(np.int64, copy=False)
+
+
+def _late_letters(bad: pl.DataFrame, reason: str, field: str = "ts") -> pl.DataFrame:
+    if bad.height == 0:
+        return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+    payload = bad.drop("__row", strict=False).select(
+        pl.struct(pl.all()).struct.json_encode().alias("payload")
+    ).get_column("payload")
+    return pl.DataFrame(
+        {
+            "source": ["engine"] * bad.height,
+            "row": bad.get_column("__row").cast(pl.Int64),
+            "cell_id": bad.get_column("cell_id"),
+            "ts": bad.get_column("ts"),
+            "field": [field] * bad.height,
+            "reason": [reason] * bad.height,
+            "payload": payload,
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )
+
+
+def update(
+    state: EngineState,
+    batch: pl.DataFrame,
+    *,
+    cells: pl.DataFrame | None = None,
+    source: str = "input",
+    limits: Limits | None = None,
+) -> tuple[EngineState, EngineOutput]:
+    """Feed one batch of canonical measurements (any cells, arrival order).
+
+    Invalid rows, late rows (older than the newest sample of their cell minus
+    ``lateness_s``) and duplicate timestamps are returned as dead letters; nothing is
+    silently dropped. ``cells`` may carry ``nominal_capacity_ah`` per cell, which sets
+    the rest/charge current threshold for cells not seen before.
+    """
+    cfg = state.config
+    nominal = _nominal_map(cells)
+    if nominal:
+        state.set_nominal(nominal)
+    checked = validate(batch, limits=limits, source=source)
+    rejected = [checked.rejected]
+    good = checked.good.with_row_index("__row")
+    if good.height:
+        slots = _assign_slots(state, good.get_column("cell_id"), nominal)
+        good = good.with_columns(pl.Series("slot", slots))
+        # Arrival order within each cell decides lateness (independent of batching).
+        order = np.argsort(slots, kind="stable")
+        max_ts = state.f[:, F_MAX_TS].copy()
+        flags_sorted = K.late_and_duplicates(
+            slots[order], good.get_column("ts").to_numpy()[order], max_ts, cfg.lateness_s
+        )
+        state.f[:, F_MAX_TS] = max_ts
+        flags = np.empty_like(flags_sorted)
+        flags[order] = flags_sorted
+        late_mask = pl.Series(flags == 1)
+        late = good.filter(late_mask)
+        rejected.append(_late_letters(late.drop("slot"), f"late: older than the cell's newest sample by more than the lateness window ({cfg.lateness_s:g} s)"))
+        good = good.filter(~late_mask)
+    new_rows = good.select(
+        pl.col("slot"), pl.col("ts"), pl.col("voltage_v"), pl.col("current_a"),
+        pl.col("temperature_c"), pl.col("cycle"), pl.col("step"), pl.col("step_time_s"),
+        pl.col("cell_id"), pl.col("__row"),
+    ) if good.height else None
+    return _advance(state, new_rows, rejected, final=False)
+
+
+def flush(state: EngineState) -> tuple[EngineState, EngineOutput]:
+    """End of stream: process every pending sample and settle pending runs."""
+    return _advance(state, None, [], final=True)
+
+
+def summarize(
+    frame: pl.DataFrame,
+    config: EngineConfig | None = None,
+    *,
+    cells: pl.DataFrame | None = None,
+    source: str = "input",
+) -> Summary:
+    """Batch analysis of a whole frame: every step and cycle, the last ones open."""
+    state = new_state(config)
+    state, out1 = update(state, frame, cells=cells, source=source)
+    state, out2 = flush(state)
+    steps = _last_per_key(pl.concat([out1.steps, out2.steps]), ["cell_id", "step"])
+    cycles = _last_per_key(pl.concat([out1.cycles, out2.cycles]), ["cell_id", "cycle"])
+    return Summary(steps, cycles, pl.concat([out1.rejected, out2.rejected]))
+
+
+def _last_per_key(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    return df.unique(subset=keys, keep="last", maintain_order=True).sort(keys)
+
+
+def _advance(
+    state: EngineState,
+    new_rows: pl.DataFrame | None,
+    rejected: list[pl.DataFrame],
+    *,
+    final: bool,
+) -> tuple[EngineState, EngineOutput]:
+    cfg = state.config
+    pend = state.pending.with_columns(
+        pl.lit(None, dtype=pl.Utf8).alias("cell_id"), pl.lit(-1, dtype=pl.Int64).alias("__row")
+    )
+    accepted = 0
+    if new_rows is not None and new_rows.height:
+        combined = pl.concat([pend, new_rows.cast({"__row": pl.Int64})], how="vertical")
+    else:
+        combined = pend
+    if combined.height:
+        # Stable sort keeps arrival order among equal (slot, ts): the first one wins.
+        combined = combined.sort(["slot", "ts"], maintain_order=True)
+        dup = (
+            (pl.col("slot") == pl.col("slot").shift(1))
+            & (pl.col("ts") == pl.col("ts").shift(1))
+        ).fill_null(False)
+        combined = combined.with_columns(dup.alias("__dup"))
+        dups = combined.filter(pl.col("__dup"))
+        if dups.height:
+            rejected.append(_late_letters(dups.select(
+                "__row", "cell_id", "ts", "voltage_v", "current_a", "temperature_c", "cycle", "step", "step_time_s"
+            ), "duplicate timestamp: an earlier sample of this cell has the same ts"))
+        combined = combined.filter(~pl.col("__dup")).drop("__dup")
+        accepted = int((combined.get_column("__row") >= 0).sum())
+        if final:
+            ready = combined
+            keep = combined.clear()
+        else:
+            wm = state.f[:, F_MAX_TS] - cfg.lateness_s
+            sl = combined.get_column("slot").to_numpy()
+            is_ready = combined.get_column("ts").to_numpy() < wm[sl]
+            mask = pl.Series(is_ready)
+            ready = combined.filter(mask)
+            keep = combined.filter(~mask)
+        state.pending = keep.select(list(PENDING_SCHEMA))
+    else:
+        ready = combined
+    steps, cycles = _run_kernel(state, ready, final=final)
+    rej = pl.concat([r for r in rejected if r.height] or [pl.DataFrame(schema=DEAD_LETTER_SCHEMA)])
+    return state, EngineOutput(steps=steps, cycles=cycles, rejected=rej, accepted=accepted)
+
+
+def _run_kernel(state: EngineState, ready: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    n = ready.height
+    if n:
+        slots = ready.get_column("slot").to_numpy().astype(np.int64, copy=False)
+        ts = ready.get_column("ts").to_numpy()
+        v = ready.get_column("voltage_v").to_numpy()
+        cur = ready.get_column("current_a").to_numpy()
+        temp = ready.get_column("temperature_c").fill_null(np.nan).to_numpy()
+        cyc = ready.get_column("cycle").fill_null(NULL_LABEL).to_numpy()
+        stp = ready.get_column("step").fill_null(NULL_LABEL).to_numpy()
+        stime = ready.get_column("step_time_s").fill_null(np.nan).to_numpy()
+        touched = np.unique(slots)
+    else:
+        slots = np.zeros(0, dtype=np.int64)
+        touched = np.zeros(0, dtype=np.int64)
+    if final:
+        touched = np.arange(state.n_cells, dtype=np.int64)
+    cfgv = _cfg_vector(state.config)
+    cap_s = max(64, n // 64 + 2 * len(touched) + 8)
+    cap_c = max(32, n // 512 + 2 * len(touched) + 8)
+    step_f = np.empty((cap_s, NA))
+    step_i = np.empty((cap_s, K.NSO), dtype=np.int64)
+    cyc_f = np.empty((cap_c, NA))
+    cyc_i = np.empty((cap_c, K.NCO), dtype=np.int64)
+    cyc_x = np.empty((cap_c, K.NCX))
+    n_step = np.zeros(1, dtype=np.int64)
+    n_cyc = np.zeros(1, dtype=np.int64)
+    pos = 0
+    while n and pos < n:
+        pos = K.process(slots, ts, v, cur, temp, cyc, stp, stime, pos, cfgv, state.f, state.iv,
+                        state.s, state.r, state.cy, state.ring, step_f, step_i, n_step,
+                        cyc_f, cyc_i, cyc_x, n_cyc)
+        if pos < n:  # output buffers full: grow and resume where the kernel stopped
+            step_f = np.concatenate([step_f, np.empty_like(step_f)])
+            step_i = np.concatenate([step_i, np.empty_like(step_i)])
+            cyc_f = np.concatenate([cyc_f, np.empty_like(cyc_f)])
+            cyc_i = np.concatenate([cyc_i, np.empty_like(cyc_i)])
+            cyc_x = np.concatenate([cyc_x, np.empty_like(cyc_x)])
+    if final and len(touched):
+        K.finish(touched, state.iv, state.f, state.s, state.r)
+    # Only cells that have seen a sample have open records.
+    touched = touched[state.iv[touched, 0] == 1]
+    ns, nc = int(n_step[0]), int(n_cyc[0])
+    closed_steps = _steps_frame(state, step_f[:ns], step_i[:ns], "closed")
+    closed_cycles = _cycles_frame(state, cyc_f[:nc], cyc_i[:nc, K.CO_SLOT], cyc_i[:nc, K.CO_CYCLE],
+                                  cyc_x[:nc, K.CX_RETENTION], cyc_x[:nc, K.CX_THROUGHPUT],
+                                  cyc_x[:nc, K.CX_REF], "closed")
+    m = len(touched)
+    open_s = np.empty((m, NA))
+    open_c = np.empty((m, NA))
+    K.partial_state(state.iv, state.f, state.s, state.r, state.cy, touched, open_s, open_c)
+    oi = np.empty((m, K.NSO), dtype=np.int64)
+    oi[:, K.SO_SLOT] = touched
+    oi[:, K.SO_STEP] = state.iv[touched, I_STEP_NO]
+    oi[:, K.SO_CYCLE] = state.iv[touched, I_STEP_CYCLE]
+    oi[:, K.SO_LABEL] = state.iv[touched, I_STEP_LABEL]
+    oi[:, K.SO_KIND] = state.iv[touched, I_STEP_KIND]
+    open_steps = _steps_frame(state, open_s, oi, "open")
+    ref = state.f[touched, F_REF_DIS]
+    dis = open_c[:, A_DIS_AS]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        retention = np.where(ref > 0, dis / ref, np.nan)
+    throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
+    open_cycles = _cycles_frame(state, open_c, touched, state.iv[touched, I_CYCLE_NO], retention,
+                                throughput, ref, "open")
+    steps = pl.concat([closed_steps, open_steps]).sort(["cell_id", "step"], maintain_order=True)
+    cycles = pl.concat([closed_cycles, open_cycles]).sort(["cell_id", "cycle"], maintain_order=True)
+    return steps, cycles
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def _common(state: EngineState, a: np.ndarray) -> dict[str, np.ndarray]:
+    dt = a[:, A_DT]
+    mean_v = np.where(dt > 0, _safe_div(a[:, A_VDT], dt), a[:, A_STARTV])
+    mean_i = np.where(dt > 0, _safe_div(a[:, A_IDT], dt), 0.5 * (a[:, A_MINI] + a[:, A_MAXI]))
+    mean_t = _safe_div(a[:, A_SUMT], a[:, A_NT])
+    max_t = np.where(a[:, A_NT] > 0, a[:, A_MAXT], np.nan)
+    min_t = np.where(a[:, A_NT] > 0, a[:, A_MINT], np.nan)
+    return {
+        "start_ts": a[:, A_START],
+        "end_ts": a[:, A_END],
+        "duration_s": a[:, A_END] - a[:, A_START],
+        "n_samples": a[:, A_N].astype(np.int64),
+        "charge_ah": a[:, A_CHG_AS] / 3600.0,
+        "discharge_ah": a[:, A_DIS_AS] / 3600.0,
+        "charge_wh": a[:, A_CHG_WS] / 3600.0,
+        "discharge_wh": a[:, A_DIS_WS] / 3600.0,
+        "min_v": a[:, A_MINV],
+        "max_v": a[:, A_MAXV],
+        "mean_v": mean_v,
+        "mean_current_a": mean_i,
+        "min_current_a": a[:, A_MINI],
+        "max_current_a": a[:, A_MAXI],
+        "mean_temperature_c": mean_t,
+        "max_temperature_c": max_t,
+        "min_temperature_c": min_t,
+        "internal_resistance_ohm": a[:, A_IR],
+        "gap_count": a[:, A_GAPS].astype(np.int64),
+    }
+
+
+def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, status: str) -> pl.DataFrame:
+    if a.shape[0] == 0:
+        return pl.DataFrame(schema=STEP_SCHEMA)
+    cfg = state.config
+    base = _common(state, a)
+    slot = ints[:, K.SO_SLOT]
+    label = ints[:, K.SO_LABEL]
+    kind = ints[:, K.SO_KIND].copy()
+    labelled = label != NULL_LABEL
+    if labelled.any():
+        # A cycler's step is named by its net current, not by its first sample.
+        eps = state.f[slot, F_EPS]
+        mi = base["mean_current_a"]
+        kind = np.where(labelled, np.where(mi > eps, 1, np.where(mi < -eps, -1, 0)), kind)
+    dt = a[:, A_DT]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_i = base["mean_current_a"]
+        var_i = np.maximum(_safe_div(a[:, A_I2DT], dt) - mean_i**2, 0.0)
+        mean_v = _safe_div(a[:, A_VDT], dt)
+        var_v = np.maximum(_safe_div(a[:, A_V2DT], dt) - mean_v**2, 0.0)
+        rel_i = np.sqrt(var_i) / np.abs(mean_i)
+    std_v = np.sqrt(var_v)
+    mode = np.where(
+        kind == 0, "rest",
+        np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), "CC",
+                 np.where(std_v < cfg.cv_v_std_v, "CV", "CC-CV")),
+    )
+    ids = np.asarray(state.cell_ids, dtype=object)[slot]
+    kind_names = np.where(kind == 1, KIND_NAMES[1], np.where(kind == -1, KIND_NAMES[-1], KIND_NAMES[0]))
+    data = {
+        "cell_id": ids,
+        "step": ints[:, K.SO_STEP],
+        "cycle": ints[:, K.SO_CYCLE],
+        "step_label": np.where(labelled, label, 0),
+        "kind": kind_names,
+        "mode": mode,
+        "status": np.full(a.shape[0], status),
+        "start_ts": base["start_ts"],
+        "end_ts": base["end_ts"],
+        "duration_s": base["duration_s"],
+        "n_samples": base["n_samples"],
+        "charge_ah": base["charge_ah"],
+        "discharge_ah": base["discharge_ah"],
+        "charge_wh": base["charge_wh"],
+        "discharge_wh": base["discharge_wh"],
+        "start_v": a[:, A_STARTV],
+        "end_v": a[:, A_ENDV],
+        "min_v": base["min_v"],
+        "max_v": base["max_v"],
+        "mean_v": base["mean_v"],
+        "mean_current_a": base["mean_current_a"],
+        "min_current_a": base["min_current_a"],
+        "max_current_a": base["max_current_a"],
+        "mean_temperature_c": base["mean_temperature_c"],
+        "max_temperature_c": base["max_temperature_c"],
+        "internal_resistance_ohm": base["internal_resistance_ohm"],
+        "gap_count": base["gap_count"],
+    }
+    df = pl.DataFrame(data, schema=STEP_SCHEMA, nan_to_null=False)
+    return df.with_columns(
+        pl.when(pl.Series(labelled)).then(pl.col("step_label")).otherwise(None).alias("step_label")
+    )
+
+
+def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
+                  retention: np.ndarray, throughput_as: np.ndarray, ref_as: np.ndarray,
+                  status: str) -> pl.DataFrame:
+    if a.shape[0] == 0:
+        return pl.DataFrame(schema=CYCLE_SCHEMA)
+    base = _common(state, a)
+    nominal = state.f[slot, F_NOMINAL_AH]
+    throughput_ah = throughput_as / 3600.0
+    # Equivalent full cycles: throughput over twice the capacity (one charge + one
+    # discharge); the nominal capacity when known, else the cell's own early capacity.
+    cap_ah = np.where(np.isfinite(nominal) & (nominal > 0), nominal, ref_as / 3600.0)
+    data = {
+        "cell_id": np.asarray(state.cell_ids, dtype=object)[slot],
+        "cycle": cycle,
+        "status": np.full(a.shape[0], status),
+        "start_ts": base["start_ts"],
+        "end_ts": base["end_ts"],
+        "duration_s": base["duration_s"],
+        "n_samples": base["n_samples"],
+        "n_steps": a[:, A_STEPS].astype(np.int64),
+        "charge_ah": base["charge_ah"],
+        "discharge_ah": base["discharge_ah"],
+        "charge_wh": base["charge_wh"],
+        "discharge_wh": base["discharge_wh"],
+        "coulombic_efficiency": _safe_div(a[:, A_DIS_AS], a[:, A_CHG_AS]),
+        "energy_efficiency": _safe_div(a[:, A_DIS_WS], a[:, A_CHG_WS]),
+        "mean_charge_v": _safe_div(a[:, A_CHG_WS], a[:, A_CHG_AS]),
+        "mean_discharge_v": _safe_div(a[:, A_DIS_WS], a[:, A_DIS_AS]),
+        "min_v": base["min_v"],
+        "max_v": base["max_v"],
+        "mean_v": base["mean_v"],
+        "min_current_a": base["min_current_a"],
+        "max_current_a": base["max_current_a"],
+        "mean_current_a": base["mean_current_a"],
+        "min_temperature_c": base["min_temperature_c"],
+        "max_temperature_c": base["max_temperature_c"],
+        "mean_temperature_c": base["mean_temperature_c"],
+        "retention": retention,
+        "internal_resistance_ohm": base["internal_resistance_ohm"],
+        "throughput_ah": throughput_ah,
+        "equivalent_full_cycles": _safe_div(throughput_ah, 2.0 * cap_ah),
+        "gap_count": base["gap_count"],
+    }
+    return pl.DataFrame(data, schema=CYCLE_SCHEMA, nan_to_null=False)

@@ -1,0 +1,74 @@
+"""Index layout of the engine's per-cell numeric state (shared by kernel and state).
+
+Accumulators hold additive integrals over a span of samples (a step, a candidate run,
+a cycle); units: A*s for charge, W*s for energy, V*s / V^2*s / A*s / A^2*s for the
+time-weighted moments, s for time.
+"""
+
+from __future__ import annotations
+
+# Accumulator fields ------------------------------------------------------------
+A_CHG_AS = 0      # charge, A*s (positive current)
+A_DIS_AS = 1      # discharge, A*s (magnitude of negative current)
+A_CHG_WS = 2      # charge energy, W*s
+A_DIS_WS = 3      # discharge energy, W*s
+A_VDT = 4         # integral of V dt, V*s
+A_V2DT = 5        # integral of V^2 dt
+A_IDT = 6         # integral of I dt, A*s (signed)
+A_I2DT = 7        # integral of I^2 dt
+A_DT = 8          # integrated time, s
+A_MINV = 9
+A_MAXV = 10
+A_MINI = 11
+A_MAXI = 12
+A_SUMT = 13       # sum of temperature samples, degC
+A_NT = 14         # number of temperature samples
+A_MAXT = 15
+A_MINT = 16
+A_N = 17          # samples
+A_GAPS = 18       # intervals longer than the gap limit
+A_START = 19      # start of the span, s since epoch
+A_END = 20        # last sample, s since epoch
+A_STARTV = 21     # first sample's voltage, V
+A_ENDV = 22       # last sample's voltage, V
+A_IR = 23         # internal resistance at the largest current step in the span, ohm
+A_IR_DI = 24      # |dI| of that current step, A (0: none)
+A_FIRST = 25      # first sample's ts (the run start for debouncing), s
+A_STEPS = 26      # number of steps folded in (cycles only)
+NA = 27
+
+# Per-cell scalar floats --------------------------------------------------------
+F_EPS = 0         # current threshold, A
+F_PREV_TS = 1
+F_PREV_V = 2
+F_PREV_I = 3
+F_DT_REF = 4      # reference sampling interval, s (nan until known)
+F_REF_DIS = 5     # retention reference discharge, A*s
+F_THROUGHPUT = 6  # cumulative charge+discharge of closed cycles, A*s
+F_NOMINAL_AH = 7  # nominal capacity, Ah (nan when unknown)
+F_MAX_TS = 8      # newest accepted ts (watermark = F_MAX_TS - lateness)
+F_LAST_IR = 9     # internal resistance measured at the open step's start (nan)
+F_CAND_IR = 10    # internal resistance at the candidate's start (nan)
+F_LAST_DI = 11    # |dI| of the current step behind F_LAST_IR, A
+F_CAND_DI = 12
+NF = 13
+
+# Per-cell scalar ints -----------------------------------------------------------
+I_HAS_PREV = 0
+I_PREV_KIND = 1   # hysteresis state of the previous sample: -1, 0, +1
+I_STEP_KIND = 2   # kind of the open step
+I_STEP_NO = 3     # open step's sequence number (1-based)
+I_STEP_LABEL = 4  # open step's cycler label (NULL_LABEL when none)
+I_CYCLE_NO = 5    # open cycle number
+I_CYCLE_LABELLED = 6
+I_SEEN_OPP = 7    # the open cycle has seen the kind opposite to cycle_start
+I_HAS_CAND = 8
+I_CAND_KIND = 9
+I_DT_COUNT = 10   # reference intervals collected
+I_REF_COUNT = 11  # cycles folded into the retention reference
+I_STEP_CYCLE = 12  # cycle of the open step
+NI = 13
+
+NULL_LABEL = -(2**62)
+
+KIND_NAMES = {1: "charge", -1: "discharge", 0: "rest"}

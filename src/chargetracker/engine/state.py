@@ -1,0 +1,188 @@
+"""The engine's carried state: small per cell, serializable, versioned.
+
+Per cell the state holds a few scalars, three accumulators (open step, pending
+candidate run, open cycle) and a short ring of reference intervals: about 1 KiB,
+whatever the length of the stream. Samples still inside the lateness window are
+kept (``pending``) until the watermark passes them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+from ..config import EngineConfig
+from ..errors import EngineStateError
+from .layout import F_DT_REF, F_EPS, F_LAST_IR, F_CAND_IR, F_MAX_TS, F_NOMINAL_AH, F_REF_DIS, NA, NF, NI
+
+__all__ = ["EngineState", "STATE_VERSION", "PENDING_SCHEMA"]
+
+STATE_VERSION = 1
+_MAGIC = b"CTES"
+
+#: Accepted samples still inside the lateness window (not yet processed).
+PENDING_SCHEMA: dict[str, pl.DataType] = {
+    "slot": pl.Int64(),
+    "ts": pl.Float64(),
+    "voltage_v": pl.Float64(),
+    "current_a": pl.Float64(),
+    "temperature_c": pl.Float64(),
+    "cycle": pl.Int64(),
+    "step": pl.Int64(),
+    "step_time_s": pl.Float64(),
+}
+
+
+def _new_f(n: int) -> np.ndarray:
+    f = np.zeros((n, NF), dtype=np.float64)
+    for col in (F_DT_REF, F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR):
+        f[:, col] = np.nan
+    return f
+
+
+@dataclass
+class EngineState:
+    """Mutable container passed through :func:`update`; treat it as opaque."""
+
+    config: EngineConfig
+    cell_ids: list[str] = field(default_factory=list)
+    f: np.ndarray = field(default_factory=lambda: _new_f(0))
+    iv: np.ndarray = field(default_factory=lambda: np.zeros((0, NI), dtype=np.int64))
+    s: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
+    r: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
+    cy: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
+    ring: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
+    pending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PENDING_SCHEMA))
+    index: dict[str, int] = field(default_factory=dict)
+    _slot_frame: pl.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        if self.ring.shape[1] != self.config.dt_ref_intervals:
+            self.ring = np.zeros((self.f.shape[0], self.config.dt_ref_intervals))
+
+    # -- cells --------------------------------------------------------------------
+    @property
+    def n_cells(self) -> int:
+        return len(self.cell_ids)
+
+    def slot_frame(self) -> pl.DataFrame:
+        if self._slot_frame is None or self._slot_frame.height != self.n_cells:
+            self._slot_frame = pl.DataFrame(
+                {"cell_id": self.cell_ids, "__slot": np.arange(self.n_cells, dtype=np.int64)},
+                schema={"cell_id": pl.Utf8, "__slot": pl.Int64},
+            )
+        return self._slot_frame
+
+    def add_cells(self, ids: list[str], nominal_ah: dict[str, float] | None = None) -> None:
+        """Allocate slots for new cells (in the given order)."""
+        new = [c for c in ids if c not in self.index]
+        if not new:
+            return
+        start = self.n_cells
+        need = start + len(new)
+        cap = self.f.shape[0]
+        if need > cap:
+            newcap = max(need, 2 * cap, 16)
+            self.f = np.concatenate([self.f, _new_f(newcap - cap)])
+            self.iv = np.concatenate([self.iv, np.zeros((newcap - cap, NI), dtype=np.int64)])
+            self.s = np.concatenate([self.s, np.zeros((newcap - cap, NA))])
+            self.r = np.concatenate([self.r, np.zeros((newcap - cap, NA))])
+            self.cy = np.concatenate([self.cy, np.zeros((newcap - cap, NA))])
+            self.ring = np.concatenate([self.ring, np.zeros((newcap - cap, self.ring.shape[1]))])
+        for k, cid in enumerate(new):
+            self.index[cid] = start + k
+        self.cell_ids.extend(new)
+        nominal_ah = nominal_ah or {}
+        for k, cid in enumerate(new):
+            self.f[start + k, F_NOMINAL_AH] = nominal_ah.get(cid, np.nan)
+            self.f[start + k, F_EPS] = self.epsilon_for(nominal_ah.get(cid))
+
+    def epsilon_for(self, nominal_ah: float | None) -> float:
+        cfg = self.config
+        if cfg.current_epsilon_a is not None:
+            return float(cfg.current_epsilon_a)
+        if nominal_ah is not None and np.isfinite(nominal_ah) and nominal_ah > 0:
+            return float(nominal_ah) * cfg.epsilon_c_rate
+        return cfg.default_epsilon_a
+
+    def set_nominal(self, nominal_ah: dict[str, float]) -> None:
+        """Record nominal capacities of known cells that have seen no sample yet."""
+        for cid, cap in nominal_ah.items():
+            slot = self.index.get(cid)
+            if slot is None or not np.isfinite(cap):
+                continue
+            if self.iv[slot, 0] == 0:  # no sample processed: threshold may still change
+                self.f[slot, F_NOMINAL_AH] = cap
+                self.f[slot, F_EPS] = self.epsilon_for(cap)
+
+    # -- serialization ---------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        n = self.n_cells
+        header = {
+            "version": STATE_VERSION,
+            "config": asdict(self.config),
+            "cell_ids": self.cell_ids,
+        }
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            f=self.f[:n], iv=self.iv[:n], s=self.s[:n], r=self.r[:n], cy=self.cy[:n],
+            ring=self.ring[:n],
+            **{f"p_{k}": self.pending.get_column(k).to_numpy() for k in ("slot", "ts", "voltage_v", "current_a")},
+            p_temperature_c=self.pending.get_column("temperature_c").fill_null(np.nan).to_numpy(),
+            p_cycle=self.pending.get_column("cycle").fill_null(-(2**62)).to_numpy(),
+            p_step=self.pending.get_column("step").fill_null(-(2**62)).to_numpy(),
+            p_step_time_s=self.pending.get_column("step_time_s").fill_null(np.nan).to_numpy(),
+        )
+        hb = json.dumps(header).encode()
+        return _MAGIC + struct.pack("<II", STATE_VERSION, len(hb)) + hb + buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: EngineConfig | None = None) -> EngineState:
+        """Restore state; ``config`` must match the one the state was made with, if given."""
+        try:
+            if data[:4] != _MAGIC:
+                raise EngineStateError("not a ChargeTracker engine state (bad magic)")
+            version, hlen = struct.unpack("<II", data[4:12])
+            if version != STATE_VERSION:
+                raise EngineStateError(
+                    f"engine state version {version} is not supported (expected {STATE_VERSION})"
+                )
+            header = json.loads(data[12 : 12 + hlen])
+            arrays = np.load(io.BytesIO(data[12 + hlen :]), allow_pickle=False)
+            saved_cfg = EngineConfig(**header["config"])
+        except EngineStateError:
+            raise
+        except Exception as exc:
+            raise EngineStateError(f"corrupt engine state: {exc}") from exc
+        if config is not None and config != saved_cfg:
+            raise EngineStateError(
+                "engine state was made with a different engine configuration; "
+                "re-analyse from the archive (backfill) after changing settings"
+            )
+        st = cls(config=saved_cfg)
+        ids = list(header["cell_ids"])
+        st.cell_ids = ids
+        st.index = {c: k for k, c in enumerate(ids)}
+        st.f = arrays["f"].copy()
+        st.iv = arrays["iv"].copy()
+        st.s = arrays["s"].copy()
+        st.r = arrays["r"].copy()
+        st.cy = arrays["cy"].copy()
+        st.ring = arrays["ring"].copy()
+        null = -(2**62)
+        pend = pl.DataFrame(
+            {k: arrays[f"p_{k}"] for k in PENDING_SCHEMA}, schema=PENDING_SCHEMA
+        ).with_columns(
+            pl.col("temperature_c").fill_nan(None),
+            pl.when(pl.col("cycle") == null).then(None).otherwise(pl.col("cycle")).alias("cycle"),
+            pl.when(pl.col("step") == null).then(None).otherwise(pl.col("step")).alias("step"),
+            pl.col("step_time_s").fill_nan(None),
+        )
+        st.pending = pend
+        return st
