@@ -153,6 +153,8 @@ class Validated:
 
     good: pl.DataFrame
     rejected: pl.DataFrame
+    #: Original 0-based row of each good row; ``None`` when every row is good.
+    rows: np.ndarray | None = None
 
 
 def empty_measurements() -> pl.DataFrame:
@@ -223,12 +225,32 @@ def validate(
     (the column is nullable); NaN or inf in ts, voltage or current is rejected.
     """
     lim = limits or Limits()
-    df = conform(frame, source=source).with_row_index("__row")
+    df = conform(frame, source=source)
+    # Fast path: one combined mask; reasons are only worked out for the bad rows.
+    ok = pl.col("cell_id").is_not_null() & (pl.col("cell_id").str.len_bytes() > 0) & (
+        pl.col("cell_id").str.len_bytes() <= lim.max_cell_id_length)
+    for name in ("ts", "voltage_v", "current_a"):
+        lo, hi = getattr(lim, name)
+        ok = ok & pl.col(name).is_between(lo, hi)  # false for null and NaN, and for inf
+    t = pl.col("temperature_c")
+    lo, hi = lim.temperature_c
+    ok = ok & (t.is_null() | t.is_nan() | t.is_between(lo, hi))
+    st = pl.col("step_time_s")
+    ok = ok & (st.is_null() | (st >= 0) & st.is_finite())
+    mask = df.select(ok.fill_null(False).alias("ok")).get_column("ok")
+    if mask.all():
+        good = df
+        if good.get_column("temperature_c").is_nan().any():
+            good = good.with_columns(t.fill_nan(None))
+        return Validated(good, dead_letters())
+    good = df.filter(mask).with_columns(t.fill_nan(None))
+    good_rows = np.flatnonzero(mask.to_numpy())
+    df = df.with_row_index("__row").filter(~mask)
     checks: list[tuple[str, pl.Expr, str]] = []
     cid = pl.col("cell_id")
     checks.append(("cell_id", cid.is_null() | (cid.str.strip_chars() == ""), "missing cell_id"))
-    checks.append(("cell_id", cid.str.len_chars() > lim.max_cell_id_length,
-                   f"cell_id longer than {lim.max_cell_id_length} characters"))
+    checks.append(("cell_id", cid.str.len_bytes() > lim.max_cell_id_length,
+                   f"cell_id longer than {lim.max_cell_id_length} bytes"))
     for name in ("ts", "voltage_v", "current_a"):
         c = pl.col(name)
         lo, hi = getattr(lim, name)
@@ -237,31 +259,20 @@ def validate(
         checks.append((name, c.is_infinite(), "infinite value"))
         checks.append((name, c.is_finite() & ((c < lo) | (c > hi)),
                        f"outside plausible range [{lo:g}, {hi:g}]"))
-    t = pl.col("temperature_c")
     lo, hi = lim.temperature_c
     checks.append(("temperature_c", t.is_infinite(), "infinite value"))
     checks.append(("temperature_c", t.is_finite() & ((t < lo) | (t > hi)),
                    f"outside plausible range [{lo:g}, {hi:g}]"))
-    st = pl.col("step_time_s")
-    checks.append(("step_time_s", st.is_infinite() | (st < 0), "negative or infinite"))
+    checks.append(("step_time_s", st.is_infinite() | st.is_nan() | (st < 0), "negative, NaN or infinite"))
 
-    # First failing rule per row, as (field, reason); null where the row is good.
-    field_expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
-    reason_expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+    # First failing rule per row, as (field, reason).
+    field_expr: pl.Expr = pl.lit("row", dtype=pl.Utf8)
+    reason_expr: pl.Expr = pl.lit("invalid row", dtype=pl.Utf8)
     for fname, cond, reason in reversed(checks):
         cond = cond.fill_null(False)
         field_expr = pl.when(cond).then(pl.lit(fname)).otherwise(field_expr)
         reason_expr = pl.when(cond).then(pl.lit(reason)).otherwise(reason_expr)
-    df = df.with_columns(field_expr.alias("__field"), reason_expr.alias("__reason"))
-    bad_mask = df.get_column("__field").is_not_null()
-    good = (
-        df.filter(~bad_mask)
-        .drop("__row", "__field", "__reason")
-        .with_columns(pl.col("temperature_c").fill_nan(None))
-    )
-    bad = df.filter(bad_mask)
-    if bad.height == 0:
-        return Validated(good, dead_letters())
+    bad = df.with_columns(field_expr.alias("__field"), reason_expr.alias("__reason"))
     payload = [json.dumps(_jsonable(r)) for r in bad.drop("__row", "__field", "__reason").to_dicts()]
     rejected = pl.DataFrame(
         {
@@ -275,7 +286,7 @@ def validate(
         },
         schema=DEAD_LETTER_SCHEMA,
     )
-    return Validated(good, rejected)
+    return Validated(good, rejected, good_rows)
 
 
 def _jsonable(row: Mapping[str, object]) -> dict[str, object]:

@@ -8,6 +8,7 @@ equals any split of the same input into ``update`` calls followed by ``flush``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from .layout import (
     F_THROUGHPUT, I_CYCLE_NO, I_STEP_CYCLE, I_STEP_KIND, I_STEP_LABEL, I_STEP_NO,
     KIND_NAMES, NA, NULL_LABEL,
 )
-from .state import PENDING_SCHEMA, EngineState
+from .state import PENDING_FIELDS, EngineState
 
 __all__ = ["EngineOutput", "Summary", "new_state", "update", "flush", "summarize"]
 
@@ -86,6 +87,16 @@ def _nominal_map(cells: pl.DataFrame | None) -> dict[str, float]:
 
 
 def _assign_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) -> np.ndarray:
+    """Slot of each row's cell, allocating slots for new cells in order of appearance."""
+    n = len(ids)
+    starts = np.flatnonzero(ids.ne_missing(ids.shift(1)).fill_null(True).to_numpy())
+    if len(starts) <= n // 4 + 1:
+        # Rows come grouped by cell (files, batch input): map each run once.
+        run_ids = ids.gather(starts).to_list()
+        state.add_cells(list(dict.fromkeys(run_ids)), nominal)
+        index = state.index
+        run_slots = np.fromiter((index[x] for x in run_ids), dtype=np.int64, count=len(run_ids))
+        return np.repeat(run_slots, np.diff(np.append(starts, n)))
     frame = ids.to_frame("cell_id")
     joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
     slot = joined.get_column("__slot")
@@ -97,20 +108,46 @@ def _assign_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float])
     return slot.to_numpy().astype(np.int64, copy=False)
 
 
-def _late_letters(bad: pl.DataFrame, reason: str, field: str = "ts") -> pl.DataFrame:
-    if bad.height == 0:
+def _arrays(good: pl.DataFrame, slots: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "slot": slots,
+        "ts": good.get_column("ts").to_numpy(),
+        "v": good.get_column("voltage_v").to_numpy(),
+        "i": good.get_column("current_a").to_numpy(),
+        "t": good.get_column("temperature_c").fill_null(np.nan).to_numpy(),
+        "cyc": good.get_column("cycle").fill_null(NULL_LABEL).to_numpy(),
+        "step": good.get_column("step").fill_null(NULL_LABEL).to_numpy(),
+        "stime": good.get_column("step_time_s").fill_null(np.nan).to_numpy(),
+        "row": rows,
+    }
+
+
+def _take(arrs: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: a[idx] for k, a in arrs.items()}
+
+
+def _letters(state: EngineState, arrs: dict[str, np.ndarray], reason: str, source: str) -> pl.DataFrame:
+    """Dead letters for engine-level rejections (late, duplicate), with the row as JSON."""
+    n = len(arrs["ts"])
+    if n == 0:
         return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
-    payload = bad.drop("__row", strict=False).select(
-        pl.struct(pl.all()).struct.json_encode().alias("payload")
-    ).get_column("payload")
+    ids = pl.Series("cell_id", [state.cell_ids[k] for k in arrs["slot"].tolist()], dtype=pl.Utf8)
+    body = pl.DataFrame({
+        "cell_id": ids, "ts": arrs["ts"], "voltage_v": arrs["v"], "current_a": arrs["i"],
+        "temperature_c": arrs["t"], "cycle": arrs["cyc"], "step": arrs["step"],
+    }, nan_to_null=True).with_columns(
+        pl.when(pl.col(c) == NULL_LABEL).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("cycle", "step")
+    )
+    payload = body.select(pl.struct(pl.all()).struct.json_encode().alias("p")).get_column("p")
     return pl.DataFrame(
         {
-            "source": ["engine"] * bad.height,
-            "row": bad.get_column("__row").cast(pl.Int64),
-            "cell_id": bad.get_column("cell_id"),
-            "ts": bad.get_column("ts"),
-            "field": [field] * bad.height,
-            "reason": [reason] * bad.height,
+            "source": [source] * n,
+            "row": arrs["row"],
+            "cell_id": ids,
+            "ts": arrs["ts"],
+            "field": ["ts"] * n,
+            "reason": [reason] * n,
             "payload": payload,
         },
         schema=DEAD_LETTER_SCHEMA,
@@ -135,37 +172,42 @@ def update(
     cfg = state.config
     nominal = _nominal_map(cells)
     if nominal:
+        state.add_cells(list(nominal), nominal)
         state.set_nominal(nominal)
     checked = validate(batch, limits=limits, source=source)
     rejected = [checked.rejected]
-    good = checked.good.with_row_index("__row")
+    good = checked.good
+    new: dict[str, np.ndarray] | None = None
     if good.height:
+        rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
         slots = _assign_slots(state, good.get_column("cell_id"), nominal)
-        good = good.with_columns(pl.Series("slot", slots))
+        new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching).
-        order = np.argsort(slots, kind="stable")
+        grouped = bool(np.all(slots[1:] >= slots[:-1]))
+        order = None if grouped else np.argsort(slots, kind="stable")
+        sl = slots if order is None else slots[order]
+        tss = new["ts"] if order is None else new["ts"][order]
         max_ts = state.f[:, F_MAX_TS].copy()
-        flags_sorted = K.late_and_duplicates(
-            slots[order], good.get_column("ts").to_numpy()[order], max_ts, cfg.lateness_s
-        )
+        flags = K.late_and_duplicates(sl, tss, max_ts, cfg.lateness_s)
         state.f[:, F_MAX_TS] = max_ts
-        flags = np.empty_like(flags_sorted)
-        flags[order] = flags_sorted
-        late_mask = pl.Series(flags == 1)
-        late = good.filter(late_mask)
-        rejected.append(_late_letters(late.drop("slot"), f"late: older than the cell's newest sample by more than the lateness window ({cfg.lateness_s:g} s)"))
-        good = good.filter(~late_mask)
-    new_rows = good.select(
-        pl.col("slot"), pl.col("ts"), pl.col("voltage_v"), pl.col("current_a"),
-        pl.col("temperature_c"), pl.col("cycle"), pl.col("step"), pl.col("step_time_s"),
-        pl.col("cell_id"), pl.col("__row"),
-    ) if good.height else None
-    return _advance(state, new_rows, rejected, final=False)
+        if order is not None:
+            unsorted = np.empty_like(flags)
+            unsorted[order] = flags
+            flags = unsorted
+        late = flags == 1
+        if late.any():
+            rejected.append(_letters(
+                state, _take(new, np.flatnonzero(late)),
+                f"late: older than the cell's newest sample by more than the lateness window ({cfg.lateness_s:g} s)",
+                source,
+            ))
+            new = _take(new, np.flatnonzero(~late))
+    return _advance(state, new, rejected, final=False, source=source)
 
 
 def flush(state: EngineState) -> tuple[EngineState, EngineOutput]:
     """End of stream: process every pending sample and settle pending runs."""
-    return _advance(state, None, [], final=True)
+    return _advance(state, None, [], final=True, source="input")
 
 
 def summarize(
@@ -190,73 +232,65 @@ def _last_per_key(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 def _advance(
     state: EngineState,
-    new_rows: pl.DataFrame | None,
+    new: dict[str, np.ndarray] | None,
     rejected: list[pl.DataFrame],
     *,
     final: bool,
+    source: str,
 ) -> tuple[EngineState, EngineOutput]:
     cfg = state.config
-    pend = state.pending.with_columns(
-        pl.lit(None, dtype=pl.Utf8).alias("cell_id"), pl.lit(-1, dtype=pl.Int64).alias("__row")
-    )
-    accepted = 0
-    if new_rows is not None and new_rows.height:
-        combined = pl.concat([pend, new_rows.cast({"__row": pl.Int64})], how="vertical")
+    pend = dict(state.pending)
+    pend["row"] = np.full(len(pend["ts"]), -1, dtype=np.int64)
+    if new is not None and len(new["ts"]):
+        allr = {k: np.concatenate([pend[k], new[k]]) if len(pend[k]) else new[k] for k in pend}
     else:
-        combined = pend
-    if combined.height:
-        # Stable sort keeps arrival order among equal (slot, ts): the first one wins.
-        combined = combined.sort(["slot", "ts"], maintain_order=True)
-        dup = (
-            (pl.col("slot") == pl.col("slot").shift(1))
-            & (pl.col("ts") == pl.col("ts").shift(1))
-        ).fill_null(False)
-        combined = combined.with_columns(dup.alias("__dup"))
-        dups = combined.filter(pl.col("__dup"))
-        if dups.height:
-            rejected.append(_late_letters(dups.select(
-                "__row", "cell_id", "ts", "voltage_v", "current_a", "temperature_c", "cycle", "step", "step_time_s"
-            ), "duplicate timestamp: an earlier sample of this cell has the same ts"))
-        combined = combined.filter(~pl.col("__dup")).drop("__dup")
-        accepted = int((combined.get_column("__row") >= 0).sum())
+        allr = pend
+    accepted = 0
+    if len(allr["ts"]):
+        if not K.is_strictly_sorted(allr["slot"], allr["ts"]):
+            # Stable: among equal (slot, ts) the earliest arrival comes first and wins.
+            allr = _take(allr, np.lexsort((allr["ts"], allr["slot"])))
+            dup = K.duplicate_mask(allr["slot"], allr["ts"])
+            if dup.any():
+                rejected.append(_letters(
+                    state, _take(allr, np.flatnonzero(dup)),
+                    "duplicate timestamp: an earlier sample of this cell has the same ts", source,
+                ))
+                allr = _take(allr, np.flatnonzero(~dup))
+        accepted = int((allr["row"] >= 0).sum())
         if final:
-            ready = combined
-            keep = combined.clear()
+            ready = allr
+            keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
         else:
             wm = state.f[:, F_MAX_TS] - cfg.lateness_s
-            sl = combined.get_column("slot").to_numpy()
-            is_ready = combined.get_column("ts").to_numpy() < wm[sl]
-            mask = pl.Series(is_ready)
-            ready = combined.filter(mask)
-            keep = combined.filter(~mask)
-        state.pending = keep.select(list(PENDING_SCHEMA))
+            is_ready = allr["ts"] < wm[allr["slot"]]
+            if is_ready.all():
+                ready, keep = allr, _take(allr, np.zeros(0, dtype=np.int64))
+            else:
+                ready = _take(allr, np.flatnonzero(is_ready))
+                keep = _take(allr, np.flatnonzero(~is_ready))
+        state.pending = {k: keep[k] for k in PENDING_FIELDS}
     else:
-        ready = combined
+        ready = allr
     steps, cycles = _run_kernel(state, ready, final=final)
     rej = pl.concat([r for r in rejected if r.height] or [pl.DataFrame(schema=DEAD_LETTER_SCHEMA)])
     return state, EngineOutput(steps=steps, cycles=cycles, rejected=rej, accepted=accepted)
 
 
-def _run_kernel(state: EngineState, ready: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    n = ready.height
-    if n:
-        slots = ready.get_column("slot").to_numpy().astype(np.int64, copy=False)
-        ts = ready.get_column("ts").to_numpy()
-        v = ready.get_column("voltage_v").to_numpy()
-        cur = ready.get_column("current_a").to_numpy()
-        temp = ready.get_column("temperature_c").fill_null(np.nan).to_numpy()
-        cyc = ready.get_column("cycle").fill_null(NULL_LABEL).to_numpy()
-        stp = ready.get_column("step").fill_null(NULL_LABEL).to_numpy()
-        stime = ready.get_column("step_time_s").fill_null(np.nan).to_numpy()
-        touched = np.unique(slots)
-    else:
-        slots = np.zeros(0, dtype=np.int64)
-        touched = np.zeros(0, dtype=np.int64)
-    if final:
-        touched = np.arange(state.n_cells, dtype=np.int64)
-    cfgv = _cfg_vector(state.config)
-    cap_s = max(64, n // 64 + 2 * len(touched) + 8)
-    cap_c = max(32, n // 512 + 2 * len(touched) + 8)
+@dataclass
+class _Out:
+    step_f: np.ndarray
+    step_i: np.ndarray
+    cyc_f: np.ndarray
+    cyc_i: np.ndarray
+    cyc_x: np.ndarray
+
+
+def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfgv: np.ndarray) -> _Out:
+    """Run the kernel over rows lo..hi (whole cells), growing output buffers as needed."""
+    n = hi - lo
+    cap_s = max(64, n // 64 + 16)
+    cap_c = max(32, n // 512 + 16)
     step_f = np.empty((cap_s, NA))
     step_i = np.empty((cap_s, K.NSO), dtype=np.int64)
     cyc_f = np.empty((cap_c, NA))
@@ -264,26 +298,61 @@ def _run_kernel(state: EngineState, ready: pl.DataFrame, *, final: bool) -> tupl
     cyc_x = np.empty((cap_c, K.NCX))
     n_step = np.zeros(1, dtype=np.int64)
     n_cyc = np.zeros(1, dtype=np.int64)
+    args = [r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")]
     pos = 0
-    while n and pos < n:
-        pos = K.process(slots, ts, v, cur, temp, cyc, stp, stime, pos, cfgv, state.f, state.iv,
-                        state.s, state.r, state.cy, state.ring, step_f, step_i, n_step,
-                        cyc_f, cyc_i, cyc_x, n_cyc)
+    while pos < n:
+        pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,
+                        state.ring, step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
             step_f = np.concatenate([step_f, np.empty_like(step_f)])
             step_i = np.concatenate([step_i, np.empty_like(step_i)])
             cyc_f = np.concatenate([cyc_f, np.empty_like(cyc_f)])
             cyc_i = np.concatenate([cyc_i, np.empty_like(cyc_i)])
             cyc_x = np.concatenate([cyc_x, np.empty_like(cyc_x)])
+    ns, nc = int(n_step[0]), int(n_cyc[0])
+    return _Out(step_f[:ns], step_i[:ns], cyc_f[:nc], cyc_i[:nc], cyc_x[:nc])
+
+
+#: Below this many rows one thread does the work; above, cells are split across two.
+_PARALLEL_ROWS = 400_000
+
+
+def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    n = len(ready["ts"])
+    slots = ready["slot"]
+    touched = np.unique(slots) if n else np.zeros(0, dtype=np.int64)
+    if final:
+        touched = np.arange(state.n_cells, dtype=np.int64)
+    cfgv = _cfg_vector(state.config)
+    outs: list[_Out] = []
+    if n >= _PARALLEL_ROWS:
+        # Cells are independent: split at a cell boundary near the middle. The kernel
+        # releases the GIL, so both halves run at once.
+        mid = int(np.searchsorted(slots, slots[n // 2], side="left")) or int(
+            np.searchsorted(slots, slots[n // 2], side="right"))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futs = [pool.submit(_process, state, ready, 0, mid, cfgv),
+                    pool.submit(_process, state, ready, mid, n, cfgv)]
+            outs = [f.result() for f in futs]
+    elif n:
+        outs = [_process(state, ready, 0, n, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
     # Only cells that have seen a sample have open records.
     touched = touched[state.iv[touched, 0] == 1]
-    ns, nc = int(n_step[0]), int(n_cyc[0])
-    closed_steps = _steps_frame(state, step_f[:ns], step_i[:ns], "closed")
-    closed_cycles = _cycles_frame(state, cyc_f[:nc], cyc_i[:nc, K.CO_SLOT], cyc_i[:nc, K.CO_CYCLE],
-                                  cyc_x[:nc, K.CX_RETENTION], cyc_x[:nc, K.CX_THROUGHPUT],
-                                  cyc_x[:nc, K.CX_REF], "closed")
+    if outs:
+        step_f = np.concatenate([o.step_f for o in outs])
+        step_i = np.concatenate([o.step_i for o in outs])
+        cyc_f = np.concatenate([o.cyc_f for o in outs])
+        cyc_i = np.concatenate([o.cyc_i for o in outs])
+        cyc_x = np.concatenate([o.cyc_x for o in outs])
+    else:
+        step_f, step_i = np.empty((0, NA)), np.empty((0, K.NSO), dtype=np.int64)
+        cyc_f, cyc_i, cyc_x = np.empty((0, NA)), np.empty((0, K.NCO), dtype=np.int64), np.empty((0, K.NCX))
+    closed_steps = _steps_frame(state, step_f, step_i, "closed")
+    closed_cycles = _cycles_frame(state, cyc_f, cyc_i[:, K.CO_SLOT], cyc_i[:, K.CO_CYCLE],
+                                  cyc_x[:, K.CX_RETENTION], cyc_x[:, K.CX_THROUGHPUT],
+                                  cyc_x[:, K.CX_REF], "closed")
     m = len(touched)
     open_s = np.empty((m, NA))
     open_c = np.empty((m, NA))

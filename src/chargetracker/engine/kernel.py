@@ -495,3 +495,23 @@ def partial_state(iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: np.ndarray,
         acc_merge(out_cycle, idx, out_step, idx)
 
 
+
+
+@nb.njit(**_JIT)
+def is_strictly_sorted(slots: np.ndarray, ts: np.ndarray) -> bool:
+    """True when rows are ordered by cell and strictly by time within each cell."""
+    for k in range(1, ts.shape[0]):
+        if slots[k] < slots[k - 1] or (slots[k] == slots[k - 1] and not ts[k] > ts[k - 1]):
+            return False
+    return True
+
+
+@nb.njit(**_JIT)
+def duplicate_mask(slots: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Rows (sorted by cell, ts) whose ts equals the previous row's of the same cell."""
+    n = ts.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    for k in range(1, n):
+        if slots[k] == slots[k - 1] and ts[k] == ts[k - 1]:
+            out[k] = True
+    return out

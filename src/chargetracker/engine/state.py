@@ -20,22 +20,21 @@ from ..config import EngineConfig
 from ..errors import EngineStateError
 from .layout import F_DT_REF, F_EPS, F_LAST_IR, F_CAND_IR, F_MAX_TS, F_NOMINAL_AH, F_REF_DIS, NA, NF, NI
 
-__all__ = ["EngineState", "STATE_VERSION", "PENDING_SCHEMA"]
+__all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
 
 STATE_VERSION = 1
 _MAGIC = b"CTES"
 
-#: Accepted samples still inside the lateness window (not yet processed).
-PENDING_SCHEMA: dict[str, pl.DataType] = {
-    "slot": pl.Int64(),
-    "ts": pl.Float64(),
-    "voltage_v": pl.Float64(),
-    "current_a": pl.Float64(),
-    "temperature_c": pl.Float64(),
-    "cycle": pl.Int64(),
-    "step": pl.Int64(),
-    "step_time_s": pl.Float64(),
+#: Columns of the pending buffer: accepted samples still inside the lateness window.
+#: Nulls are NaN (floats) or NULL_LABEL (labels).
+PENDING_FIELDS: dict[str, type] = {
+    "slot": np.int64, "ts": np.float64, "v": np.float64, "i": np.float64, "t": np.float64,
+    "cyc": np.int64, "step": np.int64, "stime": np.float64,
 }
+
+
+def empty_pending() -> dict[str, np.ndarray]:
+    return {k: np.zeros(0, dtype=dt) for k, dt in PENDING_FIELDS.items()}
 
 
 def _new_f(n: int) -> np.ndarray:
@@ -57,7 +56,7 @@ class EngineState:
     r: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     cy: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     ring: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
-    pending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PENDING_SCHEMA))
+    pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
     index: dict[str, int] = field(default_factory=dict)
     _slot_frame: pl.DataFrame | None = None
 
@@ -133,11 +132,7 @@ class EngineState:
             buf,
             f=self.f[:n], iv=self.iv[:n], s=self.s[:n], r=self.r[:n], cy=self.cy[:n],
             ring=self.ring[:n],
-            **{f"p_{k}": self.pending.get_column(k).to_numpy() for k in ("slot", "ts", "voltage_v", "current_a")},
-            p_temperature_c=self.pending.get_column("temperature_c").fill_null(np.nan).to_numpy(),
-            p_cycle=self.pending.get_column("cycle").fill_null(-(2**62)).to_numpy(),
-            p_step=self.pending.get_column("step").fill_null(-(2**62)).to_numpy(),
-            p_step_time_s=self.pending.get_column("step_time_s").fill_null(np.nan).to_numpy(),
+            **{f"p_{k}": v for k, v in self.pending.items()},
         )
         hb = json.dumps(header).encode()
         return _MAGIC + struct.pack("<II", STATE_VERSION, len(hb)) + hb + buf.getvalue()
@@ -175,14 +170,6 @@ class EngineState:
         st.r = arrays["r"].copy()
         st.cy = arrays["cy"].copy()
         st.ring = arrays["ring"].copy()
-        null = -(2**62)
-        pend = pl.DataFrame(
-            {k: arrays[f"p_{k}"] for k in PENDING_SCHEMA}, schema=PENDING_SCHEMA
-        ).with_columns(
-            pl.col("temperature_c").fill_nan(None),
-            pl.when(pl.col("cycle") == null).then(None).otherwise(pl.col("cycle")).alias("cycle"),
-            pl.when(pl.col("step") == null).then(None).otherwise(pl.col("step")).alias("step"),
-            pl.col("step_time_s").fill_nan(None),
-        )
+        pend = {k: arrays[f"p_{k}"].astype(dt) for k, dt in PENDING_FIELDS.items()}
         st.pending = pend
         return st
