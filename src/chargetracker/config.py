@@ -17,6 +17,9 @@ __all__ = [
     "AlertConfig",
     "ApiConfig",
     "KafkaConfig",
+    "RuntimeConfig",
+    "DashboardConfig",
+    "SparkConfig",
     "Settings",
 ]
 
@@ -97,6 +100,30 @@ class AlertConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Live pipeline: micro-batching, back-pressure, retention (owned by runtime/)."""
+
+    poll_interval_s: float = 0.2
+    max_batch_rows: int = 200_000
+    #: Batches buffered between sources and the store; a full queue blocks the sources
+    #: (back-pressure) instead of growing memory.
+    max_queue_batches: int = 4
+    time_acceleration: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    refresh_ms: int = 2000
+    raw_hours: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class SparkConfig:
+    master: str = "local[2]"
+    app_name: str = "chargetracker-backfill"
+
+
+@dataclass(frozen=True, slots=True)
 class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8050
@@ -127,6 +154,9 @@ class Settings:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
     raw_retention_days: float | None = 30.0
 
     def with_overrides(self, **kwargs: Any) -> Settings:

@@ -9,7 +9,7 @@ equals any split of the same input into ``update`` calls followed by ``flush``.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -42,6 +42,8 @@ class EngineOutput:
     cycles: pl.DataFrame
     rejected: pl.DataFrame
     accepted: int
+    #: 0-based rows of the input batch that were accepted (for raw storage), sorted.
+    accepted_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -246,6 +248,7 @@ def _advance(
     else:
         allr = pend
     accepted = 0
+    accepted_rows = np.zeros(0, dtype=np.int64)
     if len(allr["ts"]):
         if not K.is_strictly_sorted(allr["slot"], allr["ts"]):
             # Stable: among equal (slot, ts) the earliest arrival comes first and wins.
@@ -257,7 +260,9 @@ def _advance(
                     "duplicate timestamp: an earlier sample of this cell has the same ts", source,
                 ))
                 allr = _take(allr, np.flatnonzero(~dup))
-        accepted = int((allr["row"] >= 0).sum())
+        fresh = allr["row"][allr["row"] >= 0]
+        accepted = len(fresh)
+        accepted_rows = np.sort(fresh)
         if final:
             ready = allr
             keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
@@ -274,7 +279,8 @@ def _advance(
         ready = allr
     steps, cycles = _run_kernel(state, ready, final=final)
     rej = pl.concat([r for r in rejected if r.height] or [pl.DataFrame(schema=DEAD_LETTER_SCHEMA)])
-    return state, EngineOutput(steps=steps, cycles=cycles, rejected=rej, accepted=accepted)
+    return state, EngineOutput(steps=steps, cycles=cycles, rejected=rej, accepted=accepted,
+                               accepted_rows=accepted_rows)
 
 
 @dataclass

@@ -1,0 +1,103 @@
+"""Arbin CSV export reader.
+
+Columns (names matched ignoring case, ``_``/spaces and a unit suffix, so ``Current``,
+``Current(A)`` and ``Current (mA)`` all work): ``Test_Time`` (s), ``DateTime``/``Date_Time``
+(epoch s or a date string), ``Step_Time`` (s), ``Step_Index``, ``Cycle_Index``, ``Current``
+(A, + = charge, the canonical sign already), ``Voltage`` (V), ``Temperature``/``Aux_Temperature``
+(degC) and the cumulative ``Charge_Capacity``/``Discharge_Capacity`` (Ah) and
+``Charge_Energy``/``Discharge_Energy`` (Wh) reference columns.
+
+``ts`` = epoch of test start + ``Test_Time``: the export's ``DateTime`` has only 1 s
+resolution, ``Test_Time`` has sub-second resolution, so intervals are exact. The test start
+is taken from the first row having both (or ``start_time``; else 0 and the file's time is
+relative, noted in the metadata attributes).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .base import ColumnLookup, Field, TextReader, unit_scale
+
+__all__ = ["ArbinReader", "TableReader"]
+
+
+class TableReader(TextReader):
+    """A comma-separated export whose columns are found from key tables.
+
+    Keys are normalized column names (lower case, no ``_``/spaces, no ``(unit)`` suffix);
+    the unit suffix, when present, scales the value to A, V, s, Ah, Wh.
+    """
+
+    format = "arbin"
+    test_time_keys: tuple[str, ...] = ("testtime",)
+    datetime_keys: tuple[str, ...] = ("datetime",)
+    step_time_keys: tuple[str, ...] = ("steptime",)
+    step_keys: tuple[str, ...] = ("stepindex",)
+    cycle_keys: tuple[str, ...] = ("cycleindex",)
+    current_keys: tuple[str, ...] = ("current",)
+    voltage_keys: tuple[str, ...] = ("voltage",)
+    temperature_keys: tuple[str, ...] = ("temperature", "auxtemperature")
+    temperature_prefix: bool = True
+    reference_keys: dict[str, tuple[str, ...]] = {
+        "charge_capacity_ah": ("chargecapacity",),
+        "discharge_capacity_ah": ("dischargecapacity",),
+        "charge_energy_wh": ("chargeenergy",),
+        "discharge_energy_wh": ("dischargeenergy",),
+    }
+    labels: dict[str, str] = {"test_time": "Test_Time", "current": "Current", "voltage": "Voltage"}
+
+    def _plan(self, cols: ColumnLookup) -> list[Field]:
+        fields: list[Field] = []
+        src, unit = self._require(cols, self.labels["test_time"], *self.test_time_keys)
+        fields.append(Field("__test_time", src, scale=unit_scale(unit, src), required=True,
+                            canonical="ts"))
+        hit = cols.find(*self.datetime_keys)
+        if hit:
+            fields.append(Field("__epoch", hit[0], kind="datetime", strict=False,
+                                probe_only=True,
+                                timezone=self.timezone))
+        src, unit = self._require(cols, self.labels["current"], *self.current_keys)
+        fields.append(Field("current_a", src, scale=unit_scale(unit, src), required=True))
+        src, unit = self._require(cols, self.labels["voltage"], *self.voltage_keys)
+        fields.append(Field("voltage_v", src, scale=unit_scale(unit, src), required=True))
+        hit = cols.find(*self.step_time_keys)
+        if hit:
+            fields.append(Field("step_time_s", hit[0], scale=unit_scale(hit[1], hit[0])))
+        hit = cols.find(*self.step_keys)
+        if hit:
+            fields.append(Field("step", hit[0], kind="int"))
+        hit = cols.find(*self.cycle_keys)
+        if hit:
+            fields.append(Field("cycle", hit[0], kind="int"))
+        hit = cols.find(*self.temperature_keys, prefix=self.temperature_prefix)
+        if hit:
+            fields.append(Field("temperature_c", hit[0]))
+        if self.keep_reference:
+            for out, keys in self.reference_keys.items():
+                hit = cols.find(*keys)
+                if hit:
+                    fields.append(Field(out, hit[0], scale=unit_scale(hit[1], hit[0])))
+        return fields
+
+    def _calibrate(self, probe: pl.DataFrame) -> None:
+        origin = self._origin_from(probe, "__epoch", "__test_time")
+        if self.start_time is not None:
+            self._origin, how = float(self.start_time), "start_time option"
+        elif origin is not None:
+            self._origin, how = origin, "date/time - test time of the first row"
+        else:
+            self._origin, how = 0.0, "unknown (ts is the test time, relative)"
+        self._attributes["time_origin"] = how
+        self._attributes["test_start_epoch_s"] = self._origin
+
+    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        return parsed.with_columns(
+            (pl.col("__test_time") + self._origin).alias("ts")
+        ).drop("__test_time", "__epoch", strict=False)
+
+
+class ArbinReader(TableReader):
+    """Arbin CSV export (see module docstring)."""
+
+    format = "arbin"

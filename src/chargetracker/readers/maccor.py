@@ -1,0 +1,192 @@
+"""Maccor text export reader.
+
+Layout: optional preamble line(s) (``Today's Date``, ``Date of Test``, ``Filename``,
+``Procedure``, ``Comment/Barcode``; a ``C-rate= 2.4 mAh`` text gives the nominal capacity),
+then a tab-separated column header, CRLF line ends. ``Amps`` is unsigned; ``State`` (or ``MD``)
+gives the sign: ``C`` charge (+), ``D`` discharge (-), ``R`` rest. Any other state letter is
+accepted only with zero current (the sign does not matter then); with non-zero current the
+row is rejected with the reason, since the sign cannot be known.
+
+Time: ``Test (Min)`` / ``Step (Min)`` in minutes (or ``(Sec)``, ``(Hr)``), ``DPt Time`` as
+``MM/DD/YYYY HH:MM:SS`` local time (read in ``timezone``, default UTC). ``ts`` = epoch of the
+test start (``DPt Time`` - test time of the first row) + test time, so intervals keep the test
+time's resolution. ``Amp-hr``/``Watt-hr`` (unsigned, as the cycler accumulated them) are the
+``capacity_ah``/``energy_wh`` reference columns.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import BinaryIO
+
+import polars as pl
+
+from ..errors import SchemaError
+from .base import ColumnLookup, Field, TextReader, _decode, _norm, _split_header, unit_scale
+
+__all__ = ["MaccorReader", "parse_preamble"]
+
+_MAX_PREAMBLE = 20
+_LABELS = r"(?:Today's Date|Date of Test|Filename|Procedure|Comment/Barcode)"
+# Each value runs to the next tab or the next known label (the export omits some tabs).
+_END = rf"(?=\t|\s+{_LABELS}:?|$)"
+_KEYS = {
+    "test_date": rf"Date of Test:?\s*(.+?){_END}",
+    "export_date": rf"Today's Date:?\s*(.+?){_END}",
+    "filename": rf"Filename:?\s*(.+?){_END}",
+    "procedure": rf"Procedure:?\s*(.+?){_END}",
+    "comment": rf"Comment/Barcode:?\s*(.+?){_END}",
+}
+_CAPACITY = re.compile(r"C-?rate\s*[=:]\s*([0-9]*\.?[0-9]+)\s*(mAh|Ah)\b", re.IGNORECASE)
+
+
+def parse_preamble(text: str) -> tuple[dict[str, str], float | None]:
+    """Header text -> (attributes, nominal capacity in Ah or None)."""
+    attrs: dict[str, str] = {}
+    for key, pat in _KEYS.items():
+        m = re.search(pat, text)
+        if m:
+            attrs[key] = m.group(1).strip()
+    cap = None
+    m = _CAPACITY.search(text)
+    if m:
+        cap = float(m.group(1)) * (1e-3 if m.group(2).lower() == "mah" else 1.0)
+    return attrs, cap
+
+
+def _is_column_header(cells: list[str]) -> bool:
+    keys = {_norm(c)[0] for c in cells}
+    return ("amps" in keys or "current" in keys) and ("volts" in keys or "voltage" in keys)
+
+
+class MaccorReader(TextReader):
+    """Maccor text export (see module docstring)."""
+
+    format = "maccor"
+    separator = "\t"
+
+    def _read_header(self, fh: BinaryIO) -> tuple[list[str], int, int]:
+        preamble: list[str] = []
+        offset = 0
+        for n in range(_MAX_PREAMBLE):
+            line = fh.readline()
+            if not line:
+                break
+            offset += len(line)
+            text = _decode(line)
+            cells = _split_header(text, "\t")
+            if _is_column_header(cells):
+                self._preamble(preamble)
+                return cells, n + 1, offset
+            preamble.append(text)
+        raise SchemaError(
+            f"no Maccor column header (a tab-separated line with Amps and Volts) in the first "
+            f"{_MAX_PREAMBLE} lines", field="Amps", source=self.source,
+        )
+
+    def _preamble(self, lines: list[str]) -> None:
+        attrs, cap = parse_preamble("\t".join(lines))
+        self._attributes.update(attrs)
+        if cap is not None:
+            self._meta["nominal_capacity_ah"] = cap
+        if "procedure" in attrs:
+            self._meta["test_type"] = attrs["procedure"]
+
+    def _plan(self, cols: ColumnLookup) -> list[Field]:
+        test = step_time = step = cycle = amps = volts = state = dpt = temp = None
+        amphr = watthr = None
+        for c in cols.columns:
+            key, unit = _norm(c)
+            if key in ("test", "testtime") and unit is not None and test is None:
+                test = (c, unit)
+            elif key in ("step", "steptime") and unit is not None and step_time is None:
+                step_time = (c, unit)
+            elif key in ("step", "stepindex") and unit is None and step is None:
+                step = c
+            elif key in ("cyc", "cycle", "cycleindex", "cyclec") and cycle is None:
+                cycle = c
+            elif key in ("amps", "current") and amps is None:
+                amps = (c, unit)
+            elif key in ("volts", "voltage") and volts is None:
+                volts = (c, unit)
+            elif key in ("state", "md") and state is None:
+                state = c
+            elif key in ("dpttime", "dptime", "datetime") and dpt is None:
+                dpt = c
+            elif key.startswith("temp") and temp is None:
+                temp = c
+            elif key == "amphr" and amphr is None:
+                amphr = (c, unit)
+            elif key == "watthr" and watthr is None:
+                watthr = (c, unit)
+        for label, hit in (("Test (Min)", test), ("Amps", amps), ("Volts", volts), ("State", state)):
+            if hit is None:
+                raise SchemaError(
+                    f"maccor file lacks the {label!r} column; columns seen: {cols.columns}",
+                    field=label, source=self.source,
+                )
+        assert test and amps and volts and state  # for type checkers
+        fields = [
+            Field("__test_time", test[0], scale=unit_scale(test[1], test[0]), required=True,
+                  canonical="ts"),
+            Field("__amps", amps[0], scale=unit_scale(amps[1], amps[0]), required=True,
+                  canonical="current_a"),
+            Field("voltage_v", volts[0], scale=unit_scale(volts[1], volts[0]), required=True),
+            Field("__state", state, kind="str", required=True),
+        ]
+        if dpt:
+            fields.append(Field("__epoch", dpt, kind="datetime", strict=False,
+                                probe_only=True,
+                                timezone=self.timezone))
+        if step_time:
+            fields.append(Field("step_time_s", step_time[0],
+                                scale=unit_scale(step_time[1], step_time[0])))
+        if step:
+            fields.append(Field("step", step, kind="int"))
+        if cycle:
+            fields.append(Field("cycle", cycle, kind="int"))
+        if temp:
+            fields.append(Field("temperature_c", temp))
+        if self.keep_reference:
+            if amphr:
+                fields.append(Field("capacity_ah", amphr[0], scale=unit_scale(amphr[1], amphr[0])))
+            if watthr:
+                fields.append(Field("energy_wh", watthr[0], scale=unit_scale(watthr[1], watthr[0])))
+        self._state_source = state
+        return fields
+
+    def _calibrate(self, probe: pl.DataFrame) -> None:
+        origin = self._origin_from(probe, "__epoch", "__test_time")
+        if self.start_time is not None:
+            self._origin, how = float(self.start_time), "start_time option"
+        elif origin is not None:
+            self._origin, how = origin, "DPt Time - Test Time of the first row"
+        else:
+            self._origin, how = 0.0, "unknown (ts is the test time, relative)"
+        self._attributes["time_origin"] = how
+        self._attributes["test_start_epoch_s"] = self._origin
+        self._attributes["timezone"] = self.timezone
+
+    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        state = pl.col("__state").str.to_uppercase()
+        amps = pl.col("__amps")
+        current = (
+            pl.when(state == "C").then(amps.abs())
+            .when(state == "D").then(-amps.abs())
+            .when(state == "R").then(amps)
+            .when(amps == 0).then(pl.lit(0.0))
+            .otherwise(None)
+        )
+        unknown = ~state.is_in(["C", "D", "R"]) & (amps != 0)
+        return parsed.with_columns(
+            (pl.col("__test_time") + self._origin).alias("ts"),
+            current.alias("current_a"),
+            pl.when(unknown).then(pl.lit(self._state_source)).otherwise(None)
+            .alias("__reject_field"),
+            pl.when(unknown)
+            .then(pl.concat_str([
+                pl.lit("unknown State '"), pl.col("__state"),
+                pl.lit("' with non-zero current: cannot tell charge from discharge"),
+            ]))
+            .otherwise(None).alias("__reject_reason"),
+        ).drop("__test_time", "__epoch", "__amps", "__state", strict=False)
