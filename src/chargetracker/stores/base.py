@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["Checkpoint", "CommitBatch", "Store", "TREND_METRICS"]
+__all__ = ["ALERT_SCHEMA", "Checkpoint", "CommitBatch", "Store", "TREND_METRICS"]
 
 #: Cycle metrics the group trend / deep dive accept (columns of CYCLE_SCHEMA).
 TREND_METRICS: tuple[str, ...] = (
@@ -25,6 +25,22 @@ TREND_METRICS: tuple[str, ...] = (
     "energy_efficiency", "retention", "mean_charge_v", "mean_discharge_v",
     "internal_resistance_ohm", "duration_s", "max_temperature_c", "mean_temperature_c",
 )
+
+#: Columns of an alert frame in :attr:`CommitBatch.alerts` (the store adds ``id`` and the
+#: acknowledgement columns). ``ts`` (s since epoch, of the data that raised it) and
+#: ``rule`` are required; a missing ``severity`` is stored as ``"warning"``. An alert is
+#: identified by (ts, cell_id, rule, cycle): committing it again does not duplicate it.
+ALERT_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Float64(),
+    "cell_id": pl.Utf8(),          # null for group-level alerts
+    "group": pl.Utf8(),
+    "rule": pl.Utf8(),             # e.g. over_temperature, min_coulombic_efficiency, outlier
+    "severity": pl.Utf8(),         # info | warning | critical
+    "value": pl.Float64(),         # the offending value, in the metric's unit
+    "threshold": pl.Float64(),
+    "cycle": pl.Int64(),
+    "message": pl.Utf8(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +137,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def ingest_stats(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def cells_count(self, *, filters: dict[str, str] | None = None) -> int:
+        """Number of cells (matching ``filters``, as in :meth:`cells`)."""
+
+    @abc.abstractmethod
+    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
+        """Per-commit ingest counts since a wall-clock time (s since epoch), oldest first.
+
+        Columns ``wall`` (float64, s), ``samples`` and ``rejected`` (int64, summed over
+        sources for that commit). Kept for the store's series retention (24 h default).
+        """

@@ -1,0 +1,431 @@
+"""The embedded store: one DuckDB file (default ``./chargetracker.duckdb``).
+
+Layout and every SQL statement come from :mod:`chargetracker.stores.sql` (shared with the
+PostgreSQL store); this module adds the connection, transactions, and the way frames
+reach DuckDB: a Polars frame is *registered* as a view over its Arrow buffers and
+inserted with one ``INSERT ... SELECT`` (never row by row), so a million raw rows take
+well under a second.
+
+Thread safety: a DuckDB connection object must not be used from two threads at once.
+The store keeps one cursor (a duplicate connection onto the same database) per
+thread, created on first use, so the API server can read from many threads while the
+pipeline commits. Reads see the last committed state (DuckDB MVCC snapshot per
+statement). Writes (:meth:`commit`, :meth:`upsert_cells`, :meth:`ack_alert`,
+:meth:`prune_measurements`) are serialized by one lock, which also prevents DuckDB's
+write-write conflicts between this process's threads. Another *process* cannot open
+the same file for writing while this one holds it: that surfaces as
+:class:`~chargetracker.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ..errors import ChargeTrackerError, StoreError, StoreUnavailable, ValidationError
+from ..schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
+from . import sql as q
+from .base import Checkpoint, CommitBatch, Store
+
+__all__ = ["DuckDBStore"]
+
+_D = q.DUCKDB
+
+
+class DuckDBStore(Store):
+    """Store on a DuckDB file (or ``":memory:"``).
+
+    Parameters
+    ----------
+    path:
+        Database file; parent directories are created. ``":memory:"`` for a throwaway
+        store.
+    read_only:
+        Open without write access (several read-only processes may share a file, but
+        not with a writer).
+    series_retention_s:
+        How long the per-commit ingest series (:meth:`ingest_rate_series`) is kept, s.
+    clock:
+        Wall clock in s since the epoch (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        path: str | Path = "chargetracker.duckdb",
+        *,
+        read_only: bool = False,
+        series_retention_s: float = q.DEFAULT_SERIES_RETENTION_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
+        self._read_only = read_only
+        self._series_retention_s = float(series_retention_s)
+        self._clock = clock
+        try:
+            if self._path != ":memory:" and not read_only:
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(self._path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot open DuckDB store {self._path!r}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create directory for {self._path!r}: {exc}") from exc
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._closed = False
+        self._n_registered = 0
+        try:
+            self._init_schema()
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """A URL :func:`~chargetracker.stores.url.open_store` reopens this store with."""
+        return "duckdb:///:memory:" if self._path == ":memory:" else f"duckdb:///{self._path}"
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def close(self) -> None:
+        with self._cursors_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:  # pragma: no cover - closing is best effort
+                    pass
+            self._cursors.clear()
+            try:
+                self._con.close()
+            except duckdb.Error as exc:  # pragma: no cover
+                raise StoreError(f"closing {self._path!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"DuckDBStore({self._path!r}{', read_only=True' if self._read_only else ''})"
+
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cur", None)
+        if cur is not None and not self._closed:
+            return cur
+        with self._cursors_lock:
+            if self._closed:
+                raise StoreError(f"store {self._path!r} is closed")
+            cur = self._con.cursor()
+            self._cursors.append(cur)
+        self._local.cur = cur
+        return cur
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Translate DuckDB exceptions at the edge."""
+        try:
+            yield
+        except ChargeTrackerError:
+            raise
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            raise StoreUnavailable(f"{what} on {self._path!r}: {exc}") from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"{what} on {self._path!r}: {exc}") from exc
+
+    def _init_schema(self) -> None:
+        with self._errors("initialising schema"):
+            cur = self._cur()
+            if self._read_only:
+                self._check_version(cur)
+                return
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for stmt in q.ddl(_D):
+                    cur.execute(stmt)
+                self._check_version(cur)
+                cur.execute(q.set_meta(_D), ["schema_version", str(q.SCHEMA_VERSION)])
+                cur.execute("COMMIT")
+            except BaseException:
+                _rollback(cur)
+                raise
+
+    def _check_version(self, cur: duckdb.DuckDBPyConnection) -> None:
+        try:
+            rows = cur.execute(q.get_meta(_D), ["schema_version"]).fetchall()
+        except duckdb.CatalogException as exc:
+            raise StoreError(f"{self._path!r} is not a ChargeTracker store") from exc
+        if rows and int(rows[0][0]) > q.SCHEMA_VERSION:
+            raise StoreError(
+                f"{self._path!r} has store schema version {rows[0][0]}, newer than this "
+                f"ChargeTracker understands ({q.SCHEMA_VERSION}); upgrade ChargeTracker"
+            )
+
+    # -- helpers ---------------------------------------------------------------------
+    def _frame(self, sql: str, params: list[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        with self._errors("query"):
+            df = self._cur().sql(sql, params=params or None).pl()
+        return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._errors("query"):
+            return self._cur().execute(sql, params or None).fetchall()
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, frame: pl.DataFrame,
+                build: Callable[[str], str], params: list[Any] | None = None) -> None:
+        # Register the frame as a connection-local view (zero-copy over Arrow) and insert
+        # from it in one statement. The view name is ours, never user input.
+        self._n_registered += 1
+        name = f"_ct_src_{self._n_registered}"
+        sql = build(name)
+        cur.register(name, frame)
+        try:
+            cur.execute(sql, params).fetchall()
+        finally:
+            cur.unregister(name)
+
+    # -- writes ----------------------------------------------------------------------
+    def commit(self, batch: CommitBatch) -> None:
+        """Write one micro-batch in one transaction; on any error nothing is written.
+
+        Frames are checked against the schema first (a malformed one raises
+        :class:`~chargetracker.errors.SchemaError` naming table and column before the
+        transaction starts). Steps, cycles and cells are upserted by key (last write
+        wins, also within one batch); raw measurements keyed by (cell_id, ts) are
+        inserted unless present; alerts unless one with the same (ts, cell_id, rule,
+        cycle) exists; dead letters are appended; counters added; checkpoints replaced.
+        Every cell id seen in data gets a cells row (metadata null until upserted).
+        """
+        now = float(self._clock())
+        prepared = q.prepare_batch(batch, now)
+        with self._write_lock, self._errors("commit"):
+            cur = self._cur()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                self._write(cur, prepared)
+                cur.execute("COMMIT")
+            except BaseException:
+                _rollback(cur)
+                raise
+
+    def _write(self, cur: duckdb.DuckDBPyConnection, b: q.PreparedBatch) -> None:
+        for name, state, position in b.checkpoints:
+            cur.execute(q.upsert_checkpoint(_D), [name, state, position, b.now])
+        for source, acc, rej in b.counters:
+            cur.execute(q.add_counters(_D), [source, acc, rej, b.now])
+            cur.execute(q.add_series_row(_D), [b.now, source, acc, rej])
+        if b.counters:
+            cur.execute(q.prune_series(_D), [b.now - self._series_retention_s])
+        if b.cells is not None:
+            self._insert(cur, b.cells, lambda s: q.upsert_from(q.CELLS, s))
+        if b.measurements is not None:
+            ts = b.measurements.get_column("ts")
+            lo, hi = ts.min(), ts.max()
+            self._insert(cur, b.measurements,
+                         lambda s: q.insert_new_measurements_from(_D, s), [lo, hi])
+            self._insert(cur, b.measurements.select("cell_id").unique(), q.ensure_cells_from)
+        if b.steps is not None:
+            self._insert(cur, b.steps, lambda s: q.upsert_from(q.STEPS, s))
+            self._insert(cur, b.steps.select("cell_id").unique(), q.ensure_cells_from)
+        if b.cycles is not None:
+            self._insert(cur, b.cycles, lambda s: q.upsert_from(q.CYCLES, s))
+            self._insert(cur, b.cycles.select("cell_id").unique(), q.ensure_cells_from)
+        if b.alerts is not None:
+            self._insert(cur, b.alerts, q.insert_alerts_from)
+        if b.dead_letters is not None:
+            self._insert(cur, b.dead_letters, q.insert_dead_letters_from)
+        cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
+
+    def upsert_cells(self, cells: pl.DataFrame) -> None:
+        """Insert or replace cell metadata (CELL_SCHEMA; ``attributes`` a JSON object)."""
+        self.commit(CommitBatch(cells=cells))
+
+    def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
+        """Acknowledge an alert; False when no alert has that id. Acknowledging twice
+        keeps the first acknowledgement."""
+        with self._write_lock, self._errors("acknowledging alert"):
+            cur = self._cur()
+            cur.execute(q.ack_alert(_D), [by, float(self._clock()), int(alert_id)]).fetchall()
+            return bool(cur.execute(q.alert_exists(_D), [int(alert_id)]).fetchall())
+
+    def prune_measurements(self, older_than_ts: float) -> int:
+        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch)."""
+        with self._write_lock, self._errors("pruning measurements"):
+            rows = self._cur().execute(q.prune_measurements(_D), [float(older_than_ts)]).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        rows = self._rows(q.load_checkpoint(_D), [name])
+        if not rows:
+            return None
+        state, position = rows[0]
+        return Checkpoint(name=name, state=bytes(state), position=json.loads(position))
+
+    # -- reads -----------------------------------------------------------------------
+    def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
+              offset: int = 0) -> pl.DataFrame:
+        """Cells (CELL_SCHEMA, ``attributes`` as JSON text) ordered by cell_id.
+
+        ``filters`` maps a cells column (group, chemistry, test_type, ...) or any
+        attributes key to a value or a list of values; conditions are AND-ed.
+        ``limit`` is clamped to :data:`~chargetracker.stores.sql.MAX_PAGE`.
+        """
+        limit_, offset = q.page(limit, offset)
+        sql, params = q.cells_query(_D, filters, limit_ if limit_ is not None else q.MAX_PAGE,
+                                    offset)
+        return self._frame(sql, params, CELL_SCHEMA)
+
+    def cells_count(self, *, filters: dict[str, str] | None = None) -> int:
+        sql, params = q.cells_count_query(_D, filters)
+        return int(self._rows(sql, params)[0][0])
+
+    def cell(self, cell_id: str) -> dict[str, Any] | None:
+        """Metadata, counts and latest cycle of one cell; None when it is unknown.
+
+        Keys: the CELL_SCHEMA columns (``attributes`` parsed to a dict), ``n_measurements``,
+        ``first_ts``, ``last_ts``, ``n_steps``, ``n_cycles``, ``n_closed_cycles`` and
+        ``latest_cycle`` (a CYCLE_SCHEMA dict, open or closed, or None).
+        """
+        with self._errors("reading cell"):
+            cur = self._cur()
+            # One read transaction so counts and the latest cycle agree.
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                meta = cur.execute(q.cell_row_query(_D), [cell_id]).fetchall()
+                n_meas, first_ts, last_ts = cur.execute(
+                    q.cell_measurement_stats_query(_D), [cell_id]).fetchall()[0]
+                n_steps = cur.execute(q.cell_step_count_query(_D), [cell_id]).fetchall()[0][0]
+                n_cycles, n_closed = cur.execute(
+                    q.cell_cycle_stats_query(_D), [cell_id]).fetchall()[0]
+                latest = cur.sql(q.latest_cycle_query(_D), params=[cell_id]).pl()
+            finally:
+                _rollback(cur)
+        if not meta and not n_meas and not n_steps and not n_cycles:
+            return None
+        out: dict[str, Any] = dict.fromkeys(CELL_SCHEMA)
+        out["cell_id"] = cell_id
+        if meta:
+            out.update(zip(CELL_SCHEMA, meta[0], strict=True))
+        out["attributes"] = json.loads(out["attributes"]) if out["attributes"] else {}
+        out.update(
+            n_measurements=int(n_meas), first_ts=first_ts, last_ts=last_ts,
+            n_steps=int(n_steps), n_cycles=int(n_cycles), n_closed_cycles=int(n_closed),
+            latest_cycle=latest.cast(CYCLE_SCHEMA).to_dicts()[0] if latest.height else None,
+        )
+        return out
+
+    def cycles(self, cell_id: str | None = None, *, status: str | None = None,
+               limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        """Cycles (CYCLE_SCHEMA) ordered by cell_id, cycle; ``status`` open|closed|None."""
+        limit, offset = q.page(limit, offset, default_cap=None)
+        sql, params = q.cycles_query(_D, cell_id, status, limit, offset)
+        return self._frame(sql, params, CYCLE_SCHEMA)
+
+    def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
+              offset: int = 0) -> pl.DataFrame:
+        """Steps (STEP_SCHEMA) of one cell, optionally one cycle, ordered by step."""
+        limit, offset = q.page(limit, offset, default_cap=None)
+        sql, params = q.steps_query(_D, cell_id, cycle, limit, offset)
+        return self._frame(sql, params, STEP_SCHEMA)
+
+    def measurements(self, cell_id: str, *, start_ts: float | None = None,
+                     end_ts: float | None = None, max_points: int | None = None) -> pl.DataFrame:
+        """Raw rows (MEASUREMENT_SCHEMA) of one cell with start_ts <= ts <= end_ts.
+
+        With more than ``max_points`` rows, every k-th row is returned (k = ceil(n /
+        max_points)), so at most ``max_points`` real samples.
+        """
+        sql, params = q.measurements_query(_D, cell_id, start_ts, end_ts, max_points)
+        return self._frame(sql, params, MEASUREMENT_SCHEMA)
+
+    def metric_values(self, metric: str, *, group_key: str = "group",
+                      filters: dict[str, str] | None = None, status: str = "closed",
+                      since_cycle: int | None = None) -> pl.DataFrame:
+        """(group, cell_id, cycle, value) of one TREND_METRICS column.
+
+        ``group`` is the cells column named ``group_key`` (group, chemistry, test_type,
+        ...) or that attributes key, as text. Only ``status`` cycles ("closed" by
+        default; None for all) with a non-null value and cycle >= ``since_cycle``.
+        Unknown metric or key -> :class:`~chargetracker.errors.ValidationError`.
+        """
+        sql, params = q.metric_values_query(_D, metric, group_key, filters, status, since_cycle)
+        return self._frame(sql, params, q.METRIC_VALUES_SCHEMA)
+
+    def alerts(self, *, since_id: int | None = None, acknowledged: bool | None = None,
+               limit: int = 100) -> pl.DataFrame:
+        """Alerts with id > ``since_id``, newest first (ALERT_ROW_SCHEMA)."""
+        limit_, _ = q.page(limit, 0)
+        sql, params = q.alerts_query(_D, since_id, acknowledged,
+                                     limit_ if limit_ is not None else q.MAX_PAGE)
+        return self._frame(sql, params, q.ALERT_ROW_SCHEMA)
+
+    def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
+        """Dead letters newest first: id, received_at (wall s) + DEAD_LETTER_SCHEMA."""
+        limit_, _ = q.page(limit, 0)
+        sql, params = q.dead_letters_query(_D, limit_ if limit_ is not None else q.MAX_PAGE)
+        return self._frame(sql, params, q.DEAD_LETTER_ROW_SCHEMA)
+
+    def ingest_stats(self) -> dict[str, Any]:
+        """Ingest counters and health.
+
+        ``samples_total`` / ``rejected_total`` (summed counters), ``by_source``
+        {source: {accepted, rejected, updated_at}}, ``samples_per_s`` (accepted over the
+        last 60 s of commits), ``last_commit_wall`` (wall s or None), ``newest_ts`` (ts
+        of the newest stored measurement), ``lag_s`` (wall now - newest_ts: the data
+        lag), ``measurements_stored``, ``dead_letters_stored``, ``cells``.
+        """
+        now = float(self._clock())
+        with self._errors("reading ingest stats"):
+            cur = self._cur()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                counters = cur.execute(q.COUNTERS_QUERY).fetchall()
+                newest_ts, n_meas = cur.execute(q.NEWEST_TS_QUERY).fetchall()[0]
+                n_dead = cur.execute(q.DEAD_LETTER_COUNT_QUERY).fetchall()[0][0]
+                n_cells = cur.execute(*q.cells_count_query(_D)).fetchall()[0][0]
+                acc_window, _ = cur.execute(
+                    q.series_window_query(_D), [now - q.RATE_WINDOW_S]).fetchall()[0]
+                first_wall = cur.execute(q.first_series_wall_query()).fetchall()[0][0]
+                last = cur.execute(q.get_meta(_D), ["last_commit_wall"]).fetchall()
+            finally:
+                _rollback(cur)
+        by_source = {
+            src: {"accepted": int(a), "rejected": int(r), "updated_at": u}
+            for src, a, r, u in counters
+        }
+        newest = q.finite_or_none(newest_ts)
+        return {
+            "samples_total": sum(v["accepted"] for v in by_source.values()),
+            "rejected_total": sum(v["rejected"] for v in by_source.values()),
+            "by_source": by_source,
+            "samples_per_s": q.rate(int(acc_window), first_wall, now),
+            "last_commit_wall": float(last[0][0]) if last else None,
+            "newest_ts": newest,
+            "lag_s": (now - newest) if newest is not None else None,
+            "measurements_stored": int(n_meas),
+            "dead_letters_stored": int(n_dead),
+            "cells": int(n_cells),
+        }
+
+    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
+        """(wall, samples, rejected) per commit with wall >= ``since_wall``, oldest first."""
+        if since_wall is None:
+            raise ValidationError("since_wall is required", field="since_wall")
+        return self._frame(q.series_query(_D), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
+
+
+def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    # After a failed statement DuckDB may already have aborted the transaction.
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass

@@ -1,0 +1,137 @@
+"""Open a store from a URL (the ``store_url`` setting).
+
+Accepted forms:
+
+* ``duckdb:///chargetracker.duckdb`` -- a file relative to the working directory
+  (everything after ``duckdb:///`` is the path, as in SQLAlchemy);
+* ``duckdb:////var/lib/ct/store.duckdb`` -- an absolute path;
+* ``duckdb:///:memory:`` (or ``duckdb://``, ``:memory:``) -- an in-memory store;
+* a plain path ending ``.duckdb`` (or ``.db``), e.g. ``./data/ct.duckdb``;
+* ``postgresql://user@host/db`` -- the PostgreSQL store, when installed.
+
+Query parameters are passed to the store as keyword arguments when the store knows
+them, e.g. ``duckdb:///ct.duckdb?read_only=true``; keyword arguments of
+:func:`open_store` win over them.
+
+Backends are looked up in :data:`BACKENDS` (scheme -> ``"module:attribute"``), imported
+lazily so that the PostgreSQL driver is only needed when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from ..errors import ConfigError
+from .base import Store
+
+__all__ = ["BACKENDS", "open_store", "parse_duckdb_url", "redact"]
+
+#: scheme -> "module:callable(url_or_path, **kw) -> Store".
+BACKENDS: dict[str, str] = {
+    "duckdb": "chargetracker.stores.duckdb:DuckDBStore",
+    "postgresql": "chargetracker.stores.postgresql:PostgresStore",
+    "postgres": "chargetracker.stores.postgresql:PostgresStore",
+}
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+_DUCKDB_KW: dict[str, Callable[[str], Any]] = {
+    "read_only": lambda v: _parse_bool("read_only", v),
+    "series_retention_s": float,
+}
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    try:
+        return _BOOL[value.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"store URL parameter {name}={value!r} is not a boolean") from None
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_duckdb_url(url: str) -> tuple[str, dict[str, Any]]:
+    """``(path, keyword arguments)`` of a DuckDB URL or plain path."""
+    if not url.startswith("duckdb:"):
+        return url, {}
+    rest = url[len("duckdb:"):]
+    path, _, query = rest.partition("?")
+    if path in ("", "//", "///"):
+        path = ":memory:"
+    elif path.startswith("///"):
+        path = path[3:]
+    else:
+        raise ConfigError(
+            f"bad DuckDB store URL {url!r}: use duckdb:///relative/file.duckdb, "
+            "duckdb:////absolute/file.duckdb or duckdb:///:memory:"
+        )
+    kw: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        conv = _DUCKDB_KW.get(key)
+        if conv is None:
+            raise ConfigError(f"unknown DuckDB store URL parameter {key!r}; known: {sorted(_DUCKDB_KW)}")
+        try:
+            kw[key] = conv(value)
+        except ValueError as exc:
+            raise ConfigError(f"store URL parameter {key}={value!r}: {exc}") from exc
+    return path, kw
+
+
+def _scheme(url: str) -> str:
+    if url == ":memory:" or url.endswith((".duckdb", ".db")) and "://" not in url:
+        return "duckdb"
+    head, sep, _ = url.partition(":")
+    if not sep:
+        return ""
+    return head.split("+", 1)[0].lower()  # "postgresql+psycopg" -> "postgresql"
+
+
+def _load(scheme: str, url: str) -> Callable[..., Store]:
+    target = BACKENDS[scheme]
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if scheme in ("postgresql", "postgres"):
+            raise ConfigError(
+                f"cannot open {redact(url)}: the PostgreSQL store is not installed in this "
+                "ChargeTracker build yet; use a DuckDB store (duckdb:///chargetracker.duckdb)"
+            ) from exc
+        raise ConfigError(f"store backend {scheme!r} is not installed ({exc})") from exc
+    return getattr(module, attr)
+
+
+def open_store(url: str, **kw: Any) -> Store:
+    """Open the store a URL names (see the module docstring for the forms).
+
+    Raises :class:`~chargetracker.errors.ConfigError` for an unknown or malformed URL
+    and :class:`~chargetracker.errors.StoreUnavailable` when the store cannot be opened
+    (e.g. a DuckDB file locked by another process).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("store URL is empty; e.g. duckdb:///chargetracker.duckdb")
+    url = url.strip()
+    scheme = _scheme(url)
+    if scheme not in BACKENDS:
+        raise ConfigError(
+            f"unsupported store URL {redact(url)!r}: expected duckdb:///file.duckdb, "
+            "duckdb:///:memory:, a path ending .duckdb, or postgresql://..."
+        )
+    factory = _load(scheme, url)
+    if scheme == "duckdb":
+        path, url_kw = parse_duckdb_url(url)
+        return factory(path, **{**url_kw, **kw})
+    return factory(url, **kw)
