@@ -91,6 +91,17 @@ def _nominal_map(cells: pl.DataFrame | None) -> dict[str, float]:
 def _assign_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) -> np.ndarray:
     """Slot of each row's cell, allocating slots for new cells in order of appearance."""
     n = len(ids)
+    prev = state._last_ids
+    if prev is not None and len(prev[0]) == n and prev[0].equals(ids):
+        # A live fleet sends the same cells in the same order every poll.
+        return prev[1]
+    slots = _lookup_slots(state, ids, nominal)
+    state._last_ids = (ids, slots)
+    return slots
+
+
+def _lookup_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) -> np.ndarray:
+    n = len(ids)
     starts = np.flatnonzero(ids.ne_missing(ids.shift(1)).fill_null(True).to_numpy())
     if len(starts) <= n // 4 + 1:
         # Rows come grouped by cell (files, batch input): map each run once.
@@ -377,9 +388,18 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
     open_cycles = _cycles_frame(state, open_c, touched, state.iv[touched, I_CYCLE_NO], retention,
                                 throughput, ref, "open")
-    steps = pl.concat([closed_steps, open_steps]).sort(["cell_id", "step"], maintain_order=True)
-    cycles = pl.concat([closed_cycles, open_cycles]).sort(["cell_id", "cycle"], maintain_order=True)
-    return steps, cycles
+    # Closed records first, then open snapshots: a consumer upserting in order ends
+    # with the newest version of every key.
+    return pl.concat([closed_steps, open_steps]), pl.concat([closed_cycles, open_cycles])
+
+
+_KIND_CODES = {1: KIND_NAMES[1], -1: KIND_NAMES[-1], 0: KIND_NAMES[0]}
+_MODE_CODES = {0: "rest", 1: "CC", 2: "CV", 3: "CC-CV"}
+
+
+def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
+    """Small integer codes to their names, vectorized."""
+    return pl.Series(codes).replace_strict(names, return_dtype=pl.Utf8)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -440,20 +460,17 @@ def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, status: st
         rel_i = np.sqrt(var_i) / np.abs(mean_i)
     std_v = np.sqrt(var_v)
     mode = np.where(
-        kind == 0, "rest",
-        np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), "CC",
-                 np.where(std_v < cfg.cv_v_std_v, "CV", "CC-CV")),
-    )
-    ids = np.asarray(state.cell_ids, dtype=object)[slot]
-    kind_names = np.where(kind == 1, KIND_NAMES[1], np.where(kind == -1, KIND_NAMES[-1], KIND_NAMES[0]))
+        kind == 0, 0,
+        np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), 1, np.where(std_v < cfg.cv_v_std_v, 2, 3)),
+    ).astype(np.int8)
     data = {
-        "cell_id": ids,
+        "cell_id": state.id_series().gather(slot),
         "step": ints[:, K.SO_STEP],
         "cycle": ints[:, K.SO_CYCLE],
         "step_label": np.where(labelled, label, 0),
-        "kind": kind_names,
-        "mode": mode,
-        "status": np.full(a.shape[0], status),
+        "kind": _names(kind.astype(np.int8), _KIND_CODES),
+        "mode": _names(mode, _MODE_CODES),
+        "status": pl.repeat(status, a.shape[0], dtype=pl.Utf8, eager=True),
         "start_ts": base["start_ts"],
         "end_ts": base["end_ts"],
         "duration_s": base["duration_s"],
@@ -493,9 +510,9 @@ def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np
     # discharge); the nominal capacity when known, else the cell's own early capacity.
     cap_ah = np.where(np.isfinite(nominal) & (nominal > 0), nominal, ref_as / 3600.0)
     data = {
-        "cell_id": np.asarray(state.cell_ids, dtype=object)[slot],
+        "cell_id": state.id_series().gather(slot),
         "cycle": cycle,
-        "status": np.full(a.shape[0], status),
+        "status": pl.repeat(status, a.shape[0], dtype=pl.Utf8, eager=True),
         "start_ts": base["start_ts"],
         "end_ts": base["end_ts"],
         "duration_s": base["duration_s"],

@@ -59,6 +59,8 @@ class EngineState:
     pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
     index: dict[str, int] = field(default_factory=dict)
     _slot_frame: pl.DataFrame | None = None
+    _id_series: pl.Series | None = None
+    _last_ids: tuple[pl.Series, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.ring.shape[1] != self.config.dt_ref_intervals:
@@ -68,6 +70,12 @@ class EngineState:
     @property
     def n_cells(self) -> int:
         return len(self.cell_ids)
+
+    def id_series(self) -> pl.Series:
+        """Cell ids by slot, as a Series (gathered to name output rows)."""
+        if self._id_series is None or len(self._id_series) != self.n_cells:
+            self._id_series = pl.Series("cell_id", self.cell_ids, dtype=pl.Utf8)
+        return self._id_series
 
     def slot_frame(self) -> pl.DataFrame:
         if self._slot_frame is None or self._slot_frame.height != self.n_cells:
