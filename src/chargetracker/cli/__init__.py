@@ -19,6 +19,7 @@ __all__ = ["main", "build_parser"]
 #: Subcommand modules, in help order.
 COMMANDS: tuple[str, ...] = (
     "analyze",
+    "simulate",
 )
 
 

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         raise SourceError(f"cannot write {exc.filename or args.out}: {exc.strerror or exc}") from exc
     meta = fleet.metadata
     print(
-        f"simulated {fleet.n_cells} cells x {cfg.duration_s / 3600:g} h "
+        f"simulated {fleet.n_cells} cells x {fleet.sim_time_s / 3600:g} h "
         f"(seed {cfg.seed}): {rows} rows -> {args.out}"
         + (f"; cells -> {cells_path}" if cells_path else "")
         + f"; defective: {len(meta['defective'])}, knee: {len(meta['knee'])}",

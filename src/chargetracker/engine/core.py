@@ -337,7 +337,8 @@ _PARALLEL_ROWS = 400_000
 def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     n = len(ready["ts"])
     slots = ready["slot"]
-    touched = np.unique(slots) if n else np.zeros(0, dtype=np.int64)
+    # Rows are sorted by slot: unique slots are where the slot changes.
+    touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
     if final:
         touched = np.arange(state.n_cells, dtype=np.int64)
     cfgv = _cfg_vector(state.config)
@@ -366,10 +367,6 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     else:
         step_f, step_i = np.empty((0, NA)), np.empty((0, K.NSO), dtype=np.int64)
         cyc_f, cyc_i, cyc_x = np.empty((0, NA)), np.empty((0, K.NCO), dtype=np.int64), np.empty((0, K.NCX))
-    closed_steps = _steps_frame(state, step_f, step_i, "closed")
-    closed_cycles = _cycles_frame(state, cyc_f, cyc_i[:, K.CO_SLOT], cyc_i[:, K.CO_CYCLE],
-                                  cyc_x[:, K.CX_RETENTION], cyc_x[:, K.CX_THROUGHPUT],
-                                  cyc_x[:, K.CX_REF], "closed")
     m = len(touched)
     open_s = np.empty((m, NA))
     open_c = np.empty((m, NA))
@@ -380,21 +377,35 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     oi[:, K.SO_CYCLE] = state.iv[touched, I_STEP_CYCLE]
     oi[:, K.SO_LABEL] = state.iv[touched, I_STEP_LABEL]
     oi[:, K.SO_KIND] = state.iv[touched, I_STEP_KIND]
-    open_steps = _steps_frame(state, open_s, oi, "open")
     ref = state.f[touched, F_REF_DIS]
     dis = open_c[:, A_DIS_AS]
     with np.errstate(invalid="ignore", divide="ignore"):
         retention = np.where(ref > 0, dis / ref, np.nan)
     throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
-    open_cycles = _cycles_frame(state, open_c, touched, state.iv[touched, I_CYCLE_NO], retention,
-                                throughput, ref, "open")
     # Closed records first, then open snapshots: a consumer upserting in order ends
     # with the newest version of every key.
-    return pl.concat([closed_steps, open_steps]), pl.concat([closed_cycles, open_cycles])
+    steps = _steps_frame(state, np.concatenate([step_f, open_s]), np.concatenate([step_i, oi]),
+                         len(step_f))
+    cycles = _cycles_frame(
+        state, np.concatenate([cyc_f, open_c]),
+        np.concatenate([cyc_i[:, K.CO_SLOT], touched]),
+        np.concatenate([cyc_i[:, K.CO_CYCLE], state.iv[touched, I_CYCLE_NO]]),
+        np.concatenate([cyc_x[:, K.CX_RETENTION], retention]),
+        np.concatenate([cyc_x[:, K.CX_THROUGHPUT], throughput]),
+        np.concatenate([cyc_x[:, K.CX_REF], ref]),
+        len(cyc_f),
+    )
+    return steps, cycles
 
 
 _KIND_CODES = {1: KIND_NAMES[1], -1: KIND_NAMES[-1], 0: KIND_NAMES[0]}
 _MODE_CODES = {0: "rest", 1: "CC", 2: "CV", 3: "CC-CV"}
+
+
+def _status(n: int, n_closed: int) -> pl.Series:
+    codes = np.ones(n, dtype=np.int8)
+    codes[:n_closed] = 0
+    return _names(codes, {0: "closed", 1: "open"})
 
 
 def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
@@ -437,7 +448,8 @@ def _common(state: EngineState, a: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, status: str) -> pl.DataFrame:
+def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: int) -> pl.DataFrame:
+    """Step rows; the first ``n_closed`` are closed, the rest open snapshots."""
     if a.shape[0] == 0:
         return pl.DataFrame(schema=STEP_SCHEMA)
     cfg = state.config
@@ -470,7 +482,7 @@ def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, status: st
         "step_label": np.where(labelled, label, 0),
         "kind": _names(kind.astype(np.int8), _KIND_CODES),
         "mode": _names(mode, _MODE_CODES),
-        "status": pl.repeat(status, a.shape[0], dtype=pl.Utf8, eager=True),
+        "status": _status(a.shape[0], n_closed),
         "start_ts": base["start_ts"],
         "end_ts": base["end_ts"],
         "duration_s": base["duration_s"],
@@ -500,7 +512,8 @@ def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, status: st
 
 def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
                   retention: np.ndarray, throughput_as: np.ndarray, ref_as: np.ndarray,
-                  status: str) -> pl.DataFrame:
+                  n_closed: int) -> pl.DataFrame:
+    """Cycle rows; the first ``n_closed`` are closed, the rest open snapshots."""
     if a.shape[0] == 0:
         return pl.DataFrame(schema=CYCLE_SCHEMA)
     base = _common(state, a)
@@ -512,7 +525,7 @@ def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np
     data = {
         "cell_id": state.id_series().gather(slot),
         "cycle": cycle,
-        "status": pl.repeat(status, a.shape[0], dtype=pl.Utf8, eager=True),
+        "status": _status(a.shape[0], n_closed),
         "start_ts": base["start_ts"],
         "end_ts": base["end_ts"],
         "duration_s": base["duration_s"],
