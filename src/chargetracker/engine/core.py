@@ -18,11 +18,44 @@ from ..config import EngineConfig
 from ..schema import CYCLE_SCHEMA, DEAD_LETTER_SCHEMA, STEP_SCHEMA, Limits, validate
 from . import kernel as K
 from .layout import (
-    A_CHG_AS, A_CHG_WS, A_DIS_AS, A_DIS_WS, A_DT, A_END, A_ENDV, A_GAPS, A_I2DT, A_IDT,
-    A_IR, A_MAXI, A_MAXT, A_MAXV, A_MINI, A_MINT, A_MINV, A_N, A_NT, A_START,
-    A_STARTV, A_STEPS, A_SUMT, A_V2DT, A_VDT, F_EPS, F_MAX_TS, F_NOMINAL_AH, F_REF_DIS,
-    F_THROUGHPUT, I_CYCLE_NO, I_STEP_CYCLE, I_STEP_KIND, I_STEP_LABEL, I_STEP_NO,
-    KIND_NAMES, NA, NULL_LABEL,
+    A_CHG_AS,
+    A_CHG_WS,
+    A_DIS_AS,
+    A_DIS_WS,
+    A_DT,
+    A_END,
+    A_ENDV,
+    A_GAPS,
+    A_I2DT,
+    A_IDT,
+    A_IR,
+    A_MAXI,
+    A_MAXT,
+    A_MAXV,
+    A_MINI,
+    A_MINT,
+    A_MINV,
+    A_N,
+    A_NT,
+    A_START,
+    A_STARTV,
+    A_STEPS,
+    A_SUMT,
+    A_V2DT,
+    A_VDT,
+    F_EPS,
+    F_MAX_TS,
+    F_NOMINAL_AH,
+    F_REF_DIS,
+    F_THROUGHPUT,
+    I_CYCLE_NO,
+    I_STEP_CYCLE,
+    I_STEP_KIND,
+    I_STEP_LABEL,
+    I_STEP_NO,
+    KIND_NAMES,
+    NA,
+    NULL_LABEL,
 )
 from .state import PENDING_FIELDS, EngineState
 
@@ -318,7 +351,7 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfg
     args = [r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")]
     pos = 0
     while pos < n:
-        pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,
+        pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
                         state.ring, step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
             step_f = np.concatenate([step_f, np.empty_like(step_f)])

@@ -16,13 +16,59 @@ import numba as nb
 import numpy as np
 
 from .layout import (
-    A_CHG_AS, A_CHG_WS, A_DIS_AS, A_DIS_WS, A_DT, A_END, A_ENDV, A_FIRST, A_GAPS,
-    A_I2DT, A_IDT, A_IR, A_IR_DI, A_MAXI, A_MAXT, A_MAXV, A_MINI, A_MINT, A_MINV,
-    A_N, A_NT, A_START, A_STARTV, A_STEPS, A_SUMT, A_V2DT, A_VDT, F_CAND_DI, F_CAND_IR, F_DT_REF,
-    F_EPS, F_LAST_DI, F_LAST_IR, F_PREV_I, F_PREV_TS, F_PREV_V, F_REF_DIS,
-    F_THROUGHPUT, I_CAND_KIND, I_CYCLE_LABELLED, I_CYCLE_NO, I_DT_COUNT, I_HAS_CAND,
-    I_HAS_PREV, I_PREV_KIND, I_REF_COUNT, I_SEEN_OPP, I_STEP_CYCLE, I_STEP_KIND,
-    I_STEP_LABEL, I_STEP_NO, NA, NULL_LABEL,
+    A_CHG_AS,
+    A_CHG_WS,
+    A_DIS_AS,
+    A_DIS_WS,
+    A_DT,
+    A_END,
+    A_ENDV,
+    A_FIRST,
+    A_GAPS,
+    A_I2DT,
+    A_IDT,
+    A_IR,
+    A_IR_DI,
+    A_MAXI,
+    A_MAXT,
+    A_MAXV,
+    A_MINI,
+    A_MINT,
+    A_MINV,
+    A_N,
+    A_NT,
+    A_START,
+    A_STARTV,
+    A_STEPS,
+    A_SUMT,
+    A_V2DT,
+    A_VDT,
+    F_CAND_DI,
+    F_CAND_IR,
+    F_DT_REF,
+    F_EPS,
+    F_LAST_DI,
+    F_LAST_IR,
+    F_PREV_I,
+    F_PREV_TS,
+    F_PREV_V,
+    F_REF_DIS,
+    F_THROUGHPUT,
+    I_CAND_KIND,
+    I_CYCLE_LABELLED,
+    I_CYCLE_NO,
+    I_DT_COUNT,
+    I_HAS_CAND,
+    I_HAS_PREV,
+    I_PREV_KIND,
+    I_REF_COUNT,
+    I_SEEN_OPP,
+    I_STEP_CYCLE,
+    I_STEP_KIND,
+    I_STEP_LABEL,
+    I_STEP_NO,
+    NA,
+    NULL_LABEL,
 )
 
 # Config vector layout (floats) --------------------------------------------------
@@ -49,10 +95,9 @@ NCO = 2
 CX_RETENTION, CX_THROUGHPUT, CX_REF = 0, 1, 2
 NCX = 3
 
-_JIT = dict(cache=True, nogil=True)
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def acc_reset(a: np.ndarray, c: int) -> None:
     for k in range(NA):
         a[c, k] = 0.0
@@ -70,7 +115,7 @@ def acc_reset(a: np.ndarray, c: int) -> None:
     a[c, A_IR] = np.nan
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def acc_interval(a: np.ndarray, c: int, va: float, ia: float, vb: float, ib: float,
                  dt: float) -> None:
     """Trapezoid over one interval of ``dt`` seconds from (va, ia) to (vb, ib)."""
@@ -88,7 +133,7 @@ def acc_interval(a: np.ndarray, c: int, va: float, ia: float, vb: float, ib: flo
     a[c, A_DT] += dt
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def acc_sample(a: np.ndarray, c: int, ts: float, v: float, i: float, t: float) -> None:
     if a[c, A_N] == 0.0:
         a[c, A_STARTV] = v
@@ -115,7 +160,7 @@ def acc_sample(a: np.ndarray, c: int, ts: float, v: float, i: float, t: float) -
             a[c, A_MINT] = t
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def acc_merge(dst: np.ndarray, cd: int, src: np.ndarray, cs: int) -> None:
     """Fold ``src`` (a later span) into ``dst`` (an earlier one)."""
     for k in (A_CHG_AS, A_DIS_AS, A_CHG_WS, A_DIS_WS, A_VDT, A_V2DT, A_IDT, A_I2DT, A_DT,
@@ -141,7 +186,7 @@ def acc_merge(dst: np.ndarray, cd: int, src: np.ndarray, cs: int) -> None:
         dst[cd, A_ENDV] = src[cs, A_ENDV]
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _classify(i: float, eps: float, hyst: float, prev: int) -> int:
     if i > eps:
         return 1
@@ -155,7 +200,7 @@ def _classify(i: float, eps: float, hyst: float, prev: int) -> int:
     return 0
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _gap_limit(cfg: np.ndarray, f: np.ndarray, c: int) -> float:
     fixed = cfg[C_GAP_FIXED]
     if not math.isnan(fixed):
@@ -166,7 +211,7 @@ def _gap_limit(cfg: np.ndarray, f: np.ndarray, c: int) -> float:
     return max(cfg[C_GAP_MIN], cfg[C_GAP_FACTOR] * ref)
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _observe_dt(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, ring: np.ndarray, c: int,
                 dt: float) -> None:
     k = int(cfg[C_DT_K])
@@ -179,7 +224,7 @@ def _observe_dt(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, ring: np.ndarray
     f[c, F_DT_REF] = np.median(ring[c, :n])
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _emit_step(s: np.ndarray, c: int, iv: np.ndarray, f: np.ndarray, out_f: np.ndarray,
                out_i: np.ndarray, n_out: np.ndarray) -> None:
     k = n_out[0]
@@ -193,7 +238,7 @@ def _emit_step(s: np.ndarray, c: int, iv: np.ndarray, f: np.ndarray, out_f: np.n
     n_out[0] = k + 1
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _emit_cycle(cfg: np.ndarray, cy: np.ndarray, c: int, iv: np.ndarray, f: np.ndarray,
                 out_f: np.ndarray, out_i: np.ndarray, out_x: np.ndarray,
                 n_out: np.ndarray) -> None:
@@ -215,7 +260,7 @@ def _emit_cycle(cfg: np.ndarray, cy: np.ndarray, c: int, iv: np.ndarray, f: np.n
     n_out[0] = k + 1
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _start_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
                 cy: np.ndarray, c: int, kind: int, cyc_label: int, new_cycle_by_label: bool,
                 cyc_f: np.ndarray, cyc_i: np.ndarray, cyc_x: np.ndarray,
@@ -243,7 +288,7 @@ def _start_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
     iv[c, I_STEP_CYCLE] = iv[c, I_CYCLE_NO]
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _close_step(iv: np.ndarray, f: np.ndarray, s: np.ndarray, cy: np.ndarray, c: int,
                 step_f: np.ndarray, step_i: np.ndarray, n_step: np.ndarray) -> None:
     _fold_ir(s, c, f[c, F_LAST_IR], f[c, F_LAST_DI])
@@ -255,14 +300,14 @@ def _close_step(iv: np.ndarray, f: np.ndarray, s: np.ndarray, cy: np.ndarray, c:
     acc_reset(s, c)
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _fold_ir(a: np.ndarray, c: int, r_ohm: float, di: float) -> None:
     if not math.isnan(r_ohm) and di > a[c, A_IR_DI]:
         a[c, A_IR] = r_ohm
         a[c, A_IR_DI] = di
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _ir(cfg: np.ndarray, f: np.ndarray, c: int, v: float, i: float, dt: float) -> float:
     """|dV/dI| across a current step sampled within ``resistance_max_dt_s``; nan otherwise."""
     di = abs(i - f[c, F_PREV_I])
@@ -271,7 +316,7 @@ def _ir(cfg: np.ndarray, f: np.ndarray, c: int, v: float, i: float, dt: float) -
     return np.nan
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
             temp: np.ndarray, cyc_lab: np.ndarray, step_lab: np.ndarray,
             step_time: np.ndarray, start: int, cfg: np.ndarray, f: np.ndarray,
@@ -416,7 +461,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
     return n
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _remember(f: np.ndarray, iv: np.ndarray, c: int, t: float, v: float, i: float,
               kind: int) -> None:
     f[c, F_PREV_TS] = t
@@ -425,7 +470,7 @@ def _remember(f: np.ndarray, iv: np.ndarray, c: int, t: float, v: float, i: floa
     iv[c, I_PREV_KIND] = kind
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def _confirm(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: np.ndarray,
              cy: np.ndarray, c: int, step_f: np.ndarray, step_i: np.ndarray,
              n_step: np.ndarray, cyc_f: np.ndarray, cyc_i: np.ndarray, cyc_x: np.ndarray,
@@ -443,7 +488,7 @@ def _confirm(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: n
     f[c, F_CAND_IR] = np.nan
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def finish(slots: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
            r: np.ndarray) -> None:
     """End of stream: a pending candidate shorter than min_step joins the open step."""
@@ -456,7 +501,7 @@ def finish(slots: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
             f[c, F_CAND_IR] = np.nan
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, max_ts: np.ndarray,
                         lateness: float) -> np.ndarray:
     """Classify rows (grouped by cell, in arrival order) as 0 ok, 1 late, 2 duplicate.
@@ -478,7 +523,7 @@ def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, max_ts: np.ndarray,
     return out
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def partial_state(iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: np.ndarray,
                   cy: np.ndarray, slots: np.ndarray, out_step: np.ndarray,
                   out_cycle: np.ndarray) -> None:
@@ -497,7 +542,7 @@ def partial_state(iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: np.ndarray,
 
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def is_strictly_sorted(slots: np.ndarray, ts: np.ndarray) -> bool:
     """True when rows are ordered by cell and strictly by time within each cell."""
     for k in range(1, ts.shape[0]):
@@ -506,7 +551,7 @@ def is_strictly_sorted(slots: np.ndarray, ts: np.ndarray) -> bool:
     return True
 
 
-@nb.njit(**_JIT)
+@nb.njit(cache=True, nogil=True)
 def duplicate_mask(slots: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Rows (sorted by cell, ts) whose ts equals the previous row's of the same cell."""
     n = ts.shape[0]

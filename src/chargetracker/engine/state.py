@@ -12,13 +12,25 @@ import io
 import json
 import struct
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from ..config import EngineConfig
 from ..errors import EngineStateError
-from .layout import F_DT_REF, F_EPS, F_LAST_IR, F_CAND_IR, F_MAX_TS, F_NOMINAL_AH, F_REF_DIS, NA, NF, NI
+from .layout import (
+    F_CAND_IR,
+    F_DT_REF,
+    F_EPS,
+    F_LAST_IR,
+    F_MAX_TS,
+    F_NOMINAL_AH,
+    F_REF_DIS,
+    NA,
+    NF,
+    NI,
+)
 
 __all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
 
@@ -136,12 +148,12 @@ class EngineState:
             "cell_ids": self.cell_ids,
         }
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            f=self.f[:n], iv=self.iv[:n], s=self.s[:n], r=self.r[:n], cy=self.cy[:n],
-            ring=self.ring[:n],
-            **{f"p_{k}": v for k, v in self.pending.items()},
-        )
+        arrays: dict[str, Any] = {
+            "f": self.f[:n], "iv": self.iv[:n], "s": self.s[:n], "r": self.r[:n],
+            "cy": self.cy[:n], "ring": self.ring[:n],
+        }
+        arrays.update({f"p_{k}": v for k, v in self.pending.items()})
+        np.savez(buf, **arrays)
         hb = json.dumps(header).encode()
         return _MAGIC + struct.pack("<II", STATE_VERSION, len(hb)) + hb + buf.getvalue()
 

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..engine import EngineState, flush, new_state, update
 from ..engine.alerts import limit_alerts, outlier_alerts
 from ..engine.stats import deviations
-from ..schema import CELL_SCHEMA, conform
+from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, conform
 from ..stores.base import Checkpoint, CommitBatch, Store
 
 __all__ = ["IngestResult", "Pipeline"]
@@ -108,8 +108,13 @@ class Pipeline:
 
     # -- ingest ---------------------------------------------------------------------
     def ingest(self, frame: pl.DataFrame, *, source: str = "input",
-               position: Any = None, cells: pl.DataFrame | None = None) -> IngestResult:
-        """Run one batch through the engine and commit results, state and position."""
+               position: Any = None, cells: pl.DataFrame | None = None,
+               rejected: pl.DataFrame | None = None) -> IngestResult:
+        """Run one batch through the engine and commit results, state and position.
+
+        ``rejected``: dead letters the source produced itself (e.g. a reader's unparseable
+        lines, DEAD_LETTER_SCHEMA); they are committed and counted with the batch.
+        """
         t0 = time.perf_counter()
         with self._lock:
             if cells is not None and cells.height:
@@ -123,19 +128,23 @@ class Pipeline:
             alerts = self._alerts(out.cycles)
             if position is not None:
                 self._positions.values[source] = position
+            dead = out.rejected
+            if rejected is not None and rejected.height:
+                dead = pl.concat([rejected.select(list(DEAD_LETTER_SCHEMA)).cast(DEAD_LETTER_SCHEMA),  # type: ignore[arg-type]
+                                  out.rejected])
             batch = CommitBatch(
                 measurements=raw,
                 steps=out.steps,
                 cycles=out.cycles,
-                dead_letters=out.rejected,
+                dead_letters=dead,
                 alerts=alerts,
                 cells=cells,
                 checkpoints=[Checkpoint(self.name, self.state.to_bytes(), dict(self._positions.values))],
-                counters={source: {"accepted": out.accepted, "rejected": out.rejected.height}},
+                counters={source: {"accepted": out.accepted, "rejected": dead.height}},
             )
             self.store.commit(batch)
             closed = int((out.cycles.get_column("status") == "closed").sum()) if out.cycles.height else 0
-        return IngestResult(out.accepted, out.rejected, closed, alerts.height, time.perf_counter() - t0)
+        return IngestResult(out.accepted, dead, closed, alerts.height, time.perf_counter() - t0)
 
     def finish(self, *, source: str = "input", position: Any = None) -> IngestResult:
         """End of a finite stream: settle pending samples and commit."""
