@@ -215,6 +215,11 @@ def update(
     silently dropped. ``cells`` may carry ``nominal_capacity_ah`` per cell, which sets
     the rest/charge current threshold for cells not seen before.
     """
+    return _update(state, batch, cells=cells, source=source, limits=limits, final=False)
+
+
+def _update(state: EngineState, batch: pl.DataFrame, *, cells: pl.DataFrame | None,
+            source: str, limits: Limits | None, final: bool) -> tuple[EngineState, EngineOutput]:
     cfg = state.config
     nominal = _nominal_map(cells)
     if nominal:
@@ -248,7 +253,7 @@ def update(
                 source,
             ))
             new = _take(new, np.flatnonzero(~late))
-    return _advance(state, new, rejected, final=False, source=source)
+    return _advance(state, new, rejected, final=final, source=source)
 
 
 def flush(state: EngineState) -> tuple[EngineState, EngineOutput]:
@@ -264,12 +269,13 @@ def summarize(
     source: str = "input",
 ) -> Summary:
     """Batch analysis of a whole frame: every step and cycle, the last ones open."""
+    # One pass that ends the stream: the same as update() then flush(), without
+    # holding back the lateness window first.
     state = new_state(config)
-    state, out1 = update(state, frame, cells=cells, source=source)
-    state, out2 = flush(state)
-    steps = _last_per_key(pl.concat([out1.steps, out2.steps]), ["cell_id", "step"])
-    cycles = _last_per_key(pl.concat([out1.cycles, out2.cycles]), ["cell_id", "cycle"])
-    return Summary(steps, cycles, pl.concat([out1.rejected, out2.rejected]))
+    state, out = _update(state, frame, cells=cells, source=source, limits=None, final=True)
+    steps = _last_per_key(out.steps, ["cell_id", "step"])
+    cycles = _last_per_key(out.cycles, ["cell_id", "cycle"])
+    return Summary(steps, cycles, out.rejected)
 
 
 def _last_per_key(df: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -306,7 +312,8 @@ def _advance(
                 allr = _take(allr, np.flatnonzero(~dup))
         fresh = allr["row"][allr["row"] >= 0]
         accepted = len(fresh)
-        accepted_rows = np.sort(fresh)
+        accepted_rows = fresh if K.is_strictly_sorted(np.zeros(len(fresh), dtype=np.int64),
+                                                      fresh.astype(np.float64)) else np.sort(fresh)
         if final:
             ready = allr
             keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
