@@ -30,9 +30,14 @@ def _duckdb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"duckdb:///{tmp_path / 'store.duckdb'}"
 
 
+def _postgresql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # A fresh migrated database on the session's server (tests/pg.py).
+    return request.getfixturevalue("postgres_url")
+
+
 STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
     "duckdb": _duckdb_url,
-    # "postgresql": _postgresql_url,   # added with the PostgreSQL store
+    "postgresql": _postgresql_url,
 }
 
 

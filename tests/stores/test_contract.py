@@ -254,6 +254,29 @@ def test_checkpoint_save_overwrite_load(store: Store) -> None:
     assert err.value.field == "position"
 
 
+def test_checkpoints_by_prefix_several_in_one_batch(store: Store) -> None:
+    """One checkpoint per input partition (Kafka workers), all committed in one batch and
+    loaded back by prefix; the prefix is literal (``%`` and ``_`` are not wildcards)."""
+    cps = [Checkpoint(f"worker:measurements:{p}", bytes([p]) * 3, {"offset": 100 + p})
+           for p in (0, 1, 2, 10)]
+    store.commit(CommitBatch(checkpoints=[*cps, Checkpoint("worker:other:0", b"o", {}),
+                                          Checkpoint("w_rker%x", b"w", {})]))
+    got = store.load_checkpoints("worker:measurements:")
+    assert got == sorted(cps, key=lambda c: c.name)
+    # A later batch replaces some of them, atomically with the rest of the batch.
+    store.commit(CommitBatch(checkpoints=[Checkpoint("worker:measurements:1", b"n", {"offset": 7}),
+                                          Checkpoint("worker:measurements:2", b"m", {"offset": 9})]))
+    assert [c.position["offset"] for c in store.load_checkpoints("worker:measurements:")] == [
+        100, 7, 110, 9]  # by name: ...:10 sorts before ...:2
+    assert store.load_checkpoints("worker:measurements:1") == [
+        Checkpoint("worker:measurements:1", b"n", {"offset": 7}),
+        Checkpoint("worker:measurements:10", bytes([10]) * 3, {"offset": 110})]
+    assert store.load_checkpoints("w_") == [Checkpoint("w_rker%x", b"w", {})]
+    assert store.load_checkpoints("w%") == []
+    assert store.load_checkpoints("nothing") == []
+    assert len(store.load_checkpoints("")) == 6
+
+
 # -- filters and pagination ----------------------------------------------------------
 def test_cell_filters_and_pagination(store: Store, frames) -> None:
     _fleet(frames, store)

@@ -54,12 +54,6 @@ def test_open_store_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert s.url == "duckdb:///:memory:"
 
 
-def test_postgresql_not_installed_yet() -> None:
-    with pytest.raises(ConfigError, match="PostgreSQL store is not installed") as err:
-        open_store("postgresql://ct:s3cret@db.example/ct")
-    assert "s3cret" not in str(err.value)
-
-
 @pytest.mark.parametrize("url", ["", "mysql://x/y", "ct.sqlite", "duckdb:/x.duckdb"])
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ConfigError):

@@ -96,6 +96,15 @@ class Store(abc.ABC):
     def load_checkpoint(self, name: str) -> Checkpoint | None: ...
 
     @abc.abstractmethod
+    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
+        """Every checkpoint whose name starts with ``prefix``, ordered by name.
+
+        For writers that keep one checkpoint per input partition (e.g. Kafka workers:
+        ``"worker:measurements:3"``) and load those of their assigned partitions. The
+        prefix is literal (no wildcards); ``""`` returns all checkpoints.
+        """
+
+    @abc.abstractmethod
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool: ...
 
     @abc.abstractmethod

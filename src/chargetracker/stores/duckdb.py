@@ -270,6 +270,13 @@ class DuckDBStore(Store):
         state, position = rows[0]
         return Checkpoint(name=name, state=bytes(state), position=json.loads(position))
 
+    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
+        """Checkpoints whose name starts with ``prefix`` (literal), ordered by name."""
+        if not isinstance(prefix, str):
+            raise ValidationError("checkpoint prefix must be a string", field="prefix")
+        return [Checkpoint(name=n, state=bytes(s), position=json.loads(p))
+                for n, s, p in self._rows(q.load_checkpoints(_D), [prefix])]
+
     # -- reads -----------------------------------------------------------------------
     def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
               offset: int = 0) -> pl.DataFrame:

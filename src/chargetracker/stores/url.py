@@ -7,7 +7,10 @@ Accepted forms:
 * ``duckdb:////var/lib/ct/store.duckdb`` -- an absolute path;
 * ``duckdb:///:memory:`` (or ``duckdb://``, ``:memory:``) -- an in-memory store;
 * a plain path ending ``.duckdb`` (or ``.db``), e.g. ``./data/ct.duckdb``;
-* ``postgresql://user@host/db`` -- the PostgreSQL store, when installed.
+* ``postgresql://user[:password]@host[:port]/db`` (or ``postgres://``,
+  ``postgresql+psycopg://``) -- the PostgreSQL store (needs the ``scale`` extra);
+  store options (``pool_max_size``, ``migrate``, ...) and libpq parameters
+  (``sslmode``, ``connect_timeout``, ...) may follow as query parameters.
 
 Query parameters are passed to the store as keyword arguments when the store knows
 them, e.g. ``duckdb:///ct.duckdb?read_only=true``; keyword arguments of
@@ -107,8 +110,9 @@ def _load(scheme: str, url: str) -> Callable[..., Store]:
     except ModuleNotFoundError as exc:
         if scheme in ("postgresql", "postgres"):
             raise ConfigError(
-                f"cannot open {redact(url)}: the PostgreSQL store is not installed in this "
-                "ChargeTracker build yet; use a DuckDB store (duckdb:///chargetracker.duckdb)"
+                f"cannot open {redact(url)}: the PostgreSQL driver is not installed "
+                f"({exc.name}); pip install 'chargetracker[scale]' or use a DuckDB store "
+                "(duckdb:///chargetracker.duckdb)"
             ) from exc
         raise ConfigError(f"store backend {scheme!r} is not installed ({exc})") from exc
     return getattr(module, attr)

@@ -1,0 +1,743 @@
+"""The scale-out store: PostgreSQL (15 or newer) through psycopg 3 and a connection pool.
+
+Every read query and every upsert comes from :mod:`chargetracker.stores.sql` (shared
+with the DuckDB store, so both answer the same questions the same way); this module adds
+the connection pool, transactions, schema migrations, the COPY write path and the
+partitioned raw table.
+
+Writes. :meth:`PostgresStore.commit` writes one micro-batch in ONE transaction: every
+frame is COPYed (CSV, vectorized by Polars) into a session-local staging table, then
+moved with one ``INSERT ... SELECT`` per table -- raw measurements ``ON CONFLICT DO
+NOTHING`` on (cell_id, ts), steps / cycles / cells ``ON CONFLICT DO UPDATE`` on their
+keys, alerts insert-if-absent on (ts, cell_id, rule, cycle) -- and dead letters,
+checkpoints (engine state ``bytea`` + position ``jsonb``), ingest counters and the
+samples/s series in the same transaction. A Kafka worker's results, engine state and
+partition offsets therefore become visible together or not at all. Shared hot rows
+(counters, store metadata) are touched last, so concurrent writers hold their locks
+for the shortest time, and keys are written in sorted order so two writers never
+deadlock on each other's rows.
+
+Raw measurements live in a table range-partitioned by UTC day of ``ts``. The day
+partitions a batch needs are created just before its transaction, each in a short
+transaction of its own under an advisory lock (creating a partition locks the parent
+table exclusively: inside the long commit transaction it would block every reader and
+could deadlock two writers). An empty partition left by a failed commit is harmless.
+:meth:`~PostgresStore.prune_measurements` drops whole days and deletes the rest.
+
+Schema. Tables come from versioned migrations (:mod:`chargetracker.stores.migrations`),
+applied when a store opens, under ``pg_advisory_lock`` so processes starting together
+apply each migration exactly once; their versions are recorded in
+``schema_migrations``. A database migrated by a newer ChargeTracker is refused.
+
+Concurrency. The store is thread-safe: each call borrows a connection from a
+``psycopg_pool.ConnectionPool`` (checked before use, so a restarted server is
+reconnected transparently). Many processes (workers, API, dashboard) may share one
+database. Multi-statement reads (:meth:`cell`, :meth:`ingest_stats`) run in one
+REPEATABLE READ snapshot.
+
+Errors. Connection problems (refused, dropped, pool timeout, server shutting down,
+serialization failure / deadlock: everything psycopg reports as ``OperationalError``)
+become :class:`~chargetracker.errors.StoreUnavailable` -- try again later; other
+database errors become :class:`~chargetracker.errors.StoreError`; both chained ``from``
+the driver's exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import polars as pl
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from ..errors import (
+    ChargeTrackerError,
+    ConfigError,
+    StoreError,
+    StoreUnavailable,
+    ValidationError,
+)
+from ..schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
+from . import sql as q
+from .base import Checkpoint, CommitBatch, Store
+from .migrations import MIGRATIONS, Migration
+from .url import redact
+
+__all__ = ["PostgresStore", "apply_migrations", "partition_name", "MIN_SERVER_VERSION"]
+
+_D = q.POSTGRESQL
+
+#: PostgreSQL 15: unique indexes with NULLS NOT DISTINCT (the alerts' identity).
+MIN_SERVER_VERSION = 150000
+#: Width of one raw-measurement partition, s (one UTC day).
+PARTITION_S = 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Days with a named partition: 1970-01-01 .. 9999-12-31; other ts go to the default one.
+_MAX_DAY = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).days
+_PARTITION_RE = re.compile(r"^measurements_p(\d{8})$")
+#: Rows per CSV chunk sent through COPY (bounds the memory of the text form).
+COPY_CHUNK_ROWS = 100_000
+# Advisory lock keys (64-bit, arbitrary but fixed): "ct-migr" and "ct-part".
+MIGRATION_LOCK_KEY = int.from_bytes(b"ct-migr", "big")
+PARTITION_LOCK_KEY = int.from_bytes(b"ct-part", "big")
+
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS "schema_migrations" (
+    "version" INTEGER PRIMARY KEY,
+    "name" TEXT NOT NULL,
+    "applied_at" TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+
+_PG_TYPES = {"text": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN",
+             "blob": "BYTEA", "json": "JSON"}
+
+#: Staging (session-local temp) table per written table: (target, columns COPYed). The
+#: columns are those of the frames :func:`~chargetracker.stores.sql.prepare_batch` returns.
+_STAGES: dict[str, tuple[q.Table, tuple[str, ...]]] = {
+    "cells": (q.CELLS, q.CELLS.insert_columns),
+    "measurements": (q.MEASUREMENTS, q.MEASUREMENTS.insert_columns),
+    "steps": (q.STEPS, q.STEPS.insert_columns),
+    "cycles": (q.CYCLES, q.CYCLES.insert_columns),
+    "alerts": (q.ALERTS, tuple(q.ALERT_SCHEMA)),
+    "dead_letters": (q.DEAD_LETTERS, q.DEAD_LETTERS.insert_columns),
+}
+
+_ENSURE_CELLS = ('INSERT INTO "cells" ("cell_id") SELECT unnest(CAST(%s AS TEXT[])) '
+                 'ON CONFLICT DO NOTHING')
+_MISSING_RELATIONS = ("SELECT n FROM unnest(CAST(%s AS TEXT[])) AS n "
+                      "WHERE to_regclass(quote_ident(n)) IS NULL ORDER BY n")
+_PARTITIONS = ('SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid '
+               'WHERE i.inhparent = CAST(\'"measurements"\' AS regclass) ORDER BY c.relname')
+_STATS_READ = 'SELECT "n_rows", "max_ts" FROM "measurement_stats"'
+_STATS_ADD = ('UPDATE "measurement_stats" SET "n_rows" = "n_rows" + %s, '
+              '"max_ts" = GREATEST("max_ts", (SELECT max("ts") FROM pg_temp."_ct_stage_measurements"))')
+_STATS_REMOVE = ('UPDATE "measurement_stats" SET "n_rows" = GREATEST("n_rows" - %s, 0), '
+                 '"max_ts" = CASE WHEN "n_rows" - %s <= 0 THEN NULL ELSE "max_ts" END')
+_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+def _stage(name: str) -> str:
+    """The staging relation for ``name`` (a key of :data:`_STAGES`, never user input)."""
+    return f'pg_temp."_ct_stage_{name}"'
+
+
+def partition_name(day: int) -> str:
+    """Name of the raw partition holding UTC day ``day`` (days since 1970-01-01)."""
+    return f"measurements_p{(_EPOCH + timedelta(days=day)):%Y%m%d}"
+
+
+def _partition_day(name: str) -> int | None:
+    m = _PARTITION_RE.match(name)
+    if not m:
+        return None
+    day = datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=UTC)
+    return (day - _EPOCH).days
+
+
+def _partition_days(meas: pl.DataFrame | None) -> list[int]:
+    """UTC days (with a named partition) the raw rows of a batch fall on."""
+    if meas is None or meas.height == 0:
+        return []
+    ts = meas.get_column("ts")
+    days = (ts.filter(ts.is_finite() & (ts >= 0.0)) // PARTITION_S).cast(pl.Int64)
+    return sorted(d for d in days.unique().to_list() if d <= _MAX_DAY)
+
+
+# ---------------------------------------------------------------------------------
+# Migrations
+# ---------------------------------------------------------------------------------
+def _applied_versions(conn: psycopg.Connection[Any]) -> set[int]:
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:  # type: ignore[index]
+        return set()
+    return {int(v) for (v,) in conn.execute('SELECT "version" FROM "schema_migrations"')}
+
+
+def _check_not_newer(applied: set[int], migrations: Sequence[Migration]) -> None:
+    known = {m.version for m in migrations}
+    unknown = sorted(applied - known)
+    if unknown:
+        raise StoreError(
+            f"the database has schema migration(s) {unknown}, newer than this ChargeTracker "
+            f"knows (latest {max(known)}); upgrade ChargeTracker"
+        )
+
+
+def apply_migrations(conn: psycopg.Connection[Any],
+                     migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the migrations not yet recorded in ``schema_migrations``, in order.
+
+    ``conn`` must be in autocommit mode. A session advisory lock serializes concurrent
+    callers (the second waits, then finds nothing to do); each migration runs in its own
+    transaction with the row recording it, so a failure leaves the previous version.
+    Returns the versions applied by this call. Driver errors propagate (the caller
+    translates them).
+    """
+    conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
+    try:
+        with conn.transaction():
+            conn.execute(_MIGRATIONS_TABLE)
+        applied = _applied_versions(conn)
+        _check_not_newer(applied, migrations)
+        done: list[int] = []
+        for m in sorted(migrations, key=lambda m: m.version):
+            if m.version in applied:
+                continue
+            try:
+                with conn.transaction():
+                    for stmt in m.statements:
+                        conn.execute(stmt)
+                    conn.execute('INSERT INTO "schema_migrations" ("version", "name") '
+                                 "VALUES (%s, %s)", [m.version, m.name])
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"schema migration {m.version} ({m.name}) failed: {exc}") from exc
+            done.append(m.version)
+        return done
+    finally:
+        # A broken connection has lost the lock with its session anyway.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
+
+
+def _check_migrated(conn: psycopg.Connection[Any]) -> None:
+    applied = _applied_versions(conn)
+    _check_not_newer(applied, MIGRATIONS)
+    missing = sorted({m.version for m in MIGRATIONS} - applied)
+    if missing:
+        raise StoreError(
+            f"the database lacks schema migration(s) {missing}; open the store once with "
+            "migrate=true (a role allowed to create tables) to apply them"
+        )
+
+
+# ---------------------------------------------------------------------------------
+# URL
+# ---------------------------------------------------------------------------------
+_BOOL = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+
+
+def _bool(value: str) -> bool:
+    try:
+        return _BOOL[value.strip().lower()]
+    except KeyError:
+        raise ValueError("not a boolean") from None
+
+
+#: Store options accepted as URL query parameters (the rest go to libpq).
+_URL_KW: dict[str, Callable[[str], Any]] = {
+    "pool_min_size": int,
+    "pool_max_size": int,
+    "pool_timeout": float,
+    "series_retention_s": float,
+    "migrate": _bool,
+}
+
+
+def _split_url(url: str) -> tuple[str, dict[str, Any]]:
+    """(libpq conninfo URL, store keyword arguments) of a store URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0].lower()  # postgresql+psycopg -> postgresql
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"not a PostgreSQL URL: {redact(url)!r}")
+    kw: dict[str, Any] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        conv = _URL_KW.get(key)
+        if conv is None:
+            rest.append((key, value))
+            continue
+        try:
+            kw[key] = conv(value)
+        except ValueError as exc:
+            raise ConfigError(f"store URL parameter {key}={value!r}: {exc}") from exc
+    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: {exc}") from exc
+    return conninfo, kw
+
+
+# ---------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------
+class PostgresStore(Store):
+    """Store on a PostgreSQL database (15 or newer).
+
+    Parameters
+    ----------
+    url:
+        ``postgresql://user[:password]@host[:port]/dbname[?params]``. Query parameters
+        naming an option below are taken by the store, any other (``sslmode``,
+        ``connect_timeout``, ``application_name``, ``options``, ...) goes to libpq.
+        Keyword arguments win over URL parameters.
+    pool_min_size, pool_max_size:
+        Connections kept open / at most open by this store's pool.
+    pool_timeout:
+        How long a call waits for a connection before
+        :class:`~chargetracker.errors.StoreUnavailable`, s.
+    connect_timeout:
+        libpq connect timeout, s (unless the URL sets ``connect_timeout``).
+    migrate:
+        Apply pending schema migrations on open (default). With False the schema must
+        already be current (for roles that may not create tables).
+    series_retention_s:
+        How long the per-commit ingest series is kept, s.
+    clock:
+        Wall clock in s since the epoch (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_min_size: int | None = None,
+        pool_max_size: int | None = None,
+        pool_timeout: float | None = None,
+        connect_timeout: float = 5.0,
+        migrate: bool | None = None,
+        series_retention_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        conninfo, url_kw = _split_url(url)
+        opts: dict[str, Any] = {
+            "pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "migrate": True,
+            "series_retention_s": q.DEFAULT_SERIES_RETENTION_S, **url_kw,
+        }
+        given = {"pool_min_size": pool_min_size, "pool_max_size": pool_max_size,
+                 "pool_timeout": pool_timeout, "migrate": migrate,
+                 "series_retention_s": series_retention_s}
+        opts.update({k: v for k, v in given.items() if v is not None})
+        if not 0 <= int(opts["pool_min_size"]) <= int(opts["pool_max_size"]) or \
+                int(opts["pool_max_size"]) < 1:
+            raise ConfigError("need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1")
+        self._url = url
+        self._redacted = redact(url)
+        self._series_retention_s = float(opts["series_retention_s"])
+        self._pool_timeout = float(opts["pool_timeout"])
+        self._clock = clock
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+        params = conninfo_to_dict(conninfo)
+        connect_kw: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            connect_kw["connect_timeout"] = max(1, round(connect_timeout))
+        if "application_name" not in params:
+            connect_kw["application_name"] = "chargetracker"
+
+        self._init_schema(conninfo, connect_kw, bool(opts["migrate"]))
+        self._pool = ConnectionPool(
+            conninfo, kwargs=connect_kw, min_size=int(opts["pool_min_size"]),
+            max_size=int(opts["pool_max_size"]), timeout=self._pool_timeout,
+            check=ConnectionPool.check_connection, open=False,
+            # Reconnection backs off exponentially; giving up after a few pool timeouts
+            # (a later call starts afresh) bounds how late the store notices a server
+            # that is back after an outage.
+            reconnect_timeout=min(300.0, max(5.0, 3 * self._pool_timeout)),
+            name=f"chargetracker:{self._redacted}",
+        )
+        try:
+            self._pool.open(wait=False)
+        except psycopg.Error as exc:  # pragma: no cover - open(wait=False) only starts workers
+            raise StoreUnavailable(f"cannot open pool for {self._redacted}: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _init_schema(self, conninfo: str, connect_kw: dict[str, Any], migrate: bool) -> None:
+        try:
+            conn = psycopg.connect(conninfo, **connect_kw)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL store {self._redacted}: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL store {self._redacted}: {exc}") from exc
+        with conn, self._errors("initialising schema"):
+            version = conn.info.server_version
+            if version < MIN_SERVER_VERSION:
+                raise StoreError(
+                    f"PostgreSQL {version // 10000} at {self._redacted} is too old: ChargeTracker "
+                    f"needs {MIN_SERVER_VERSION // 10000} or newer")
+            if migrate:
+                apply_migrations(conn)
+            else:
+                _check_migrated(conn)
+
+    @property
+    def url(self) -> str:
+        """The URL this store was opened with (may hold a password: log :func:`redact` of it)."""
+        return self._url
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._redacted!r})"
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Translate psycopg exceptions at the edge."""
+        try:
+            yield
+        except ChargeTrackerError:
+            raise
+        except PoolClosed as exc:
+            raise StoreError(f"store {self._redacted} is closed") from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailable(
+                f"{what}: no connection to {self._redacted} within {self._pool_timeout:g} s "
+                "(server unreachable, or every pooled connection busy)") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"{what} on {self._redacted}: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"{what} on {self._redacted}: {exc}") from exc
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit; use ``conn.transaction()`` for more than one
+        statement), with errors translated."""
+        if self._closed:
+            raise StoreError(f"store {self._redacted} is closed")
+        with self._errors(what), self._pool.connection() as conn:
+            yield conn
+
+    # -- helpers ---------------------------------------------------------------------
+    def _rows(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._connection("query") as conn:
+            return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def _frame(self, query: str, params: Sequence[Any] | None,
+               schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        return _to_frame(self._rows(query, params), schema)
+
+    @staticmethod
+    def _copy(conn: psycopg.Connection[Any], name: str, frame: pl.DataFrame) -> None:
+        """COPY ``frame`` into the staging table ``name`` as CSV (Polars writes the text
+        vectorized; floats in shortest round-trip form, so values arrive bit-exact)."""
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            sql.SQL(_stage(name)), sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
+        with conn.cursor() as cur, cur.copy(stmt) as cp:
+            for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
+                cp.write(chunk.write_csv(include_header=False).encode())
+
+    @staticmethod
+    def _create_stages(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+        # Temp tables live as long as the pooled session: created once per connection
+        # (IF NOT EXISTS), emptied at every commit, so no catalog churn per batch.
+        stmts = []
+        for name in names:
+            table, columns = _STAGES[name]
+            types = dict(table.columns)
+            cols = ", ".join(f"{q.quote(c)} {_PG_TYPES[types[c]]}" for c in columns)
+            stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {_stage(name)} ({cols}) "
+                         "ON COMMIT DELETE ROWS")
+        conn.execute("; ".join(stmts))
+
+    def _ensure_partitions(self, conn: psycopg.Connection[Any], days: list[int]) -> None:
+        """Create the day partitions that do not exist yet, each in a short transaction
+        of its own (serialized between processes by an advisory lock)."""
+        names = {partition_name(d): d for d in days}
+        missing = [n for (n,) in conn.execute(_MISSING_RELATIONS, [list(names)])]
+        for name in missing:
+            lo = names[name] * PARTITION_S
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK_KEY])
+                conn.execute(sql.SQL(
+                    'CREATE TABLE IF NOT EXISTS {} PARTITION OF "measurements" '
+                    "FOR VALUES FROM ({}) TO ({})").format(
+                        sql.Identifier(name), sql.Literal(lo), sql.Literal(lo + PARTITION_S)))
+
+    # -- writes ----------------------------------------------------------------------
+    def commit(self, batch: CommitBatch) -> None:
+        """Write one micro-batch in one transaction; on any error nothing is written.
+
+        Same semantics as the DuckDB store (see :meth:`DuckDBStore.commit
+        <chargetracker.stores.duckdb.DuckDBStore.commit>`): frames are checked first
+        (:class:`~chargetracker.errors.SchemaError` before any write), steps / cycles /
+        cells upserted by key, raw rows inserted unless (cell_id, ts) exists, alerts
+        unless (ts, cell_id, rule, cycle) exists, dead letters appended, counters added,
+        every checkpoint of the batch replaced -- all in one transaction.
+        """
+        now = float(self._clock())
+        b = q.prepare_batch(batch, now)
+        days = _partition_days(b.measurements)
+        with self._connection("commit") as conn:
+            if days:
+                self._ensure_partitions(conn, days)
+            with conn.transaction():
+                self._write(conn, b)
+
+    def _write(self, conn: psycopg.Connection[Any], b: q.PreparedBatch) -> None:
+        # Sorted by key: concurrent writers touch shared rows in the same order.
+        frames = {
+            "cells": _sorted(b.cells, ["cell_id"]),
+            "measurements": _sorted(b.measurements, ["cell_id", "ts"]),
+            "steps": _sorted(b.steps, ["cell_id", "step"]),
+            "cycles": _sorted(b.cycles, ["cell_id", "cycle"]),
+            "alerts": b.alerts,
+            "dead_letters": b.dead_letters,
+        }
+        present = {k: _without_nul(f) for k, f in frames.items() if f is not None}
+        if present:
+            self._create_stages(conn, list(present))
+            for name, frame in present.items():
+                self._copy(conn, name, frame)
+        if b.cells is not None:
+            conn.execute(q.upsert_from(q.CELLS, _stage("cells")))
+        ids = _cell_ids(*(present.get(k) for k in ("measurements", "steps", "cycles")))
+        if ids:
+            conn.execute(_ENSURE_CELLS, [ids])
+        inserted = 0
+        if b.measurements is not None:
+            cur = conn.execute(q.insert_ignore_from(q.MEASUREMENTS, _stage("measurements")))
+            inserted = max(cur.rowcount, 0)
+        if b.steps is not None:
+            conn.execute(q.upsert_from(q.STEPS, _stage("steps")))
+        if b.cycles is not None:
+            conn.execute(q.upsert_from(q.CYCLES, _stage("cycles")))
+        if b.alerts is not None:
+            conn.execute(q.insert_alerts_ignore_from(_stage("alerts")))
+        if b.dead_letters is not None:
+            conn.execute(q.insert_dead_letters_from(_stage("dead_letters")))
+        if b.checkpoints:
+            with conn.cursor() as cur:
+                cur.executemany(q.upsert_checkpoint(_D), [
+                    (name, state, position, b.now)
+                    for name, state, position in sorted(b.checkpoints, key=lambda c: c[0])])
+        # Rows every writer shares come last (held locked until COMMIT: keep it short).
+        if inserted:
+            conn.execute(_STATS_ADD, [inserted])
+        if b.counters:
+            with conn.cursor() as cur:
+                counters = sorted(b.counters)
+                cur.executemany(q.add_counters(_D), [(s, a, r, b.now) for s, a, r in counters])
+                cur.executemany(q.add_series_row(_D), [(b.now, s, a, r) for s, a, r in counters])
+            conn.execute(q.prune_series(_D), [b.now - self._series_retention_s])
+        conn.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
+
+    def upsert_cells(self, cells: pl.DataFrame) -> None:
+        """Insert or replace cell metadata (CELL_SCHEMA; ``attributes`` a JSON object)."""
+        self.commit(CommitBatch(cells=cells))
+
+    def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
+        """Acknowledge an alert; False when no alert has that id. Acknowledging twice
+        keeps the first acknowledgement."""
+        with self._connection("acknowledging alert") as conn, conn.transaction():
+            conn.execute(q.ack_alert(_D), [by, float(self._clock()), int(alert_id)])
+            return bool(conn.execute(q.alert_exists(_D), [int(alert_id)]).fetchall())
+
+    def prune_measurements(self, older_than_ts: float) -> int:
+        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch): day
+        partitions entirely before it are dropped, the rest deleted. Returns rows removed."""
+        horizon = float(older_than_ts)
+        removed = 0
+        with self._connection("pruning measurements") as conn, conn.transaction():
+            for (name,) in conn.execute(_PARTITIONS).fetchall():
+                day = _partition_day(name)
+                if day is None or (day + 1) * PARTITION_S > horizon:
+                    continue
+                ident = sql.Identifier(name)
+                removed += int(conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0])  # type: ignore[index]
+                conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+            cur = conn.execute(q.prune_measurements(_D), [horizon])
+            removed += max(cur.rowcount, 0)
+            if removed:
+                conn.execute(_STATS_REMOVE, [removed, removed])
+        return removed
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        rows = self._rows(q.load_checkpoint(_D), [name])
+        if not rows:
+            return None
+        state, position = rows[0]
+        return Checkpoint(name=name, state=bytes(state), position=json.loads(position))
+
+    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
+        """Checkpoints whose name starts with ``prefix`` (literal), ordered by name."""
+        if not isinstance(prefix, str):
+            raise ValidationError("checkpoint prefix must be a string", field="prefix")
+        return [Checkpoint(name=n, state=bytes(s), position=json.loads(p))
+                for n, s, p in self._rows(q.load_checkpoints(_D), [prefix])]
+
+    # -- reads -----------------------------------------------------------------------
+    def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
+              offset: int = 0) -> pl.DataFrame:
+        """Cells (CELL_SCHEMA, ``attributes`` as JSON text) ordered by cell_id; see
+        :meth:`DuckDBStore.cells <chargetracker.stores.duckdb.DuckDBStore.cells>`."""
+        limit_, offset = q.page(limit, offset)
+        query, params = q.cells_query(_D, filters,
+                                      limit_ if limit_ is not None else q.MAX_PAGE, offset)
+        return self._frame(query, params, CELL_SCHEMA)
+
+    def cells_count(self, *, filters: dict[str, str] | None = None) -> int:
+        query, params = q.cells_count_query(_D, filters)
+        return int(self._rows(query, params)[0][0])
+
+    def cell(self, cell_id: str) -> dict[str, Any] | None:
+        """Metadata, counts and latest cycle of one cell (one snapshot); None when unknown.
+        Keys as :meth:`DuckDBStore.cell <chargetracker.stores.duckdb.DuckDBStore.cell>`."""
+        with self._connection("reading cell") as conn, conn.transaction():
+            conn.execute(_SNAPSHOT)
+            meta = conn.execute(q.cell_row_query(_D), [cell_id]).fetchall()
+            n_meas, first_ts, last_ts = conn.execute(
+                q.cell_measurement_stats_query(_D), [cell_id]).fetchone()  # type: ignore[misc]
+            n_steps = conn.execute(q.cell_step_count_query(_D), [cell_id]).fetchone()[0]  # type: ignore[index]
+            n_cycles, n_closed = conn.execute(
+                q.cell_cycle_stats_query(_D), [cell_id]).fetchone()  # type: ignore[misc]
+            latest = conn.execute(q.latest_cycle_query(_D), [cell_id]).fetchall()
+        if not meta and not n_meas and not n_steps and not n_cycles:
+            return None
+        out: dict[str, Any] = dict.fromkeys(CELL_SCHEMA)
+        out["cell_id"] = cell_id
+        if meta:
+            out.update(zip(CELL_SCHEMA, meta[0], strict=True))
+        out["attributes"] = json.loads(out["attributes"]) if out["attributes"] else {}
+        out.update(
+            n_measurements=int(n_meas), first_ts=first_ts, last_ts=last_ts,
+            n_steps=int(n_steps), n_cycles=int(n_cycles), n_closed_cycles=int(n_closed),
+            latest_cycle=_to_frame(latest, CYCLE_SCHEMA).to_dicts()[0] if latest else None,
+        )
+        return out
+
+    def cycles(self, cell_id: str | None = None, *, status: str | None = None,
+               limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        """Cycles (CYCLE_SCHEMA) ordered by cell_id, cycle; ``status`` open|closed|None."""
+        limit, offset = q.page(limit, offset, default_cap=None)
+        query, params = q.cycles_query(_D, cell_id, status, limit, offset)
+        return self._frame(query, params, CYCLE_SCHEMA)
+
+    def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
+              offset: int = 0) -> pl.DataFrame:
+        """Steps (STEP_SCHEMA) of one cell, optionally one cycle, ordered by step."""
+        limit, offset = q.page(limit, offset, default_cap=None)
+        query, params = q.steps_query(_D, cell_id, cycle, limit, offset)
+        return self._frame(query, params, STEP_SCHEMA)
+
+    def measurements(self, cell_id: str, *, start_ts: float | None = None,
+                     end_ts: float | None = None, max_points: int | None = None) -> pl.DataFrame:
+        """Raw rows (MEASUREMENT_SCHEMA) of one cell with start_ts <= ts <= end_ts; with
+        more than ``max_points`` rows every k-th (k = ceil(n / max_points))."""
+        query, params = q.measurements_query(_D, cell_id, start_ts, end_ts, max_points)
+        return self._frame(query, params, MEASUREMENT_SCHEMA)
+
+    def metric_values(self, metric: str, *, group_key: str = "group",
+                      filters: dict[str, str] | None = None, status: str = "closed",
+                      since_cycle: int | None = None) -> pl.DataFrame:
+        """(group, cell_id, cycle, value) of one TREND_METRICS column; see
+        :meth:`DuckDBStore.metric_values <chargetracker.stores.duckdb.DuckDBStore.metric_values>`."""
+        query, params = q.metric_values_query(_D, metric, group_key, filters, status,
+                                              since_cycle)
+        return self._frame(query, params, q.METRIC_VALUES_SCHEMA)
+
+    def alerts(self, *, since_id: int | None = None, acknowledged: bool | None = None,
+               limit: int = 100) -> pl.DataFrame:
+        """Alerts with id > ``since_id``, newest first (ALERT_ROW_SCHEMA)."""
+        limit_, _ = q.page(limit, 0)
+        query, params = q.alerts_query(_D, since_id, acknowledged,
+                                       limit_ if limit_ is not None else q.MAX_PAGE)
+        return self._frame(query, params, q.ALERT_ROW_SCHEMA)
+
+    def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
+        """Dead letters newest first: id, received_at (wall s) + DEAD_LETTER_SCHEMA."""
+        limit_, _ = q.page(limit, 0)
+        query, params = q.dead_letters_query(_D, limit_ if limit_ is not None else q.MAX_PAGE)
+        return self._frame(query, params, q.DEAD_LETTER_ROW_SCHEMA)
+
+    def ingest_stats(self) -> dict[str, Any]:
+        """Ingest counters and health (one snapshot); keys as
+        :meth:`DuckDBStore.ingest_stats <chargetracker.stores.duckdb.DuckDBStore.ingest_stats>`.
+        ``measurements_stored`` and ``newest_ts`` come from the exact running totals the
+        commits keep (no scan of the raw table)."""
+        now = float(self._clock())
+        with self._connection("reading ingest stats") as conn, conn.transaction():
+            conn.execute(_SNAPSHOT)
+            counters = conn.execute(q.COUNTERS_QUERY).fetchall()
+            n_meas, newest_ts = conn.execute(_STATS_READ).fetchone()  # type: ignore[misc]
+            n_dead = conn.execute(q.DEAD_LETTER_COUNT_QUERY).fetchone()[0]  # type: ignore[index]
+            n_cells = conn.execute(*q.cells_count_query(_D)).fetchone()[0]  # type: ignore[index]
+            acc_window, _ = conn.execute(
+                q.series_window_query(_D), [now - q.RATE_WINDOW_S]).fetchone()  # type: ignore[misc]
+            first_wall = conn.execute(q.first_series_wall_query()).fetchone()[0]  # type: ignore[index]
+            last = conn.execute(q.get_meta(_D), ["last_commit_wall"]).fetchall()
+        by_source = {
+            src: {"accepted": int(a), "rejected": int(r), "updated_at": u}
+            for src, a, r, u in counters
+        }
+        newest = q.finite_or_none(newest_ts)
+        return {
+            "samples_total": sum(v["accepted"] for v in by_source.values()),
+            "rejected_total": sum(v["rejected"] for v in by_source.values()),
+            "by_source": by_source,
+            "samples_per_s": q.rate(int(acc_window), first_wall, now),
+            "last_commit_wall": float(last[0][0]) if last else None,
+            "newest_ts": newest,
+            "lag_s": (now - newest) if newest is not None else None,
+            "measurements_stored": int(n_meas),
+            "dead_letters_stored": int(n_dead),
+            "cells": int(n_cells),
+        }
+
+    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
+        """(wall, samples, rejected) per commit with wall >= ``since_wall``, oldest first."""
+        if since_wall is None:
+            raise ValidationError("since_wall is required", field="since_wall")
+        return self._frame(q.series_query(_D), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
+
+    # -- PostgreSQL specifics --------------------------------------------------------
+    def partitions(self) -> list[str]:
+        """Names of the raw measurement partitions (``measurements_pYYYYMMDD`` and
+        ``measurements_default``), sorted."""
+        return [n for (n,) in self._rows(_PARTITIONS)]
+
+    def schema_version(self) -> int:
+        """Highest schema migration applied to the database."""
+        return int(self._rows('SELECT coalesce(max("version"), 0) FROM "schema_migrations"')[0][0])
+
+
+def _to_frame(rows: list[tuple[Any, ...]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _sorted(frame: pl.DataFrame | None, key: list[str]) -> pl.DataFrame | None:
+    return frame.sort(key, nulls_last=True) if frame is not None and frame.height > 1 else frame
+
+
+def _without_nul(frame: pl.DataFrame) -> pl.DataFrame:
+    """PostgreSQL text cannot hold NUL: store it as U+FFFD instead of failing the whole
+    batch (a dead letter's payload may be binary garbage; bad input must not stop ingest)."""
+    text = [c for c, t in frame.schema.items() if t == pl.Utf8]
+    if not text:
+        return frame
+    hit = frame.select(pl.any_horizontal(
+        [pl.col(c).str.contains("\x00", literal=True).any() for c in text])).item()
+    if not hit:
+        return frame
+    return frame.with_columns(pl.col(c).str.replace_all("\x00", "\ufffd", literal=True)
+                              for c in text)
+
+
+def _cell_ids(*frames: pl.DataFrame | None) -> list[str]:
+    ids: set[str] = set()
+    for f in frames:
+        if f is not None:
+            ids.update(f.get_column("cell_id").drop_nulls().unique().to_list())
+    return sorted(ids)
