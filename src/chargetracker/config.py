@@ -132,6 +132,22 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 64 * 1024 * 1024
     refresh_ms: int = 2000
+    #: Rejected rows listed per ingest response (all of them go to dead letters).
+    max_error_rows: int = 1000
+    #: Rows per chunk when an uploaded file is streamed through the pipeline.
+    upload_chunk_rows: int = 250_000
+    #: Mount the Dash dashboard at "/" next to the API (``serve --no-dashboard`` turns it off).
+    dashboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigError("api.max_body_bytes must be >= 1024")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("api.port must be in 0..65535")
+        if self.max_error_rows < 1 or self.upload_chunk_rows < 1:
+            raise ConfigError("api.max_error_rows and api.upload_chunk_rows must be >= 1")
+        if any(not k or k != k.strip() for k in self.api_keys):
+            raise ConfigError("API keys must be non-empty and have no surrounding whitespace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +174,7 @@ class Settings:
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     raw_retention_days: float | None = 30.0
+    archive_dir: str | None = None      # Parquet archive of accepted raw rows (batch layer)
 
     def with_overrides(self, **kwargs: Any) -> Settings:
         """A copy with top-level fields replaced (``engine=EngineConfig(...)`` etc.)."""
