@@ -374,7 +374,9 @@ class TextReader(Reader):
             fh.seek(self._data_offset)
             line_no = self._header_lines + 1
             for block, n_lines, n_bytes in _line_blocks(fh, self.chunk_rows):
-                raw = self._parse_block(block)
+                raw = self._parse_block_typed(block, n_lines)
+                if raw is None:
+                    raw = self._parse_block(block)
                 if raw.height != n_lines:  # pragma: no cover - _parse_block guarantees it
                     raise ReaderError(f"{self.path}: internal line count mismatch near line {line_no}")
                 lines = pl.int_range(line_no, line_no + n_lines, dtype=pl.Int64, eager=True)
@@ -385,6 +387,39 @@ class TextReader(Reader):
                 self.rows_rejected += chunk.rejected.height
                 yield chunk
         self.bytes_read = self.total_bytes
+
+    def _parse_block_typed(self, block: bytes, n_lines: int) -> pl.DataFrame | None:
+        """Fast path: only the planned columns, numbers parsed as numbers.
+
+        Returns None whenever the block is not clean (a value that is not a number, a
+        blank or ragged line, odd quoting): the text path then finds and names every bad
+        line exactly. Clean blocks, the usual case, skip the per-value text handling.
+        """
+        if self.separator == "\t" or not block:
+            return None
+        wanted = [f for f in self.fields if not f.probe_only]
+        sources = list(dict.fromkeys(f.source for f in wanted))
+        numeric = {f.source for f in wanted if f.kind in ("float", "int", "epoch")}
+        required = {f.source for f in wanted if f.required} & numeric
+        text = {f.source for f in wanted if f.kind in ("str", "datetime")}
+        idx = sorted(self.columns.index(c) for c in sources)
+        names = [self.columns[i] for i in idx]
+        # Without a header polars names columns column_1..N; rename after the projection.
+        schema = {f"column_{i + 1}": (pl.Utf8 if c in text or c not in numeric else pl.Float64)
+                  for i, c in zip(idx, names, strict=True)}
+        try:
+            df = pl.read_csv(
+                io.BytesIO(block), has_header=False, columns=idx, schema_overrides=schema,
+                separator=self.separator, quote_char='"', raise_if_empty=False,
+            )
+        except (pl.exceptions.PolarsError, ValueError):
+            return None
+        if df.width != len(names):
+            return None
+        df.columns = names
+        if df.height != n_lines or any(df.get_column(c).null_count() for c in required):
+            return None
+        return df
 
     def _parse_block(self, block: bytes) -> pl.DataFrame:
         """Every line of ``block`` as one row of text columns (blank line -> all null)."""
@@ -548,7 +583,7 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Exp
     else:
         s = col
     present = s.is_not_null()
-    shown = pl.concat_str([pl.lit("'"), s.cast(pl.Utf8), pl.lit("'")]) if is_text else pl.lit("")
+    shown = pl.concat_str([pl.lit("'"), s.cast(pl.Utf8), pl.lit("'")])
 
     if f.kind == "str":
         value = s.cast(pl.Utf8)
