@@ -302,7 +302,12 @@ def _advance(
     if len(allr["ts"]):
         if not K.is_strictly_sorted(allr["slot"], allr["ts"]):
             # Stable: among equal (slot, ts) the earliest arrival comes first and wins.
-            allr = _take(allr, np.lexsort((allr["ts"], allr["slot"])))
+            # Usually only the cells need grouping (each cell's rows already in time
+            # order): a stable sort by slot is enough and much cheaper than lexsort.
+            order = np.argsort(allr["slot"], kind="stable")
+            if not K.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
+                order = np.lexsort((allr["ts"], allr["slot"]))
+            allr = _take(allr, order)
             dup = K.duplicate_mask(allr["slot"], allr["ts"])
             if dup.any():
                 rejected.append(_letters(
@@ -562,6 +567,9 @@ def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np
     # Equivalent full cycles: throughput over twice the capacity (one charge + one
     # discharge); the nominal capacity when known, else the cell's own early capacity.
     cap_ah = np.where(np.isfinite(nominal) & (nominal > 0), nominal, ref_as / 3600.0)
+    # Efficiencies need a real charge: charge below the rest threshold on average over
+    # the cycle is sensor noise (a partial first cycle), and a ratio to it means nothing.
+    charged = a[:, A_CHG_AS] > state.f[slot, F_EPS] * a[:, A_DT]
     data = {
         "cell_id": state.id_series().gather(slot),
         "cycle": cycle,
@@ -575,8 +583,8 @@ def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np
         "discharge_ah": base["discharge_ah"],
         "charge_wh": base["charge_wh"],
         "discharge_wh": base["discharge_wh"],
-        "coulombic_efficiency": _safe_div(a[:, A_DIS_AS], a[:, A_CHG_AS]),
-        "energy_efficiency": _safe_div(a[:, A_DIS_WS], a[:, A_CHG_WS]),
+        "coulombic_efficiency": np.where(charged, _safe_div(a[:, A_DIS_AS], a[:, A_CHG_AS]), np.nan),
+        "energy_efficiency": np.where(charged, _safe_div(a[:, A_DIS_WS], a[:, A_CHG_WS]), np.nan),
         "mean_charge_v": _safe_div(a[:, A_CHG_WS], a[:, A_CHG_AS]),
         "mean_discharge_v": _safe_div(a[:, A_DIS_WS], a[:, A_DIS_AS]),
         "min_v": base["min_v"],
