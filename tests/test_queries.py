@@ -93,3 +93,11 @@ def test_pipeline_raises_outlier_alert_once(store) -> None:
     batch = summarize(frame)
     stored = store.cycles(None, status=None).sort(["cell_id", "cycle"])
     assert stored.get_column("discharge_ah").to_list() == batch.cycles.get_column("discharge_ah").to_list()
+
+
+def test_outliers_ignore_cells_without_group(store) -> None:
+    fill(store)
+    s = summarize(cycling_frame(cells=1, cycles=3, charge_s=300, rest_s=60, discharge_s=300)
+                  .with_columns(pl.lit("lonely").alias("cell_id")))
+    store.commit(CommitBatch(steps=s.steps, cycles=s.cycles))
+    assert Queries(store).outliers().get_column("cell_id").to_list() == ["cell-004"]

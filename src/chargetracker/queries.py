@@ -93,6 +93,8 @@ class Queries:
         values = self.store.metric_values(_check_metric(metric), group_key=key)
         if values.height == 0:
             return _empty_deep_dive()
+        # Cells without a group have no peers to deviate from.
+        values = values.filter(pl.col("group").is_not_null())
         dev = deviations(values, self.stats)
         if latest_only:
             latest = {g: self.latest_complete_cycle(g, metric=metric, group_key=key)

@@ -1,0 +1,35 @@
+"""What every request handler works with: settings, store, pipeline, queries, guard, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from ..config import Settings
+from ..queries import Queries
+from ..runtime.pipeline import Pipeline
+from ..stores.base import Store
+from .metrics import Metrics
+from .security import Guard
+
+__all__ = ["API_PREFIX", "ApiContext", "get_ctx"]
+
+#: Every API endpoint lives under this prefix (versioned).
+API_PREFIX = "/api/v1"
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Store
+    pipeline: Pipeline
+    queries: Queries
+    guard: Guard
+    metrics: Metrics
+    #: True when the app opened the store itself (and closes it at shutdown).
+    owns_store: bool = False
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]

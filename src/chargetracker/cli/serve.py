@@ -1,0 +1,86 @@
+"""``chargetracker serve``: the HTTP API and the dashboard in one process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..config import ApiConfig, Settings
+from ..errors import ConfigError
+
+#: Environment variables read here (the CLI is the only place that reads them).
+ENV_STORE = "CHARGETRACKER_STORE"
+ENV_API_KEYS = "CHARGETRACKER_API_KEYS"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    defaults = ApiConfig()
+    p = sub.add_parser(
+        "serve", help="serve the HTTP API (/api/v1) and the dashboard (/)",
+        description="Serve the HTTP API under /api/v1 (OpenAPI at /api/v1/openapi.json, docs "
+        "at /api/v1/docs), /healthz, /readyz, /metrics and the dashboard at / from one process. "
+        f"API keys may also come from ${ENV_API_KEYS} (comma-separated) or --api-key-file; "
+        f"the store from ${ENV_STORE}.",
+    )
+    p.add_argument("--store", metavar="URL", default=None,
+                   help="store URL: duckdb:///path.duckdb or postgresql://... "
+                   f"(default ${ENV_STORE} or {Settings().store_url})")
+    p.add_argument("--host", default=defaults.host, help=f"bind address (default {defaults.host})")
+    p.add_argument("--port", type=int, default=defaults.port, help=f"port (default {defaults.port})")
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="accept this API key (repeatable); writes then need "
+                   "'Authorization: Bearer KEY'. Prefer --api-key-file or the environment: "
+                   "command lines are visible to other users")
+    p.add_argument("--api-key-file", metavar="PATH", help="file with one API key per line")
+    p.add_argument("--protect-reads", action="store_true",
+                   help="reads need an API key too (default: reads are open)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow cross-origin requests from ORIGIN (repeatable; default: none)")
+    p.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20,
+                   metavar="MB", help="largest request body, MiB (default "
+                   f"{defaults.max_body_bytes / 2**20:g})")
+    p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
+    p.set_defaults(func=run)
+
+
+def _keys(args: argparse.Namespace) -> tuple[str, ...]:
+    keys: list[str] = [k.strip() for k in args.api_key]
+    if args.api_key_file:
+        try:
+            text = Path(args.api_key_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--api-key-file {args.api_key_file}: {exc.strerror}") from None
+        keys += [line.strip() for line in text.splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+    env = os.environ.get(ENV_API_KEYS, "")
+    keys += [k.strip() for k in env.split(",") if k.strip()]
+    if any(not k for k in keys):
+        raise ConfigError("--api-key must not be empty")
+    if args.protect_reads and not keys:
+        raise ConfigError("--protect-reads needs at least one API key")
+    return tuple(dict.fromkeys(keys))
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The Settings ``serve`` runs with (exposed for tests and other commands)."""
+    if not args.max_body_mb > 0:
+        raise ConfigError("--max-body-mb must be > 0")
+    api = ApiConfig(
+        host=args.host, port=args.port, api_keys=_keys(args), protect_reads=args.protect_reads,
+        cors_origins=tuple(args.cors_origin), max_body_bytes=max(1024, int(args.max_body_mb * 2**20)),
+        dashboard=not args.no_dashboard,
+    )
+    store = args.store or os.environ.get(ENV_STORE) or Settings().store_url
+    return Settings(store_url=store, api=api)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    from ..api.server import serve  # FastAPI/uvicorn are the 'server' extra
+
+    serve(settings, log_level=args.log_level, access_log=not args.no_access_log)
+    return 0
