@@ -15,6 +15,9 @@ import polars as pl
 
 __all__ = ["Trend", "fit_trend", "cell_trends"]
 
+#: Forecasts beyond this many cycles are reported as "not fading" (infinity).
+_HORIZON_CYCLES = 1_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Trend:
@@ -84,6 +87,8 @@ def fit_trend(cycle: np.ndarray, retention: np.ndarray, *, cell_id: str = "",
         forecast = float(x[np.argmax(y <= threshold)])  # already reached
     elif b2 < 0:
         forecast = max((threshold - a2) / b2, float(x[-1]))
+        if forecast > _HORIZON_CYCLES:  # a flat line: no meaningful end of life
+            forecast = np.inf
     else:
         forecast = np.inf
     return Trend(cell_id, int(n), b, b2, knee, float(forecast), float(y[-1]), a)

@@ -1,0 +1,491 @@
+"""Figure builders: PURE functions from Polars frames to Plotly figures.
+
+No Dash, no store, no clock: every input arrives as an argument, so each builder is
+unit-tested on small hand-made frames. Conventions shared by all of them:
+
+* every axis has a title with its unit; time axes are UTC;
+* an empty input gives :func:`empty_figure` with a sentence saying why, never a blank
+  chart;
+* traces carry ``meta={"role": ..., "group"/"cell": ...}`` so tests (and anyone
+  scripting the page) can tell a group's mean line from its sigma band;
+* ``uirevision`` keeps the user's zoom and legend choices across live refreshes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+from .theme import FONT, PALETTE, group_styles, metric_spec, rgba
+
+__all__ = [
+    "TEMPLATE",
+    "NO_GROUP",
+    "FORECAST_LIMIT",
+    "empty_figure",
+    "group_trend_figure",
+    "distribution_figure",
+    "cell_timeseries_figure",
+    "cell_capacity_figure",
+    "fade_fit",
+    "ingest_rates",
+    "ingest_rate_figure",
+    "dead_letter_figure",
+]
+
+#: Forecasts beyond this many cycles are "no meaningful fade" (a slope of rounding noise).
+FORECAST_LIMIT = 1.0e6
+
+#: Label for cycles of cells without a group (no metadata).
+NO_GROUP = "(no group)"
+
+TEMPLATE = go.layout.Template(
+    layout=go.Layout(
+        font=dict(family=FONT, size=13, color="#1f2933"),
+        colorway=list(PALETTE),
+        paper_bgcolor="#ffffff",
+        plot_bgcolor="#ffffff",
+        xaxis=dict(gridcolor="#e4e7eb", linecolor="#9aa5b1", zeroline=False, ticks="outside",
+                   showline=True),
+        yaxis=dict(gridcolor="#e4e7eb", linecolor="#9aa5b1", zeroline=False, ticks="outside",
+                   showline=True),
+        hoverlabel=dict(font=dict(family=FONT, size=12)),
+        margin=dict(l=70, r=20, t=40, b=55),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+    )
+)
+
+_BAD = "#b42318"
+_OK = "#0072B2"
+
+
+def empty_figure(message: str, *, height: int | None = None) -> go.Figure:
+    """A figure that says why there is nothing to plot (no axes, a centred message)."""
+    fig = go.Figure()
+    fig.update_layout(
+        template=TEMPLATE,
+        xaxis=dict(visible=False),
+        yaxis=dict(visible=False),
+        annotations=[dict(text=message, x=0.5, y=0.5, xref="paper", yref="paper",
+                          showarrow=False, font=dict(size=15, color="#52606d"))],
+        meta={"empty": True, "message": message},
+    )
+    if height:
+        fig.update_layout(height=height)
+    return fig
+
+
+def _groups(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col("group").fill_null(NO_GROUP))
+
+
+def _sigma_text(std: np.ndarray, pct: np.ndarray, n: np.ndarray, decimals: int, unit: str) -> list[str]:
+    out = []
+    for s, p, k in zip(std, pct, n, strict=True):
+        if k < 2 or not math.isfinite(s):
+            out.append("n/a (one cell)")
+        elif math.isfinite(p):
+            out.append(f"{s:.{decimals}f} {unit} ({p:.2f} %)")
+        else:
+            out.append(f"{s:.{decimals}f} {unit}")
+    return out
+
+
+def group_trend_figure(
+    closed: pl.DataFrame,
+    open_cycles: pl.DataFrame | None = None,
+    metric: str = "discharge_ah",
+    *,
+    group_label: str = "group",
+    uirevision: str | None = None,
+    height: int = 560,
+) -> go.Figure:
+    """Mean and +-1 sigma band of a cycle metric per group against cycle number.
+
+    ``closed`` and ``open_cycles`` are :meth:`Queries.group_trend` outputs (columns
+    group, cycle, n, mean, std, std_pct) over closed and over open cycles. Per group:
+    one band trace (role ``band``), one mean line (role ``mean``) and, when the group
+    has cycles in progress, hollow markers at their mean (role ``open``), never joined
+    to the closed-cycle line.
+    """
+    spec = metric_spec(metric)
+    closed = _groups(closed)
+    opened = _groups(open_cycles) if open_cycles is not None else closed.clear()
+    if closed.height == 0 and opened.height == 0:
+        return empty_figure(f"No cycles with {spec.label.lower()} yet: the chart fills in as soon as "
+                            "the pipeline commits the first cycle.", height=height)
+    groups = sorted(set(closed.get_column("group").to_list()) | set(opened.get_column("group").to_list()))
+    styles = group_styles(groups)
+    has_open = opened.height > 0
+    if has_open:
+        # Open cycles hold partial sums (a discharge half done): on the trend's own axis
+        # they would squash it, so they get a strip of their own under it, same x.
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2],
+                            vertical_spacing=0.06)
+        main: dict[str, int] = {"row": 1, "col": 1}
+        low: dict[str, int] = {"row": 2, "col": 1}
+    else:
+        fig = go.Figure()
+        main = low = {}
+    many = closed.get_column("cycle").n_unique() > 80 if closed.height else False
+    for g in groups:
+        colour, dash = styles[g]
+        part = closed.filter(pl.col("group") == g).sort("cycle")
+        if part.height:
+            x = part.get_column("cycle").to_numpy()
+            mean = part.get_column("mean").to_numpy() * spec.scale
+            std = part.get_column("std").fill_null(0.0).fill_nan(0.0).to_numpy() * abs(spec.scale)
+            n = part.get_column("n").to_numpy()
+            pct = part.get_column("std_pct").fill_null(float("nan")).to_numpy()
+            fig.add_trace(go.Scatter(
+                x=np.concatenate([x, x[::-1]]),
+                y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                fill="toself", fillcolor=rgba(colour, 0.16), line=dict(width=0),
+                mode="lines", hoverinfo="skip", showlegend=False, legendgroup=g,
+                name=f"{g} ±1σ", meta={"role": "band", "group": g},
+            ), **main)
+            custom = np.empty((x.size, 3), dtype=object)
+            custom[:, 0] = g
+            custom[:, 1] = _sigma_text(std, pct, n, spec.decimals, spec.unit)
+            custom[:, 2] = n
+            fig.add_trace(go.Scatter(
+                x=x, y=mean, mode="lines" if many else "lines+markers", name=g, legendgroup=g,
+                line=dict(color=colour, width=2, dash=dash), marker=dict(size=5, color=colour),
+                customdata=custom,
+                hovertemplate=(f"<b>%{{customdata[0]}}</b><br>cycle %{{x}}<br>"
+                               f"mean %{{y:{spec.d3}}} {spec.unit}<br>σ %{{customdata[1]}}<br>"
+                               "cells %{customdata[2]}<extra>closed</extra>"),
+                meta={"role": "mean", "group": g},
+            ), **main)
+        op = opened.filter(pl.col("group") == g).sort("cycle")
+        if op.height:
+            x = op.get_column("cycle").to_numpy()
+            custom = np.empty((x.size, 2), dtype=object)
+            custom[:, 0] = g
+            custom[:, 1] = op.get_column("n").to_numpy()
+            fig.add_trace(go.Scatter(
+                x=x, y=op.get_column("mean").to_numpy() * spec.scale, mode="markers",
+                name=f"{g} (open)", legendgroup=g, showlegend=False,
+                marker=dict(symbol="circle-open", size=10, color=colour, line=dict(width=2, color=colour)),
+                customdata=custom,
+                hovertemplate=(f"<b>%{{customdata[0]}}</b><br>cycle %{{x}} in progress<br>"
+                               f"mean so far %{{y:{spec.d3}}} {spec.unit}<br>"
+                               "cells %{customdata[1]}<extra>open</extra>"),
+                meta={"role": "open", "group": g},
+            ), **low)
+    if has_open:
+        # One legend entry explaining the hollow markers.
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="open cycle (in progress)",
+                                 marker=dict(symbol="circle-open", size=10, color="#52606d",
+                                             line=dict(width=2)),
+                                 hoverinfo="skip", meta={"role": "legend"}), **low)
+        fig.update_yaxes(title_text=spec.axis_title, row=1, col=1)
+        fig.update_yaxes(title_text=f"open: so far ({spec.unit})", title_font_size=11, row=2, col=1)
+        fig.update_xaxes(title_text="Cycle number", row=2, col=1)
+    else:
+        fig.update_layout(xaxis_title="Cycle number", yaxis_title=spec.axis_title)
+    fig.update_layout(
+        template=TEMPLATE,
+        height=height,
+        hovermode="closest",
+        uirevision=uirevision or f"{metric}|{group_label}",
+        legend_title_text=f"{group_label}: ",
+        meta={"empty": False, "groups": groups, "metric": metric},
+    )
+    return fig
+
+
+def distribution_figure(dev: pl.DataFrame, metric: str = "discharge_ah", *,
+                        seed: int = 0) -> go.Figure:
+    """Histogram of one group's values at one cycle, with every cell as a point below it.
+
+    ``dev`` is a :meth:`Queries.group_cycle` frame (cell_id, value, mean, std, median,
+    outlier, ...). Outliers are red diamonds; the mean (solid), +-1 sigma (dashed) and
+    median (dotted) are vertical lines. Points carry the cell id (click -> cell page).
+    The vertical jitter of the points is seeded, so the figure is deterministic.
+    """
+    spec = metric_spec(metric)
+    dev = dev.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
+    if dev.height == 0:
+        return empty_figure("No closed cycle values for this group and cycle.", height=360)
+    vals = dev.get_column("value").to_numpy() * spec.scale
+    ids = dev.get_column("cell_id").to_numpy()
+    out = dev.get_column("outlier").fill_null(False).to_numpy()
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
+                        vertical_spacing=0.04)
+    fig.add_trace(go.Histogram(x=vals, marker=dict(color=rgba(_OK, 0.55), line=dict(color=_OK, width=1)),
+                               name="cells", nbinsx=min(40, max(5, int(math.sqrt(vals.size)) * 2)),
+                               hovertemplate=f"%{{x}} {spec.unit}<br>%{{y}} cells<extra></extra>",
+                               showlegend=False, meta={"role": "histogram"}), row=1, col=1)
+    rng = np.random.default_rng(seed)
+    jitter = rng.uniform(-0.35, 0.35, vals.size)
+    for flag, name, colour, symbol in ((False, "cells", _OK, "circle"), (True, "outliers", _BAD, "diamond")):
+        sel = out == flag
+        if not sel.any():
+            continue
+        fig.add_trace(go.Scatter(
+            x=vals[sel], y=jitter[sel], mode="markers", name=name, customdata=ids[sel],
+            marker=dict(color=colour, symbol=symbol, size=9 if flag else 7, opacity=0.85,
+                        line=dict(width=1, color="#ffffff")),
+            hovertemplate=f"%{{customdata}}<br>%{{x:{spec.d3}}} {spec.unit}<extra>{name}</extra>",
+            showlegend=True, meta={"role": "outliers" if flag else "cells"},
+        ), row=2, col=1)
+    first = dev.row(0, named=True)
+    mean, std, median = first.get("mean"), first.get("std"), first.get("median")
+    lines: list[tuple[list[float], str, str, str]] = []
+    if mean is not None and math.isfinite(mean):
+        lines.append(([mean], "solid", "#1f2933", "mean"))
+        if std is not None and math.isfinite(std) and std > 0:
+            lines.append(([mean - std, mean + std], "dash", "#52606d", "±1σ"))
+    if median is not None and math.isfinite(median):
+        lines.append(([median], "dot", "#CC79A7", "median"))
+    for values, dash, colour, label in lines:
+        for v in values:
+            # Full-height reference lines through both panels (paper y), one legend entry each.
+            fig.add_shape(type="line", xref="x", yref="paper", x0=v * spec.scale, x1=v * spec.scale,
+                          y0=0, y1=1, line=dict(color=colour, width=1.5, dash=dash))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label,
+                                 line=dict(color=colour, width=1.5, dash=dash), hoverinfo="skip",
+                                 meta={"role": "reference"}), row=1, col=1)
+    fig.update_yaxes(title_text="cells", row=1, col=1)
+    fig.update_yaxes(visible=False, range=[-0.6, 0.6], row=2, col=1)
+    fig.update_xaxes(title_text=spec.axis_title, row=2, col=1)
+    fig.update_layout(template=TEMPLATE, height=360, bargap=0.05, margin=dict(l=60, r=20, t=40, b=50),
+                      meta={"empty": False, "n": int(vals.size), "outliers": int(out.sum())})
+    return fig
+
+
+def _datetimes(ts: pl.Series) -> np.ndarray:
+    """s since epoch (float) -> numpy datetime64[ms] (UTC, naive)."""
+    return (ts * 1000.0).round(0).cast(pl.Int64).cast(pl.Datetime("ms")).to_numpy()
+
+
+def cell_timeseries_figure(meas: pl.DataFrame, *, cell_id: str = "",
+                           uirevision: str | None = None) -> go.Figure:
+    """Voltage, current and temperature of one cell against time, three stacked panels
+    sharing the time axis (zoom one, all follow). ``meas`` is MEASUREMENT_SCHEMA."""
+    if meas.height == 0:
+        return empty_figure("No raw measurements in this time window.", height=560)
+    meas = meas.sort("ts")
+    t = _datetimes(meas.get_column("ts"))
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.035,
+                        row_heights=[0.4, 0.3, 0.3])
+    series = (("voltage_v", "Voltage (V)", "#0072B2", "%{y:.4f} V"),
+              ("current_a", "Current (A)", "#D55E00", "%{y:.3f} A"),
+              ("temperature_c", "Temperature (°C)", "#009E73", "%{y:.2f} °C"))
+    for row, (col, title, colour, hover) in enumerate(series, start=1):
+        y = meas.get_column(col).cast(pl.Float64)
+        if y.is_null().all():
+            fig.add_annotation(text=f"no {title.split(' (')[0].lower()} readings", xref="x domain",
+                               yref=f"y{row if row > 1 else ''} domain", x=0.5, y=0.5,
+                               showarrow=False, font=dict(color="#52606d"))
+        fig.add_trace(go.Scatter(x=t, y=y.to_numpy(), mode="lines", line=dict(color=colour, width=1.3),
+                                 name=title, hovertemplate=f"%{{x|%Y-%m-%d %H:%M:%S}}<br>{hover}<extra></extra>",
+                                 showlegend=False, meta={"role": col, "cell": cell_id}),
+                      row=row, col=1)
+        fig.update_yaxes(title_text=title, row=row, col=1)
+    fig.add_hline(y=0, line=dict(color="#9aa5b1", width=1), row=2, col=1)
+    fig.update_xaxes(title_text="Time (UTC)", title_standoff=8, row=3, col=1)
+    fig.update_layout(template=TEMPLATE, height=560, hovermode="x unified",
+                      margin=dict(l=70, r=20, t=20, b=70), uirevision=uirevision or cell_id,
+                      meta={"empty": False, "n": int(meas.height)})
+    return fig
+
+
+def fade_fit(cycles: pl.DataFrame, trend: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Capacity-space lines of a :meth:`Queries.cell_trend` fit (retention per cycle).
+
+    Returns ``{"ref_ah", "segments": [(x0, x1, a, b)], "forecast": (x, y_ah) | None,
+    "knee": cycle | None}`` where each segment is ``retention = a + b * cycle`` and
+    ``ref_ah`` converts retention to Ah (median of discharge_ah / retention). None when
+    the fit or the reference is missing.
+    """
+    if not trend or not trend.get("n_cycles") or trend.get("fade_rate_per_cycle") is None:
+        return None
+    closed = cycles.filter((pl.col("status") == "closed") & pl.col("retention").is_finite()
+                           & (pl.col("retention") > 0) & pl.col("discharge_ah").is_finite()).sort("cycle")
+    if closed.height < 2:
+        return None
+    x = closed.get_column("cycle").cast(pl.Float64).to_numpy()
+    y = closed.get_column("retention").to_numpy()
+    ref = float(np.median(closed.get_column("discharge_ah").to_numpy() / y))
+    a, b = float(trend["intercept"]), float(trend["fade_rate_per_cycle"])
+    knee = trend.get("knee_cycle")
+    segments: list[tuple[float, float, float, float]] = []
+    a2, b2 = a, b
+    if knee is not None and math.isfinite(knee):
+        pre, post = x < knee, x >= knee
+        if pre.sum() >= 2:
+            bp, ap = np.polyfit(x[pre], y[pre], 1)
+            segments.append((float(x[pre][0]), float(knee), float(ap), float(bp)))
+        b2 = float(trend.get("recent_fade_rate_per_cycle") or b)
+        # The least-squares line of the post-knee points passes through their centroid.
+        a2 = float(y[post].mean() - b2 * x[post].mean())
+        segments.append((float(knee), float(x[-1]), a2, b2))
+    else:
+        knee = None
+        segments.append((float(x[0]), float(x[-1]), a, b))
+    forecast = trend.get("cycles_to_80pct")
+    fc = None
+    if (forecast is not None and math.isfinite(forecast) and x[-1] < forecast <= FORECAST_LIMIT
+            and b2 < 0):
+        fc = (float(forecast), 0.8 * ref)
+    return {"ref_ah": ref, "segments": segments, "forecast": fc, "knee": knee,
+            "last_cycle": float(x[-1]), "tail": (a2, b2)}
+
+
+def cell_capacity_figure(cycles: pl.DataFrame, trend: Mapping[str, Any] | None = None, *,
+                         cell_id: str = "", horizon_factor: float = 3.0) -> go.Figure:
+    """Charge and discharge capacity per cycle with the fitted fade, the knee and the
+    forecast of the cycle where retention reaches 80 %.
+
+    ``cycles`` is CYCLE_SCHEMA. Only closed cycles are plotted and fitted: an open
+    cycle's capacity is a partial sum, so it is named in the annotation instead;
+    ``trend`` is :meth:`Queries.cell_trend` output. The forecast line is drawn up to
+    ``horizon_factor`` x the last cycle; a forecast further out is written in the
+    annotation instead of squashing the data to the left edge.
+    """
+    if cycles.height == 0:
+        return empty_figure("No cycles for this cell yet.", height=420)
+    cycles = cycles.sort("cycle")
+    closed = cycles.filter(pl.col("status") == "closed")
+    opened = cycles.filter(pl.col("status") != "closed")
+    fig = go.Figure()
+    for col, name, colour, symbol in (("discharge_ah", "discharge", "#0072B2", "circle"),
+                                      ("charge_ah", "charge", "#E69F00", "square")):
+        if closed.height:
+            fig.add_trace(go.Scatter(
+                x=closed.get_column("cycle").to_numpy(), y=closed.get_column(col).to_numpy(),
+                mode="lines+markers" if closed.height <= 200 else "lines", name=f"{name} capacity",
+                line=dict(color=colour, width=1.5), marker=dict(symbol=symbol, size=6),
+                hovertemplate=f"cycle %{{x}}<br>{name} %{{y:.4f}} Ah<extra></extra>",
+                meta={"role": col, "cell": cell_id},
+            ))
+    fit = fade_fit(cycles, trend)
+    annotations: list[str] = []
+    if opened.height:
+        annotations.append(f"cycle {int(opened.get_column('cycle').max())} in progress (not plotted)")  # type: ignore[arg-type]
+    if closed.height == 0:
+        fig.add_annotation(text="No closed cycle yet.", xref="paper", yref="paper", x=0.5, y=0.5,
+                           showarrow=False, font=dict(size=15, color="#52606d"))
+    if fit is not None:
+        ref = fit["ref_ah"]
+        for i, (x0, x1, a, b) in enumerate(fit["segments"]):
+            xs = np.array([x0, x1])
+            fig.add_trace(go.Scatter(
+                x=xs, y=(a + b * xs) * ref, mode="lines", name="fitted fade",
+                line=dict(color="#1f2933", width=2), showlegend=i == 0,
+                hovertemplate=f"fit: %{{y:.4f}} Ah ({b * 100 * 100:.3f} %/100 cycles)<extra></extra>",
+                meta={"role": "fit"},
+            ))
+        if fit["knee"] is not None:
+            fig.add_vline(x=fit["knee"], line=dict(color="#CC79A7", width=2, dash="dot"),
+                          annotation_text=f"knee @ {fit['knee']:.0f}", annotation_position="top left")
+        last = fit["last_cycle"]
+        a2, b2 = fit["tail"]
+        if fit["forecast"] is not None:
+            fx, fy = fit["forecast"]
+            end = min(fx, max(last * horizon_factor, last + 10))
+            xs = np.array([last, end])
+            fig.add_trace(go.Scatter(
+                x=xs, y=(a2 + b2 * xs) * ref, mode="lines", name="forecast",
+                line=dict(color="#1f2933", width=2, dash="dash"),
+                hovertemplate="forecast %{y:.4f} Ah at cycle %{x:.0f}<extra></extra>",
+                meta={"role": "forecast"},
+            ))
+            if fx <= end:
+                fig.add_trace(go.Scatter(x=[fx], y=[fy], mode="markers", name="80 % reached",
+                                         marker=dict(symbol="x", size=12, color=_BAD),
+                                         hovertemplate="80 % retention at cycle %{x:.0f}<extra></extra>",
+                                         meta={"role": "forecast_point"}))
+            annotations.append(f"80 % retention forecast at cycle {fx:,.0f}")
+        fig.add_hline(y=0.8 * ref, line=dict(color=_BAD, width=1, dash="dot"),
+                      annotation_text="80 % of reference", annotation_position="bottom right",
+                      annotation_font_size=11)
+    fig.update_layout(
+        template=TEMPLATE, height=420, xaxis_title="Cycle number", yaxis_title="Capacity (Ah)",
+        hovermode="closest", uirevision=cell_id or "capacity",
+        meta={"empty": False, "fit": fit is not None},
+    )
+    if annotations:
+        fig.add_annotation(text=" · ".join(annotations), xref="paper", yref="paper", x=1, y=1.0,
+                           xanchor="right", yanchor="bottom", showarrow=False, font=dict(size=12))
+        fig.update_layout(legend=dict(y=1.1))
+    return fig
+
+
+def ingest_rates(series: pl.DataFrame, *, bucket_s: float, start: float, end: float) -> pl.DataFrame:
+    """Per-commit counts (wall, samples, rejected) -> samples/s and rejected/s per bucket.
+
+    Buckets of ``bucket_s`` seconds from ``start`` to ``end`` (wall clock, s), empty
+    ones included as 0 so an idle pipeline shows as a drop to zero, not a straight line.
+    """
+    if bucket_s <= 0 or end <= start:
+        return pl.DataFrame(schema={"wall": pl.Float64, "samples_per_s": pl.Float64,
+                                    "rejected_per_s": pl.Float64})
+    first = math.floor(start / bucket_s) * bucket_s
+    n = int(math.floor((end - first) / bucket_s)) + 1
+    grid = pl.DataFrame({"bucket": np.arange(n, dtype=np.int64)})
+    agg = (
+        series.filter((pl.col("wall") >= first) & (pl.col("wall") <= end))
+        .with_columns(((pl.col("wall") - first) // bucket_s).cast(pl.Int64).alias("bucket"))
+        .group_by("bucket").agg(pl.col("samples").sum(), pl.col("rejected").sum())
+    )
+    return (
+        grid.join(agg, on="bucket", how="left").sort("bucket")
+        .select(
+            (pl.col("bucket").cast(pl.Float64) * bucket_s + first).alias("wall"),
+            (pl.col("samples").fill_null(0).cast(pl.Float64) / bucket_s).alias("samples_per_s"),
+            (pl.col("rejected").fill_null(0).cast(pl.Float64) / bucket_s).alias("rejected_per_s"),
+        )
+    )
+
+
+def ingest_rate_figure(rates: pl.DataFrame, *, bucket_s: float) -> go.Figure:
+    """Accepted and rejected samples/s over wall-clock time (from :func:`ingest_rates`)."""
+    total = float(rates.get_column("samples_per_s").sum()) + float(rates.get_column("rejected_per_s").sum())
+    if rates.height == 0 or total == 0:
+        return empty_figure("No samples ingested in this window.", height=320)
+    t = _datetimes(rates.get_column("wall"))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=t, y=rates.get_column("samples_per_s").to_numpy(), mode="lines",
+                             name="accepted", line=dict(color="#0072B2", width=2, shape="hv"),
+                             fill="tozeroy", fillcolor=rgba("#0072B2", 0.12),
+                             hovertemplate="%{x|%H:%M:%S}<br>%{y:,.1f} samples/s<extra>accepted</extra>",
+                             meta={"role": "accepted"}))
+    fig.add_trace(go.Scatter(x=t, y=rates.get_column("rejected_per_s").to_numpy(), mode="lines",
+                             name="rejected", line=dict(color=_BAD, width=1.5, shape="hv"),
+                             hovertemplate="%{x|%H:%M:%S}<br>%{y:,.2f} samples/s<extra>rejected</extra>",
+                             meta={"role": "rejected"}))
+    fig.update_layout(template=TEMPLATE, height=320, xaxis_title="Wall-clock time (UTC)",
+                      yaxis_title=f"Samples per second (mean over {bucket_s:g} s)",
+                      hovermode="x unified", uirevision="ingest",
+                      meta={"empty": False})
+    return fig
+
+
+def dead_letter_figure(dead: pl.DataFrame, *, top: int = 8) -> go.Figure:
+    """Counts of dead letters by field and reason (the ``top`` most frequent)."""
+    if dead.height == 0:
+        return empty_figure("No dead letters: every row so far was accepted.", height=280)
+    counts = (
+        dead.with_columns(pl.concat_str([pl.col("field").fill_null("row"), pl.lit(": "),
+                                         pl.col("reason").fill_null("?")]).alias("why"))
+        .group_by("why").len().sort(["len", "why"], descending=[True, False]).head(top)
+        .sort(["len", "why"], descending=[False, True])
+    )
+    fig = go.Figure(go.Bar(
+        x=counts.get_column("len").to_numpy(), y=counts.get_column("why").to_list(), orientation="h",
+        marker=dict(color=rgba(_BAD, 0.7)), hovertemplate="%{y}<br>%{x} rows<extra></extra>",
+        meta={"role": "reasons"},
+    ))
+    fig.update_layout(template=TEMPLATE, height=280,
+                      xaxis_title="Rejected rows (most recent dead letters)", yaxis_title=None,
+                      margin=dict(l=260, r=20, t=20, b=50), meta={"empty": False})
+    return fig

@@ -1,0 +1,143 @@
+"""Alerts: the live feed, newest first, with an acknowledge action per open alert.
+
+The page keeps the rows it has shown in the browser and, on each data change, asks the
+store only for alerts with an id above the newest one it has (``since_id``). The feed
+is a paged DataTable (hundreds of rows stay fast); clicking an open alert's
+"Acknowledge" cell acknowledges it (``store.ack_alert``), clicking a cell id opens the
+cell's page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, State, dash_table, dcc, html
+
+from ...config import Settings
+from ..data import DashboardData
+from ..tables import ACK_LABEL, ALERT_COLUMNS, alert_rows, alert_styles, alert_table_rows, cell_href
+from ..theme import FONT
+from .common import card, control, dropdown, error_box, log_error
+
+__all__ = ["layout", "register", "merge_alerts", "filter_alerts", "MAX_ROWS"]
+
+#: Rows kept in the feed (older ones drop off the bottom).
+MAX_ROWS = 500
+
+
+def layout(data: DashboardData | None = None) -> html.Div:
+    return html.Div([
+        dcc.Store(id="al-data", data=None),
+        html.H1("Alerts", className="ct-title"),
+        html.Div([
+            control("Show", dcc.Checklist(id="al-open-only",
+                                          options=[{"label": " unacknowledged only", "value": "open"}],
+                                          value=[], persistence=True, persistence_type="session")),
+            control("Severity", dropdown("al-severity", ["critical", "warning", "info"], None, multi=True,
+                                         placeholder="all severities", persistence=True), width=240),
+            control("Acknowledge as", dcc.Input(id="al-by", type="text", value="dashboard", debounce=True,
+                                                persistence=True, persistence_type="local",
+                                                style={"height": "36px"})),
+        ], className="ct-controls"),
+        html.Div(id="al-note", className="ct-note"),
+        card(None,
+             html.Div("Loading…", className="ct-empty", id="al-empty"),
+             html.Div(dash_table.DataTable(  # type: ignore[attr-defined]
+                 id="al-table", data=[], columns=ALERT_COLUMNS, page_action="native", page_size=25,
+                 sort_action="native", filter_action="native",
+                 style_data_conditional=alert_styles(),
+                 style_cell={"fontFamily": FONT, "fontSize": "13px", "padding": "4px 8px", "textAlign": "left",
+                             "whiteSpace": "nowrap", "height": "auto"},
+                 style_cell_conditional=[
+                     {"if": {"column_id": c}, "textAlign": "right"} for c in ("id", "value", "threshold", "cycle")
+                 ] + [{"if": {"column_id": "message"}, "whiteSpace": "normal", "minWidth": "280px"}],
+                 style_header={"fontWeight": 600, "backgroundColor": "#f5f7fa"},
+                 style_table={"overflowX": "auto"},
+             ), id="al-table-box", style={"display": "none"})),
+    ])
+
+
+def merge_alerts(old: list[dict[str, Any]] | None, new: list[dict[str, Any]],
+                 limit: int = MAX_ROWS) -> list[dict[str, Any]]:
+    """New rows (any order) on top of the old ones, newest id first, no duplicates."""
+    seen: dict[int, dict[str, Any]] = {int(r["id"]): r for r in (old or [])}
+    for r in new:
+        seen[int(r["id"])] = r
+    return [seen[k] for k in sorted(seen, reverse=True)[:limit]]
+
+
+def filter_alerts(rows: list[dict[str, Any]], open_only: bool, severities: list[str] | None) -> list[dict[str, Any]]:
+    out = rows
+    if open_only:
+        out = [r for r in out if not r.get("acknowledged")]
+    if severities:
+        wanted = set(severities)
+        out = [r for r in out if (r.get("severity") or "warning") in wanted]
+    return out
+
+
+def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
+    @app.callback(Output("al-data", "data"), Input("version", "data"), State("al-data", "data"))
+    def _fetch(token: Any, current: dict[str, Any] | None) -> Any:
+        try:
+            if not current:
+                rows = alert_rows(data.alerts(limit=MAX_ROWS))
+                return {"rows": rows, "max_id": max((r["id"] for r in rows), default=0), "error": None}
+            new = data.alerts(since_id=int(current.get("max_id") or 0), limit=MAX_ROWS)
+            if new.height == 0:
+                return dash.no_update
+            rows = merge_alerts(current.get("rows"), alert_rows(new))
+            return {"rows": rows, "max_id": max(r["id"] for r in rows), "error": None}
+        except Exception as exc:
+            log_error("alerts", exc)
+            return {**(current or {"rows": [], "max_id": 0}), "error": str(exc)}
+
+    @app.callback(Output("al-data", "data", allow_duplicate=True), Output("ack-count", "data"),
+                  Output("al-table", "active_cell"), Output("url", "href", allow_duplicate=True),
+                  Input("al-table", "active_cell"),
+                  State("al-data", "data"), State("al-by", "value"), State("ack-count", "data"),
+                  prevent_initial_call=True)
+    def _click(active: dict[str, Any] | None, current: dict[str, Any] | None, by: str | None,
+               count: int | None) -> Any:
+        nu = dash.no_update
+        if not active or not current or active.get("row_id") is None:
+            return nu, nu, nu, nu
+        alert_id = int(active["row_id"])
+        row = next((r for r in current.get("rows", []) if int(r["id"]) == alert_id), None)
+        if row is None:
+            return nu, nu, None, nu
+        if active.get("column_id") == "cell_id" and row.get("cell_id"):
+            return nu, nu, None, cell_href(str(row["cell_id"]))
+        if active.get("column_id") != "action" or row.get("acknowledged"):
+            return nu, nu, nu, nu
+        who = (by or "").strip() or "dashboard"
+        try:
+            ok = data.ack(alert_id, by=who)
+        except Exception as exc:
+            log_error("acknowledge", exc)
+            return {**current, "error": f"could not acknowledge alert {alert_id}: {exc}"}, nu, None, nu
+        rows = [({**r, "acknowledged": True, "acknowledged_by": who, "acknowledged_at": data.clock()}
+                 if int(r["id"]) == alert_id and ok else r) for r in current.get("rows", [])]
+        # Clear the active cell so a later click on the same cell registers again.
+        return {**current, "rows": rows, "error": None}, (count or 0) + 1, None, nu
+
+    @app.callback(Output("al-table", "data"), Output("al-table-box", "style"), Output("al-empty", "children"),
+                  Output("al-empty", "style"), Output("al-note", "children"),
+                  Input("al-data", "data"), Input("al-open-only", "value"), Input("al-severity", "value"))
+    def _render(current: dict[str, Any] | None, open_only: list[str] | None,
+                severities: list[str] | None) -> tuple[Any, ...]:
+        if current is None:
+            return [], {"display": "none"}, "Loading…", None, None
+        rows = current.get("rows") or []
+        shown = filter_alerts(rows, bool(open_only), severities)
+        n_open = sum(1 for r in rows if not r.get("acknowledged"))
+        empty = "No alerts yet." if not rows else "No alerts match these filters."
+        note: list[Any] = [f"{len(shown)} shown · {n_open} unacknowledged of the {len(rows)} newest · "
+                           f"updates live, newest first · click “{ACK_LABEL}” to acknowledge, a cell id to "
+                           "open the cell"]
+        if current.get("error"):
+            note = [error_box(RuntimeError(current["error"]))] + note
+        visible = bool(shown)
+        return (alert_table_rows(shown), None if visible else {"display": "none"}, empty,
+                {"display": "none"} if visible else None, note)

@@ -1,0 +1,251 @@
+"""Table builders: PURE functions from Polars frames to DataTable rows/columns or HTML.
+
+Values are converted to display units here (the same :mod:`.theme` specs as the
+figures) so a number reads the same in a table and on a chart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import polars as pl
+from dash import html
+from dash.dash_table.Format import Format, Scheme, Sign
+
+from .theme import fmt_count, fmt_duration, fmt_ts, metric_spec
+
+__all__ = [
+    "cell_href",
+    "deep_dive_columns",
+    "deep_dive_table",
+    "deep_dive_style",
+    "cycle_table",
+    "alert_rows",
+    "alert_table_rows",
+    "alert_styles",
+    "ALERT_COLUMNS",
+    "ACK_LABEL",
+    "sources_table",
+    "dead_letters_table",
+]
+
+
+def cell_href(cell_id: str) -> str:
+    """The cell page's path (the id is URL-encoded: ids may hold ``/`` or spaces)."""
+    return "/cell/" + quote(cell_id, safe="")
+
+
+def _fixed(decimals: int, *, signed: bool = False) -> Format:
+    fmt = Format(precision=decimals, scheme=Scheme.fixed)
+    return fmt.sign(Sign.positive) if signed else fmt
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def deep_dive_columns(metric: str) -> list[dict[str, Any]]:
+    """DataTable column definitions of the deep dive (value in the metric's display unit)."""
+    spec = metric_spec(metric)
+    return [
+        {"id": "rank", "name": "#", "type": "numeric"},
+        {"id": "cell_id", "name": "cell"},
+        {"id": "value", "name": f"{spec.label} ({spec.unit})", "type": "numeric",
+         "format": _fixed(spec.decimals)},
+        {"id": "z", "name": "z", "type": "numeric", "format": _fixed(2, signed=True)},
+        {"id": "robust_z", "name": "robust z", "type": "numeric", "format": _fixed(2, signed=True)},
+        {"id": "pct_deviation", "name": "deviation (%)", "type": "numeric",
+         "format": _fixed(2, signed=True)},
+        {"id": "status", "name": "status"},
+    ]
+
+
+def deep_dive_table(dev: pl.DataFrame, metric: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, columns) of the deep-dive DataTable, in the order of ``dev`` (the query
+    sorts by |percent deviation|, largest first). ``status`` is ``outlier`` or ``ok``."""
+    spec = metric_spec(metric)
+    columns = deep_dive_columns(metric)
+    if dev.height == 0:
+        return [], columns
+    frame = dev.select(
+        pl.col("cell_id"),
+        (pl.col("value") * spec.scale).alias("value"),
+        pl.col("z"), pl.col("robust_z"), pl.col("pct_deviation"),
+        pl.when(pl.col("outlier")).then(pl.lit("outlier")).otherwise(pl.lit("ok")).alias("status"),
+    ).with_row_index("rank", offset=1)
+    rows = [{k: _finite(v) for k, v in r.items()} for r in frame.to_dicts()]
+    return rows, columns
+
+
+def deep_dive_style() -> list[dict[str, Any]]:
+    """Conditional styles: outlier rows tinted red; the cell column looks like a link."""
+    return [
+        {"if": {"filter_query": '{status} = "outlier"'}, "backgroundColor": "#fde8e7",
+         "color": "#912018", "fontWeight": 600},
+        {"if": {"column_id": "cell_id"}, "color": "#0072B2", "textDecoration": "underline",
+         "cursor": "pointer"},
+        {"if": {"column_id": "status", "filter_query": '{status} = "outlier"'},
+         "backgroundColor": "#b42318", "color": "#ffffff"},
+    ]
+
+
+_CYCLE_COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
+    # (column, header, metric for units/scale or None, decimals)
+    ("cycle", "cycle", None, 0),
+    ("status", "status", None, 0),
+    ("start", "start (UTC)", None, 0),
+    ("duration_s", "duration (h)", "duration_s", 3),
+    ("charge_ah", "charge (Ah)", "charge_ah", 4),
+    ("discharge_ah", "discharge (Ah)", "discharge_ah", 4),
+    ("charge_wh", "charge (Wh)", "charge_wh", 3),
+    ("discharge_wh", "discharge (Wh)", "discharge_wh", 3),
+    ("coulombic_efficiency", "CE (%)", "coulombic_efficiency", 3),
+    ("energy_efficiency", "EE (%)", "energy_efficiency", 2),
+    ("retention", "retention (%)", "retention", 2),
+    ("mean_charge_v", "mean charge V", "mean_charge_v", 4),
+    ("mean_discharge_v", "mean discharge V", "mean_discharge_v", 4),
+    ("internal_resistance_ohm", "IR (mΩ)", "internal_resistance_ohm", 2),
+    ("max_temperature_c", "max T (°C)", "max_temperature_c", 2),
+    ("gap_count", "gaps", None, 0),
+)
+
+
+def cycle_table(cycles: pl.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, columns) of a cell's cycle table, newest cycle first, display units."""
+    columns: list[dict[str, Any]] = []
+    exprs: list[pl.Expr] = []
+    for col, name, metric, decimals in _CYCLE_COLUMNS:
+        if col == "start":
+            columns.append({"id": col, "name": name})
+            continue
+        if metric is not None:
+            spec = metric_spec(metric)
+            exprs.append((pl.col(col) * spec.scale).alias(col))
+            columns.append({"id": col, "name": name, "type": "numeric", "format": _fixed(decimals)})
+        else:
+            exprs.append(pl.col(col))
+            columns.append({"id": col, "name": name, **({"type": "numeric"} if col != "status" else {})})
+    if cycles.height == 0:
+        return [], columns
+    frame = cycles.sort("cycle", descending=True).select(
+        *exprs, pl.col("start_ts").alias("_start"))
+    rows = []
+    for r in frame.to_dicts():
+        start = r.pop("_start")
+        row = {k: _finite(v) for k, v in r.items()}
+        row["start"] = fmt_ts(start)
+        rows.append(row)
+    return rows, columns
+
+
+def alert_rows(alerts: pl.DataFrame) -> list[dict[str, Any]]:
+    """Alert frame (ALERT_ROW_SCHEMA) -> JSON-safe records, newest (highest id) first."""
+    if alerts.height == 0:
+        return []
+    return [{k: _finite(v) for k, v in r.items()} for r in alerts.sort("id", descending=True).to_dicts()]
+
+
+#: Columns of the alert feed (DataTable); ``state`` (open | acknowledged) is in the rows
+#: for styling but not shown.
+ALERT_COLUMNS: list[dict[str, Any]] = [
+    {"id": "id", "name": "#", "type": "numeric"},
+    {"id": "time", "name": "time (UTC)"},
+    {"id": "severity", "name": "severity"},
+    {"id": "cell_id", "name": "cell"},
+    {"id": "group", "name": "group"},
+    {"id": "rule", "name": "rule"},
+    {"id": "value", "name": "value", "type": "numeric"},
+    {"id": "threshold", "name": "threshold", "type": "numeric"},
+    {"id": "cycle", "name": "cycle", "type": "numeric"},
+    {"id": "message", "name": "message"},
+    {"id": "action", "name": "acknowledge"},
+]
+ACK_LABEL = "✓ Acknowledge"
+
+
+def _sig(v: Any, digits: int = 4) -> Any:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return float(f"{v:.{digits}g}")
+
+
+def alert_table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Alert records -> DataTable rows (``id`` is the alert id, so ``active_cell.row_id``
+    names the alert whatever the sort order). Open alerts get an acknowledge action."""
+    out = []
+    for r in rows:
+        acked = bool(r.get("acknowledged"))
+        if acked:
+            action = f"✓ {r.get('acknowledged_by') or 'someone'} {fmt_ts(r.get('acknowledged_at'))}"
+        else:
+            action = ACK_LABEL
+        out.append({
+            "id": int(r["id"]), "time": fmt_ts(r.get("ts")), "severity": r.get("severity") or "warning",
+            "cell_id": r.get("cell_id") or "", "group": r.get("group") or "", "rule": r.get("rule") or "",
+            "value": _sig(r.get("value")), "threshold": _sig(r.get("threshold")), "cycle": r.get("cycle"),
+            "message": r.get("message") or "", "action": action,
+            "state": "acknowledged" if acked else "open",
+        })
+    return out
+
+
+def alert_styles() -> list[dict[str, Any]]:
+    """Severity colours, greyed acknowledged rows, a button-like acknowledge cell."""
+    return [
+        {"if": {"column_id": "severity", "filter_query": '{severity} = "critical"'},
+         "backgroundColor": "#fee4e2", "color": "#b42318", "fontWeight": 600},
+        {"if": {"column_id": "severity", "filter_query": '{severity} = "warning"'},
+         "backgroundColor": "#fef0c7", "color": "#b54708", "fontWeight": 600},
+        {"if": {"column_id": "severity", "filter_query": '{severity} = "info"'},
+         "backgroundColor": "#e0f2fe", "color": "#026aa2", "fontWeight": 600},
+        {"if": {"column_id": "cell_id"}, "color": "#0072B2", "textDecoration": "underline",
+         "cursor": "pointer"},
+        {"if": {"column_id": "action", "filter_query": '{state} = "open"'},
+         "color": "#0072B2", "fontWeight": 600, "cursor": "pointer", "backgroundColor": "#eef6fc"},
+        {"if": {"filter_query": '{state} = "acknowledged"'}, "color": "#9aa5b1"},
+    ]
+
+
+def sources_table(stats: Mapping[str, Any], now: float) -> html.Div:
+    """Per-source counters and the age of each source's last commit (its lag)."""
+    by_source: Mapping[str, Mapping[str, Any]] = stats.get("by_source") or {}
+    if not by_source:
+        return html.Div("No source has committed yet.", className="ct-empty")
+    head = html.Thead(html.Tr([html.Th(h) for h in ("source", "accepted", "rejected", "rejected (%)",
+                                                    "last commit", "lag (since last commit)")]))
+    body = []
+    for src in sorted(by_source):
+        v = by_source[src]
+        acc, rej = int(v.get("accepted") or 0), int(v.get("rejected") or 0)
+        total = acc + rej
+        upd = v.get("updated_at")
+        body.append(html.Tr([
+            html.Td(src), html.Td(fmt_count(acc)), html.Td(fmt_count(rej)),
+            html.Td(f"{100.0 * rej / total:.2f}" if total else "–"),
+            html.Td(fmt_ts(upd)),
+            html.Td(fmt_duration(now - upd) if upd is not None else "–"),
+        ]))
+    return html.Div(html.Table([head, html.Tbody(body)], className="ct-table", id="in-sources-table"))
+
+
+def dead_letters_table(dead: pl.DataFrame, *, limit: int = 50, payload_chars: int = 120) -> html.Div:
+    """The most recent dead letters with their reasons (payload shortened)."""
+    if dead.height == 0:
+        return html.Div("No dead letters.", className="ct-empty")
+    head = html.Thead(html.Tr([html.Th(h) for h in ("received (UTC)", "source", "row", "cell", "field",
+                                                    "reason", "payload")]))
+    body = []
+    for r in dead.head(limit).to_dicts():
+        payload = r.get("payload") or ""
+        if len(payload) > payload_chars:
+            payload = payload[:payload_chars - 1] + "…"
+        body.append(html.Tr([
+            html.Td(fmt_ts(r.get("received_at"))), html.Td(r.get("source") or "–"),
+            html.Td("–" if r.get("row") is None else str(r["row"])), html.Td(r.get("cell_id") or "–"),
+            html.Td(r.get("field") or "–"), html.Td(r.get("reason") or "–"),
+            html.Td(html.Code(payload, style={"fontSize": "12px"})),
+        ]))
+    return html.Div(html.Table([head, html.Tbody(body)], className="ct-table", id="in-dead-table"))
