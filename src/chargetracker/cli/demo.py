@@ -1,0 +1,191 @@
+"""``chargetracker demo``: a simulated fleet, the live pipeline and the dashboard, in one process.
+
+Simulates ``--cells`` cells (default 104, in four groups: NMC and LFP x standard and
+accelerated cycling) at ``--accel`` times real time (default 3600: one simulated hour per
+second), runs them through the engine into a DuckDB file (default ./chargetracker.duckdb)
+and serves the dashboard and API on http://127.0.0.1:8050 when the web server is
+installed (``--no-server`` for the terminal summary only). Ctrl-C stops it; running it
+again with the same settings resumes the simulation where it stopped (``--fresh`` starts
+over with an empty store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import ConfigError
+from ..runtime import Pipeline, Runner, print_summary
+from ..sim.fleet_config import default_fleet_config
+from ..sim.measurement import FAULT_NAMES, FaultConfig
+from ..sources import SimulatorSource, parse_acceleration
+from ..stores.base import Store
+
+__all__ = ["register", "run", "start_server", "ServerHandle", "store_url_of"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "demo", help="simulated fleet + live pipeline + dashboard on http://127.0.0.1:8050",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cells", type=int, default=104, help="simulated cells (default 104, 4 groups)")
+    p.add_argument("--hours", type=float, default=0.0,
+                   help="simulated hours, then stop simulating (default 0: until Ctrl-C)")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    p.add_argument("--accel", default="3600", metavar="X|max",
+                   help="time acceleration, simulated s per wall s (default 3600; max = full speed)")
+    p.add_argument("--faults", default="none",
+                   help=f"sensor faults to simulate: {','.join(FAULT_NAMES)}, all or none (default)")
+    p.add_argument("--store", default="chargetracker.duckdb",
+                   help="DuckDB file or store URL (default ./chargetracker.duckdb)")
+    p.add_argument("--fresh", action="store_true", help="delete the demo store first and start over")
+    p.add_argument("--no-server", action="store_true", help="terminal summary only, no web server")
+    p.add_argument("--host", default=None, help="web server address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="web server port (default 8050)")
+    p.add_argument("--raw-days", type=float, default=2.0, metavar="DAYS",
+                   help="keep raw samples of the last DAYS of simulated time (default 2; "
+                   "cycles and steps are kept forever)")
+    p.add_argument("--summary-interval", type=float, default=5.0, metavar="S")
+    p.set_defaults(func=run)
+
+
+def store_url_of(value: str) -> str:
+    """A store URL from a URL or a plain DuckDB file path."""
+    if "://" in value or value == ":memory:":
+        return value
+    return f"duckdb:///{Path(value).expanduser()}"
+
+
+class ServerHandle:
+    """A web server running in a background thread."""
+
+    def __init__(self, url: str, thread: threading.Thread, stopper: Any = None) -> None:
+        self.url = url
+        self.thread = thread
+        self._stopper = stopper
+
+    def wait_for_interrupt(self) -> None:
+        """Block until Ctrl-C / SIGTERM (keeps serving a finished run)."""
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, lambda *_: stop.set())
+        print(f"simulation finished; still serving {self.url} (Ctrl-C to quit)", file=sys.stderr, flush=True)
+        while not stop.wait(0.5) and self.thread.is_alive():
+            pass
+
+    def stop(self) -> None:
+        if self._stopper is not None:
+            self._stopper()
+        self.thread.join(timeout=5)
+
+
+def start_server(settings: Settings, store: Store, pipeline: Pipeline, *,
+                 timeout_s: float = 20.0) -> ServerHandle | None:
+    """Start the API + dashboard on ``settings.api`` in a background thread.
+
+    The app shares this process's pipeline and store
+    (``chargetracker.api.app.create_app(settings, pipeline=pipeline)`` under uvicorn), so
+    the dashboard reads what the runner commits. Returns None (terminal only, with the
+    reason on stderr) when the server is not installed or cannot bind its port.
+    """
+    try:
+        import uvicorn
+
+        from ..api.app import create_app
+    except ImportError as exc:
+        print(f"web server not available ({exc}): terminal summary only", file=sys.stderr, flush=True)
+        return None
+    host, port = settings.api.host, settings.api.port
+    app = create_app(settings, store=store, pipeline=pipeline)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           access_log=False, server_header=False))
+    thread = threading.Thread(target=server.run, name="chargetracker-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        server.should_exit = True
+        print(f"web server could not start on {host}:{port} (port in use?): terminal summary only",
+              file=sys.stderr, flush=True)
+        return None
+
+    def stopper() -> None:
+        server.should_exit = True
+    return ServerHandle(f"http://{host}:{port}", thread, stopper)
+
+
+def _fresh(url: str) -> None:
+    if not url.startswith("duckdb:///") or url.endswith(":memory:"):
+        raise ConfigError("--fresh only deletes a DuckDB file store")
+    path = Path(url[len("duckdb:///"):])
+    for p in (path, path.with_name(path.name + ".wal")):
+        if p.exists():
+            p.unlink()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..stores.url import open_store
+
+    if args.cells < 1:
+        raise ConfigError("--cells must be >= 1")
+    if args.hours < 0:
+        raise ConfigError("--hours must be >= 0 (0: until Ctrl-C)")
+    accel = parse_acceleration(args.accel)
+    names = [n.strip() for n in args.faults.split(",") if n.strip()]
+    names = list(FAULT_NAMES) if names == ["all"] else ([] if names == ["none"] else names)
+    unknown = sorted(set(names) - set(FAULT_NAMES))
+    if unknown:
+        raise ConfigError(f"--faults: unknown {unknown}; one of {list(FAULT_NAMES)}")
+    fleet = default_fleet_config(
+        cells=args.cells, seed=args.seed,
+        duration_s=args.hours * 3600.0 if args.hours > 0 else None,
+        faults=FaultConfig.from_names(names),
+    )
+    url = store_url_of(args.store)
+    api = Settings().api
+    if args.host or args.port:
+        from dataclasses import replace
+        api = replace(api, host=args.host or api.host, port=args.port or api.port)
+    if not args.raw_days > 0:
+        raise ConfigError("--raw-days must be > 0")
+    settings = Settings(store_url=url, api=api, raw_retention_days=args.raw_days)
+    speed = "full speed" if not math.isfinite(accel) else f"{accel:g}x real time"
+    print(f"chargetracker demo: {fleet.n_cells} simulated cells in {len(fleet.groups)} groups "
+          f"({', '.join(g.name for g in fleet.groups)}), {speed}, seed {args.seed} -> {url}",
+          file=sys.stderr, flush=True)
+    if args.fresh:
+        _fresh(url)
+    source = SimulatorSource(fleet, name="demo-fleet", acceleration=accel)
+    store = open_store(url)
+    server = None
+    try:
+        pipeline = Pipeline(store, settings)
+        if not args.no_server:
+            server = start_server(settings, store, pipeline)
+            if server is not None:
+                print(f"dashboard on {server.url}  API on {server.url}/api/v1", file=sys.stderr, flush=True)
+        runner = Runner(pipeline, [source], settings.runtime, summary=print_summary(),
+                        summary_interval_s=args.summary_interval, retention_interval_s=10.0)
+        stats = runner.run()
+        print(f"chargetracker demo: {'finished' if stats.finished else 'stopped'}: "
+              f"{stats.accepted:,} samples, {stats.closed_cycles:,} cycles closed, "
+              f"{stats.alerts:,} alerts in {stats.wall_s:.1f} s (store {url})",
+              file=sys.stderr, flush=True)
+        if server is not None and stats.finished:
+            server.wait_for_interrupt()
+    finally:
+        if server is not None:
+            server.stop()
+        source.close()
+        store.close()
+    return 0
