@@ -251,3 +251,15 @@ def test_open_cycle_snapshot_then_closed_record() -> None:
     assert out.cycles.filter(pl.col("cycle") == 1).get_column("status").item() == "closed"
     state, out = flush(state)
     assert out.cycles.get_column("status").to_list() == ["open"]
+
+
+def test_no_lateness_window_processes_newest_sample_at_once() -> None:
+    cfg = EngineConfig(current_epsilon_a=0.01, min_step_s=0.0, lateness_s=0.0)
+    state = new_state(cfg)
+    state, out = update(state, frame([0, 1, 2], [1, 1, 1]))
+    assert out.steps.get_column("n_samples").item() == 3  # nothing held back
+    state, out = update(state, frame([2, 3], [5, 1]))  # ts=2 again: a duplicate
+    assert out.rejected.get_column("reason").to_list() == [
+        "duplicate timestamp: an earlier sample of this cell has the same ts"]
+    assert out.steps.get_column("n_samples").item() == 4
+    assert out.steps.get_column("charge_ah").item() == pytest.approx(3 / 3600)

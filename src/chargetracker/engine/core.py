@@ -245,6 +245,12 @@ def _update(state: EngineState, batch: pl.DataFrame, *, cells: pl.DataFrame | No
             unsorted = np.empty_like(flags)
             unsorted[order] = flags
             flags = unsorted
+        dup = flags == 2
+        if dup.any():
+            rejected.append(_letters(
+                state, _take(new, np.flatnonzero(dup)),
+                "duplicate timestamp: an earlier sample of this cell has the same ts", source,
+            ))
         late = flags == 1
         if late.any():
             rejected.append(_letters(
@@ -252,7 +258,8 @@ def _update(state: EngineState, batch: pl.DataFrame, *, cells: pl.DataFrame | No
                 f"late: older than the cell's newest sample by more than the lateness window ({cfg.lateness_s:g} s)",
                 source,
             ))
-            new = _take(new, np.flatnonzero(~late))
+        if late.any() or dup.any():
+            new = _take(new, np.flatnonzero(~(late | dup)))
     return _advance(state, new, rejected, final=final, source=source)
 
 
@@ -324,7 +331,10 @@ def _advance(
             keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
         else:
             wm = state.f[:, F_MAX_TS] - cfg.lateness_s
-            is_ready = allr["ts"] < wm[allr["slot"]]
+            # Without a window nothing can still arrive before the newest sample: it is
+            # processed at once (lowest latency); otherwise the window's samples wait.
+            is_ready = (allr["ts"] <= wm[allr["slot"]]) if cfg.lateness_s <= 0 else (
+                allr["ts"] < wm[allr["slot"]])
             if is_ready.all():
                 ready, keep = allr, _take(allr, np.zeros(0, dtype=np.int64))
             else:

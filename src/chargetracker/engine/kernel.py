@@ -507,8 +507,9 @@ def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, max_ts: np.ndarray,
     """Classify rows (grouped by cell, in arrival order) as 0 ok, 1 late, 2 duplicate.
 
     A row is late when its ts is older than the newest earlier ts of its cell minus the
-    lateness window. ``max_ts`` (per cell) is updated in place.
-    Duplicates (same ts as an earlier accepted row) are found by the caller.
+    lateness window. ``max_ts`` (per cell) is updated in place. With no lateness window
+    the newest sample is processed at once, so a repeat of its ts is a duplicate here;
+    other duplicates (inside a window) are found by the caller.
     """
     n = ts.shape[0]
     out = np.zeros(n, dtype=np.int8)
@@ -518,6 +519,8 @@ def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, max_ts: np.ndarray,
         t = ts[k]
         if not math.isnan(m) and t < m - lateness:
             out[k] = 1
+        elif lateness <= 0.0 and t == m:
+            out[k] = 2
         elif math.isnan(m) or t > m:
             max_ts[c] = t
     return out
