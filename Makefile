@@ -15,10 +15,12 @@ $(PY):
 
 $(STAMP_RUN): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[server]'
+	$(PY) scripts/warmup.py
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test]'
+	$(PY) scripts/warmup.py
 	touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
