@@ -101,3 +101,18 @@ def test_outliers_ignore_cells_without_group(store) -> None:
                   .with_columns(pl.lit("lonely").alias("cell_id")))
     store.commit(CommitBatch(steps=s.steps, cycles=s.cycles))
     assert Queries(store).outliers().get_column("cell_id").to_list() == ["cell-004"]
+
+
+def test_persistent_outlier_alerts_once(store) -> None:
+    frame = cycling_frame(cells=8, cycles=5, charge_s=300, rest_s=60, discharge_s=300)
+    frame = frame.with_columns(
+        pl.when((pl.col("cell_id") == "cell-003") & (pl.col("current_a") < 0))
+        .then(pl.col("current_a") * 0.5).otherwise(pl.col("current_a")).alias("current_a"))
+    pipe = Pipeline(store)
+    pipe.register_cells(pl.DataFrame({"cell_id": [f"cell-{k:03d}" for k in range(8)], "group": ["A"] * 8}))
+    for part in frame.sort("ts").iter_slices(3000):
+        pipe.ingest(part, source="test")
+    alerts = store.alerts(limit=100).filter(pl.col("rule") == "outlier_discharge_ah")
+    # An outlier in every closed cycle, alerted once: when it became one.
+    assert alerts.get_column("cell_id").to_list() == ["cell-003"]
+    assert alerts.get_column("cycle").to_list() == [1]

@@ -85,6 +85,9 @@ class StatsConfig:
     outlier_rule: Literal["robust", "sigma"] = "robust"
     sigma_k: float = 2.0        # |z| > k with the "sigma" rule (the original's 2 sigma)
     robust_k: float = 3.5       # |robust z| > k with the "robust" rule
+    #: An outlier must also deviate at least this much from the group mean, % (0: off).
+    #: Very uniform groups have a tiny spread; 0.3 % off is not a defect.
+    min_deviation_pct: float = 1.0
     group_key: str = "group"
 
 

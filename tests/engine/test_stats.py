@@ -73,3 +73,9 @@ def test_running_stats_merge_equals_batch() -> None:
     assert a.std == pytest.approx(data.std(ddof=1), rel=1e-10)
     assert (a.min, a.max) == (data.min(), data.max())
     assert math.isnan(RunningStats().update([1.0]).std)
+
+
+def test_min_deviation_floor() -> None:
+    xs = [1.000, 1.0001, 0.9999, 1.0002, 0.9998, 1.000, 0.997]  # 0.3 % low, robust z huge
+    assert outliers(values(xs)).height == 0
+    assert outliers(values(xs), StatsConfig(min_deviation_pct=0.0)).get_column("cell_id").to_list() == ["c6"]

@@ -4,7 +4,9 @@ Statistics are taken over **closed** cycles only (an open, half-finished cycle i
 never averaged with finished ones). Per group and cycle: n, mean, std (sample,
 ddof=1), median, MAD (unscaled median absolute deviation), min, max. Per cell:
 z = (x - mean) / std, robust z = 0.6745 (x - median) / MAD, percent deviation
-= 100 (x - mean) / mean, and an outlier flag by the configured rule.
+= 100 (x - mean) / mean, and an outlier flag by the configured rule (and at least
+``min_deviation_pct`` away from the mean, so a very uniform group's tiny spread
+does not make a 0.3 % difference an "outlier").
 
 :class:`RunningStats` is the mergeable (River-style) form of n/mean/std/min/max for
 streaming consumers: ``update`` with values, ``+=`` another instance.
@@ -67,6 +69,8 @@ def deviations(values: pl.DataFrame, config: StatsConfig | None = None, *, value
         flag = pl.col("z").abs() > cfg.sigma_k
     else:
         flag = pl.col("robust_z").abs() > cfg.robust_k
+    if cfg.min_deviation_pct > 0:
+        flag = flag & (pl.col("pct_deviation").abs() >= cfg.min_deviation_pct)
     # A group of one or two cannot tell an outlier apart.
     out = out.with_columns((flag & (pl.col("n") >= 3) & x.is_finite()).fill_null(False).alias("outlier"))
     return out.sort(list(by) + ["pct_deviation"], descending=[False] * len(by) + [True], nulls_last=True)

@@ -266,14 +266,25 @@ class Pipeline:
             # cycles are read back from the store.
             touched = closed.select("group", "cycle").unique().drop_nulls()
             if touched.height:
-                first = int(touched.get_column("cycle").min())  # type: ignore[arg-type]
+                # A cell that *becomes* an outlier raises one alert: compare with the
+                # group's previous cycle, so a persistently deviating cell is not
+                # re-alerted on every cycle.
+                before = touched.with_columns(pl.col("cycle") - 1)
+                pairs = pl.concat([touched, before]).unique()
+                first = int(pairs.get_column("cycle").min())  # type: ignore[arg-type]
                 values = self.store.metric_values(OUTLIER_METRIC, group_key=self.settings.stats.group_key,
                                                   since_cycle=first)
                 fresh = closed.select("group", "cell_id", "cycle", pl.col(OUTLIER_METRIC).alias("value"))
                 values = pl.concat([values.select("group", "cell_id", "cycle", "value"), fresh]).unique(
                     subset=["cell_id", "cycle"], keep="last")
-                values = values.join(touched, on=["group", "cycle"], how="inner")
-                dev = deviations(values, self.settings.stats)
+                values = values.join(pairs, on=["group", "cycle"], how="inner")
+                dev_all = deviations(values, self.settings.stats)
+                dev = dev_all.join(touched, on=["group", "cycle"], how="inner")
+                was = dev_all.filter(pl.col("outlier")).select(
+                    "cell_id", (pl.col("cycle") + 1).alias("cycle"))
+                dev = dev.with_columns(
+                    pl.col("outlier") & ~pl.struct("cell_id", "cycle").is_in(
+                        was.select(pl.struct("cell_id", "cycle")).to_series().implode()))
                 starts = closed.select("cell_id", "cycle", "start_ts")
                 flagged = dev.filter(pl.col("outlier")).select("cell_id", "cycle")
                 missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
