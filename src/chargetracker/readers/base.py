@@ -634,44 +634,37 @@ def _epoch_number(num: pl.Expr, scale: float) -> pl.Expr:
 def _line_blocks(fh: BinaryIO, chunk_rows: int) -> Iterator[tuple[bytes, int, int]]:
     """Yield (block, lines in block, bytes in block) with at most ``chunk_rows`` lines each.
 
-    Memory is O(chunk_rows x line length): the file is read in pieces and cut at the
-    ``chunk_rows``-th newline (found with NumPy, not a per-line loop).
+    Memory is O(read size): the file is read in pieces of at most 16 MiB, each cut at its
+    last newline (the partial line is carried into the next piece); a piece holding more
+    than ``chunk_rows`` lines is cut further at every ``chunk_rows``-th newline (found
+    with NumPy, not a per-line loop).
     """
-    read_size = int(min(max(chunk_rows * 128, 1 << 16), 1 << 26))
-    pieces: list[bytes] = []
-    newlines = 0
-    eof = False
+    read_size = int(min(max(chunk_rows * 64, 1 << 16), 1 << 24))
+    carry = b""
     while True:
-        while not eof and newlines < chunk_rows:
-            data = fh.read(read_size)
-            if not data:
-                eof = True
-                break
-            pieces.append(data)
-            newlines += data.count(b"\n")
-        buf = b"".join(pieces)
-        pieces = []
-        if not buf:
+        data = fh.read(read_size)
+        if not data:
+            if carry:
+                yield carry, carry.count(b"\n") + (0 if carry.endswith(b"\n") else 1), len(carry)
             return
-        if newlines >= chunk_rows:
-            pos = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
-            # Several full blocks may be buffered: cut them all here.
-            start = 0
-            k = chunk_rows - 1
-            while k < len(pos):
-                end = int(pos[k]) + 1
-                yield buf[start:end], chunk_rows, end - start
-                start = end
-                k += chunk_rows
-            rest = buf[start:]
-            newlines = rest.count(b"\n")
-            if rest:
-                pieces.append(rest)
+        buf = carry + data if carry else data
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            carry = buf
             continue
-        # eof with fewer than chunk_rows lines left
-        n = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
-        yield buf, n, len(buf)
-        return
+        block, carry = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
+        n = block.count(b"\n")
+        if n <= chunk_rows:
+            yield block, n, len(block)
+            continue
+        pos = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+        start = 0
+        for k in range(chunk_rows - 1, n, chunk_rows):
+            end = int(pos[k]) + 1
+            yield block[start:end], chunk_rows, end - start
+            start = end
+        if start < len(block):
+            yield block[start:], n % chunk_rows, len(block) - start
 
 
 def _decode(line: bytes) -> str:
