@@ -19,7 +19,12 @@ __all__ = ["main", "build_parser"]
 #: Subcommand modules, in help order.
 COMMANDS: tuple[str, ...] = (
     "analyze",
+    "serve",
     "simulate",
+    "run",
+    "demo",
+    "backfill",
+    "worker",
 )
 
 

