@@ -32,7 +32,11 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", required=True, help="output .parquet, .csv, or - (CSV on stdout)")
+    p.add_argument("--out", required=True,
+                   help="output .parquet, .csv, - (CSV on stdout) or kafka://HOST:PORT/TOPIC "
+                   "(?format=json|arrow; cells metadata and an end-of-stream marker are sent too)")
+    p.add_argument("-X", dest="kafka_extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="librdkafka setting passed through for kafka:// (security.protocol, sasl.*, ssl.*)")
     p.add_argument("--config", help="fleet config TOML (groups, protocols, ageing, faults)")
     p.add_argument("--cells", type=int, help="number of cells, spread over the groups (default 104)")
     p.add_argument("--hours", type=float, help="simulated duration, h (default 48)")
@@ -144,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     if not args.chunk_hours > 0:
         raise ConfigError("--chunk-hours must be > 0")
+    if args.out.startswith("kafka://"):
+        return _run_kafka(args, cfg)
     fmt = _format(args.out, args.format)
     fleet = Fleet(cfg)
     cells_path = Path(args.cells_out) if args.cells_out else (
@@ -171,4 +177,24 @@ def run(args: argparse.Namespace) -> int:
         + f"; defective: {len(meta['defective'])}, knee: {len(meta['knee'])}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _run_kafka(args: argparse.Namespace, cfg: FleetConfig) -> int:
+    """Publish the simulated fleet to a Kafka topic (keyed by cell id)."""
+    from ..kafka.client import parse_extra
+    from ..kafka.sink import KafkaSink
+
+    fleet = Fleet(cfg)
+    sink = KafkaSink.from_url(args.out, extra=parse_extra(args.kafka_extra))
+    rows = 0
+    try:
+        sink.send_cells(fleet.cells)
+        for frame in fleet.chunks(seconds=args.chunk_hours * 3600.0):
+            rows += sink.send(frame)
+        sink.end_of_stream()
+    finally:
+        sink.close()
+    print(f"simulated {fleet.n_cells} cells x {fleet.sim_time_s / 3600:g} h (seed {cfg.seed}): "
+          f"{rows} rows -> {args.out}", file=sys.stderr)
     return 0
