@@ -141,6 +141,9 @@ class ApiConfig:
     upload_chunk_rows: int = 250_000
     #: Mount the Dash dashboard at "/" next to the API (``serve --no-dashboard`` turns it off).
     dashboard: bool = True
+    #: Publish ingested measurements to Kafka (``Settings.kafka``) for the scale-out
+    #: workers instead of running them through this process's pipeline.
+    publish_kafka: bool = False
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:

@@ -91,9 +91,16 @@ def create_app(
                      guard=Guard.from_keys(cfg.api_keys, cfg.protect_reads), metrics=Metrics(),
                      owns_store=owns)
 
+    if cfg.publish_kafka:
+        from ..kafka.sink import KafkaSink  # the 'scale' extra
+
+        ctx.sink = KafkaSink(settings.kafka)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if ctx.sink is not None:
+            ctx.sink.close()
         if ctx.owns_store:
             ctx.store.close()
 

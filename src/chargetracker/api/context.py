@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -29,6 +30,8 @@ class ApiContext:
     metrics: Metrics
     #: True when the app opened the store itself (and closes it at shutdown).
     owns_store: bool = False
+    #: A KafkaSink when ``api.publish_kafka``: ingest goes to the topic, not the pipeline.
+    sink: Any = None
 
 
 def get_ctx(request: Request) -> ApiContext:

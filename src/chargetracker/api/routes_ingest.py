@@ -19,7 +19,8 @@ from starlette.datastructures import UploadFile
 from ..errors import ChargeTrackerError
 from ..readers import open_reader
 from ..runtime.pipeline import IngestResult
-from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA
+from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA, validate
+from ..stores.base import CommitBatch
 from .context import API_PREFIX, ApiContext, get_ctx
 from .errors import ApiError, responses
 from .ingest import MEDIA_TYPES, media_format, parse_body
@@ -104,13 +105,34 @@ def _ingest_body(ctx: ApiContext, body: bytes, fmt: str, charset: str | None,
                     "ignored_columns": parsed.ignored_columns, "format": fmt, "source": source}
         raise ApiError(422, "the batch holds no measurements", code="empty_batch")
     t0 = time.perf_counter()
-    res = ctx.pipeline.ingest(parsed.frame, source=source, cells=parsed.cells)
+    if ctx.sink is not None:
+        res = _publish(ctx, parsed.frame, parsed.cells, source)
+    else:
+        res = ctx.pipeline.ingest(parsed.frame, source=source, cells=parsed.cells)
     ctx.metrics.observe_ingest(fmt, res.accepted, res.rejected.height, time.perf_counter() - t0)
     out = _result_body(ctx, res, fmt=fmt, source=source, cells=n_cells,
                        ignored=parsed.ignored_columns)
     if res.accepted == 0:
         raise _nothing_accepted(out)
     return out
+
+
+def _publish(ctx: ApiContext, frame: pl.DataFrame, cells: pl.DataFrame | None,
+             source: str) -> IngestResult:
+    """Scale-out mode: validate here, publish good rows to Kafka for the workers; rejected
+    rows are dead letters in the store right away (the workers count accepted samples)."""
+    checked = validate(frame, source=source)
+    if cells is not None and cells.height:
+        ctx.store.upsert_cells(cells)
+        ctx.sink.send_cells(cells)
+    if checked.good.height:
+        ctx.sink.send(checked.good)
+        ctx.sink.flush()
+    if checked.rejected.height:
+        ctx.store.commit(CommitBatch(
+            dead_letters=checked.rejected,
+            counters={source: {"accepted": 0, "rejected": checked.rejected.height}}))
+    return IngestResult(checked.good.height, checked.rejected)
 
 
 @router.post(

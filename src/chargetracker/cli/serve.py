@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from ..config import ApiConfig, Settings
+from ..config import ApiConfig, KafkaConfig, Settings
 from ..errors import ConfigError
 
 #: Environment variables read here (the CLI is the only place that reads them).
@@ -41,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    metavar="MB", help="largest request body, MiB (default "
                    f"{defaults.max_body_bytes / 2**20:g})")
     p.add_argument("--no-dashboard", action="store_true", help="serve the API only")
+    p.add_argument("--publish", metavar="kafka://HOST:PORT/TOPIC",
+                   help="scale-out: publish ingested measurements to this Kafka topic for "
+                   "`chargetracker worker` instead of the in-process pipeline")
+    p.add_argument("-X", dest="kafka_extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="librdkafka setting for --publish (security.protocol, sasl.*, ssl.*)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
@@ -75,7 +81,23 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         dashboard=not args.no_dashboard,
     )
     store = args.store or os.environ.get(ENV_STORE) or Settings().store_url
-    return Settings(store_url=store, api=api)
+    kafka = KafkaConfig()
+    if getattr(args, "publish", None):
+        from urllib.parse import urlsplit
+
+        url = urlsplit(args.publish)
+        topic = url.path.strip("/")
+        if url.scheme != "kafka" or not url.netloc or not topic:
+            raise ConfigError(f"--publish {args.publish!r}: expected kafka://HOST:PORT/TOPIC")
+        extra = []
+        for item in args.kafka_extra:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"-X {item!r}: expected key=value")
+            extra.append((key.strip(), value))
+        kafka = KafkaConfig(brokers=url.netloc, topic=topic, extra=tuple(extra))
+        api = replace(api, publish_kafka=True)
+    return Settings(store_url=store, api=api, kafka=kafka)
 
 
 def run(args: argparse.Namespace) -> int:
