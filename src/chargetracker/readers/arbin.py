@@ -81,15 +81,7 @@ class TableReader(TextReader):
         return fields
 
     def _calibrate(self, probe: pl.DataFrame) -> None:
-        origin = self._origin_from(probe, "__epoch", "__test_time")
-        if self.start_time is not None:
-            self._origin, how = float(self.start_time), "start_time option"
-        elif origin is not None:
-            self._origin, how = origin, "date/time - test time of the first row"
-        else:
-            self._origin, how = 0.0, "unknown (ts is the test time, relative)"
-        self._attributes["time_origin"] = how
-        self._attributes["test_start_epoch_s"] = self._origin
+        self._calibrate_origin(probe, "date/time - test time of the first row")
 
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
         return parsed.with_columns(

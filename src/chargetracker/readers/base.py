@@ -298,6 +298,8 @@ class TextReader(Reader):
 
     separator: str = ","
     probe_lines: int = 1000
+    #: Epoch of the file's test time 0, s (set by :meth:`_calibrate_origin`).
+    _origin: float = 0.0
 
     def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -360,6 +362,19 @@ class TextReader(Reader):
 
     def _reference_names(self) -> list[str]:
         return [f.out for f in self.fields if f.out in REFERENCE_COLUMNS]
+
+    def _calibrate_origin(self, probe: pl.DataFrame, how_from_file: str) -> None:
+        """Epoch of test time 0 (``self._origin``): the ``start_time`` option, else the
+        file's absolute time minus its test time on the first row having both."""
+        origin = self._origin_from(probe, "__epoch", "__test_time")
+        if self.start_time is not None:
+            self._origin, how = float(self.start_time), "start_time option"
+        elif origin is not None:
+            self._origin, how = origin, how_from_file
+        else:
+            self._origin, how = 0.0, "unknown (ts is the test time, relative)"
+        self._attributes["time_origin"] = how
+        self._attributes["test_start_epoch_s"] = self._origin
 
     # -- iteration ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[ReadChunk]:

@@ -156,15 +156,7 @@ class MaccorReader(TextReader):
         return fields
 
     def _calibrate(self, probe: pl.DataFrame) -> None:
-        origin = self._origin_from(probe, "__epoch", "__test_time")
-        if self.start_time is not None:
-            self._origin, how = float(self.start_time), "start_time option"
-        elif origin is not None:
-            self._origin, how = origin, "DPt Time - Test Time of the first row"
-        else:
-            self._origin, how = 0.0, "unknown (ts is the test time, relative)"
-        self._attributes["time_origin"] = how
-        self._attributes["test_start_epoch_s"] = self._origin
+        self._calibrate_origin(probe, "DPt Time - Test Time of the first row")
         self._attributes["timezone"] = self.timezone
 
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:

@@ -405,23 +405,10 @@ class DuckDBStore(Store):
                 last = cur.execute(q.get_meta(_D), ["last_commit_wall"]).fetchall()
             finally:
                 _rollback(cur)
-        by_source = {
-            src: {"accepted": int(a), "rejected": int(r), "updated_at": u}
-            for src, a, r, u in counters
-        }
-        newest = q.finite_or_none(newest_ts)
-        return {
-            "samples_total": sum(v["accepted"] for v in by_source.values()),
-            "rejected_total": sum(v["rejected"] for v in by_source.values()),
-            "by_source": by_source,
-            "samples_per_s": q.rate(int(acc_window), first_wall, now),
-            "last_commit_wall": float(last[0][0]) if last else None,
-            "newest_ts": newest,
-            "lag_s": (now - newest) if newest is not None else None,
-            "measurements_stored": int(n_meas),
-            "dead_letters_stored": int(n_dead),
-            "cells": int(n_cells),
-        }
+        return q.ingest_stats_dict(
+            counters, newest_ts=newest_ts, n_measurements=n_meas, n_dead=n_dead,
+            n_cells=n_cells, accepted_in_window=acc_window, first_wall=first_wall,
+            last_commit=last[0][0] if last else None, now=now)
 
     def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
         """(wall, samples, rejected) per commit with wall >= ``since_wall``, oldest first."""

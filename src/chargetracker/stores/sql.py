@@ -870,3 +870,26 @@ def finite_or_none(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def ingest_stats_dict(counters: list[tuple[Any, ...]], *, newest_ts: Any, n_measurements: Any,
+                      n_dead: Any, n_cells: Any, accepted_in_window: Any, first_wall: Any,
+                      last_commit: Any, now: float) -> dict[str, Any]:
+    """The ``Store.ingest_stats`` result from the raw query results (shared by stores)."""
+    by_source = {
+        src: {"accepted": int(a), "rejected": int(r), "updated_at": u}
+        for src, a, r, u in counters
+    }
+    newest = finite_or_none(newest_ts)
+    return {
+        "samples_total": sum(v["accepted"] for v in by_source.values()),
+        "rejected_total": sum(v["rejected"] for v in by_source.values()),
+        "by_source": by_source,
+        "samples_per_s": rate(int(accepted_in_window), first_wall, now),
+        "last_commit_wall": float(last_commit) if last_commit is not None else None,
+        "newest_ts": newest,
+        "lag_s": (now - newest) if newest is not None else None,
+        "measurements_stored": int(n_measurements),
+        "dead_letters_stored": int(n_dead),
+        "cells": int(n_cells),
+    }
