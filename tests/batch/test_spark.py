@@ -183,8 +183,6 @@ def test_cli_spark_backfill_uses_the_running_session(
 
 def test_executors_sink_into_postgresql(spark: object, streamed_fleet: StreamedFleet,
                                         request: pytest.FixtureRequest) -> None:
-    pytest.importorskip("chargetracker.stores.postgresql",
-                        reason="the PostgreSQL store is not in this build yet")
     url = request.getfixturevalue("postgres_url")
     fleet = streamed_fleet
     seeded_store(url, fleet)
