@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,18 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..errors import ChargeTrackerError, StoreError, StoreUnavailable, ValidationError
-from ..schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
+from ..errors import ChargeTrackerError, StoreError, StoreUnavailable
+from ..schema import CELL_SCHEMA, CYCLE_SCHEMA
 from . import sql as q
-from .base import Checkpoint, CommitBatch, Store
+from .base import CommitBatch
+from .sqlstore import SqlStore
 
 __all__ = ["DuckDBStore"]
 
 _D = q.DUCKDB
 
 
-class DuckDBStore(Store):
+class DuckDBStore(SqlStore):
     """Store on a DuckDB file (or ``":memory:"``).
 
     Parameters
@@ -56,6 +57,8 @@ class DuckDBStore(Store):
     clock:
         Wall clock in s since the epoch (injectable for tests).
     """
+
+    dialect = q.DUCKDB
 
     def __init__(
         self,
@@ -171,14 +174,15 @@ class DuckDBStore(Store):
             )
 
     # -- helpers ---------------------------------------------------------------------
-    def _frame(self, sql: str, params: list[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    def _frame(self, sql: str, params: Sequence[Any] | None,
+               schema: dict[str, pl.DataType]) -> pl.DataFrame:
         with self._errors("query"):
-            df = self._cur().sql(sql, params=params or None).pl()
+            df = self._cur().sql(sql, params=list(params) if params else None).pl()
         return df.cast(schema) if df.height else pl.DataFrame(schema=schema)
 
-    def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._errors("query"):
-            return self._cur().execute(sql, params or None).fetchall()
+            return self._cur().execute(sql, list(params) if params else None).fetchall()
 
     def _insert(self, cur: duckdb.DuckDBPyConnection, frame: pl.DataFrame,
                 build: Callable[[str], str], params: list[Any] | None = None) -> None:
@@ -245,10 +249,6 @@ class DuckDBStore(Store):
             self._insert(cur, b.dead_letters, q.insert_dead_letters_from)
         cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
 
-    def upsert_cells(self, cells: pl.DataFrame) -> None:
-        """Insert or replace cell metadata (CELL_SCHEMA; ``attributes`` a JSON object)."""
-        self.commit(CommitBatch(cells=cells))
-
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
         """Acknowledge an alert; False when no alert has that id. Acknowledging twice
         keeps the first acknowledgement."""
@@ -263,38 +263,7 @@ class DuckDBStore(Store):
             rows = self._cur().execute(q.prune_measurements(_D), [float(older_than_ts)]).fetchall()
         return int(rows[0][0]) if rows else 0
 
-    def load_checkpoint(self, name: str) -> Checkpoint | None:
-        rows = self._rows(q.load_checkpoint(_D), [name])
-        if not rows:
-            return None
-        state, position = rows[0]
-        return Checkpoint(name=name, state=bytes(state), position=json.loads(position))
-
-    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
-        """Checkpoints whose name starts with ``prefix`` (literal), ordered by name."""
-        if not isinstance(prefix, str):
-            raise ValidationError("checkpoint prefix must be a string", field="prefix")
-        return [Checkpoint(name=n, state=bytes(s), position=json.loads(p))
-                for n, s, p in self._rows(q.load_checkpoints(_D), [prefix])]
-
     # -- reads -----------------------------------------------------------------------
-    def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
-              offset: int = 0) -> pl.DataFrame:
-        """Cells (CELL_SCHEMA, ``attributes`` as JSON text) ordered by cell_id.
-
-        ``filters`` maps a cells column (group, chemistry, test_type, ...) or any
-        attributes key to a value or a list of values; conditions are AND-ed.
-        ``limit`` is clamped to :data:`~chargetracker.stores.sql.MAX_PAGE`.
-        """
-        limit_, offset = q.page(limit, offset)
-        sql, params = q.cells_query(_D, filters, limit_ if limit_ is not None else q.MAX_PAGE,
-                                    offset)
-        return self._frame(sql, params, CELL_SCHEMA)
-
-    def cells_count(self, *, filters: dict[str, str] | None = None) -> int:
-        sql, params = q.cells_count_query(_D, filters)
-        return int(self._rows(sql, params)[0][0])
-
     def cell(self, cell_id: str) -> dict[str, Any] | None:
         """Metadata, counts and latest cycle of one cell; None when it is unknown.
 
@@ -330,57 +299,6 @@ class DuckDBStore(Store):
         )
         return out
 
-    def cycles(self, cell_id: str | None = None, *, status: str | None = None,
-               limit: int | None = None, offset: int = 0) -> pl.DataFrame:
-        """Cycles (CYCLE_SCHEMA) ordered by cell_id, cycle; ``status`` open|closed|None."""
-        limit, offset = q.page(limit, offset, default_cap=None)
-        sql, params = q.cycles_query(_D, cell_id, status, limit, offset)
-        return self._frame(sql, params, CYCLE_SCHEMA)
-
-    def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
-              offset: int = 0) -> pl.DataFrame:
-        """Steps (STEP_SCHEMA) of one cell, optionally one cycle, ordered by step."""
-        limit, offset = q.page(limit, offset, default_cap=None)
-        sql, params = q.steps_query(_D, cell_id, cycle, limit, offset)
-        return self._frame(sql, params, STEP_SCHEMA)
-
-    def measurements(self, cell_id: str, *, start_ts: float | None = None,
-                     end_ts: float | None = None, max_points: int | None = None) -> pl.DataFrame:
-        """Raw rows (MEASUREMENT_SCHEMA) of one cell with start_ts <= ts <= end_ts.
-
-        With more than ``max_points`` rows, every k-th row is returned (k = ceil(n /
-        max_points)), so at most ``max_points`` real samples.
-        """
-        sql, params = q.measurements_query(_D, cell_id, start_ts, end_ts, max_points)
-        return self._frame(sql, params, MEASUREMENT_SCHEMA)
-
-    def metric_values(self, metric: str, *, group_key: str = "group",
-                      filters: dict[str, str] | None = None, status: str = "closed",
-                      since_cycle: int | None = None) -> pl.DataFrame:
-        """(group, cell_id, cycle, value) of one TREND_METRICS column.
-
-        ``group`` is the cells column named ``group_key`` (group, chemistry, test_type,
-        ...) or that attributes key, as text. Only ``status`` cycles ("closed" by
-        default; None for all) with a non-null value and cycle >= ``since_cycle``.
-        Unknown metric or key -> :class:`~chargetracker.errors.ValidationError`.
-        """
-        sql, params = q.metric_values_query(_D, metric, group_key, filters, status, since_cycle)
-        return self._frame(sql, params, q.METRIC_VALUES_SCHEMA)
-
-    def alerts(self, *, since_id: int | None = None, acknowledged: bool | None = None,
-               limit: int = 100) -> pl.DataFrame:
-        """Alerts with id > ``since_id``, newest first (ALERT_ROW_SCHEMA)."""
-        limit_, _ = q.page(limit, 0)
-        sql, params = q.alerts_query(_D, since_id, acknowledged,
-                                     limit_ if limit_ is not None else q.MAX_PAGE)
-        return self._frame(sql, params, q.ALERT_ROW_SCHEMA)
-
-    def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
-        """Dead letters newest first: id, received_at (wall s) + DEAD_LETTER_SCHEMA."""
-        limit_, _ = q.page(limit, 0)
-        sql, params = q.dead_letters_query(_D, limit_ if limit_ is not None else q.MAX_PAGE)
-        return self._frame(sql, params, q.DEAD_LETTER_ROW_SCHEMA)
-
     def ingest_stats(self) -> dict[str, Any]:
         """Ingest counters and health.
 
@@ -409,12 +327,6 @@ class DuckDBStore(Store):
             counters, newest_ts=newest_ts, n_measurements=n_meas, n_dead=n_dead,
             n_cells=n_cells, accepted_in_window=acc_window, first_wall=first_wall,
             last_commit=last[0][0] if last else None, now=now)
-
-    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
-        """(wall, samples, rejected) per commit with wall >= ``since_wall``, oldest first."""
-        if since_wall is None:
-            raise ValidationError("since_wall is required", field="since_wall")
-        return self._frame(q.series_query(_D), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:

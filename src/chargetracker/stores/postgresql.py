@@ -66,12 +66,12 @@ from ..errors import (
     ConfigError,
     StoreError,
     StoreUnavailable,
-    ValidationError,
 )
-from ..schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
+from ..schema import CELL_SCHEMA, CYCLE_SCHEMA
 from . import sql as q
-from .base import Checkpoint, CommitBatch, Store
+from .base import CommitBatch
 from .migrations import MIGRATIONS, Migration
+from .sqlstore import SqlStore
 from .url import redact
 
 __all__ = ["PostgresStore", "apply_migrations", "partition_name", "MIN_SERVER_VERSION"]
@@ -274,7 +274,7 @@ def _split_url(url: str) -> tuple[str, dict[str, Any]]:
 # ---------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------
-class PostgresStore(Store):
+class PostgresStore(SqlStore):
     """Store on a PostgreSQL database (15 or newer).
 
     Parameters
@@ -299,6 +299,8 @@ class PostgresStore(Store):
     clock:
         Wall clock in s since the epoch (injectable for tests).
     """
+
+    dialect = q.POSTGRESQL
 
     def __init__(
         self,
@@ -531,10 +533,6 @@ class PostgresStore(Store):
             conn.execute(q.prune_series(_D), [b.now - self._series_retention_s])
         conn.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
 
-    def upsert_cells(self, cells: pl.DataFrame) -> None:
-        """Insert or replace cell metadata (CELL_SCHEMA; ``attributes`` a JSON object)."""
-        self.commit(CommitBatch(cells=cells))
-
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
         """Acknowledge an alert; False when no alert has that id. Acknowledging twice
         keeps the first acknowledgement."""
@@ -562,34 +560,7 @@ class PostgresStore(Store):
                 conn.execute(_STATS_REMOVE, [removed, removed])
         return removed
 
-    def load_checkpoint(self, name: str) -> Checkpoint | None:
-        rows = self._rows(q.load_checkpoint(_D), [name])
-        if not rows:
-            return None
-        state, position = rows[0]
-        return Checkpoint(name=name, state=bytes(state), position=json.loads(position))
-
-    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
-        """Checkpoints whose name starts with ``prefix`` (literal), ordered by name."""
-        if not isinstance(prefix, str):
-            raise ValidationError("checkpoint prefix must be a string", field="prefix")
-        return [Checkpoint(name=n, state=bytes(s), position=json.loads(p))
-                for n, s, p in self._rows(q.load_checkpoints(_D), [prefix])]
-
     # -- reads -----------------------------------------------------------------------
-    def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
-              offset: int = 0) -> pl.DataFrame:
-        """Cells (CELL_SCHEMA, ``attributes`` as JSON text) ordered by cell_id; see
-        :meth:`DuckDBStore.cells <chargetracker.stores.duckdb.DuckDBStore.cells>`."""
-        limit_, offset = q.page(limit, offset)
-        query, params = q.cells_query(_D, filters,
-                                      limit_ if limit_ is not None else q.MAX_PAGE, offset)
-        return self._frame(query, params, CELL_SCHEMA)
-
-    def cells_count(self, *, filters: dict[str, str] | None = None) -> int:
-        query, params = q.cells_count_query(_D, filters)
-        return int(self._rows(query, params)[0][0])
-
     def cell(self, cell_id: str) -> dict[str, Any] | None:
         """Metadata, counts and latest cycle of one cell (one snapshot); None when unknown.
         Keys as :meth:`DuckDBStore.cell <chargetracker.stores.duckdb.DuckDBStore.cell>`."""
@@ -616,50 +587,6 @@ class PostgresStore(Store):
         )
         return out
 
-    def cycles(self, cell_id: str | None = None, *, status: str | None = None,
-               limit: int | None = None, offset: int = 0) -> pl.DataFrame:
-        """Cycles (CYCLE_SCHEMA) ordered by cell_id, cycle; ``status`` open|closed|None."""
-        limit, offset = q.page(limit, offset, default_cap=None)
-        query, params = q.cycles_query(_D, cell_id, status, limit, offset)
-        return self._frame(query, params, CYCLE_SCHEMA)
-
-    def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
-              offset: int = 0) -> pl.DataFrame:
-        """Steps (STEP_SCHEMA) of one cell, optionally one cycle, ordered by step."""
-        limit, offset = q.page(limit, offset, default_cap=None)
-        query, params = q.steps_query(_D, cell_id, cycle, limit, offset)
-        return self._frame(query, params, STEP_SCHEMA)
-
-    def measurements(self, cell_id: str, *, start_ts: float | None = None,
-                     end_ts: float | None = None, max_points: int | None = None) -> pl.DataFrame:
-        """Raw rows (MEASUREMENT_SCHEMA) of one cell with start_ts <= ts <= end_ts; with
-        more than ``max_points`` rows every k-th (k = ceil(n / max_points))."""
-        query, params = q.measurements_query(_D, cell_id, start_ts, end_ts, max_points)
-        return self._frame(query, params, MEASUREMENT_SCHEMA)
-
-    def metric_values(self, metric: str, *, group_key: str = "group",
-                      filters: dict[str, str] | None = None, status: str = "closed",
-                      since_cycle: int | None = None) -> pl.DataFrame:
-        """(group, cell_id, cycle, value) of one TREND_METRICS column; see
-        :meth:`DuckDBStore.metric_values <chargetracker.stores.duckdb.DuckDBStore.metric_values>`."""
-        query, params = q.metric_values_query(_D, metric, group_key, filters, status,
-                                              since_cycle)
-        return self._frame(query, params, q.METRIC_VALUES_SCHEMA)
-
-    def alerts(self, *, since_id: int | None = None, acknowledged: bool | None = None,
-               limit: int = 100) -> pl.DataFrame:
-        """Alerts with id > ``since_id``, newest first (ALERT_ROW_SCHEMA)."""
-        limit_, _ = q.page(limit, 0)
-        query, params = q.alerts_query(_D, since_id, acknowledged,
-                                       limit_ if limit_ is not None else q.MAX_PAGE)
-        return self._frame(query, params, q.ALERT_ROW_SCHEMA)
-
-    def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
-        """Dead letters newest first: id, received_at (wall s) + DEAD_LETTER_SCHEMA."""
-        limit_, _ = q.page(limit, 0)
-        query, params = q.dead_letters_query(_D, limit_ if limit_ is not None else q.MAX_PAGE)
-        return self._frame(query, params, q.DEAD_LETTER_ROW_SCHEMA)
-
     def ingest_stats(self) -> dict[str, Any]:
         """Ingest counters and health (one snapshot); keys as
         :meth:`DuckDBStore.ingest_stats <chargetracker.stores.duckdb.DuckDBStore.ingest_stats>`.
@@ -680,12 +607,6 @@ class PostgresStore(Store):
             counters, newest_ts=newest_ts, n_measurements=n_meas, n_dead=n_dead,
             n_cells=n_cells, accepted_in_window=acc_window, first_wall=first_wall,
             last_commit=last[0][0] if last else None, now=now)
-
-    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
-        """(wall, samples, rejected) per commit with wall >= ``since_wall``, oldest first."""
-        if since_wall is None:
-            raise ValidationError("since_wall is required", field="since_wall")
-        return self._frame(q.series_query(_D), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
 
     # -- PostgreSQL specifics --------------------------------------------------------
     def partitions(self) -> list[str]:

@@ -1,0 +1,130 @@
+"""Reads and small writes shared by the SQL stores (DuckDB, PostgreSQL).
+
+Every query comes from :mod:`chargetracker.stores.sql`, built for the store's
+``dialect``; a store only provides how to run it (``_frame``, ``_rows``) and its own
+transactions (``commit``).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from ..errors import ValidationError
+from ..schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
+from . import sql as q
+from .base import Checkpoint, CommitBatch, Store
+
+__all__ = ["SqlStore"]
+
+
+class SqlStore(Store):
+    """A :class:`Store` whose reads are the shared parameterized queries of ``stores.sql``."""
+
+    #: Placeholder style, types and SQL details of the backend.
+    dialect: q.Dialect
+
+    @abc.abstractmethod
+    def _frame(self, sql: str, params: Sequence[Any] | None,
+               schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """Run a read query; the rows as a frame of ``schema``."""
+
+    @abc.abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read query; the rows as tuples."""
+
+    def upsert_cells(self, cells: pl.DataFrame) -> None:
+        """Insert or replace cell metadata (CELL_SCHEMA; ``attributes`` a JSON object)."""
+        self.commit(CommitBatch(cells=cells))
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        rows = self._rows(q.load_checkpoint(self.dialect), [name])
+        if not rows:
+            return None
+        state, position = rows[0]
+        return Checkpoint(name=name, state=bytes(state), position=json.loads(position))
+
+    def load_checkpoints(self, prefix: str) -> list[Checkpoint]:
+        """Checkpoints whose name starts with ``prefix`` (literal), ordered by name."""
+        if not isinstance(prefix, str):
+            raise ValidationError("checkpoint prefix must be a string", field="prefix")
+        return [Checkpoint(name=n, state=bytes(s), position=json.loads(p))
+                for n, s, p in self._rows(q.load_checkpoints(self.dialect), [prefix])]
+
+    def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
+              offset: int = 0) -> pl.DataFrame:
+        """Cells (CELL_SCHEMA, ``attributes`` as JSON text) ordered by cell_id.
+
+        ``filters`` maps a cells column (group, chemistry, test_type, ...) or any
+        attributes key to a value or a list of values; conditions are AND-ed.
+        ``limit`` is clamped to :data:`~chargetracker.stores.sql.MAX_PAGE`.
+        """
+        limit_, offset = q.page(limit, offset)
+        sql, params = q.cells_query(self.dialect, filters, limit_ if limit_ is not None else q.MAX_PAGE,
+                                    offset)
+        return self._frame(sql, params, CELL_SCHEMA)
+
+    def cells_count(self, *, filters: dict[str, str] | None = None) -> int:
+        sql, params = q.cells_count_query(self.dialect, filters)
+        return int(self._rows(sql, params)[0][0])
+
+    def cycles(self, cell_id: str | None = None, *, status: str | None = None,
+               limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        """Cycles (CYCLE_SCHEMA) ordered by cell_id, cycle; ``status`` open|closed|None."""
+        limit, offset = q.page(limit, offset, default_cap=None)
+        sql, params = q.cycles_query(self.dialect, cell_id, status, limit, offset)
+        return self._frame(sql, params, CYCLE_SCHEMA)
+
+    def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
+              offset: int = 0) -> pl.DataFrame:
+        """Steps (STEP_SCHEMA) of one cell, optionally one cycle, ordered by step."""
+        limit, offset = q.page(limit, offset, default_cap=None)
+        sql, params = q.steps_query(self.dialect, cell_id, cycle, limit, offset)
+        return self._frame(sql, params, STEP_SCHEMA)
+
+    def measurements(self, cell_id: str, *, start_ts: float | None = None,
+                     end_ts: float | None = None, max_points: int | None = None) -> pl.DataFrame:
+        """Raw rows (MEASUREMENT_SCHEMA) of one cell with start_ts <= ts <= end_ts.
+
+        With more than ``max_points`` rows, every k-th row is returned (k = ceil(n /
+        max_points)), so at most ``max_points`` real samples.
+        """
+        sql, params = q.measurements_query(self.dialect, cell_id, start_ts, end_ts, max_points)
+        return self._frame(sql, params, MEASUREMENT_SCHEMA)
+
+    def metric_values(self, metric: str, *, group_key: str = "group",
+                      filters: dict[str, str] | None = None, status: str = "closed",
+                      since_cycle: int | None = None) -> pl.DataFrame:
+        """(group, cell_id, cycle, value) of one TREND_METRICS column.
+
+        ``group`` is the cells column named ``group_key`` (group, chemistry, test_type,
+        ...) or that attributes key, as text. Only ``status`` cycles ("closed" by
+        default; None for all) with a non-null value and cycle >= ``since_cycle``.
+        Unknown metric or key -> :class:`~chargetracker.errors.ValidationError`.
+        """
+        sql, params = q.metric_values_query(self.dialect, metric, group_key, filters, status, since_cycle)
+        return self._frame(sql, params, q.METRIC_VALUES_SCHEMA)
+
+    def alerts(self, *, since_id: int | None = None, acknowledged: bool | None = None,
+               limit: int = 100) -> pl.DataFrame:
+        """Alerts with id > ``since_id``, newest first (ALERT_ROW_SCHEMA)."""
+        limit_, _ = q.page(limit, 0)
+        sql, params = q.alerts_query(self.dialect, since_id, acknowledged,
+                                     limit_ if limit_ is not None else q.MAX_PAGE)
+        return self._frame(sql, params, q.ALERT_ROW_SCHEMA)
+
+    def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
+        """Dead letters newest first: id, received_at (wall s) + DEAD_LETTER_SCHEMA."""
+        limit_, _ = q.page(limit, 0)
+        sql, params = q.dead_letters_query(self.dialect, limit_ if limit_ is not None else q.MAX_PAGE)
+        return self._frame(sql, params, q.DEAD_LETTER_ROW_SCHEMA)
+
+    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
+        """(wall, samples, rejected) per commit with wall >= ``since_wall``, oldest first."""
+        if since_wall is None:
+            raise ValidationError("since_wall is required", field="since_wall")
+        return self._frame(q.series_query(self.dialect), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
