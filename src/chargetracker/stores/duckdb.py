@@ -19,7 +19,6 @@ the same file for writing while this one holds it: that surfaces as
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +30,7 @@ import duckdb
 import polars as pl
 
 from ..errors import ChargeTrackerError, StoreError, StoreUnavailable
-from ..schema import CELL_SCHEMA, CYCLE_SCHEMA
+from ..schema import CYCLE_SCHEMA
 from . import sql as q
 from .base import CommitBatch
 from .sqlstore import SqlStore
@@ -285,19 +284,9 @@ class DuckDBStore(SqlStore):
                 latest = cur.sql(q.latest_cycle_query(_D), params=[cell_id]).pl()
             finally:
                 _rollback(cur)
-        if not meta and not n_meas and not n_steps and not n_cycles:
-            return None
-        out: dict[str, Any] = dict.fromkeys(CELL_SCHEMA)
-        out["cell_id"] = cell_id
-        if meta:
-            out.update(zip(CELL_SCHEMA, meta[0], strict=True))
-        out["attributes"] = json.loads(out["attributes"]) if out["attributes"] else {}
-        out.update(
-            n_measurements=int(n_meas), first_ts=first_ts, last_ts=last_ts,
-            n_steps=int(n_steps), n_cycles=int(n_cycles), n_closed_cycles=int(n_closed),
-            latest_cycle=latest.cast(CYCLE_SCHEMA).to_dicts()[0] if latest.height else None,
-        )
-        return out
+        return q.cell_dict(cell_id, meta[0] if meta else None, n_measurements=n_meas,
+                           first_ts=first_ts, last_ts=last_ts, n_steps=n_steps,
+                           n_cycles=n_cycles, n_closed=n_closed, latest=latest.cast(CYCLE_SCHEMA).to_dicts()[0] if latest.height else None)
 
     def ingest_stats(self) -> dict[str, Any]:
         """Ingest counters and health.

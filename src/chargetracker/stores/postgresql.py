@@ -45,7 +45,6 @@ the driver's exception.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 import time
@@ -67,7 +66,7 @@ from ..errors import (
     StoreError,
     StoreUnavailable,
 )
-from ..schema import CELL_SCHEMA, CYCLE_SCHEMA
+from ..schema import CYCLE_SCHEMA
 from . import sql as q
 from .base import CommitBatch
 from .migrations import MIGRATIONS, Migration
@@ -573,19 +572,9 @@ class PostgresStore(SqlStore):
             n_cycles, n_closed = conn.execute(
                 q.cell_cycle_stats_query(_D), [cell_id]).fetchone()  # type: ignore[misc]
             latest = conn.execute(q.latest_cycle_query(_D), [cell_id]).fetchall()
-        if not meta and not n_meas and not n_steps and not n_cycles:
-            return None
-        out: dict[str, Any] = dict.fromkeys(CELL_SCHEMA)
-        out["cell_id"] = cell_id
-        if meta:
-            out.update(zip(CELL_SCHEMA, meta[0], strict=True))
-        out["attributes"] = json.loads(out["attributes"]) if out["attributes"] else {}
-        out.update(
-            n_measurements=int(n_meas), first_ts=first_ts, last_ts=last_ts,
-            n_steps=int(n_steps), n_cycles=int(n_cycles), n_closed_cycles=int(n_closed),
-            latest_cycle=_to_frame(latest, CYCLE_SCHEMA).to_dicts()[0] if latest else None,
-        )
-        return out
+        return q.cell_dict(cell_id, meta[0] if meta else None, n_measurements=n_meas,
+                           first_ts=first_ts, last_ts=last_ts, n_steps=n_steps,
+                           n_cycles=n_cycles, n_closed=n_closed, latest=_to_frame(latest, CYCLE_SCHEMA).to_dicts()[0] if latest else None)
 
     def ingest_stats(self) -> dict[str, Any]:
         """Ingest counters and health (one snapshot); keys as

@@ -893,3 +893,23 @@ def ingest_stats_dict(counters: list[tuple[Any, ...]], *, newest_ts: Any, n_meas
         "dead_letters_stored": int(n_dead),
         "cells": int(n_cells),
     }
+
+
+def cell_dict(cell_id: str, meta: tuple[Any, ...] | None, *, n_measurements: Any, first_ts: Any,
+              last_ts: Any, n_steps: Any, n_cycles: Any, n_closed: Any,
+              latest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``Store.cell`` result from the raw query results (shared by stores); None for
+    a cell the store knows nothing about."""
+    if not meta and not n_measurements and not n_steps and not n_cycles:
+        return None
+    out: dict[str, Any] = dict.fromkeys(CELL_SCHEMA)
+    out["cell_id"] = cell_id
+    if meta:
+        out.update(zip(CELL_SCHEMA, meta, strict=True))
+    out["attributes"] = json.loads(out["attributes"]) if out["attributes"] else {}
+    out.update(
+        n_measurements=int(n_measurements), first_ts=first_ts, last_ts=last_ts,
+        n_steps=int(n_steps), n_cycles=int(n_cycles), n_closed_cycles=int(n_closed),
+        latest_cycle=latest,
+    )
+    return out
