@@ -28,17 +28,30 @@ import polars as pl
 
 from ..errors import UnknownFormat
 from .arbin import ArbinReader
+from .arbin_res import ArbinResReader
 from .base import REFERENCE_COLUMNS, ReadChunk, Reader
 from .battery_archive import BatteryArchiveReader
 from .batterydata import BatteryDataReader
-from .detect import FORMATS, detect_format
+from .biologic import BioLogicMprReader, BioLogicMptReader
+from .detect import FORMATS, detect, detect_format
 from .generic import GenericOptions, GenericReader
 from .maccor import MaccorReader
+from .neware import NewareCsvReader, NewareNdaReader
+from .novonix import NovonixReader
+from .pec import PecReader
+from .source import sniff
 
 __all__ = [
     "FORMATS",
     "REFERENCE_COLUMNS",
     "ArbinReader",
+    "ArbinResReader",
+    "BioLogicMprReader",
+    "BioLogicMptReader",
+    "NewareCsvReader",
+    "NewareNdaReader",
+    "NovonixReader",
+    "PecReader",
     "BatteryArchiveReader",
     "BatteryDataReader",
     "GenericOptions",
@@ -53,7 +66,14 @@ __all__ = [
 
 _READERS: dict[str, type[Reader]] = {
     "arbin": ArbinReader,
+    "arbin_res": ArbinResReader,
     "maccor": MaccorReader,
+    "biologic_mpt": BioLogicMptReader,
+    "biologic_mpr": BioLogicMprReader,
+    "neware_csv": NewareCsvReader,
+    "neware_nda": NewareNdaReader,
+    "pec": PecReader,
+    "novonix": NovonixReader,
     "battery_archive": BatteryArchiveReader,
     "batterydata": BatteryDataReader,
     "generic": GenericReader,
@@ -85,10 +105,19 @@ def open_reader(
     named in the message) or :class:`ReaderError` (cannot read the file).
     """
     fmt = format.lower()
-    if fmt == "auto":
-        fmt = "generic" if options is not None else detect_format(path)
-    if fmt not in _READERS:
+    if fmt != "auto" and fmt not in _READERS:
         raise UnknownFormat(f"unknown format {format!r}; use 'auto' or one of {list(FORMATS)}")
+    info = sniff(path)
+    # Content decides for binary files, whatever format was asked: a binary file read as
+    # text would only produce garbage (and messages full of its bytes).
+    detected = detect(path, info) if (fmt == "auto" and options is None) or \
+        info.kind != "text" else None
+    if fmt == "auto":
+        fmt = "generic" if options is not None and info.kind in ("text", "parquet") else \
+            str(detected)
+    elif detected is not None and detected != fmt and info.kind != "parquet":
+        raise UnknownFormat(f"{os.path.basename(os.fspath(path))}: {info.what}, not a "
+                            f"{fmt!r} export; use --format auto (or {detected!r})")
     kw: dict[str, Any] = dict(cell_id=cell_id, chunk_rows=chunk_rows,
                               keep_reference=keep_reference, timezone=timezone,
                               start_time=start_time, metadata=metadata)

@@ -7,6 +7,10 @@ Columns (names matched ignoring case, ``_``/spaces and a unit suffix, so ``Curre
 (degC) and the cumulative ``Charge_Capacity``/``Discharge_Capacity`` (Ah) and
 ``Charge_Energy``/``Discharge_Energy`` (Wh) reference columns.
 
+``DateTime`` may also be an OLE automation date (days since 1899-12-30, local time), as in
+the ``Channel_Normal_Table`` of an Arbin ``.res`` file: values between 10,000 and 100,000
+(which as epoch seconds would be January 1970) are read as such.
+
 ``ts`` = epoch of test start + ``Test_Time``: the export's ``DateTime`` has only 1 s
 resolution, ``Test_Time`` has sub-second resolution, so intervals are exact. The test start
 is taken from the first row having both (or ``start_time``; else 0 and the file's time is
@@ -17,9 +21,19 @@ from __future__ import annotations
 
 import polars as pl
 
-from .base import ColumnLookup, Field, TextReader, unit_scale
+from .base import OLE_EPOCH_DAYS, ColumnLookup, Field, TextReader, unit_scale
 
-__all__ = ["ArbinReader", "TableReader"]
+__all__ = ["ArbinReader", "TableReader", "ole_to_epoch"]
+
+
+def ole_to_epoch(days: pl.Expr, timezone: str = "UTC") -> pl.Expr:
+    """OLE automation date (days since 1899-12-30, local time in ``timezone``) -> epoch s."""
+    naive = (days - OLE_EPOCH_DAYS) * 86400.0
+    if timezone == "UTC":
+        return naive
+    dt = (naive * 1e6).cast(pl.Int64).cast(pl.Datetime("us"))
+    local = dt.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+    return local.dt.epoch("us").cast(pl.Float64) / 1e6
 
 
 class TableReader(TextReader):
@@ -81,7 +95,13 @@ class TableReader(TextReader):
         return fields
 
     def _calibrate(self, probe: pl.DataFrame) -> None:
-        self._calibrate_origin(probe, "date/time - test time of the first row")
+        how = "date/time - test time of the first row"
+        if "__epoch" in probe.columns:
+            first = probe.get_column("__epoch").drop_nulls()
+            if len(first) and 1e4 < float(first[0]) < 1e5:
+                probe = probe.with_columns(ole_to_epoch(pl.col("__epoch"), self.timezone))
+                how = "OLE date/time - test time of the first row"
+        self._calibrate_origin(probe, how)
 
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
         return parsed.with_columns(

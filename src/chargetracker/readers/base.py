@@ -31,6 +31,7 @@ import polars as pl
 
 from ..errors import ReaderError, SchemaError
 from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters, validate
+from .source import Sniff, open_text, skip, sniff
 
 __all__ = [
     "REFERENCE_COLUMNS",
@@ -41,7 +42,22 @@ __all__ = [
     "ColumnLookup",
     "datetime_to_epoch",
     "time_scale",
+    "MAX_COLUMNS",
+    "OLE_EPOCH_DAYS",
+    "duration_seconds",
+    "shown_columns",
 ]
+
+#: Widest header read: a cycler export has tens of columns, a few hundred with aux channels.
+#: A wider one is a wrong separator or a hostile file; refusing it bounds time and memory.
+MAX_COLUMNS = 2000
+
+
+def shown_columns(columns: Sequence[str], limit: int = 40) -> str:
+    """Column names for a message: the first ``limit`` and how many more."""
+    cols = [str(c)[:60] for c in list(columns)[:limit]]
+    more = len(columns) - len(cols)
+    return f"{cols}" + (f" and {more:,} more" if more > 0 else "")
 
 #: Optional cycler reference columns a reader may return with ``keep_reference=True``.
 #: Units: Ah and Wh, as the cycler accumulated them (Arbin/Battery Archive: cumulative
@@ -63,6 +79,7 @@ _NAIVE_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
     "%m/%d/%Y %H:%M:%S%.f",
     "%m/%d/%Y %I:%M:%S %p",
+    "%Y-%m-%d %I:%M:%S %p",
     "%m/%d/%Y %H:%M",
     "%Y/%m/%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M",
@@ -136,7 +153,7 @@ class Field:
 
     out: str
     source: str
-    kind: Literal["float", "int", "str", "datetime", "epoch"] = "float"
+    kind: Literal["float", "int", "str", "datetime", "epoch", "duration"] = "float"
     scale: float = 1.0
     offset: float = 0.0
     required: bool = False
@@ -150,10 +167,10 @@ class Field:
 def _norm(name: str) -> tuple[str, str | None]:
     """('Current(A)' | 'Current (A)' | 'current_a') -> key 'current', unit 'a'."""
     unit = None
-    m = re.search(r"\(([^)]*)\)\s*$", name)
+    m = re.search(r"(?:\(([^)]*)\)|\[([^\]]*)\])\s*$", name)
     base = name
     if m:
-        unit = m.group(1).strip().lower()
+        unit = (m.group(1) if m.group(1) is not None else m.group(2)).strip().lower()
         base = name[: m.start()]
     key = re.sub(r"[^0-9a-z]", "", base.lower())
     return key, unit
@@ -186,6 +203,8 @@ _UNIT_SCALE = {
     None: 1.0, "": 1.0, "a": 1.0, "v": 1.0, "s": 1.0, "ah": 1.0, "wh": 1.0, "c": 1.0,
     "ma": 1e-3, "mv": 1e-3, "mah": 1e-3, "mwh": 1e-3, "ms": 1e-3,
     "min": 60.0, "h": 3600.0, "hr": 3600.0, "kwh": 1e3, "sec": 1.0,
+    "seconds": 1.0, "second": 1.0, "minutes": 60.0, "hours": 3600.0,
+    "°c": 1.0, "degc": 1.0, "ºc": 1.0, "?": 1.0, "a.h": 1.0, "ma.h": 1e-3, "w.h": 1.0,
 }
 
 
@@ -227,8 +246,10 @@ class Reader(ABC):
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
+        #: The file name, for messages: never the full path (an upload's temporary folder).
+        self.name = self.path.name
         if not self.path.is_file():
-            raise ReaderError(f"{self.path}: no such file")
+            raise ReaderError(f"{self.name}: no such file")
         if chunk_rows < 1:
             raise ReaderError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.source = str(self.path)
@@ -238,6 +259,7 @@ class Reader(ABC):
         self.timezone = timezone
         self.start_time = start_time
         self.total_bytes = self.path.stat().st_size
+        self.sniff: Sniff = sniff(self.path)
         self.bytes_read = 0
         self.rows_read = 0
         self.rows_rejected = 0
@@ -298,33 +320,43 @@ class TextReader(Reader):
 
     separator: str = ","
     probe_lines: int = 1000
+    #: Numbers written with a decimal comma (``3,71``): converted before parsing.
+    decimal_comma: bool = False
     #: Epoch of the file's test time 0, s (set by :meth:`_calibrate_origin`).
     _origin: float = 0.0
 
     def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
         super().__init__(path, **kw)
         try:
-            with self.path.open("rb") as fh:
+            with open_text(self.path, self.sniff) as fh:
                 self.columns, self._header_lines, self._data_offset = self._read_header(fh)
+                if len(self.columns) > MAX_COLUMNS:
+                    raise SchemaError(
+                        f"the header has {len(self.columns):,} columns; at most {MAX_COLUMNS:,} "
+                        "are read (is the separator right?)", source=self.name)
                 self.columns = _dedupe([c.strip() for c in self.columns])
                 self.fields: list[Field] = self._plan(ColumnLookup(self.columns))
                 probe = fh.read(1 << 20)
         except OSError as exc:
-            raise ReaderError(f"{self.path}: cannot read: {exc}") from exc
+            raise ReaderError(f"{self.name}: cannot read: {exc.strerror or exc}") from None
         # Calibrate (time origin, datetime layout) on the first lines, independently of
         # chunk_rows, so that any chunking gives exactly the same frame.
         cut = probe.rfind(b"\n") + 1 if len(probe) == (1 << 20) else len(probe)
         lines = probe[:cut].split(b"\n")[: self.probe_lines]
-        raw = self._parse_block(b"\n".join(lines))
+        raw = self._parse_block(self._transform_block(b"\n".join(lines)))
         parsed, _ = self._parse_fields(raw)
         self._calibrate(parsed)
 
     # -- hooks --------------------------------------------------------------------------
+    def _transform_block(self, block: bytes) -> bytes:
+        """Rewrite a block of data lines before parsing (e.g. strip whole-line quotes)."""
+        return block
+
     def _read_header(self, fh: BinaryIO) -> tuple[list[str], int, int]:
         """Column names, number of lines before the data, byte offset of the data."""
         line = fh.readline()
         if not line:
-            raise SchemaError("empty file: no header line", source=self.source)
+            raise SchemaError("empty file: no header line", source=self.name)
         text = _decode(line)
         return _split_header(text, self.separator), 1, len(line)
 
@@ -346,8 +378,8 @@ class TextReader(Reader):
         hit = cols.find(*keys, prefix=prefix)
         if hit is None:
             raise SchemaError(
-                f"{self.format} file lacks the {label!r} column; columns seen: {cols.columns}",
-                field=label, source=self.source,
+                f"{self.format} file lacks the {label!r} column; columns seen: "
+                f"{shown_columns(cols.columns)}", field=label, source=self.name,
             )
         return hit
 
@@ -382,22 +414,24 @@ class TextReader(Reader):
         self.rows_read = 0
         self.rows_rejected = 0
         try:
-            fh = self.path.open("rb")
+            fh = open_text(self.path, self.sniff)
         except OSError as exc:
-            raise ReaderError(f"{self.path}: cannot read: {exc}") from exc
+            raise ReaderError(f"{self.name}: cannot read: {exc.strerror or exc}") from None
         with fh:
-            fh.seek(self._data_offset)
+            skip(fh, self._data_offset)
             line_no = self._header_lines + 1
             for block, n_lines, n_bytes in _line_blocks(fh, self.chunk_rows):
+                block = self._transform_block(block)
                 raw = self._parse_block_typed(block, n_lines)
                 if raw is None:
                     raw = self._parse_block(block)
                 if raw.height != n_lines:  # pragma: no cover - _parse_block guarantees it
-                    raise ReaderError(f"{self.path}: internal line count mismatch near line {line_no}")
+                    raise ReaderError(f"{self.name}: internal line count mismatch near line {line_no}")
                 lines = pl.int_range(line_no, line_no + n_lines, dtype=pl.Int64, eager=True)
                 chunk = self._process(raw, lines)
                 line_no += n_lines
-                self.bytes_read += n_bytes
+                # Decoded bytes of a compressed file outnumber the file's: clamp the progress.
+                self.bytes_read = min(self.bytes_read + n_bytes, self.total_bytes)
                 self.rows_read += chunk.frame.height
                 self.rows_rejected += chunk.rejected.height
                 yield chunk
@@ -410,7 +444,7 @@ class TextReader(Reader):
         blank or ragged line, odd quoting): the text path then finds and names every bad
         line exactly. Clean blocks, the usual case, skip the per-value text handling.
         """
-        if self.separator == "\t" or not block:
+        if self.separator == "\t" or not block or self.decimal_comma:
             return None
         wanted = [f for f in self.fields if not f.probe_only]
         sources = list(dict.fromkeys(f.source for f in wanted))
@@ -492,6 +526,10 @@ def process_chunk(reader: TextReader, raw: pl.DataFrame, lines: pl.Series) -> Re
     else:
         blank = pl.lit(False)
     raw = raw.with_columns(lines.alias("__line")).filter(~blank)
+    if getattr(reader, "decimal_comma", False):
+        numeric = {f.source for f in reader.fields if f.kind in ("float", "int", "epoch", "duration")}
+        raw = raw.with_columns(pl.col(c).str.replace_all(",", ".", literal=True)
+                               for c in numeric if raw.schema[c] == pl.Utf8)
 
     values: list[pl.Expr] = []
     field_expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
@@ -626,6 +664,13 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Exp
             value = _epoch_number(num, f.scale)
         bad = present & value.is_null()
         reason = pl.concat_str([pl.lit("not a timestamp: "), shown])
+    elif f.kind == "duration":
+        num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
+        value = num * f.scale
+        if is_text:
+            value = pl.coalesce(value, duration_seconds(s))
+        bad = present & value.is_null()
+        reason = pl.concat_str([pl.lit("not a duration: "), shown])
     else:  # float / epoch
         num = s.cast(pl.Float64, strict=False)
         value = num * f.scale + f.offset if (f.scale != 1.0 or f.offset != 0.0) else num
@@ -637,6 +682,27 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Exp
         bad = bad | ~present
         reason = pl.when(~present).then(pl.lit("missing value")).otherwise(reason)
     return value, bad, reason
+
+
+_DURATION = r"^(?:(\d+)\s*d\s*|(\d+)-)?(\d+):(\d{1,2}):(\d+(?:\.\d*)?)$"
+
+
+def duration_seconds(text: pl.Expr) -> pl.Expr:
+    """``[Nd ]hh:mm:ss[.fff]`` / ``N-hh:mm:ss`` text -> seconds (null when not a duration).
+
+    Hours may exceed 24 (Neware writes ``123:04:05``); seconds may have one digit
+    (Maccor writes ``0d 00:00:5``).
+    """
+    g = text.str.strip_chars().str.extract_groups(_DURATION)
+    days = pl.coalesce(g.struct.field("1"), g.struct.field("2")).cast(pl.Float64).fill_null(0.0)
+    h = g.struct.field("3").cast(pl.Float64)
+    m = g.struct.field("4").cast(pl.Float64)
+    sec = g.struct.field("5").cast(pl.Float64)
+    return days * 86400.0 + h * 3600.0 + m * 60.0 + sec
+
+
+#: Days from the OLE automation epoch (1899-12-30) to the Unix epoch.
+OLE_EPOCH_DAYS = 25569.0
 
 
 def _epoch_number(num: pl.Expr, scale: float) -> pl.Expr:

@@ -29,6 +29,7 @@ from .base import (
     _split_header,
     datetime_to_epoch,
     process_chunk,
+    shown_columns,
     time_scale,
 )
 
@@ -127,7 +128,7 @@ class GenericReader(TextReader):
             self.fields = self._plan(ColumnLookup(self.columns))
             first = next(self._pf.iter_batches(batch_size=1000), None)
         except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid derives from ValueError
-            raise ReaderError(f"{self.path}: cannot read Parquet: {exc}") from exc
+            raise ReaderError(f"{self.name}: cannot read Parquet: {exc}") from None
         probe = pl.from_arrow(first) if first is not None else pl.DataFrame(
             schema={c: pl.Utf8 for c in self.columns})
         assert isinstance(probe, pl.DataFrame)
@@ -141,7 +142,7 @@ class GenericReader(TextReader):
             offset += len(fh.readline())
         line = fh.readline()
         if not line:
-            raise SchemaError("no header line", source=self.source)
+            raise SchemaError("no header line", source=self.name)
         text = _decode(line)
         sep = self.options.separator
         if sep is None:
@@ -159,7 +160,7 @@ class GenericReader(TextReader):
             if mapped not in cols.columns:
                 raise SchemaError(
                     f"column {mapped!r} (mapped to {name}) is not in the file; columns seen: "
-                    f"{cols.columns}", field=mapped, source=self.source,
+                    f"{shown_columns(cols.columns)}", field=mapped, source=self.name,
                 )
             return mapped
         if name in cols.columns:
@@ -169,7 +170,7 @@ class GenericReader(TextReader):
         if required:
             raise SchemaError(
                 f"no column for {name!r}: map one with GenericOptions(columns={{{name!r}: "
-                f"'<column>'}}); columns seen: {cols.columns}", field=name, source=self.source,
+                f"'<column>'}}); columns seen: {shown_columns(cols.columns)}", field=name, source=self.name,
             )
         return None
 
@@ -273,5 +274,5 @@ class GenericReader(TextReader):
                 self.rows_rejected += chunk.rejected.height
                 yield chunk
         except (OSError, ValueError) as exc:
-            raise ReaderError(f"{self.path}: cannot read Parquet: {exc}") from exc
+            raise ReaderError(f"{self.name}: cannot read Parquet: {exc}") from None
         self.bytes_read = self.total_bytes

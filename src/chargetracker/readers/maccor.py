@@ -16,13 +16,24 @@ time's resolution. ``Amp-hr``/``Watt-hr`` (unsigned, as the cycler accumulated t
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from typing import BinaryIO
 
 import polars as pl
 
 from ..errors import SchemaError
-from .base import ColumnLookup, Field, TextReader, _decode, _norm, _split_header, unit_scale
+from .base import (
+    ColumnLookup,
+    Field,
+    TextReader,
+    _decode,
+    _norm,
+    _split_header,
+    shown_columns,
+    unit_scale,
+)
 
 __all__ = ["MaccorReader", "parse_preamble"]
 
@@ -59,6 +70,20 @@ def _is_column_header(cells: list[str]) -> bool:
     return ("amps" in keys or "current" in keys) and ("volts" in keys or "voltage" in keys)
 
 
+def _time_unit_from_clock(probe: pl.DataFrame) -> float:
+    """Seconds per unit of a unit-less numeric test time: 1, 60 or 3600, whichever makes
+    its span match the wall clock's (DPt Time) over the first rows."""
+    both = probe.filter(pl.col("__epoch").is_finite() & pl.col("__test_time").is_finite())
+    if both.height < 2:
+        return 1.0
+    d_clock = float(both["__epoch"][-1] - both["__epoch"][0])
+    d_test = float(both["__test_time"][-1] - both["__test_time"][0])
+    if d_test <= 0 or d_clock <= 0:
+        return 1.0
+    ratio = d_clock / d_test
+    return min((1.0, 60.0, 3600.0), key=lambda s: abs(math.log(ratio / s)))
+
+
 class MaccorReader(TextReader):
     """Maccor text export (see module docstring)."""
 
@@ -81,7 +106,7 @@ class MaccorReader(TextReader):
             preamble.append(text)
         raise SchemaError(
             f"no Maccor column header (a tab-separated line with Amps and Volts) in the first "
-            f"{_MAX_PREAMBLE} lines", field="Amps", source=self.source,
+            f"{_MAX_PREAMBLE} lines", field="Amps", source=self.name,
         )
 
     def _preamble(self, lines: list[str]) -> None:
@@ -97,9 +122,9 @@ class MaccorReader(TextReader):
         amphr = watthr = None
         for c in cols.columns:
             key, unit = _norm(c)
-            if key in ("test", "testtime") and unit is not None and test is None:
+            if (key == "testtime" or (key == "test" and unit is not None)) and test is None:
                 test = (c, unit)
-            elif key in ("step", "steptime") and unit is not None and step_time is None:
+            elif (key == "steptime" or (key == "step" and unit is not None)) and step_time is None:
                 step_time = (c, unit)
             elif key in ("step", "stepindex") and unit is None and step is None:
                 step = c
@@ -115,20 +140,22 @@ class MaccorReader(TextReader):
                 dpt = c
             elif key.startswith("temp") and temp is None:
                 temp = c
-            elif key == "amphr" and amphr is None:
+            elif key in ("amphr", "cap") and amphr is None:
                 amphr = (c, unit)
-            elif key == "watthr" and watthr is None:
+            elif key in ("watthr", "ener") and watthr is None:
                 watthr = (c, unit)
         for label, hit in (("Test (Min)", test), ("Amps", amps), ("Volts", volts), ("State", state)):
             if hit is None:
                 raise SchemaError(
-                    f"maccor file lacks the {label!r} column; columns seen: {cols.columns}",
-                    field=label, source=self.source,
+                    f"maccor file lacks the {label!r} column; columns seen: {shown_columns(cols.columns)}",
+                    field=label, source=self.name,
                 )
         assert test and amps and volts and state  # for type checkers
         fields = [
-            Field("__test_time", test[0], scale=unit_scale(test[1], test[0]), required=True,
-                  canonical="ts"),
+            # Without a unit TestTime is "Nd hh:mm:ss" text, or a number whose unit is found
+            # from DPt Time in _calibrate (MIMS exports write minutes).
+            Field("__test_time", test[0], kind="duration", scale=unit_scale(test[1], test[0]),
+                  required=True, canonical="ts"),
             Field("__amps", amps[0], scale=unit_scale(amps[1], amps[0]), required=True,
                   canonical="current_a"),
             Field("voltage_v", volts[0], scale=unit_scale(volts[1], volts[0]), required=True),
@@ -139,7 +166,7 @@ class MaccorReader(TextReader):
                                 probe_only=True,
                                 timezone=self.timezone))
         if step_time:
-            fields.append(Field("step_time_s", step_time[0],
+            fields.append(Field("step_time_s", step_time[0], kind="duration",
                                 scale=unit_scale(step_time[1], step_time[0])))
         if step:
             fields.append(Field("step", step, kind="int"))
@@ -153,9 +180,18 @@ class MaccorReader(TextReader):
             if watthr:
                 fields.append(Field("energy_wh", watthr[0], scale=unit_scale(watthr[1], watthr[0])))
         self._state_source = state
+        self._time_unit_known = test[1] is not None
         return fields
 
     def _calibrate(self, probe: pl.DataFrame) -> None:
+        if not self._time_unit_known and "__epoch" in probe.columns:
+            scale = _time_unit_from_clock(probe)
+            if scale != 1.0:
+                self.fields = [dataclasses.replace(f, scale=scale)
+                               if f.out in ("__test_time", "step_time_s") else f
+                               for f in self.fields]
+                probe = probe.with_columns(pl.col("__test_time") * scale)
+                self._attributes["test_time_unit_s"] = scale
         self._calibrate_origin(probe, "DPt Time - Test Time of the first row")
         self._attributes["timezone"] = self.timezone
 
