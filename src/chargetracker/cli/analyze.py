@@ -20,8 +20,11 @@ TABLE_COLUMNS = ["cell_id", "cycle", "status", "duration_s", "charge_ah", "disch
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("analyze", help="per-cycle capacity, energy and efficiency of cycler files",
-                       description="Read cycler exports (Arbin, Maccor, Battery Archive, "
-                       "batterydata.energy.gov, generic CSV/Parquet) and print the per-cycle table.")
+                       description="Read cycler exports (Arbin CSV/.res, Maccor, BioLogic "
+                       ".mpt/.mpr, Neware CSV/.nda/.ndax, PEC, Novonix, Battery Archive, "
+                       "batterydata.energy.gov, generic CSV/Parquet; plain or .gz/.bz2/.xz/.zip, "
+                       "UTF-8/UTF-16/code page) and print the per-cycle table. The format is "
+                       "detected from each file's content (see docs/readers.md).")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS])
     p.add_argument("--group-by", metavar="KEY", help="print group statistics by a metadata key "
@@ -31,7 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--steps", metavar="steps.csv|.parquet", help="write the step table")
     p.add_argument("--rejects", metavar="rejects.csv", help="write rejected rows with reasons")
     p.add_argument("--cell-id", action="append", help="cell id per file (default: file name)")
-    p.add_argument("--nominal-capacity", type=float, metavar="AH", help="nominal capacity, Ah")
+    p.add_argument("--nominal-capacity", type=float, metavar="AH",
+                   help="nominal capacity, Ah, of every cell of every file")
+    p.add_argument("--cells", metavar="cells.csv|.parquet",
+                   help="cell metadata (cell_id, nominal_capacity_ah, group, ...); default: "
+                   "X.cells.parquet beside X.parquet when present")
+    p.add_argument("--timezone", metavar="TZ", default="UTC",
+                   help="IANA zone of naive local timestamps in the files (default UTC)")
+    p.add_argument("--start-time", type=float, metavar="EPOCH_S",
+                   help="epoch s of test time 0 for files without absolute time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("engine")
     g.add_argument("--epsilon", type=float, metavar="A", help="rest/charge current threshold, A")
@@ -48,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen.add_argument("--time-unit", choices=["s", "ms", "us", "min", "h"], default="s")
     gen.add_argument("--time-format", default="auto", help="auto, epoch, relative, iso or a strptime format")
     gen.add_argument("--sign", choices=["charge_positive", "discharge_positive"], default="charge_positive")
+    gen.add_argument("--skip-lines", type=int, default=0, metavar="N",
+                     help="lines before the header line (a preamble)")
+    gen.add_argument("--separator", metavar="SEP",
+                     help="field separator: ',', ';', 'tab' (default: sniffed from the header)")
+    gen.add_argument("--decimal-comma", action="store_true", help="numbers written as 3,71")
     p.set_defaults(func=run)
 
 
@@ -67,7 +83,17 @@ def run(args: argparse.Namespace) -> int:
         use_cycle_labels=not args.ignore_labels, use_step_labels=not args.ignore_labels,
     )
     options = None
-    if args.map or args.format == "generic":
+    sep = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ","}.get(
+        args.separator or "", args.separator)
+    if sep is not None and len(sep) != 1:
+        raise ConfigError(f"--separator {args.separator!r}: give one character, or tab")
+    if args.skip_lines < 0:
+        raise ConfigError("--skip-lines must be >= 0")
+    generic_flags = bool(args.map or args.skip_lines or sep or args.decimal_comma)
+    if generic_flags and args.format not in ("auto", "generic"):
+        raise ConfigError("--map, --skip-lines, --separator and --decimal-comma are options of "
+                          "--format generic")
+    if generic_flags or args.format == "generic":
         columns = {}
         for item in args.map:
             if "=" not in item:
@@ -76,12 +102,16 @@ def run(args: argparse.Namespace) -> int:
             columns[k.strip()] = v.strip()
         options = GenericOptions(columns=columns, current_unit=args.current_unit,
                                  voltage_unit=args.voltage_unit, time_unit=args.time_unit,
-                                 time_format=args.time_format, sign=args.sign)
+                                 time_format=args.time_format, sign=args.sign,
+                                 skip_lines=args.skip_lines, separator=sep,
+                                 decimal_comma=args.decimal_comma)
     if args.cell_id and len(args.cell_id) != len(args.files):
         raise ConfigError("give --cell-id once per file")
     for f in args.files:
-        if not Path(f).exists():
+        if not Path(f).is_file():
             raise ConfigError(f"{f}: no such file")
+    if args.cells and not Path(args.cells).is_file():
+        raise ConfigError(f"--cells {args.cells}: no such file")
     bar = None
     if not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm
@@ -95,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = analyze_files(args.files, format=args.format, config=config, options=options,
                            cell_ids=args.cell_id, nominal_capacity_ah=args.nominal_capacity,
-                           progress=progress)
+                           progress=progress, cells=args.cells,
+                           reader_kw={"timezone": args.timezone, "start_time": args.start_time})
     if bar is not None:
         bar.close()
     with pl.Config(tbl_rows=60, tbl_cols=len(TABLE_COLUMNS), float_precision=4,
@@ -113,7 +144,17 @@ def run(args: argparse.Namespace) -> int:
     if result.rejected.height:
         print(f"\n{result.rejected.height} row(s) rejected:", file=sys.stderr)
         for r in result.rejected.head(10).iter_rows(named=True):
-            print(f"  {r['source']}:{r['row']}: {r['field']}: {r['reason']}", file=sys.stderr)
+            where = Path(r["source"]).name if r["source"] else "?"
+            print(f"  {where}:{r['row']}: {r['field']}: {str(r['reason'])[:200]}",
+                  file=sys.stderr)
         if args.rejects:
             _write(result.rejected, args.rejects)
-    return 0
+    empty = result.files.filter((pl.col("rows") == 0) & (pl.col("rejected") == 0))
+    for r in empty.iter_rows(named=True):
+        print(f"chargetracker analyze: error: {Path(r['source']).name}: no data rows (a header "
+              f"only?); nothing to analyze", file=sys.stderr)
+    if result.files.height and result.files.filter(pl.col("rows") > 0).height == 0:
+        print("chargetracker analyze: error: no measurements accepted from any file",
+              file=sys.stderr)
+        return 1
+    return 1 if empty.height else 0

@@ -58,6 +58,7 @@ class GenericOptions:
     ``separator``: None sniffs tab, semicolon or comma from the header line.
     ``skip_lines``: lines before the header line.
     ``capacity_unit``/``energy_unit``: of mapped reference columns (Ah/mAh, Wh/mWh).
+    ``decimal_comma``: numbers are written ``3,71`` (then the separator is not a comma).
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -74,6 +75,7 @@ class GenericOptions:
     sign: Literal["charge_positive", "discharge_positive"] = "charge_positive"
     separator: str | None = None
     skip_lines: int = 0
+    decimal_comma: bool = False
 
 
 _KNOWN = set(MEASUREMENT_SCHEMA) | set(REFERENCE_COLUMNS) | {"time"}
@@ -113,6 +115,9 @@ class GenericReader(TextReader):
             )
         if self.options.timezone is not None:
             kw["timezone"] = self.options.timezone
+        self.decimal_comma = bool(self.options.decimal_comma)
+        if self.decimal_comma and self.options.separator == ",":
+            raise SchemaError("decimal_comma needs a separator other than ','", field="separator")
         self._parquet = is_parquet(path)
         if not self._parquet:
             super().__init__(path, **kw)
@@ -146,7 +151,8 @@ class GenericReader(TextReader):
         text = _decode(line)
         sep = self.options.separator
         if sep is None:
-            counts = {s: text.count(s) for s in ("\t", ";", ",")}
+            seps = ("\t", ";") if self.decimal_comma else ("\t", ";", ",")
+            counts = {s: text.count(s) for s in seps}
             sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) else ","
         self.separator = sep
         return _split_header(text, sep), self.options.skip_lines + 1, offset + len(line)
