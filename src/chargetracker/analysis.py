@@ -23,8 +23,8 @@ import polars as pl
 from .config import EngineConfig, StatsConfig
 from .engine import flush, new_state, update
 from .engine.stats import deviations
-from .readers import GenericOptions, open_reader
 from .errors import ConfigError
+from .readers import GenericOptions, open_reader
 from .schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA
 
 __all__ = ["Analysis", "analyze", "analyze_files", "group_table", "companion_cells",

@@ -22,7 +22,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import BinaryIO, Literal, cast
 
 from ..errors import ReaderError
 
@@ -169,24 +169,24 @@ def sniff(path: str | os.PathLike[str]) -> Sniff:
     return _classify(ihead, comp, None)
 
 
-def _decompressor(p: Path, comp: Compression, member: str | None) -> IO[bytes]:
+def _decompressor(p: Path, comp: Compression, member: str | None) -> BinaryIO:
     if comp == "gzip":
-        return gzip.open(p, "rb")
+        return cast(BinaryIO, gzip.open(p, "rb"))
     if comp == "bz2":
-        return bz2.open(p, "rb")
+        return cast(BinaryIO, bz2.open(p, "rb"))
     if comp == "xz":
-        return lzma.open(p, "rb")
+        return cast(BinaryIO, lzma.open(p, "rb"))
     if comp == "zip":
         zf = zipfile.ZipFile(p)
         inner = zf.open(member or zf.namelist()[0])
-        return _ClosingBoth(inner, zf)
+        return cast(BinaryIO, io.BufferedReader(_ClosingBoth(cast(BinaryIO, inner), zf), 1 << 20))
     return p.open("rb")
 
 
 class _ClosingBoth(io.RawIOBase):
     """A zip member that closes its archive too."""
 
-    def __init__(self, inner: IO[bytes], outer: zipfile.ZipFile) -> None:
+    def __init__(self, inner: BinaryIO, outer: zipfile.ZipFile) -> None:
         self._inner, self._outer = inner, outer
 
     def readable(self) -> bool:
@@ -206,7 +206,7 @@ class _ClosingBoth(io.RawIOBase):
 class _Recoded(io.RawIOBase):
     """Decode ``raw`` with ``encoding`` (universal newlines) and yield UTF-8 bytes."""
 
-    def __init__(self, raw: IO[bytes], encoding: str) -> None:
+    def __init__(self, raw: BinaryIO, encoding: str) -> None:
         self._raw = raw
         self._text = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=None)  # type: ignore[type-var]
         self._buf = b""
@@ -230,14 +230,14 @@ class _Recoded(io.RawIOBase):
         super().close()
 
 
-def open_raw(path: str | os.PathLike[str], info: Sniff | None = None) -> IO[bytes]:
+def open_raw(path: str | os.PathLike[str], info: Sniff | None = None) -> BinaryIO:
     """The file's bytes with any compression removed (binary formats read through this)."""
     p = Path(path)
     info = info or sniff(p)
     return _decompressor(p, info.compression, info.member)
 
 
-def open_text(path: str | os.PathLike[str], info: Sniff | None = None) -> IO[bytes]:
+def open_text(path: str | os.PathLike[str], info: Sniff | None = None) -> BinaryIO:
     """A binary stream of the file as UTF-8 text with LF (or CRLF) line ends.
 
     Plain files are returned as opened (seekable); the others are decoded on the fly and
@@ -250,11 +250,11 @@ def open_text(path: str | os.PathLike[str], info: Sniff | None = None) -> IO[byt
     raw = _decompressor(p, info.compression, info.member)
     if info.encoding in ("utf-8", "utf-8-sig") and not info.cr_only:
         # The readers strip a UTF-8 BOM from the header line themselves.
-        return io.BufferedReader(raw, 1 << 20) if isinstance(raw, io.RawIOBase) else raw
-    return io.BufferedReader(_Recoded(raw, info.encoding), 1 << 20)
+        return raw
+    return cast(BinaryIO, io.BufferedReader(_Recoded(raw, info.encoding), 1 << 20))
 
 
-def skip(fh: IO[bytes], n: int) -> None:
+def skip(fh: BinaryIO, n: int) -> None:
     """Move ``fh`` forward by ``n`` bytes from its start (seek when it can, else read)."""
     if fh.seekable():
         fh.seek(n)
