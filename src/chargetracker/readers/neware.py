@@ -25,6 +25,9 @@ step, which cancels the 1 s rounding) + ``Time``.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
@@ -33,6 +36,7 @@ from ..errors import ReaderError
 from .arbin import TableReader
 from .base import ColumnLookup, Field, _decode, _split_header
 from .frame import FrameReader, require_module
+from .source import open_raw
 
 __all__ = ["NewareCsvReader", "NewareNdaReader"]
 
@@ -173,10 +177,22 @@ class NewareNdaReader(FrameReader, TableReader):
     }
 
     def _load(self) -> pl.DataFrame:
-        if self.sniff.compression is not None and self.sniff.kind != "neware_ndax":
-            raise ReaderError(f"{self.name}: a compressed .nda file; decompress it first")
         nda = require_module("NewareNDA", "NewareNDA", "Neware .nda/.ndax files")
-        pdf = nda.read(str(self.path))
+        ext = ".ndax" if self.sniff.kind == "neware_ndax" else ".nda"
+        if self.path.suffix.lower() == ext and self.sniff.compression in (None, "zip") and \
+                (ext == ".ndax" or self.sniff.compression is None):
+            pdf = nda.read(str(self.path))
+        else:
+            # NewareNDA goes by the file name's extension: hand it a copy named right
+            # (decompressed when the file was compressed).
+            with tempfile.TemporaryDirectory(prefix="ct-nda-") as tmp:
+                copy = Path(tmp) / f"data{ext}"
+                if ext == ".ndax":
+                    shutil.copyfile(self.path, copy)
+                else:
+                    with open_raw(self.path, self.sniff) as src, copy.open("wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                pdf = nda.read(str(copy))
         if "Status" in pdf.columns:
             pdf["Status"] = pdf["Status"].astype(str)
         frame = pl.from_pandas(pdf)

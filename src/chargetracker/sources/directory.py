@@ -13,6 +13,11 @@ unrecognised header, a missing column) is not retried forever: once its header h
 stable for ``settle_s`` it is recorded as failed, with one dead letter naming the file and
 the reason. A file that shrinks below its committed offset (replaced or truncated) is
 treated the same way rather than re-read, which would double count.
+
+Files that cannot grow line by line (compressed, UTF-16 or code-page text, a vendor's binary
+file: see :mod:`chargetracker.readers.source`) are read whole through their reader once
+their size has been stable for ``settle_s``; their position is ``{"offset": size, "line":
+0}`` (line 0 = read whole).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import Any
 import polars as pl
 
 from ..errors import ReaderError, SchemaError, SourceError, SourceUnavailable, UnknownFormat
-from ..readers import GenericOptions
+from ..readers import GenericOptions, open_reader
+from ..readers.source import sniff
 from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA
 from .base import Batch
 from .lines import LineParser, read_lines
@@ -157,6 +163,43 @@ class DirectorySource:
             return None
         return None
 
+    def _whole_file(self, rel: str) -> bool:
+        try:
+            info = sniff(self.path / rel)
+        except (ReaderError, OSError):
+            return False
+        return not (info.plain and info.kind == "text")
+
+    def _read_whole(self, rel: str, tail: _Tail) -> tuple[list[pl.DataFrame], list[pl.DataFrame],
+                                                         list[pl.DataFrame]] | None:
+        """A compressed/binary/re-encoded file, read whole once its size is stable."""
+        p = self.path / rel
+        try:
+            size = p.stat().st_size
+        except OSError:
+            return None
+        if tail.line == 0 and tail.offset is not None:
+            if size != tail.offset:
+                tail.failed = (f"file changed after being read whole ({tail.offset} -> {size} "
+                               "bytes); not re-read, which would double count")
+            return None  # done
+        now = self._clock()
+        if tail.error_size != size:
+            tail.first_error_at, tail.error_size = now, size
+        if now - (tail.first_error_at or now) < self.settle_s:
+            return None  # may still be being written
+        try:
+            reader = open_reader(p, self.format, options=self.options, timezone=self.timezone)
+            frames, dead = [], []
+            for chunk in reader:
+                frames.append(chunk.frame)
+                dead.append(chunk.rejected)
+        except (UnknownFormat, SchemaError, ReaderError) as exc:
+            return [], [self._fail(rel, tail, f"cannot read file: {exc}")], []
+        tail.offset, tail.line = size, 0
+        cell = pl.DataFrame([reader.metadata], schema=CELL_SCHEMA)
+        return frames, [d for d in dead if d.height], [cell]
+
     # -- Source -------------------------------------------------------------------------
     def poll(self, max_rows: int) -> Batch | None:
         frames: list[pl.DataFrame] = []
@@ -168,6 +211,14 @@ class DirectorySource:
                 break
             tail = self._tails.setdefault(rel, _Tail())
             if tail.failed is not None:
+                continue
+            if tail.parser is None and (tail.line == 0 or self._whole_file(rel)):
+                got = self._read_whole(rel, tail)
+                if got is not None:
+                    frames.extend(f.select(list(MEASUREMENT_SCHEMA)) for f in got[0])
+                    rejected.extend(got[1])
+                    cells.extend(got[2])
+                    budget -= sum(f.height for f in got[0])
                 continue
             if tail.parser is None:
                 dead = self._try_open(rel, tail)

@@ -1,0 +1,124 @@
+"""Always-on tests of the vendor readers on the small real files in tests/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from chargetracker.readers import BioLogicMprReader, detect_format, open_reader, read_file
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize(("name", "fmt", "rows"), [
+    ("test.nda", "neware_nda", 439),
+    ("test.ndax", "neware_nda", 1464),
+    ("00_test_04_MB_C01.mpr", "biologic_mpr", 1501),
+    ("2017-05-09_test-TC-contact_CH33.csv", "arbin", 287),
+    ("novonix_head.csv", "novonix", 242),
+    ("maccor_testtime_head.txt", "maccor", 296),
+    ("maccor_mims_head.txt", "maccor", 385),
+    ("pec_head.csv", "pec", 367),
+    ("neware_flat_excerpt.csv", "neware_csv", 301),
+    ("neware_3level_head.csv", "neware_csv", 322),
+])
+def test_detected_from_content_and_read(name: str, fmt: str, rows: int, tmp_path: Path) -> None:
+    path = DATA / name
+    assert detect_format(path) == fmt
+    # The name never decides: the same bytes under a meaningless name read the same.
+    blind = tmp_path / "export.dat"
+    blind.write_bytes(path.read_bytes())
+    frame, rejected, meta = read_file(blind)
+    assert detect_format(blind) == fmt
+    assert frame.height == rows and rejected.height == 0
+    assert frame.get_column("ts").diff().drop_nulls().min() >= 0  # type: ignore[operator]
+    assert frame.get_column("voltage_v").is_between(-5.0, 6.0).all()  # the .mpr: -1.65 V vs ref
+    assert frame.get_column("current_a").abs().max() < 10.0  # type: ignore[operator]
+    assert frame.get_column("ts").min() > 1.2e9  # type: ignore[operator]  # absolute time
+
+
+def test_pec_units_and_sign() -> None:
+    frame, _, _ = read_file(DATA / "pec_head.csv", keep_reference=True)
+    # "Current (mA)" -1633.9 on the first discharge row, "Voltage (mV)" 3269.2348.
+    row = frame.filter(pl.col("current_a") < -1.0).row(0, named=True)
+    assert row["current_a"] == pytest.approx(-1.6339)
+    assert row["voltage_v"] == pytest.approx(3.2692348)
+    # 02/22/2019 16:23:27 (read as UTC) is the first row's Real Time, Total Time 1 s.
+    assert frame.get_column("ts")[0] == pytest.approx(1550852607.0, abs=1.0)
+    # "Charge Capacity (mWh)" is the energy counter, not a capacity.
+    assert "discharge_energy_wh" in frame.columns and "discharge_capacity_ah" in frame.columns
+    last = frame.row(-1, named=True)
+    assert last["discharge_energy_wh"] > 3 * last["discharge_capacity_ah"]
+
+
+def test_novonix_quoted_lines_and_hours() -> None:
+    frame, _, meta = read_file(DATA / "novonix_head.csv")
+    assert meta["nominal_capacity_ah"] == pytest.approx(0.24)
+    # Run Time (h) 0.0003111 -> 1.12 s after the first row; "10:58:08 AM".
+    assert frame.get_column("ts")[1] - frame.get_column("ts")[0] == pytest.approx(1.11996, abs=1e-4)
+    assert frame.get_column("ts")[0] == pytest.approx(1649674687.0)  # 2022-04-11 10:58:07
+
+
+def test_neware_3level_labels_from_cycle_and_step_rows() -> None:
+    frame, _, _ = read_file(DATA / "neware_3level_head.csv", keep_reference=True)
+    steps = frame.get_column("step").unique(maintain_order=True).to_list()
+    assert steps[:4] == [1, 2, 3, 4]  # the running Step Number, first one on the cycle row
+    assert frame.get_column("cycle").unique().to_list() == [1]
+    chg = frame.filter(pl.col("step") == 2)
+    assert (chg.get_column("current_a") > 0).all()
+    # Step 2 (CC Chg) ends at the step row's 0.02256 Ah.
+    assert chg.get_column("capacity_ah").max() == pytest.approx(0.02256, abs=2e-5)
+
+
+def test_neware_flat_step_time_and_counters() -> None:
+    frame, _, _ = read_file(DATA / "neware_flat_excerpt.csv", keep_reference=True)
+    dchg = frame.filter(pl.col("current_a") < 0)
+    assert dchg.get_column("discharge_capacity_ah").max() > 0  # type: ignore[operator]
+    # Step time restarts at each step; ts keeps increasing.
+    assert frame.get_column("step_time_s").min() == 0.0
+
+
+def test_mpr_records_decode_consistently() -> None:
+    """Column types decoded right: the current integrated over time equals the cycler's own
+    Q charge/discharge counter of the half cycle (within 0.5 %)."""
+    reader = open_reader(DATA / "00_test_04_MB_C01.mpr")
+    assert isinstance(reader, BioLogicMprReader)
+    table = reader._table
+    t = table.get_column("time/s").to_numpy()
+    i_ma = table.get_column("I/mA").to_numpy()
+    q = table.get_column("Q charge/discharge/mA.h").to_numpy()
+    integral = np.sum(0.5 * (i_ma[1:] + i_ma[:-1]) * np.diff(t)) / 3600.0
+    assert integral == pytest.approx(q[-1] - q[0], rel=5e-3)
+    frame, _, meta = read_file(DATA / "00_test_04_MB_C01.mpr")
+    # The LOG module's acquisition start: 2023-12-08 09:49:52 (local, read as UTC).
+    assert frame.get_column("ts")[0] == pytest.approx(1702028992.0 + t[0], abs=1.0)
+    assert frame.get_column("current_a").max() < 0  # type: ignore[operator]  # discharge
+
+
+def test_nda_and_ndax_steps_and_time() -> None:
+    nda, _, _ = read_file(DATA / "test.nda", keep_reference=True)
+    assert set(nda.get_column("step").unique().to_list()) >= {1, 2}
+    d = nda.get_column("ts").diff().drop_nulls()
+    assert d.min() >= 0  # type: ignore[operator]
+    assert d.filter(d > 0).min() == pytest.approx(0.1, abs=0.01)  # the 0.1 s logging
+    ndax, _, _ = read_file(DATA / "test.ndax", keep_reference=True)
+    assert ndax.get_column("ts")[0] == pytest.approx(1706819063.0, abs=1.0)  # 2024-02-01 20:24:23
+
+
+def test_arbin_csv_without_labels_reads_null_labels() -> None:
+    frame, _, _ = read_file(DATA / "2017-05-09_test-TC-contact_CH33.csv")
+    assert frame.get_column("cycle").null_count() == frame.height
+    assert frame.get_column("ts")[0] == pytest.approx(1494377253.17)
+
+
+def test_maccor_mims_minutes_and_testtime_text() -> None:
+    mims, _, meta = read_file(DATA / "maccor_mims_head.txt")
+    assert mims.get_column("ts")[1] - mims.get_column("ts")[0] == pytest.approx(60.0)
+    assert '"test_time_unit_s": 60.0' in meta["attributes"]
+    text, _, _ = read_file(DATA / "maccor_testtime_head.txt")
+    assert text.get_column("ts")[1] - text.get_column("ts")[0] == pytest.approx(5.0)
+    # 12/11/2020 12:22:12, DPt Time of the first row.
+    assert text.get_column("ts")[0] == pytest.approx(1607689332.0)
