@@ -12,6 +12,7 @@ multi-cell file (a ``cell_id`` column) gets one metadata row per cell it holds.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,14 @@ def read_cells(path: str | os.PathLike[str]) -> pl.DataFrame:
         "cell_id", keep="last", maintain_order=True)
 
 
+def _json_object(text: Any) -> dict[str, Any]:
+    try:
+        val = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {"attributes": text}
+    return val if isinstance(val, dict) else {"attributes": val}
+
+
 def _cell_rows(ids: list[str], meta: dict[str, Any], known: pl.DataFrame | None,
                nominal: float | None) -> pl.DataFrame:
     """Metadata rows for ``ids``: the file's metadata, overlaid by the cells file, then the
@@ -98,7 +107,12 @@ def _cell_rows(ids: list[str], meta: dict[str, Any], known: pl.DataFrame | None,
         row = {c: meta.get(c) for c in CELL_SCHEMA}
         row["cell_id"] = cid
         for k, v in by_id.get(cid, {}).items():
-            if v is not None:
+            if v is None:
+                continue
+            if k == "attributes":
+                row[k] = json.dumps({**_json_object(row.get(k)), **_json_object(v)},
+                                    default=str, sort_keys=True)
+            else:
                 row[k] = v
         if nominal is not None:
             row["nominal_capacity_ah"] = nominal
