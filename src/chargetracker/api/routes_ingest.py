@@ -78,7 +78,7 @@ def _result_body(ctx: ApiContext, res: IngestResult, *, fmt: str, source: str, c
         "closed_cycles": int(res.closed_cycles),
         "alerts": int(res.alerts),
         "cells_registered": cells,
-        "ignored_columns": ignored,
+        "ignored_columns": ignored[:cap],  # capped like errors: a hostile row may hold 1 M
         "format": fmt,
         "source": source,
     }
@@ -172,11 +172,6 @@ def _safe_filename(name: str) -> str:
     return base
 
 
-_READER_NAMES = {"ArbinReader": "arbin", "MaccorReader": "maccor",
-                 "BatteryArchiveReader": "battery_archive", "BatteryDataReader": "batterydata",
-                 "GenericReader": "generic"}
-
-
 def _ingest_file(ctx: ApiContext, upload: UploadFile, *, fmt: str, cell_id: str | None,
                  meta: dict[str, Any], timezone: str, start_time: float | None) -> dict[str, Any]:
     try:
@@ -198,7 +193,7 @@ def _ingest_file(ctx: ApiContext, upload: UploadFile, *, fmt: str, cell_id: str 
         reader = open_reader(path, fmt, cell_id=cell_id, timezone=timezone,
                              start_time=start_time, metadata=meta or None,
                              chunk_rows=ctx.settings.api.upload_chunk_rows)
-        file_format = _READER_NAMES.get(type(reader).__name__, type(reader).__name__)
+        file_format = reader.format
         cid = str(reader.metadata.get("cell_id") or cell_id or Path(name).stem or "upload")
         cells = _file_cells(ctx, reader.metadata, cid)
         ctx.pipeline.register_cells(cells)

@@ -253,7 +253,10 @@ class Reader(ABC):
         if chunk_rows < 1:
             raise ReaderError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.source = str(self.path)
-        self.cell_id = cell_id if cell_id is not None else self.path.stem
+        stem = self.path.stem
+        if self.path.suffix.lower() in (".gz", ".bz2", ".xz", ".zip") and "." in stem:
+            stem = Path(stem).stem  # run.csv.gz -> run
+        self.cell_id = cell_id if cell_id is not None else stem
         self.chunk_rows = int(chunk_rows)
         self.keep_reference = keep_reference
         self.timezone = timezone

@@ -184,9 +184,9 @@ class DirectorySource:
                                "bytes); not re-read, which would double count")
             return None  # done
         now = self._clock()
-        if tail.error_size != size:
+        if tail.error_size != size or tail.first_error_at is None:
             tail.first_error_at, tail.error_size = now, size
-        if now - (tail.first_error_at or now) < self.settle_s:
+        if now - tail.first_error_at < self.settle_s:
             return None  # may still be being written
         try:
             reader = open_reader(p, self.format, options=self.options, timezone=self.timezone)
