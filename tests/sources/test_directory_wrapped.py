@@ -43,3 +43,28 @@ def test_compressed_utf16_and_binary_files_read_whole_once(tmp_path: Path) -> No
     again = DirectorySource(tmp_path, settle_s=5.0, clock=clock)
     again.seek(src.position)
     assert again.poll(10**6) is None        # and not again after a restart
+
+
+def test_file_source_replays_compressed_and_binary_files_by_row(tmp_path: Path) -> None:
+    from chargetracker.sources import FileSource
+
+    gz = tmp_path / "run.csv.gz"
+    gz.write_bytes(gzip.compress(ARBIN.read_bytes()))
+    for path, want in ((gz, read_file(ARBIN)[0].height), (DATA / "test.nda", 439)):
+        src = FileSource(path)
+        assert src.parser.by_rows
+        rows, positions = 0, []
+        while not src.done:
+            b = src.poll(200)
+            if b is None:
+                break
+            rows += b.frame.height
+            positions.append(b.position)
+        assert rows == want and positions[-1] == {"row": want}
+        # A restart from a committed position reads only the rest.
+        again = FileSource(path)
+        again.seek(positions[0])
+        rest = 0
+        while not again.done and (b := again.poll(10**6)) is not None:
+            rest += b.frame.height
+        assert rest == want - positions[0]["row"]

@@ -40,7 +40,7 @@ class FileSource:
         self._row = 0
         self._eof = False
         self._send_cells = True
-        self._fh = None if self.parser.parquet else self._open()
+        self._fh = None if self.parser.by_rows else self._open()
 
     def _open(self) -> Any:
         try:
@@ -54,14 +54,14 @@ class FileSource:
 
     @property
     def position(self) -> dict[str, int]:
-        if self.parser.parquet:
+        if self.parser.by_rows:
             return {"row": self._row}
         return {"offset": self._offset, "line": self._line}
 
     def poll(self, max_rows: int) -> Batch | None:
         if self.done:
             return None
-        if self.parser.parquet:
+        if self.parser.by_rows:
             assert self.parser.total_rows is not None
             chunk, n = self.parser.parse_rows(self._row, max_rows)
             self._row += n
@@ -97,13 +97,13 @@ class FileSource:
             self._offset, self._line, self._row = self.parser.data_offset, self.parser.first_line, 0
             return
         try:
-            if self.parser.parquet:
+            if self.parser.by_rows:
                 self._row = int(position["row"])
             else:
                 self._offset, self._line = int(position["offset"]), int(position["line"])
         except (KeyError, TypeError, ValueError) as exc:
             raise SourceError(f"{self.name}: unreadable position {position!r}") from exc
-        if self.parser.parquet:
+        if self.parser.by_rows:
             assert self.parser.total_rows is not None
             self._eof = self._row >= self.parser.total_rows
         else:

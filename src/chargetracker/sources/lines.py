@@ -28,6 +28,7 @@ import polars as pl
 from ..errors import ReaderError
 from ..readers import GenericOptions, ReadChunk, open_reader
 from ..readers.base import TextReader, process_chunk
+from ..readers.frame import FrameReader
 from ..readers.generic import is_parquet
 
 __all__ = ["LineBlock", "LineParser", "read_lines"]
@@ -97,6 +98,20 @@ class LineParser:
         self.data_offset = int(self.reader._data_offset)
         self.first_line = int(self.reader._header_lines) + 1
         self.total_rows = int(self.reader._pf.metadata.num_rows) if self.parquet else None  # type: ignore[attr-defined]
+        # Compressed, re-encoded or binary files have no byte offsets to tail: they are
+        # read whole by their reader and replayed by row, like Parquet.
+        self.whole = not self.parquet and (isinstance(self.reader, FrameReader)
+                                           or not self.reader.sniff.plain)
+        self._whole: ReadChunk | None = None
+        if self.whole:
+            frame, rejected = self.reader.read_all()
+            self._whole = ReadChunk(frame, rejected)
+            self.total_rows = frame.height
+
+    @property
+    def by_rows(self) -> bool:
+        """Replayed by row number (Parquet, or a file read whole), not by byte offset."""
+        return self.parquet or self.whole
 
     @property
     def format(self) -> str:
@@ -122,6 +137,10 @@ class LineParser:
     def parse_rows(self, start: int, n: int) -> tuple[ReadChunk, int]:
         """Parquet only: rows ``start .. start + n - 1`` (0-based); returns the chunk and the
         number of rows read."""
+        if self._whole is not None:
+            part = self._whole.frame.slice(start, n)
+            dead = self._whole.rejected if start == 0 else self._whole.rejected.clear()
+            return ReadChunk(part, dead), part.height
         raw = pl.scan_parquet(self.path).slice(start, n).collect()
         lines = pl.int_range(start, start + raw.height, dtype=pl.Int64, eager=True)
         return process_chunk(self.reader, raw, lines), raw.height
