@@ -209,20 +209,20 @@ class _Recoded(io.RawIOBase):
     def __init__(self, raw: BinaryIO, encoding: str) -> None:
         self._raw = raw
         self._text = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=None)  # type: ignore[type-var]
-        self._buf = b""
+        self._buf = bytearray()
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while len(self._buf) < len(b):
-            chunk = self._text.read(1 << 16)
+            chunk = self._text.read(1 << 18)
             if not chunk:
                 break
             self._buf += chunk.encode("utf-8")
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        del self._buf[:n]
         return n
 
     def close(self) -> None:
