@@ -757,7 +757,10 @@ def _decode(line: bytes) -> str:
 
 
 def _split_header(text: str, sep: str) -> list[str]:
-    row = next(csv.reader([text], delimiter=sep, quotechar='"'), [])
+    try:
+        row = next(csv.reader([text], delimiter=sep, quotechar='"'), [])
+    except csv.Error:  # a stray CR or NUL inside the line: split it plainly
+        row = [c.strip('"') for c in text.replace("\r", " ").replace("\0", "").split(sep)]
     # Trailing separators leave empty names; give them placeholder names.
     return [c if c.strip() else f"__extra{i}" for i, c in enumerate(row)]
 

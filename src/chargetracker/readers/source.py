@@ -29,6 +29,7 @@ from ..errors import ReaderError
 __all__ = ["Sniff", "sniff", "open_text", "open_raw", "head_text", "BINARY_HINTS"]
 
 Compression = Literal["gzip", "bz2", "xz", "zip"] | None
+_ASCII_COMPATIBLE = ("utf-8", "utf-8-sig", "cp1252")
 
 #: Binary formats recognised by magic bytes -> (format name, what the file is).
 _MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
@@ -72,8 +73,10 @@ class Sniff:
 
     @property
     def plain(self) -> bool:
-        """True when the file can be read as it is on disk (UTF-8, LF/CRLF, uncompressed)."""
-        return (self.compression is None and self.encoding in ("utf-8", "utf-8-sig")
+        """True when the file can be read (and tailed by byte offset) as it is on disk:
+        uncompressed, LF/CRLF, UTF-8 or a single-byte code page (its non-ASCII bytes only
+        appear in names and preambles, read with replacement characters)."""
+        return (self.compression is None and self.encoding in _ASCII_COMPATIBLE
                 and not self.cr_only)
 
 
@@ -248,8 +251,9 @@ def open_text(path: str | os.PathLike[str], info: Sniff | None = None) -> Binary
     if info.kind != "text":
         raise ReaderError(f"{p.name}: {info.what}, not a text export")
     raw = _decompressor(p, info.compression, info.member)
-    if info.encoding in ("utf-8", "utf-8-sig") and not info.cr_only:
-        # The readers strip a UTF-8 BOM from the header line themselves.
+    if info.encoding in _ASCII_COMPATIBLE and not info.cr_only:
+        # The readers strip a UTF-8 BOM from the header line themselves; a code page's
+        # non-ASCII bytes (µ, °) sit in names and preambles only.
         return raw
     return cast(BinaryIO, io.BufferedReader(_Recoded(raw, info.encoding), 1 << 20))
 
