@@ -122,3 +122,84 @@ def test_maccor_mims_minutes_and_testtime_text() -> None:
     assert text.get_column("ts")[1] - text.get_column("ts")[0] == pytest.approx(5.0)
     # 12/11/2020 12:22:12, DPt Time of the first row.
     assert text.get_column("ts")[0] == pytest.approx(1607689332.0)
+
+
+def _mpt(rows: list[str], *, comma: bool = False) -> str:
+    head = [
+        "EC-Lab ASCII FILE",
+        "Nb header lines : 6",
+        "",
+        "Galvanostatic Cycling with Potential Limitation",
+        "Acquisition started on : 01/02/2024 10:00:00.000",
+        "mode\tox/red\ttime/s\tEwe/V\t<I>/mA\tcycle number\tNs\tQ charge/mA.h\t"
+        "Q discharge/mA.h\tEnergy charge/W.h\tEnergy discharge/W.h",
+    ]
+    body = [r.replace(".", ",") if comma else r for r in rows]
+    return "\r\n".join(head + body) + "\r\n"
+
+
+HAND_MPT = [
+    "1\t1\t0.0\t3.50\t1.000\t0\t1\t0.0\t0.0\t0.0\t0.0",
+    "1\t1\t1800.0\t3.60\t1.000\t0\t1\t0.5\t0.0\t0.0018\t0.0",
+    "1\t1\t3600.0\t3.70\t1.000\t0\t1\t1.0\t0.0\t0.0036\t0.0",
+    "1\t0\t3601.0\t3.60\t-1.000\t0\t2\t1.0\t0.0\t0.0036\t0.0",
+    "1\t0\t7201.0\t3.40\t-1.000\t0\t2\t1.0\t1.0\t0.0036\t0.0035",
+]
+
+
+@pytest.mark.parametrize("comma", [False, True])
+def test_mpt_hand_made_units_time_and_decimal_comma(comma: bool, tmp_path: Path) -> None:
+    path = tmp_path / "hand.mpt"
+    path.write_bytes(_mpt(HAND_MPT, comma=comma).encode("cp1252"))
+    assert detect_format(path) == "biologic_mpt"
+    frame, rejected, meta = read_file(path, keep_reference=True, timezone="Europe/Paris")
+    assert rejected.height == 0 and frame.height == 5
+    # 01/02/2024 10:00 in Paris (CET) = 09:00 UTC, month first as EC-Lab writes it.
+    assert frame.get_column("ts")[0] == pytest.approx(1704186000.0)
+    assert frame.get_column("ts")[-1] - frame.get_column("ts")[0] == pytest.approx(7201.0)
+    assert frame.get_column("current_a").to_list()[2:4] == [pytest.approx(1e-3), pytest.approx(-1e-3)]
+    assert frame.get_column("step").to_list() == [1, 1, 1, 2, 2]
+    assert frame.get_column("charge_capacity_ah")[-1] == pytest.approx(1e-3)
+    assert frame.get_column("discharge_energy_wh")[-1] == pytest.approx(0.0035)
+
+
+def _mpr(ids: list[int], records: bytes, n: int, version: int = 11) -> bytes:
+    import struct
+
+    def module(short: bytes, data: bytes, ver: int) -> bytes:
+        return (b"MODULE" + short.ljust(10) + short.ljust(25) + struct.pack("<I", 0xFFFFFFFF)
+                + struct.pack("<III", len(data), 0, ver) + b"01/02/24" + data)
+
+    head = struct.pack("<IH", n, len(ids)) + struct.pack(f"<{len(ids)}H", *ids)
+    data = head.ljust(0x3EF, b"\x00") + records
+    return b"BIO-LOGIC MODULAR FILE\x1a".ljust(52, b" ") + module(b"VMP data", data, version)
+
+
+def test_mpr_hand_made_records_and_unknown_column(tmp_path: Path) -> None:
+    import struct
+
+    # flags (mode/ox-red), Ns u2, time f8, Ewe f4, I/mA f4, cycle number f8
+    ids = [1, 2, 131, 4, 6, 8, 24]
+    rec = b"".join(struct.pack("<BHdffd", flags, ns, t, v, i, cyc) for flags, ns, t, v, i, cyc in (
+        (0x05, 1, 0.0, 3.5, 2.0, 0.0), (0x05, 1, 10.0, 3.6, 2.0, 0.0),
+        (0x01, 2, 20.0, 3.4, -2.0, 1.0)))
+    path = tmp_path / "hand.mpr"
+    path.write_bytes(_mpr(ids, rec, 3))
+    frame, rejected, _ = read_file(path)
+    assert rejected.height == 0
+    assert frame.get_column("current_a").to_list() == pytest.approx([2e-3, 2e-3, -2e-3])
+    assert frame.get_column("voltage_v").to_list() == pytest.approx([3.5, 3.6, 3.4])
+    assert frame.get_column("step").to_list() == [1, 1, 2]
+    assert frame.get_column("cycle").to_list() == [0, 0, 1]
+    reader = open_reader(path)
+    assert reader._table.get_column("ox/red").to_list() == [1, 1, 0]  # type: ignore[attr-defined]
+    # An id the reader does not know is named, never guessed.
+    bad = tmp_path / "bad.mpr"
+    bad.write_bytes(_mpr([4, 9999], b"\x00" * 12, 1))
+    with pytest.raises(Exception, match="unknown BioLogic data column id 9999"):
+        open_reader(bad)
+    # A record size that does not match the module length is refused.
+    short = tmp_path / "short.mpr"
+    short.write_bytes(_mpr(ids, rec[:-4], 3))
+    with pytest.raises(Exception, match="does not match its length"):
+        open_reader(short)
