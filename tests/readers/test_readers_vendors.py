@@ -203,3 +203,17 @@ def test_mpr_hand_made_records_and_unknown_column(tmp_path: Path) -> None:
     short.write_bytes(_mpr(ids, rec[:-4], 3))
     with pytest.raises(Exception, match="does not match its length"):
         open_reader(short)
+
+
+@pytest.mark.parametrize("name", [
+    "novonix_head.csv", "maccor_testtime_head.txt", "maccor_mims_head.txt", "pec_head.csv",
+    "neware_flat_excerpt.csv", "neware_3level_head.csv", "test.nda", "00_test_04_MB_C01.mpr",
+])
+def test_any_chunking_gives_the_same_frame(name: str) -> None:
+    whole, rej, _ = read_file(DATA / name, keep_reference=True)
+    for rows in (13, 97):  # chunks cut inside steps, cycles and 3-level groups
+        reader = open_reader(DATA / name, keep_reference=True, chunk_rows=rows)
+        chunks = list(reader)
+        parts = pl.concat([c.frame for c in chunks])
+        assert parts.equals(whole), (name, rows)
+        assert sum(c.rejected.height for c in chunks) == rej.height
