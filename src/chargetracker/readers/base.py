@@ -19,18 +19,28 @@ import csv
 import io
 import json
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
 
 from ..errors import ReaderError, SchemaError
 from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters, validate
+from .fields import (  # noqa: F401 - re-exported: readers and sources import them from here
+    OLE_EPOCH_DAYS,
+    ColumnLookup,
+    Field,
+    _field_exprs,
+    _norm,
+    datetime_to_epoch,
+    duration_seconds,
+    time_scale,
+    unit_scale,
+)
 from .source import Sniff, open_text, skip, sniff
 
 __all__ = [
@@ -71,62 +81,6 @@ REFERENCE_COLUMNS: dict[str, pl.DataType] = {
     "energy_wh": pl.Float64(),
 }
 
-_TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "min": 60.0, "h": 3600.0}
-
-#: Naive datetime layouts tried in order (the file's local time; see ``timezone``).
-_NAIVE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%m/%d/%Y %H:%M:%S%.f",
-    "%m/%d/%Y %I:%M:%S %p",
-    "%Y-%m-%d %I:%M:%S %p",
-    "%m/%d/%Y %H:%M",
-    "%Y/%m/%d %H:%M:%S%.f",
-    "%Y-%m-%d %H:%M",
-)
-#: Layouts with an explicit UTC offset (a trailing ``Z`` is rewritten to ``+00:00``).
-_AWARE_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f%:z",
-    "%Y-%m-%d %H:%M:%S%.f%:z",
-    "%Y-%m-%dT%H:%M:%S%.f%z",
-    "%Y-%m-%d %H:%M:%S%.f%z",
-)
-
-
-def time_scale(unit: str) -> float:
-    """Seconds per ``unit`` (s, ms, us, min, h)."""
-    try:
-        return _TIME_SCALE[unit]
-    except KeyError:
-        raise SchemaError(f"unknown time unit {unit!r}; use one of {sorted(_TIME_SCALE)}") from None
-
-
-def datetime_to_epoch(
-    expr: pl.Expr, *, timezone: str = "UTC", fmt: str | None = None
-) -> pl.Expr:
-    """Text timestamps -> float seconds since the epoch (UTC); null where unparseable.
-
-    Naive timestamps are read as local time in ``timezone`` (IANA name, default UTC);
-    timestamps with an offset (``+02:00``, ``Z``) are exact. ``fmt`` is a strptime layout;
-    without it a fixed list of ISO-8601 and US layouts is tried (vectorized coalesce).
-    """
-    s = expr.str.strip_chars().str.replace(r"Z$", "+00:00")
-
-    def naive(f: str) -> pl.Expr:
-        dt = s.str.to_datetime(f, strict=False, time_unit="us")
-        if timezone != "UTC":
-            dt = dt.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
-        return dt.dt.epoch("us").cast(pl.Float64) / 1e6
-
-    def aware(f: str) -> pl.Expr:
-        dt = s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
-        return dt.dt.epoch("us").cast(pl.Float64) / 1e6
-
-    if fmt is not None:
-        return aware(fmt) if ("%z" in fmt or "%:z" in fmt) else naive(fmt)
-    return pl.coalesce([naive(f) for f in _NAIVE_FORMATS] + [aware(f) for f in _AWARE_FORMATS])
-
-
 @dataclass(frozen=True, slots=True)
 class ReadChunk:
     """One chunk of a file.
@@ -138,82 +92,6 @@ class ReadChunk:
 
     frame: pl.DataFrame
     rejected: pl.DataFrame
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """How one source column becomes one parsed column.
-
-    ``kind``: ``float`` (value * scale + offset), ``int`` (an integral number, ``1.0`` is
-    fine), ``str``, ``datetime`` (text -> epoch s via :func:`datetime_to_epoch`; numbers are
-    epoch s, or ms when > 1e11) or ``epoch`` (numbers only, already scaled to seconds by
-    ``scale``). ``strict=False`` turns an unreadable value into null instead of rejecting
-    the row; ``probe_only`` fields are parsed from the first lines only (to calibrate).
-    """
-
-    out: str
-    source: str
-    kind: Literal["float", "int", "str", "datetime", "epoch", "duration"] = "float"
-    scale: float = 1.0
-    offset: float = 0.0
-    required: bool = False
-    strict: bool = True
-    timezone: str = "UTC"
-    fmt: str | None = None
-    canonical: str | None = None  # the canonical/reference column it feeds, for messages
-    probe_only: bool = False  # only read from the first lines, to calibrate the time origin
-
-
-def _norm(name: str) -> tuple[str, str | None]:
-    """('Current(A)' | 'Current (A)' | 'current_a') -> key 'current', unit 'a'."""
-    unit = None
-    m = re.search(r"(?:\(([^)]*)\)|\[([^\]]*)\])\s*$", name)
-    base = name
-    if m:
-        unit = (m.group(1) if m.group(1) is not None else m.group(2)).strip().lower()
-        base = name[: m.start()]
-    key = re.sub(r"[^0-9a-z]", "", base.lower())
-    return key, unit
-
-
-class ColumnLookup:
-    """Find columns by normalized name, ignoring case, spaces, underscores and a unit suffix."""
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = list(columns)
-        self._by_key: dict[str, tuple[str, str | None]] = {}
-        for c in self.columns:
-            key, unit = _norm(c)
-            self._by_key.setdefault(key, (c, unit))
-
-    def find(self, *keys: str, prefix: bool = False) -> tuple[str, str | None] | None:
-        """(source column, unit) for the first key present, else None."""
-        for k in keys:
-            if k in self._by_key:
-                return self._by_key[k]
-        if prefix:
-            for k in keys:
-                for key, hit in self._by_key.items():
-                    if key.startswith(k):
-                        return hit
-        return None
-
-
-_UNIT_SCALE = {
-    None: 1.0, "": 1.0, "a": 1.0, "v": 1.0, "s": 1.0, "ah": 1.0, "wh": 1.0, "c": 1.0,
-    "ma": 1e-3, "mv": 1e-3, "mah": 1e-3, "mwh": 1e-3, "ms": 1e-3,
-    "min": 60.0, "h": 3600.0, "hr": 3600.0, "kwh": 1e3, "sec": 1.0,
-    "seconds": 1.0, "second": 1.0, "minutes": 60.0, "hours": 3600.0,
-    "°c": 1.0, "degc": 1.0, "ºc": 1.0, "?": 1.0, "a.h": 1.0, "ma.h": 1e-3, "w.h": 1.0,
-}
-
-
-def unit_scale(unit: str | None, column: str) -> float:
-    """Factor from a column's unit suffix to A, V, s, Ah, Wh (SchemaError if unknown)."""
-    try:
-        return _UNIT_SCALE[unit]
-    except KeyError:
-        raise SchemaError(f"unsupported unit {unit!r} in column {column!r}", field=column) from None
 
 
 def _blank_metadata(cell_id: str) -> dict[str, Any]:
@@ -627,92 +505,6 @@ def _dead_letters(
         pl.col("__reason").alias("reason"),
         pl.col("payload"),
     ).cast(DEAD_LETTER_SCHEMA)  # type: ignore[arg-type]
-
-
-def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(value, fail condition, reason) for one field over a column of ``dtype``."""
-    col = pl.col(f.source)
-    is_text = dtype == pl.Utf8
-    if is_text:
-        s = col.str.strip_chars()
-        s = pl.when(s == "").then(None).otherwise(s)
-    else:
-        s = col
-    present = s.is_not_null()
-    shown = pl.concat_str([pl.lit("'"), s.cast(pl.Utf8), pl.lit("'")])
-
-    if f.kind == "str":
-        value = s.cast(pl.Utf8)
-        bad = pl.lit(False)
-        reason = pl.lit("")
-    elif f.kind == "int":
-        num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
-        integral = num.is_finite() & (num == num.floor())
-        value = pl.when(integral).then(num.cast(pl.Int64, strict=False)).otherwise(None)
-        bad = present & ~integral.fill_null(False)
-        reason = pl.concat_str([pl.lit("not an integer: "), shown])
-    elif f.kind == "datetime":
-        if is_text:
-            num = s.cast(pl.Float64, strict=False)
-            parsed = datetime_to_epoch(s, timezone=f.timezone, fmt=f.fmt)
-            value = pl.coalesce(_epoch_number(num, f.scale), parsed)
-        elif isinstance(dtype, pl.Datetime):
-            dt = s if dtype.time_zone is not None or f.timezone == "UTC" else \
-                s.dt.replace_time_zone(f.timezone, ambiguous="earliest", non_existent="null")
-            value = dt.dt.epoch("us").cast(pl.Float64) / 1e6
-        elif isinstance(dtype, pl.Date):
-            value = s.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
-        else:
-            num = s.cast(pl.Float64, strict=False)
-            value = _epoch_number(num, f.scale)
-        bad = present & value.is_null()
-        reason = pl.concat_str([pl.lit("not a timestamp: "), shown])
-    elif f.kind == "duration":
-        num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
-        value = num * f.scale
-        if is_text:
-            value = pl.coalesce(value, duration_seconds(s))
-        bad = present & value.is_null()
-        reason = pl.concat_str([pl.lit("not a duration: "), shown])
-    else:  # float / epoch
-        num = s.cast(pl.Float64, strict=False)
-        value = num * f.scale + f.offset if (f.scale != 1.0 or f.offset != 0.0) else num
-        bad = present & num.is_null()
-        reason = pl.concat_str([pl.lit("not a number: "), shown])
-    if not f.strict:
-        bad = pl.lit(False)
-    if f.required:
-        bad = bad | ~present
-        reason = pl.when(~present).then(pl.lit("missing value")).otherwise(reason)
-    return value, bad, reason
-
-
-_DURATION = r"^(?:(\d+)\s*d\s*|(\d+)-)?(\d+):(\d{1,2}):(\d+(?:\.\d*)?)$"
-
-
-def duration_seconds(text: pl.Expr) -> pl.Expr:
-    """``[Nd ]hh:mm:ss[.fff]`` / ``N-hh:mm:ss`` text -> seconds (null when not a duration).
-
-    Hours may exceed 24 (Neware writes ``123:04:05``); seconds may have one digit
-    (Maccor writes ``0d 00:00:5``).
-    """
-    g = text.str.strip_chars().str.extract_groups(_DURATION)
-    days = pl.coalesce(g.struct.field("1"), g.struct.field("2")).cast(pl.Float64).fill_null(0.0)
-    h = g.struct.field("3").cast(pl.Float64)
-    m = g.struct.field("4").cast(pl.Float64)
-    sec = g.struct.field("5").cast(pl.Float64)
-    return days * 86400.0 + h * 3600.0 + m * 60.0 + sec
-
-
-#: Days from the OLE automation epoch (1899-12-30) to the Unix epoch.
-OLE_EPOCH_DAYS = 25569.0
-
-
-def _epoch_number(num: pl.Expr, scale: float) -> pl.Expr:
-    """Numeric time -> s: scaled by ``scale``, or (scale 1) ms when it is > 1e11."""
-    if scale != 1.0:
-        return num * scale
-    return pl.when(num > 1e11).then(num / 1000.0).otherwise(num)
 
 
 def _line_blocks(fh: BinaryIO, chunk_rows: int) -> Iterator[tuple[bytes, int, int]]:
