@@ -56,7 +56,10 @@ class Analysis:
 def companion_cells(path: str | os.PathLike[str]) -> Path | None:
     """``X.cells.parquet`` (or ``.csv``) beside ``X.<ext>``, when it exists."""
     p = Path(path)
-    stem = p.name.split(".")[0]
+    name = p.name
+    for ext in (".gz", ".bz2", ".xz", ".zip"):
+        name = name.removesuffix(ext)
+    stem = Path(name).stem  # fleet.parquet -> fleet, run.2024.csv.gz -> run.2024
     for ext in (".parquet", ".csv"):
         cand = p.with_name(f"{stem}.cells{ext}")
         if cand.is_file() and cand != p:
