@@ -6,7 +6,8 @@ time, read in ``timezone``), line N the tab-separated column header, then the da
 writes a Windows code page (``µ``, ``°``) and, in some locales, decimal commas: both are
 handled. Columns are ``quantity/unit``: ``time/s`` (since the acquisition start),
 ``Ewe/V`` (or ``Ecell/V``, preferred when present), ``<I>/mA`` or ``I/mA`` (or ``/A``),
-``cycle number``, ``Ns`` (the technique sequence: the step label), ``Temperature/°C``, and
+``cycle number``, ``Ns`` (the technique sequence: the step label), ``step time/s`` (when
+recorded), ``Temperature/°C``, and
 the cycler's counters ``Q charge/mA.h``, ``Q discharge/mA.h``, ``Energy charge/W.h``,
 ``Energy discharge/W.h`` (``Energy we ...`` in files that also record the counter
 electrode). Sign: EC-Lab's + current is anodic (oxidation at the working electrode); for a
@@ -77,6 +78,8 @@ class _BioLogicPlan(TextReader):
             fields.append(Field("cycle", c, kind="int"))
         if (c := pick("Ns")) is not None:
             fields.append(Field("step", c, kind="int"))
+        if (c := pick("step time/s")) is not None:
+            fields.append(Field("step_time_s", c))
         temp = next((c for c in cols.columns if c.lower().startswith("temperature/")), None)
         if temp is not None:
             fields.append(Field("temperature_c", temp))
