@@ -12,6 +12,7 @@ duplicates) that are fixed on the engine side, not in the readers.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 from pathlib import Path
 
@@ -114,8 +115,12 @@ def test_analyze_matches_cycler_counters(name: str, tmp_path: Path,
     assert worst_ce <= TOL_EFF and worst_ee <= TOL_EFF, summary
 
 
-def test_res_and_its_exported_table_read_identically() -> None:
+def test_res_and_its_exported_table_read_identically(tmp_path: Path) -> None:
     res, _, _ = read_file(DATA / "20160805_test001_45_cc_01.res", keep_reference=True)
+    gz = tmp_path / "cell.res.gz"
+    gz.write_bytes(gzip.compress((DATA / "20160805_test001_45_cc_01.res").read_bytes()))
+    assert read_file(gz, keep_reference=True)[0].equals(res.with_columns(
+        pl.lit("cell", dtype=pl.Utf8).alias("cell_id")))
     csv, _, _ = read_file(DATA / "20160805_test001_45_cc_01.Channel_Normal_Table.csv",
                           keep_reference=True)
     assert res.height == csv.height == 10_261

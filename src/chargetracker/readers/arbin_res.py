@@ -10,11 +10,16 @@ needed. The table is read whole (see :mod:`.frame`).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import polars as pl
 
 from ..errors import ReaderError
 from .arbin import ArbinReader
 from .frame import FrameReader, require_module
+from .source import open_raw
 
 __all__ = ["ArbinResReader"]
 
@@ -28,10 +33,16 @@ class ArbinResReader(FrameReader, ArbinReader):
     what = "an Arbin .res (MS Access) database"
 
     def _load(self) -> pl.DataFrame:
-        if self.sniff.compression is not None:
-            raise ReaderError(f"{self.name}: a compressed Access database; decompress it first")
         ap = require_module("access_parser", "access-parser", "Arbin .res files")
-        db = ap.AccessParser(str(self.path))
+        if self.sniff.compression is None:
+            db = ap.AccessParser(str(self.path))
+        else:
+            # The parser reads pages at random: hand it a decompressed copy.
+            with tempfile.TemporaryDirectory(prefix="ct-res-") as tmp:
+                copy = Path(tmp) / "data.res"
+                with open_raw(self.path, self.sniff) as src, copy.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                db = ap.AccessParser(str(copy))
         if _TABLE not in db.catalog:
             tables = [t for t in db.catalog if not t.startswith("MSys")]
             raise ReaderError(f"{self.name}: an Access database without a {_TABLE} table "
