@@ -66,6 +66,7 @@ from ..errors import (
     StoreError,
     StoreUnavailable,
 )
+from ..kinds.base import TelemetryKind
 from ..schema import CYCLE_SCHEMA
 from . import sql as q
 from .base import CommitBatch
@@ -297,6 +298,10 @@ class PostgresStore(SqlStore):
         How long the per-commit ingest series is kept, s.
     clock:
         Wall clock in s since the epoch (injectable for tests).
+    kinds:
+        Plug-in telemetry kinds whose tables this store also holds. Their tables are
+        created from the kinds' schemas when missing (``CREATE TABLE IF NOT EXISTS``,
+        text ``COLLATE "C"``); the cell kind's tables come from the migrations.
     """
 
     dialect = q.POSTGRESQL
@@ -312,7 +317,9 @@ class PostgresStore(SqlStore):
         migrate: bool | None = None,
         series_retention_s: float | None = None,
         clock: Callable[[], float] = time.time,
+        kinds: Sequence[TelemetryKind] = (),
     ) -> None:
+        self._extra_tables = self._register_kinds(kinds)
         conninfo, url_kw = _split_url(url)
         opts: dict[str, Any] = {
             "pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "migrate": True,
@@ -373,6 +380,10 @@ class PostgresStore(SqlStore):
                     f"needs {MIN_SERVER_VERSION // 10000} or newer")
             if migrate:
                 apply_migrations(conn)
+                for table in self._extra_tables:
+                    with conn.transaction():
+                        for stmt in q.table_ddl(_D, table, collate=_D.text_collate):
+                            conn.execute(stmt)
             else:
                 _check_migrated(conn)
 
@@ -437,13 +448,18 @@ class PostgresStore(SqlStore):
             for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
                 cp.write(chunk.write_csv(include_header=False).encode())
 
-    @staticmethod
-    def _create_stages(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+    def _stage_layout(self, name: str) -> tuple[q.Table, tuple[str, ...]]:
+        if name in _STAGES:
+            return _STAGES[name]
+        table = self._plugins[name][0]
+        return table, table.insert_columns
+
+    def _create_stages(self, conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
         # Temp tables live as long as the pooled session: created once per connection
         # (IF NOT EXISTS), emptied at every commit, so no catalog churn per batch.
         stmts = []
         for name in names:
-            table, columns = _STAGES[name]
+            table, columns = self._stage_layout(name)
             types = dict(table.columns)
             cols = ", ".join(f"{q.quote(c)} {_PG_TYPES[types[c]]}" for c in columns)
             stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {_stage(name)} ({cols}) "
@@ -476,7 +492,7 @@ class PostgresStore(SqlStore):
         every checkpoint of the batch replaced -- all in one transaction.
         """
         now = float(self._clock())
-        b = q.prepare_batch(batch, now)
+        b = self._prepare(batch, now)
         days = _partition_days(b.measurements)
         with self._connection("commit") as conn:
             if days:
@@ -484,7 +500,7 @@ class PostgresStore(SqlStore):
             with conn.transaction():
                 self._write(conn, b)
 
-    def _write(self, conn: psycopg.Connection[Any], b: q.PreparedBatch) -> None:
+    def _write(self, conn: psycopg.Connection[Any], b: q.ConformedBatch) -> None:
         # Sorted by key: concurrent writers touch shared rows in the same order.
         frames = {
             "cells": _sorted(b.cells, ["cell_id"]),
@@ -494,6 +510,8 @@ class PostgresStore(SqlStore):
             "alerts": b.alerts,
             "dead_letters": b.dead_letters,
         }
+        for name, frame in b.tables.items():
+            frames[name] = _sorted(frame, list(self._plugins[name][1].key))
         present = {k: _without_nul(f) for k, f in frames.items() if f is not None}
         if present:
             self._create_stages(conn, list(present))
@@ -516,6 +534,9 @@ class PostgresStore(SqlStore):
             conn.execute(q.insert_alerts_ignore_from(_stage("alerts")))
         if b.dead_letters is not None:
             conn.execute(q.insert_dead_letters_from(_stage("dead_letters")))
+        for name in b.tables:
+            layout, spec = self._plugins[name]
+            conn.execute(q.plugin_write_from(layout, spec.mode, _stage(name)))
         if b.checkpoints:
             with conn.cursor() as cur:
                 cur.executemany(q.upsert_checkpoint(_D), [
@@ -615,7 +636,7 @@ def _to_frame(rows: list[tuple[Any, ...]], schema: dict[str, pl.DataType]) -> pl
 
 
 def _sorted(frame: pl.DataFrame | None, key: list[str]) -> pl.DataFrame | None:
-    return frame.sort(key, nulls_last=True) if frame is not None and frame.height > 1 else frame
+    return frame.sort(key, nulls_last=True) if frame is not None and frame.height > 1 and key else frame
 
 
 def _without_nul(frame: pl.DataFrame) -> pl.DataFrame:
