@@ -227,7 +227,11 @@ def alerts_for(tables: Mapping[str, pl.DataFrame], ctx: StepContext) -> pl.DataF
 
 def raise_alerts(step_: Step, ctx: StepContext) -> Step:
     """Evaluate the alert policy on the step's results; the commit then carries them."""
-    step_.commit.alerts = alerts_for(step_.output.tables, ctx)
+    tables = dict(step_.output.tables)
+    raw_table = ctx.kind.raw_table
+    if raw_table is not None and step_.raw is not None:
+        tables[raw_table.name] = step_.raw  # e.g. spike rules look at the readings
+    step_.commit.alerts = alerts_for(tables, ctx)
     step_.alerts_raised = True
     return step_
 
