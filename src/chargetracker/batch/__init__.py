@@ -17,6 +17,7 @@ from .backfill import (
     iter_spark_results,
     load_cells,
     local_results,
+    run_backfill,
     spark_results,
     split_results,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "iter_spark_results",
     "load_cells",
     "local_results",
+    "run_backfill",
     "spark_results",
     "spark_session",
     "split_results",
