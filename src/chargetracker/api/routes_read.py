@@ -83,6 +83,15 @@ def _require_cell(ctx: ApiContext, cell_id: str) -> None:
     ctx.queries.require_cell(cell_id)
 
 
+def _cell_page(ctx: ApiContext, cell_id: str, frame: pl.DataFrame, limit: int,
+               offset: int) -> JSONBytes:
+    """One page of a cell's rows; an empty page of an unknown cell is a 404."""
+    if frame.height == 0:
+        _require_cell(ctx, cell_id)
+    return envelope({"cell_id": cell_id, "limit": limit, "offset": offset,
+                     "next_offset": _next(offset, frame.height, limit)}, frame)
+
+
 # -- cells ---------------------------------------------------------------------------
 _ATTR = re.compile(GROUP_KEY_PATTERN[:-1] + r":(.{0,256})$", re.S)
 
@@ -170,11 +179,8 @@ def cell_cycles(
     offset: Offset = 0,
 ) -> JSONBytes:
     ctx = get_ctx(request)
-    frame = ctx.queries.cycles(cell_id, status=status, limit=limit, offset=offset)
-    if frame.height == 0:
-        _require_cell(ctx, cell_id)
-    return envelope({"cell_id": cell_id, "limit": limit, "offset": offset,
-                     "next_offset": _next(offset, frame.height, limit)}, frame)
+    return _cell_page(ctx, cell_id, ctx.queries.cycles(cell_id, status=status, limit=limit, offset=offset),
+                      limit, offset)
 
 
 @router.get("/cells/{cell_id}/steps", tags=["cells"], summary="Steps of a cell",
@@ -188,11 +194,8 @@ def cell_steps(
     offset: Offset = 0,
 ) -> JSONBytes:
     ctx = get_ctx(request)
-    frame = ctx.queries.steps(cell_id, cycle=cycle, limit=limit, offset=offset)
-    if frame.height == 0:
-        _require_cell(ctx, cell_id)
-    return envelope({"cell_id": cell_id, "limit": limit, "offset": offset,
-                     "next_offset": _next(offset, frame.height, limit)}, frame)
+    return _cell_page(ctx, cell_id, ctx.queries.steps(cell_id, cycle=cycle, limit=limit, offset=offset),
+                      limit, offset)
 
 
 @router.get("/cells/{cell_id}/measurements", tags=["cells"], summary="Raw samples of a cell",

@@ -50,7 +50,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,7 +60,6 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 
@@ -74,55 +72,14 @@ from ..stores.base import Store, all_cells
 from . import codec
 from .client import client_config, partition_count
 from .metrics import MetricsServer, WorkerMetrics
+from .options import WorkerOptions
 from .partitioner import Partitioner
 from .processing import Collected, PartitionState, Processor, checkpoint_name
+from .sink import DeadLetterPublisher
 
 __all__ = ["Worker", "WorkerOptions", "checkpoint_name"]
 
 log = logging.getLogger("chargetracker.kafka.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """Batching, end-of-stream and monitoring options of a worker (units in names)."""
-
-    #: Commit when this many message bytes are buffered ...
-    max_batch_bytes: int = 32 * 1024 * 1024
-    #: ... or this many messages ...
-    max_batch_messages: int = 200_000
-    #: ... or when the oldest buffered message has waited this long, s. A worker that has
-    #: read every partition to its end commits at once (live streams: low latency).
-    commit_interval_s: float = 0.5
-    #: Longest wait in one poll, s.
-    poll_timeout_s: float = 0.05
-    #: Write raw measurements to the store (the dashboard's raw view); off when a
-    #: Parquet archive holds them.
-    store_raw: bool = True
-    #: Exit after receiving nothing for this long, s, flushing partitions that have not
-    #: seen an end-of-stream marker. None: run until stopped.
-    until_idle_s: float | None = None
-    #: Serve Prometheus metrics on this port (0: any free port; None: off).
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    #: Also append accepted raw rows to this Parquet archive (the batch layer's input),
-    #: one file set per partition and batch, written before the store commit and
-    #: replaced by a replay of the same batch.
-    archive_dir: str | None = None
-    #: Reject rows whose cell id murmur2-hashes to another partition.
-    partition_check: bool = True
-    #: Raise limit alerts (voltage, temperature, coulombic efficiency) from cycles.
-    alerts: bool = True
-    #: Store back-off while unreachable: first and longest wait, s.
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.max_batch_bytes < 1 or self.max_batch_messages < 1:
-            raise ConfigError("max_batch_bytes and max_batch_messages must be >= 1")
-        if self.commit_interval_s < 0 or self.poll_timeout_s <= 0:
-            raise ConfigError("commit_interval_s must be >= 0 and poll_timeout_s > 0")
-        if self.until_idle_s is not None and self.until_idle_s <= 0:
-            raise ConfigError("until_idle_s must be > 0")
 
 
 class Worker:
@@ -165,7 +122,7 @@ class Worker:
         self._hw_checked: dict[int, float] = {}
         self.metrics = WorkerMetrics(self.topic, self.kafka.group_id)
         self._metrics_server: MetricsServer | None = None
-        self._dlq: Producer | None = None
+        self._dlq: DeadLetterPublisher | None = None
         self._partitioner: Partitioner | None = None
         self._consumer: Consumer | None = None
         self._archive: ParquetArchive | None = (
@@ -246,7 +203,7 @@ class Worker:
                 log.warning("closing the consumer: %s", exc)
             self._consumer = None
             if self._dlq is not None:
-                self._dlq.flush(10.0)
+                self._dlq.close()
             if self._metrics_server is not None:
                 self._metrics_server.close()
         log.info("worker stopped (%s)", self.exit_reason)
@@ -493,25 +450,11 @@ class Worker:
             self._publish_dead_letters(rejected)
 
     def _publish_dead_letters(self, rejected: pl.DataFrame) -> None:
-        """Dead letters (DEAD_LETTER_SCHEMA as JSON) to the dead-letter topic, after the
-        store commit (at least once: a crash right here re-sends on replay)."""
+        """Dead letters to the dead-letter topic, after the store commit (at least once:
+        a crash right here re-sends on replay)."""
         if self._dlq is None:
-            self._dlq = Producer(client_config(self.kafka, "producer", **{"linger.ms": 50}))
-        topic = self.kafka.dead_letter_topic
-        assert topic is not None
-        values = rejected.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
-        for cid, value in zip(rejected.get_column("cell_id").to_list(), values, strict=True):
-            for _ in range(100):
-                try:
-                    self._dlq.produce(topic, value=value.encode(), key=cid.encode() if cid else None,
-                                      headers=[("ct-type", b"dead-letter")])
-                    break
-                except BufferError:  # local queue full: wait for deliveries, then retry
-                    self._dlq.poll(0.1)
-                except KafkaException as exc:
-                    log.warning("dead-letter topic %s: %s", topic, exc)
-                    return
-        self._dlq.poll(0)
+            self._dlq = DeadLetterPublisher(self.kafka)
+        self._dlq.publish(rejected)
 
     # -- cells, groups, alerts ------------------------------------------------------
     def _cells_from_store(self) -> pl.DataFrame | None:
