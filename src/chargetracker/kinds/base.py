@@ -135,20 +135,40 @@ class TelemetryKind(Protocol):
     """A kind of telemetry (see the module docstring). Implementations are plain
     objects; the cell kind is :data:`chargetracker.kinds.cell.CELLS`."""
 
-    #: Short name: table prefix for plug-ins, API path segment (``/telemetry/<name>``).
-    name: str
-    #: Column naming the entity (cell, vehicle, meter): Kafka key and partitioning.
-    entity_key: str
-    #: Canonical record layout.
-    measurement_schema: Mapping[str, pl.DataType]
-    #: Table for accepted raw records (None: raw records are not stored).
-    raw_table: TableSpec | None
-    #: Result tables, written by key.
-    tables: Sequence[TableSpec]
-    #: Alert rules, by name.
-    alert_rules: Sequence[AlertRule]
-    #: Reads offered through the query layer and the API.
-    queries: Sequence[ReadQuery]
+    @property
+    def name(self) -> str:
+        """Short name: API path segment (``/telemetry/<name>``), pipeline default."""
+        ...
+
+    @property
+    def entity_key(self) -> str:
+        """Column naming the entity (cell, vehicle, meter): Kafka key and partitioning."""
+        ...
+
+    @property
+    def measurement_schema(self) -> Mapping[str, pl.DataType]:
+        """Canonical record layout."""
+        ...
+
+    @property
+    def raw_table(self) -> TableSpec | None:
+        """Table for accepted raw records (None: raw records are not stored)."""
+        ...
+
+    @property
+    def tables(self) -> Sequence[TableSpec]:
+        """Result tables, written by key."""
+        ...
+
+    @property
+    def alert_rules(self) -> Sequence[AlertRule]:
+        """Alert rules, each switched by name in an AlertPolicy."""
+        ...
+
+    @property
+    def queries(self) -> Sequence[ReadQuery]:
+        """Reads offered through the query layer and the API."""
+        ...
 
     def validate(self, frame: pl.DataFrame, *, source: str) -> Validated:
         """Split a raw batch into canonical good rows and dead letters (once per batch)."""

@@ -19,6 +19,7 @@ the same file for writing while this one holds it: that surfaces as
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -254,7 +255,7 @@ class DuckDBStore(SqlStore):
             self._insert(cur, b.dead_letters, q.insert_dead_letters_from)
         for name, frame in b.tables.items():
             layout, spec = self._plugins[name]
-            self._insert(cur, frame, lambda s, t=layout, m=spec.mode: q.plugin_write_from(t, m, s))
+            self._insert(cur, frame, functools.partial(q.plugin_write_from, layout, spec.mode))
         cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
 
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
