@@ -1,4 +1,5 @@
-"""The embedded pipeline core: one batch in -> engine -> alerts -> one atomic commit.
+"""The embedded driver of the micro-batch step: one batch in -> :mod:`step
+<chargetracker.runtime.step>` (validate, engine, alerts) -> one atomic commit.
 
 Every accepted batch is committed together with the engine state and the position of
 its source, so a process killed at any point restarts from the last commit: nothing
