@@ -44,6 +44,16 @@ class PreparedStep:
     def commit(self) -> CommitBatch:
         return self.step.commit
 
+    @property
+    def accepted(self) -> int:
+        """Samples the engine took in."""
+        return self.step.accepted
+
+    @property
+    def rejected(self) -> pl.DataFrame:
+        """Dead letters of the batch (the source's own, then the engine's)."""
+        return self.step.rejected
+
 
 class Pipeline:
     """Owns the engine state of one pipeline (``name``) and writes through a store.
