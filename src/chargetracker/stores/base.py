@@ -1,7 +1,12 @@
-"""The one store interface every backend implements (DuckDB, PostgreSQL).
+"""The two ports every store backend implements (DuckDB, PostgreSQL).
 
-A store persists cells, raw measurements, steps, cycles (open and closed), alerts,
-dead letters and checkpoints, and answers the queries the dashboard and API need.
+* :class:`WritePort` -- what the drivers of the micro-batch step need: one atomic
+  :meth:`~WritePort.commit` per batch, checkpoints, retention;
+* :class:`ReadPort` -- what the query layer (:mod:`chargetracker.queries`: API,
+  dashboard) and history-reading alert rules need.
+
+:class:`Store` is both. A store persists cells, raw measurements, steps, cycles (open
+and closed), alerts, dead letters, checkpoints and the tables of plug-in telemetry kinds.
 All frames are Polars DataFrames in the column layouts of :mod:`chargetracker.schema`.
 
 Exactly-once rests on :meth:`Store.commit`: the results of one micro-batch (raw rows,
