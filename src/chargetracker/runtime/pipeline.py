@@ -24,7 +24,7 @@ from ..kinds import TelemetryKind, cell_kind
 from ..kinds.cell import CellKind
 from ..schema import CELL_SCHEMA
 from ..stores.base import CommitBatch, Store, all_cells
-from .step import AlertPolicy, IngestResult, Step, StepContext, advance, finish, raise_alerts
+from .step import AlertPolicy, IngestResult, StepContext, StepOutcome, advance, finish, raise_alerts
 
 __all__ = ["IngestResult", "Pipeline", "PreparedStep"]
 
@@ -37,7 +37,7 @@ class PreparedStep:
     """
 
     ticket: int
-    step: Step
+    step: StepOutcome
     started: float
 
     @property

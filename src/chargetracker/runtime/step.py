@@ -45,7 +45,7 @@ from ..vocabulary import ALERT_SCHEMA
 __all__ = [
     "AlertPolicy",
     "IngestResult",
-    "Step",
+    "StepOutcome",
     "StepContext",
     "advance",
     "alerts_for",
@@ -133,7 +133,7 @@ class StepContext:
 
 
 @dataclass(slots=True)
-class Step:
+class StepOutcome:
     """A step's commit and what it did. ``alerts_raised`` is False until
     :func:`raise_alerts` ran (the commit then carries the alerts)."""
 
@@ -174,7 +174,7 @@ def put_tables(commit: CommitBatch, tables: Mapping[str, pl.DataFrame]) -> Commi
 
 
 def _assemble(state: Any, ctx: StepContext, out: KindOutput, accepted: int,
-              dead: pl.DataFrame, raw: pl.DataFrame | None) -> Step:
+              dead: pl.DataFrame, raw: pl.DataFrame | None) -> StepOutcome:
     commit = put_tables(CommitBatch(dead_letters=dead, cells=ctx.entities), out.tables)
     if raw is not None:
         raw_table = ctx.kind.raw_table
@@ -186,10 +186,10 @@ def _assemble(state: Any, ctx: StepContext, out: KindOutput, accepted: int,
         commit.checkpoints.append(Checkpoint(ctx.checkpoint, ctx.kind.state_to_bytes(state),
                                              dict(ctx.position or {})))
     commit.counters[ctx.counter or ctx.source] = {"accepted": accepted, "rejected": dead.height}
-    return Step(commit, out, accepted, dead, raw)
+    return StepOutcome(commit, out, accepted, dead, raw)
 
 
-def advance(state: Any, frame: pl.DataFrame, ctx: StepContext) -> tuple[Any, Step]:
+def advance(state: Any, frame: pl.DataFrame, ctx: StepContext) -> tuple[Any, StepOutcome]:
     """Validate ``frame`` once, run the kind's engine and assemble the commit (alerts
     still to be raised by :func:`raise_alerts`)."""
     checked = ctx.kind.validate(frame, source=ctx.source)
@@ -201,7 +201,7 @@ def advance(state: Any, frame: pl.DataFrame, ctx: StepContext) -> tuple[Any, Ste
     return state, _assemble(state, ctx, out, out.accepted, _dead_letters(ctx, out.rejected), raw)
 
 
-def finish(state: Any, ctx: StepContext) -> tuple[Any, Step]:
+def finish(state: Any, ctx: StepContext) -> tuple[Any, StepOutcome]:
     """End of a finite stream: flush the kind's engine and assemble the commit."""
     state, out = ctx.kind.flush(state)
     step_ = _assemble(state, replace(ctx, entities=None), out, 0, out.rejected, None)
@@ -225,7 +225,7 @@ def alerts_for(tables: Mapping[str, pl.DataFrame], ctx: StepContext) -> pl.DataF
     return parts[0] if len(parts) == 1 else pl.concat(parts)
 
 
-def raise_alerts(step_: Step, ctx: StepContext) -> Step:
+def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
     """Evaluate the alert policy on the step's results; the commit then carries them."""
     tables = dict(step_.output.tables)
     raw_table = ctx.kind.raw_table
