@@ -1,13 +1,16 @@
-"""The query layer the dashboard and the API share.
+"""The query layer the dashboard and the API share: their only way to the store.
 
-It combines a :class:`~chargetracker.stores.base.Store`'s raw reads with the engine's
-pure statistics, so every number shown has one definition: group trend (closed cycles
-only, open ones apart), the deep dive of one group and cycle, outliers, cell trend.
+It combines a store's read port (:class:`~chargetracker.stores.base.ReadPort`) with the
+engine's pure statistics, so every number shown has one definition: group trend (closed
+cycles only, open ones apart, with ``std_pct``), the deep dive of one group and cycle,
+outliers, cell trend; plus the plain reads (cells, cycles, steps, raw samples, alerts,
+dead letters, ingest health) and the read queries of plug-in telemetry kinds.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -16,23 +19,33 @@ from .config import StatsConfig
 from .engine.stats import deviations, group_stats
 from .engine.trend import fit_trend
 from .errors import NotFound, ValidationError
-from .stores.base import TREND_METRICS, Store
+from .kinds.base import ReadQuery, TelemetryKind
+from .stores.base import ReadPort, all_cells
+from .vocabulary import check_metric as _check_metric
 
-__all__ = ["Queries"]
+__all__ = ["Queries", "trend_stats"]
 
 
-def _check_metric(metric: str) -> str:
-    if metric not in TREND_METRICS:
-        raise ValidationError(f"unknown metric {metric!r}; one of {list(TREND_METRICS)}", field="metric")
-    return metric
+def trend_stats(values: pl.DataFrame) -> pl.DataFrame:
+    """Group statistics of (group, cell_id, cycle, value) rows (engine ``group_stats``)
+    with ``std_pct`` = 100 * std / |mean| (null when the mean is 0)."""
+    return group_stats(values).with_columns(
+        pl.when(pl.col("mean") != 0).then(100.0 * pl.col("std") / pl.col("mean").abs())
+        .otherwise(None).alias("std_pct")
+    )
 
 
 class Queries:
-    """Read-side helpers over one store; stateless apart from the store and settings."""
+    """Read-side helpers over one store's read port; stateless apart from it and settings.
 
-    def __init__(self, store: Store, stats: StatsConfig | None = None) -> None:
+    ``kinds``: plug-in telemetry kinds whose read queries :meth:`kind_rows` answers.
+    """
+
+    def __init__(self, store: ReadPort, stats: StatsConfig | None = None, *,
+                 kinds: Sequence[TelemetryKind] = ()) -> None:
         self.store = store
         self.stats = stats or StatsConfig()
+        self.kinds = {k.name: k for k in kinds}
 
     # -- groups -------------------------------------------------------------------
     def group_trend(self, metric: str = "discharge_ah", *, group_key: str | None = None,
@@ -44,13 +57,16 @@ class Queries:
         cycles, which are shown apart and never averaged with finished ones.
         """
         key = group_key or self.stats.group_key
-        values = self.store.metric_values(_check_metric(metric), group_key=key, filters=filters,
-                                          status=status)
-        stats = group_stats(values)
-        return stats.with_columns(
-            pl.when(pl.col("mean") != 0).then(100.0 * pl.col("std") / pl.col("mean").abs())
-            .otherwise(None).alias("std_pct")
-        )
+        return trend_stats(self.metric_values(metric, group_key=key, filters=filters,
+                                              status=status))
+
+    def metric_values(self, metric: str, *, group_key: str | None = None,
+                      filters: dict[str, Any] | None = None, status: str = "closed",
+                      since_cycle: int | None = None) -> pl.DataFrame:
+        """(group, cell_id, cycle, value) of one trend metric (see ReadPort.metric_values)."""
+        return self.store.metric_values(_check_metric(metric),
+                                        group_key=group_key or self.stats.group_key,
+                                        filters=filters, status=status, since_cycle=since_cycle)
 
     def latest_complete_cycle(self, group: str, *, metric: str = "discharge_ah",
                               group_key: str | None = None) -> int | None:
@@ -88,7 +104,8 @@ class Queries:
 
     def outliers(self, metric: str = "discharge_ah", *, group_key: str | None = None,
                  latest_only: bool = True) -> pl.DataFrame:
-        """Flagged cells; by default at each group's latest complete cycle."""
+        """Flagged cells; by default at each group's latest complete cycle. Cells without
+        a value for the group key belong to no group and are left out."""
         key = group_key or self.stats.group_key
         values = self.store.metric_values(_check_metric(metric), group_key=key)
         if values.height == 0:
@@ -107,13 +124,87 @@ class Queries:
     # -- cells --------------------------------------------------------------------
     def cell_trend(self, cell_id: str, *, metric: str = "retention") -> dict[str, Any]:
         """Fade rate, knee and forecast of cycles to 80 % retention for one cell."""
-        if self.store.cell(cell_id) is None:
-            raise NotFound(f"cell {cell_id!r} not found")
+        self.require_cell(cell_id)
         cycles = self.store.cycles(cell_id, status="closed")
         tr = fit_trend(cycles.get_column("cycle").cast(pl.Float64).to_numpy(),
                        cycles.get_column(metric).to_numpy(), cell_id=cell_id)
         out = tr.as_dict()
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+    # -- plain reads ----------------------------------------------------------------
+    def cells(self, *, filters: dict[str, Any] | None = None, limit: int = 100,
+              offset: int = 0) -> pl.DataFrame:
+        return self.store.cells(filters=filters, limit=limit, offset=offset)
+
+    def all_cells(self) -> pl.DataFrame:
+        """Every cell (CELL_SCHEMA), page by page."""
+        return all_cells(self.store)
+
+    def cells_count(self, *, filters: dict[str, Any] | None = None) -> int:
+        return self.store.cells_count(filters=filters)
+
+    def cell(self, cell_id: str) -> dict[str, Any] | None:
+        return self.store.cell(cell_id)
+
+    def require_cell(self, cell_id: str) -> dict[str, Any]:
+        cell = self.store.cell(cell_id)
+        if cell is None:
+            raise NotFound(f"cell {cell_id!r} not found")
+        return cell
+
+    def cycles(self, cell_id: str | None = None, *, status: str | None = None,
+               limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        return self.store.cycles(cell_id, status=status, limit=limit, offset=offset)
+
+    def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
+              offset: int = 0) -> pl.DataFrame:
+        return self.store.steps(cell_id, cycle=cycle, limit=limit, offset=offset)
+
+    def measurements(self, cell_id: str, *, start_ts: float | None = None,
+                     end_ts: float | None = None, max_points: int | None = None) -> pl.DataFrame:
+        return self.store.measurements(cell_id, start_ts=start_ts, end_ts=end_ts,
+                                       max_points=max_points)
+
+    def alerts(self, *, since_id: int | None = None, acknowledged: bool | None = None,
+               limit: int = 100) -> pl.DataFrame:
+        return self.store.alerts(since_id=since_id, acknowledged=acknowledged, limit=limit)
+
+    def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
+        """The operator acknowledges an alert; False when no alert has that id."""
+        return self.store.ack_alert(alert_id, by=by)
+
+    def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
+        return self.store.dead_letters(limit=limit)
+
+    def ingest_stats(self) -> dict[str, Any]:
+        return self.store.ingest_stats()
+
+    def ingest_rate_series(self, since_wall: float) -> pl.DataFrame:
+        return self.store.ingest_rate_series(since_wall)
+
+    # -- plug-in kinds ---------------------------------------------------------------
+    def kind_query(self, kind: str, query: str) -> ReadQuery:
+        """A plug-in kind's read query by name (NotFound for an unknown kind or query)."""
+        k = self.kinds.get(kind)
+        if k is None:
+            raise NotFound(f"no telemetry kind {kind!r} (known: {sorted(self.kinds)})")
+        for q in k.queries:
+            if q.name == query:
+                return q
+        raise NotFound(f"kind {kind!r} has no query {query!r} "
+                       f"(known: {[q.name for q in k.queries]})")
+
+    def kind_rows(self, kind: str, query: str, filters: dict[str, Any] | None = None, *,
+                  limit: int | None = 1000, offset: int = 0) -> pl.DataFrame:
+        """Rows of a kind's read query; ``filters`` only on the query's filter columns."""
+        q = self.kind_query(kind, query)
+        flt = dict(filters or {})
+        unknown = sorted(set(flt) - set(q.filters))
+        if unknown:
+            raise ValidationError(f"query {query!r} filters on {list(q.filters)}, not {unknown}",
+                                  field=unknown[0])
+        return self.store.rows(q.table, filters=flt or None, limit=limit, offset=offset)
 
 
 def _empty_deep_dive() -> pl.DataFrame:

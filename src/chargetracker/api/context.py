@@ -1,8 +1,9 @@
-"""What every request handler works with: settings, store, pipeline, queries, guard, metrics."""
+"""What every request handler works with: settings, the write port (store, pipelines),
+the read side (queries), guard, metrics. Handlers read through ``queries`` only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -32,6 +33,14 @@ class ApiContext:
     owns_store: bool = False
     #: A KafkaSink when ``api.publish_kafka``: ingest goes to the topic, not the pipeline.
     sink: Any = None
+    #: Pipelines of plug-in telemetry kinds by kind name (``/telemetry/<kind>``).
+    kinds: dict[str, Pipeline] = field(default_factory=dict)
+
+    def add_kind(self, pipeline: Pipeline) -> None:
+        """Serve a plug-in kind: ingest through ``pipeline`` (whose store was opened with
+        the kind), reads through the kind's queries."""
+        self.kinds[pipeline.kind.name] = pipeline
+        self.queries.kinds[pipeline.kind.name] = pipeline.kind
 
 
 def get_ctx(request: Request) -> ApiContext:

@@ -13,14 +13,14 @@ from typing import Annotated, Any
 
 import polars as pl
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..errors import ChargeTrackerError
 from ..readers import open_reader
-from ..runtime.pipeline import IngestResult
-from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA, validate
-from ..stores.base import CommitBatch
+from ..runtime.step import IngestResult, StepContext, screen
+from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA
 from .context import API_PREFIX, ApiContext, get_ctx
 from .errors import ApiError, responses
 from .ingest import MEDIA_TYPES, media_format, parse_body
@@ -119,19 +119,18 @@ def _ingest_body(ctx: ApiContext, body: bytes, fmt: str, charset: str | None,
 
 def _publish(ctx: ApiContext, frame: pl.DataFrame, cells: pl.DataFrame | None,
              source: str) -> IngestResult:
-    """Scale-out mode: validate here, publish good rows to Kafka for the workers; rejected
-    rows are dead letters in the store right away (the workers count accepted samples)."""
-    checked = validate(frame, source=source)
+    """Scale-out mode: validate here, publish good rows to Kafka for the workers (which
+    run the rest of the step and count accepted samples); rejected rows are dead letters
+    in the store right away."""
+    checked, dead = screen(frame, StepContext(ctx.pipeline.kind, source))
     if cells is not None and cells.height:
         ctx.store.upsert_cells(cells)
         ctx.sink.send_cells(cells)
     if checked.good.height:
         ctx.sink.send(checked.good)
         ctx.sink.flush()
-    if checked.rejected.height:
-        ctx.store.commit(CommitBatch(
-            dead_letters=checked.rejected,
-            counters={source: {"accepted": 0, "rejected": checked.rejected.height}}))
+    if dead is not None:
+        ctx.store.commit(dead)
     return IngestResult(checked.good.height, checked.rejected)
 
 
@@ -253,7 +252,7 @@ def _file_cells(ctx: ApiContext, meta: dict[str, Any], cell_id: str) -> pl.DataF
     """The file's cell metadata merged over what the store already has (new values win)."""
     row = {c: meta.get(c) for c in CELL_SCHEMA}
     row["cell_id"] = cell_id
-    existing = ctx.store.cell(cell_id)
+    existing = ctx.queries.cell(cell_id)
     if existing is not None:
         for c in CELL_SCHEMA:
             if c == "attributes":
@@ -308,3 +307,71 @@ async def post_file(
                                        meta=meta, timezone=timezone, start_time=start_time)
     finally:
         await form.close()
+
+
+# -- plug-in telemetry kinds ---------------------------------------------------------
+KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+def _records(body: bytes, fmt: str) -> pl.DataFrame:
+    """A plug-in kind's batch: a JSON array of objects (or ``{"records": [...]}``), NDJSON
+    or CSV with a header; columns are conformed and judged by the kind."""
+    try:
+        if fmt == "csv":
+            return pl.read_csv(body, infer_schema_length=None)
+        if fmt == "ndjson":
+            rows: Any = [json.loads(line) for line in body.splitlines() if line.strip()]
+        else:
+            rows = json.loads(body)
+            if isinstance(rows, dict):
+                rows = rows.get("records")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ApiError(422, "expected a JSON array of objects or {\"records\": [...]}",
+                           code="malformed_body")
+        return pl.DataFrame(rows, infer_schema_length=None)
+    except ApiError:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
+        raise ApiError(422, f"cannot read the {fmt} body: {str(exc)[:200]}",
+                       code="malformed_body") from None
+
+
+def _ingest_kind(ctx: ApiContext, kind: str, body: bytes, fmt: str, source: str) -> dict[str, Any]:
+    pipeline = ctx.kinds.get(kind)
+    if pipeline is None:
+        raise ApiError(404, f"no telemetry kind {kind!r} (known: {sorted(ctx.kinds)})",
+                       field="kind")
+    frame = _records(body, fmt)
+    if frame.height == 0:
+        raise ApiError(422, "the batch holds no records", code="empty_batch")
+    t0 = time.perf_counter()
+    res = pipeline.ingest(frame, source=source)
+    ctx.metrics.observe_ingest(fmt, res.accepted, res.rejected.height, time.perf_counter() - t0)
+    out = _result_body(ctx, res, fmt=fmt, source=source, cells=0, ignored=[])
+    out["kind"] = kind
+    if res.accepted == 0:
+        raise _nothing_accepted(out)
+    return out
+
+
+@router.post(
+    "/telemetry/{kind}",
+    summary="Ingest a batch of a plug-in telemetry kind",
+    description="Records of the kind's canonical layout (JSON array, NDJSON or CSV), run "
+                "through the same micro-batch step as measurements: validated once, the "
+                "kind's engine, its alert rules, one atomic commit. 404 for an unknown kind.",
+    responses=responses(401, 403, 404, 413, 415, 422, 503),
+    dependencies=[Depends(require_write)],
+)
+async def post_telemetry(
+    request: Request,
+    kind: Annotated[str, PathParam(pattern=KIND_PATTERN)],
+    source: Annotated[str, Query(pattern=SOURCE_PATTERN)] = "api",
+) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    fmt, _ = media_format(request.headers.get("content-type"))
+    if fmt not in ("json", "ndjson", "csv"):
+        raise ApiError(415, f"telemetry of a plug-in kind is JSON, NDJSON or CSV, not {fmt}",
+                       code="unsupported_media_type")
+    body = await request.body()
+    return await run_in_threadpool(_ingest_kind, ctx, kind, body, fmt, source)

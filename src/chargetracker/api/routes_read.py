@@ -15,7 +15,6 @@ import polars as pl
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from ..errors import NotFound
-from ..queries import Queries
 from ..schema import CELL_SCHEMA
 from .context import API_PREFIX, ApiContext, get_ctx
 from .encode import JSONBytes, envelope, finite
@@ -81,8 +80,16 @@ def _cell_dict(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require_cell(ctx: ApiContext, cell_id: str) -> None:
-    if ctx.store.cell(cell_id) is None:
-        raise NotFound(f"cell {cell_id!r} not found")
+    ctx.queries.require_cell(cell_id)
+
+
+def _cell_page(ctx: ApiContext, cell_id: str, frame: pl.DataFrame, limit: int,
+               offset: int) -> JSONBytes:
+    """One page of a cell's rows; an empty page of an unknown cell is a 404."""
+    if frame.height == 0:
+        _require_cell(ctx, cell_id)
+    return envelope({"cell_id": cell_id, "limit": limit, "offset": offset,
+                     "next_offset": _next(offset, frame.height, limit)}, frame)
 
 
 # -- cells ---------------------------------------------------------------------------
@@ -123,8 +130,8 @@ def list_cells(
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
     filters = _filters(group, chemistry, test_type, attr) or None
-    page = ctx.store.cells(filters=filters, limit=limit, offset=offset)
-    total = ctx.store.cells_count(filters=filters)
+    page = ctx.queries.cells(filters=filters, limit=limit, offset=offset)
+    total = ctx.queries.cells_count(filters=filters)
     items = [_cell_dict(r) for r in page.to_dicts()]
     return {"items": items, "total": total, "limit": limit, "offset": offset,
             "next_offset": offset + len(items) if offset + len(items) < total else None}
@@ -133,7 +140,7 @@ def list_cells(
 @router.get("/cells/{cell_id}", tags=["cells"], summary="One cell: metadata and counts",
             response_model=CellDetail, responses=_R404, dependencies=_READ)
 def get_cell(request: Request, cell_id: CellId) -> dict[str, Any]:
-    cell = get_ctx(request).store.cell(cell_id)
+    cell = get_ctx(request).queries.cell(cell_id)
     if cell is None:
         raise NotFound(f"cell {cell_id!r} not found")
     return _cell_dict(cell)
@@ -155,7 +162,7 @@ def put_cell(request: Request, cell_id: CellId, body: CellIn) -> dict[str, Any]:
         raise ApiError(422, "attributes must not hold NaN or infinity", field="attributes") from None
     ctx.pipeline.register_cells(pl.DataFrame([{k: row.get(k) for k in CELL_SCHEMA}],
                                              schema=CELL_SCHEMA))
-    cell = ctx.store.cell(cell_id)
+    cell = ctx.queries.cell(cell_id)
     assert cell is not None
     return _cell_dict(cell)
 
@@ -172,11 +179,8 @@ def cell_cycles(
     offset: Offset = 0,
 ) -> JSONBytes:
     ctx = get_ctx(request)
-    frame = ctx.store.cycles(cell_id, status=status, limit=limit, offset=offset)
-    if frame.height == 0:
-        _require_cell(ctx, cell_id)
-    return envelope({"cell_id": cell_id, "limit": limit, "offset": offset,
-                     "next_offset": _next(offset, frame.height, limit)}, frame)
+    return _cell_page(ctx, cell_id, ctx.queries.cycles(cell_id, status=status, limit=limit, offset=offset),
+                      limit, offset)
 
 
 @router.get("/cells/{cell_id}/steps", tags=["cells"], summary="Steps of a cell",
@@ -190,11 +194,8 @@ def cell_steps(
     offset: Offset = 0,
 ) -> JSONBytes:
     ctx = get_ctx(request)
-    frame = ctx.store.steps(cell_id, cycle=cycle, limit=limit, offset=offset)
-    if frame.height == 0:
-        _require_cell(ctx, cell_id)
-    return envelope({"cell_id": cell_id, "limit": limit, "offset": offset,
-                     "next_offset": _next(offset, frame.height, limit)}, frame)
+    return _cell_page(ctx, cell_id, ctx.queries.steps(cell_id, cycle=cycle, limit=limit, offset=offset),
+                      limit, offset)
 
 
 @router.get("/cells/{cell_id}/measurements", tags=["cells"], summary="Raw samples of a cell",
@@ -212,7 +213,7 @@ def cell_measurements(
     ctx = get_ctx(request)
     if start_ts is not None and end_ts is not None and start_ts > end_ts:
         raise ApiError(422, "start_ts must not be after end_ts", field="start_ts")
-    frame = ctx.store.measurements(cell_id, start_ts=start_ts, end_ts=end_ts,
+    frame = ctx.queries.measurements(cell_id, start_ts=start_ts, end_ts=end_ts,
                                    max_points=max_points)
     if frame.height == 0:
         _require_cell(ctx, cell_id)
@@ -231,7 +232,7 @@ def cell_trend(request: Request, cell_id: CellId,
 
 # -- groups --------------------------------------------------------------------------
 def _group_exists(ctx: ApiContext, key: str, group: str) -> None:
-    if ctx.store.cells_count(filters={key: group}) == 0:
+    if ctx.queries.cells_count(filters={key: group}) == 0:
         raise NotFound(f"no cell has {key} = {group!r}")
 
 
@@ -279,19 +280,6 @@ def group_cycle(
     return envelope({"group": group, "group_key": key, "metric": metric, "cycle": chosen}, frame)
 
 
-class _GroupedOnly:
-    """A store view whose ``metric_values`` omit rows without a group."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def metric_values(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
-        return self._store.metric_values(*args, **kwargs).filter(pl.col("group").is_not_null())
-
-
 @router.get("/outliers", tags=["groups"], summary="Cells flagged as outliers",
             description="By default at each group's latest complete cycle; the rule (robust "
             "|z| > 3.5 or k sigma) is the server's setting.",
@@ -304,10 +292,7 @@ def outliers(
 ) -> JSONBytes:
     ctx = get_ctx(request)
     key = group_key or ctx.settings.stats.group_key
-    # Cells without a value for the group key belong to no group: leave them out (the
-    # shared query would otherwise look up the "null group" and fail).
-    queries = Queries(_GroupedOnly(ctx.store), ctx.queries.stats)  # type: ignore[arg-type]
-    frame = queries.outliers(metric, group_key=key, latest_only=latest_only)
+    frame = ctx.queries.outliers(metric, group_key=key, latest_only=latest_only)
     return envelope({"metric": metric, "group_key": key, "latest_only": latest_only}, frame)
 
 
@@ -321,7 +306,7 @@ def list_alerts(
     acknowledged: Annotated[bool | None, Query()] = None,
     limit: Limit = 100,
 ) -> JSONBytes:
-    frame = get_ctx(request).store.alerts(since_id=since_id, acknowledged=acknowledged,
+    frame = get_ctx(request).queries.alerts(since_id=since_id, acknowledged=acknowledged,
                                           limit=limit)
     return envelope({}, frame)
 
@@ -335,6 +320,48 @@ def ack_alert(
     body: Annotated[AckIn | None, Body()] = None,
 ) -> dict[str, Any]:
     by = body.by if body is not None else None
-    if not get_ctx(request).store.ack_alert(alert_id, by=by):
+    if not get_ctx(request).queries.ack_alert(alert_id, by=by):
         raise NotFound(f"alert {alert_id} not found")
     return {"id": alert_id, "acknowledged": True, "acknowledged_by": by}
+
+
+# -- plug-in telemetry kinds ---------------------------------------------------------
+_WHERE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,63}):(.{0,256})$", re.S)
+
+
+@router.get("/telemetry/{kind}/{query}", tags=["telemetry"],
+            summary="A read query of a plug-in telemetry kind",
+            description="Rows of the kind's query, ordered by the table's key; `where` "
+                        "filters `column:value` on the query's filter columns (AND-ed).",
+            responses=_R404, dependencies=_READ, response_class=JSONBytes)
+def kind_rows(
+    request: Request,
+    kind: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+    query: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    where: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+    limit: BigLimit = 1000,
+    offset: Offset = 0,
+) -> JSONBytes:
+    filters: dict[str, Any] = {}
+    for item in where:
+        m = _WHERE.match(item)
+        if m is None:
+            raise ApiError(422, f"where {item[:80]!r}: expected column:value", field="where")
+        filters[m.group(1)] = m.group(2)
+    ctx = get_ctx(request)
+    q = ctx.queries.kind_query(kind, query)
+    k = ctx.queries.kinds[kind]
+    spec = next((t for t in (k.raw_table, *k.tables) if t is not None and t.name == q.table), None)
+    if spec is not None:
+        # Filter values arrive as text: cast them to the column's type for the binding.
+        for name, value in list(filters.items()):
+            dtype = spec.schema.get(name)
+            if dtype is not None and dtype != pl.Utf8:
+                try:
+                    filters[name] = pl.Series([value]).cast(dtype, strict=True)[0]
+                except pl.exceptions.PolarsError:
+                    raise ApiError(422, f"where {name}: {value[:40]!r} is not {dtype}",
+                                   field="where") from None
+    frame = ctx.queries.kind_rows(kind, query, filters, limit=limit, offset=offset)
+    return envelope({"kind": kind, "query": query, "limit": limit, "offset": offset,
+                     "next_offset": _next(offset, frame.height, limit)}, frame)

@@ -8,18 +8,21 @@ import sys
 import uvicorn
 
 from ..config import Settings
+from ..stores.base import Store
 from .app import API_PREFIX, create_app
 
 __all__ = ["serve"]
 
 
-def serve(settings: Settings, *, log_level: str = "info", access_log: bool = True) -> None:
-    """Open the store, build the app and serve until SIGINT/SIGTERM (graceful shutdown).
+def serve(settings: Settings, *, store: Store | None = None, log_level: str = "info",
+          access_log: bool = True) -> None:
+    """Build the app on ``store`` (the caller's; without one the app opens
+    ``settings.store_url``) and serve until SIGINT/SIGTERM (graceful shutdown).
 
     The access log has method, path, query and status only: request headers (and so
     API keys) are never logged.
     """
-    app = create_app(settings)  # fails fast (store locked, bad URL) before binding
+    app = create_app(settings, store=store)
     cfg = settings.api
     config = uvicorn.Config(
         app, host=cfg.host, port=cfg.port, log_level=log_level, access_log=access_log,

@@ -6,34 +6,8 @@
 
 from __future__ import annotations
 
-from .backfill import (
-    RESULT_SCHEMA,
-    BackfillError,
-    BackfillOutput,
-    BackfillResult,
-    analyze_frame,
-    backfill,
-    collect_output,
-    iter_spark_results,
-    load_cells,
-    local_results,
-    spark_results,
-    split_results,
-)
+from . import backfill as _backfill
+from .backfill import *  # noqa: F403 - the package's face
 from .session import spark_session
 
-__all__ = [
-    "RESULT_SCHEMA",
-    "BackfillError",
-    "BackfillOutput",
-    "BackfillResult",
-    "analyze_frame",
-    "backfill",
-    "collect_output",
-    "iter_spark_results",
-    "load_cells",
-    "local_results",
-    "spark_results",
-    "spark_session",
-    "split_results",
-]
+__all__ = [*_backfill.__all__, "spark_session"]

@@ -7,7 +7,6 @@ Python workers with this interpreter, so they import the same ChargeTracker and 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -53,9 +52,10 @@ def spark_session(config: SparkConfig | None = None, *,
                   conf: Mapping[str, str] | None = None) -> SparkSession:
     """Get or create the Spark session for ``config.master`` (``local[2]`` by default).
 
-    In local mode the workers run ``sys.executable`` (``PYSPARK_PYTHON``) and Spark binds
-    to 127.0.0.1 (``SPARK_LOCAL_IP``); on a cluster the cluster's Python is used and
-    must have ChargeTracker installed. ``conf`` overrides :data:`DEFAULT_CONF`.
+    In local mode the Python workers run ``sys.executable`` (``spark.pyspark.python`` and
+    the context's ``pythonExec``, so the process environment is left alone) and Spark
+    binds to 127.0.0.1; on a cluster the cluster's Python is used and must have
+    ChargeTracker installed. ``conf`` overrides :data:`DEFAULT_CONF`.
     Settings that need a new JVM (``spark.driver.memory``) only apply to the first
     session of a process.
     """
@@ -68,13 +68,11 @@ def spark_session(config: SparkConfig | None = None, *,
             "(and Java 17+); or use --engine local"
         ) from exc
     settings: dict[str, Any] = dict(DEFAULT_CONF)
-    if is_local(cfg.master):
-        # Spark reads these from the environment of the JVM and worker launch; the batch
-        # layer is the one place that starts Spark, so it sets them here.
-        os.environ["PYSPARK_PYTHON"] = sys.executable
-        os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    local = is_local(cfg.master)
+    if local:
         settings.update(LOCAL_CONF)
+        settings["spark.pyspark.python"] = sys.executable
+        settings["spark.pyspark.driver.python"] = sys.executable
     settings.update(conf or {})
     builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
     for key, value in settings.items():
@@ -84,6 +82,10 @@ def spark_session(config: SparkConfig | None = None, *,
     except Exception as exc:  # Py4J/Java start-up errors have no common base class
         raise ConfigError(f"cannot start Spark (master {cfg.master!r}): {exc}") from exc
     spark.sparkContext.setLogLevel("ERROR")
+    if local:
+        # PySpark takes the workers' interpreter from PYSPARK_PYTHON (default "python3",
+        # which may not have ChargeTracker); tell the context directly instead.
+        spark.sparkContext.pythonExec = sys.executable
     return spark
 
 

@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser"]
 COMMANDS: tuple[str, ...] = (
     "analyze",
     "serve",
+    "dashboard",
     "simulate",
     "run",
     "demo",

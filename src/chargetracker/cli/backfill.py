@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from typing import Any
 
 from ..config import EngineConfig, Settings
 from ..errors import ConfigError
@@ -110,7 +111,8 @@ def _spark_conf(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import backfill
+    from ..batch import run_backfill
+    from ..stores.url import open_store
 
     settings = _settings(args)
     archive = args.input or settings.archive_dir
@@ -119,14 +121,18 @@ def run(args: argparse.Namespace) -> int:
     if args.partitions is not None and args.partitions < 1:
         raise ConfigError("--partitions must be >= 1")
     spark = replace(settings.spark, master=args.master) if args.master else settings.spark
-    result = backfill(
-        archive, args.store or settings.store_url, engine=args.engine,
-        config=_engine_config(args, settings.engine),
-        cells=_split_list(args.cells), groups=_split_list(args.groups),
-        since=args.since, until=args.until,
-        spark_config=spark, spark_conf=_spark_conf(args.conf),
-        partitions=args.partitions, sink=args.sink,
-    )
+    url = args.store or settings.store_url
+    options: dict[str, Any] = {
+        "engine": args.engine, "config": _engine_config(args, settings.engine),
+        "cells": _split_list(args.cells), "groups": _split_list(args.groups),
+        "since": args.since, "until": args.until, "spark_config": spark,
+        "spark_conf": _spark_conf(args.conf), "partitions": args.partitions, "sink": args.sink,
+    }
+    store = open_store(url)
+    try:
+        result = run_backfill(archive, store, store_url=url, **options)
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(result.as_dict()))
     else:

@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"chargetracker run: {describe(sources, pcfg.settings)}", file=sys.stderr, flush=True)
         if args.serve:
-            from .demo import start_server
+            from .web import start_server
+
             server = start_server(pcfg.settings, store, pipeline)
         runner = Runner(
             pipeline, sources, pcfg.settings.runtime,

@@ -103,6 +103,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from ..api.server import serve  # FastAPI/uvicorn are the 'server' extra
+    from ..stores.url import open_store
 
-    serve(settings, log_level=args.log_level, access_log=not args.no_access_log)
+    # Opened here, before binding: a locked store or a bad URL fails fast.
+    store = open_store(settings.store_url)
+    try:
+        serve(settings, store=store, log_level=args.log_level, access_log=not args.no_access_log)
+    finally:
+        store.close()
     return 0

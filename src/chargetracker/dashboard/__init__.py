@@ -2,7 +2,7 @@
 
 ``create_dash_app(queries, settings) -> dash.Dash`` builds the app; its Flask server
 (``app.server``) is mounted at ``/`` by ``chargetracker serve`` or served alone by
-:func:`chargetracker.dashboard.server.run_standalone`. Figure builders are pure
+`chargetracker dashboard` (:func:`chargetracker.dashboard.server.run_standalone`). Figure builders are pure
 functions in :mod:`chargetracker.dashboard.figures`. See docs/dashboard.md.
 """
 

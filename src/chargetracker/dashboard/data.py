@@ -26,11 +26,10 @@ from typing import Any, TypeVar
 import polars as pl
 
 from ..config import Settings
-from ..engine.stats import group_stats
-from ..queries import Queries
+from ..queries import Queries, trend_stats
 from ..schema import CELL_SCHEMA
 
-__all__ = ["DashboardData", "trend_stats", "Token"]
+__all__ = ["DashboardData", "Token", "trend_stats"]
 
 T = TypeVar("T")
 #: JSON-friendly version token (stored in the browser, compared server-side).
@@ -38,16 +37,6 @@ Token = list[Any]
 
 #: Cells read for filter menus (the store clamps one page to 10,000).
 _CELLS_PAGE = 10_000
-
-
-def trend_stats(values: pl.DataFrame) -> pl.DataFrame:
-    """Group statistics of (group, cell_id, cycle, value) rows with ``std_pct``, exactly
-    as :meth:`Queries.group_trend` computes them (engine ``group_stats``)."""
-    stats = group_stats(values)
-    return stats.with_columns(
-        pl.when(pl.col("mean") != 0).then(100.0 * pl.col("std") / pl.col("mean").abs())
-        .otherwise(None).alias("std_pct")
-    )
 
 
 class _Memo:
@@ -92,7 +81,6 @@ class DashboardData:
                  full_refresh_s: float = 30.0, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.queries = queries
-        self.store = queries.store
         self.settings = settings or Settings()
         self.group_key = queries.stats.group_key
         self.full_refresh_s = full_refresh_s
@@ -107,8 +95,8 @@ class DashboardData:
     # -- version ------------------------------------------------------------------
     def status(self) -> tuple[dict[str, Any], Token]:
         """(ingest stats, version token). Two cheap reads: counters and the top alert."""
-        stats = self.store.ingest_stats()
-        top = self.store.alerts(limit=1)
+        stats = self.queries.ingest_stats()
+        top = self.queries.alerts(limit=1)
         max_alert = int(top.get_column("id")[0]) if top.height else 0
         token: Token = [stats.get("samples_total"), stats.get("rejected_total"),
                         stats.get("last_commit_wall"), max_alert, stats.get("cells"),
@@ -117,7 +105,7 @@ class DashboardData:
 
     def open_alerts(self, cap: int = 10_000) -> tuple[int, bool]:
         """(number of unacknowledged alerts, True when the count hit ``cap``)."""
-        n = self.store.alerts(acknowledged=False, limit=cap).height
+        n = self.queries.alerts(acknowledged=False, limit=cap).height
         return n, n >= cap
 
     # -- cells and metadata ---------------------------------------------------------
@@ -132,15 +120,7 @@ class DashboardData:
         return self._memoised(("cells",), token, self._read_cells)
 
     def _read_cells(self) -> pl.DataFrame:
-        pages = []
-        offset = 0
-        while True:
-            page = self.store.cells(limit=_CELLS_PAGE, offset=offset)
-            pages.append(page)
-            offset += page.height
-            if page.height < _CELLS_PAGE:
-                break
-        cells = pl.concat(pages) if pages else pl.DataFrame(schema=CELL_SCHEMA)
+        cells = self.queries.all_cells()
         attrs = [json.loads(a) if a else {} for a in cells.get_column("attributes").to_list()]
         keys = sorted({k for a in attrs for k in a if k not in CELL_SCHEMA})
         if keys:
@@ -200,7 +180,7 @@ class DashboardData:
             full = (entry is None or entry.n_cells != n_cells or n_cells < 0
                     or now - entry.full_at >= self.full_refresh_s or entry.frontier.height == 0)
             if full:
-                values = self.store.metric_values(metric, group_key=key, filters=filters, status="closed")
+                values = self.queries.metric_values(metric, group_key=key, filters=filters, status="closed")
                 closed = trend_stats(values)
                 frontier = values.group_by("cell_id").agg(pl.col("cycle").max())
                 self._trend[ident] = _TrendEntry(tok, closed, frontier, n_cells, now)
@@ -208,7 +188,7 @@ class DashboardData:
                 return closed
             assert entry is not None
             since = int(entry.frontier.get_column("cycle").min()) + 1  # type: ignore[arg-type]
-            values = self.store.metric_values(metric, group_key=key, filters=filters, status="closed",
+            values = self.queries.metric_values(metric, group_key=key, filters=filters, status="closed",
                                               since_cycle=since)
             closed = entry.closed
             frontier = entry.frontier
@@ -237,10 +217,10 @@ class DashboardData:
 
     # -- cell -----------------------------------------------------------------------
     def cell(self, cell_id: str) -> dict[str, Any] | None:
-        return self.store.cell(cell_id)
+        return self.queries.cell(cell_id)
 
     def cell_cycles(self, cell_id: str) -> pl.DataFrame:
-        return self.store.cycles(cell_id)
+        return self.queries.cycles(cell_id)
 
     def cell_trend(self, cell_id: str) -> dict[str, Any] | None:
         try:
@@ -250,20 +230,21 @@ class DashboardData:
 
     def measurements(self, cell_id: str, start_ts: float | None, end_ts: float | None,
                      max_points: int) -> pl.DataFrame:
-        return self.store.measurements(cell_id, start_ts=start_ts, end_ts=end_ts, max_points=max_points)
+        return self.queries.measurements(cell_id, start_ts=start_ts, end_ts=end_ts,
+                                         max_points=max_points)
 
     # -- alerts and ingest ----------------------------------------------------------
     def alerts(self, *, since_id: int | None = None, limit: int = 200) -> pl.DataFrame:
-        return self.store.alerts(since_id=since_id, limit=limit)
+        return self.queries.alerts(since_id=since_id, limit=limit)
 
     def ack(self, alert_id: int, by: str | None = None) -> bool:
-        return self.store.ack_alert(alert_id, by=by)
+        return self.queries.ack_alert(alert_id, by=by)
+
+    def ingest_stats(self) -> dict[str, Any]:
+        return self.queries.ingest_stats()
 
     def rate_series(self, since_wall: float) -> pl.DataFrame:
-        fn = getattr(self.store, "ingest_rate_series", None)
-        if fn is None:  # an older store without the series: the page says so
-            return pl.DataFrame(schema={"wall": pl.Float64, "samples": pl.Int64, "rejected": pl.Int64})
-        return fn(since_wall)
+        return self.queries.ingest_rate_series(since_wall)
 
     def dead_letters(self, limit: int = 500) -> pl.DataFrame:
-        return self.store.dead_letters(limit=limit)
+        return self.queries.dead_letters(limit=limit)

@@ -5,31 +5,28 @@
 'http://127.0.0.1:40123'
 >>> server.stop()
 
-or from a shell: ``python -m chargetracker.dashboard.server --store duckdb:///ct.duckdb``.
-The production entry point is ``chargetracker serve`` (dashboard at ``/``, API under
-``/api/v1``); this runner exists for development, tests and benchmarks.
+or from a shell: ``chargetracker dashboard --store duckdb:///ct.duckdb`` (the CLI opens the
+store and hands this module the queries; ``python -m chargetracker.dashboard.server`` is
+the same command). The production entry point is ``chargetracker serve`` (dashboard at
+``/``, API under ``/api/v1``); this runner exists for development, tests and benchmarks.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from ..config import DashboardConfig, Settings
-from ..errors import ChargeTrackerError
+from ..config import Settings
 from ..queries import Queries
 from ..stores.base import Store
-from ..stores.url import open_store
 from .app import create_dash_app
 from .data import DashboardData
 
-__all__ = ["StandaloneServer", "start_background", "run_standalone", "main"]
+__all__ = ["StandaloneServer", "start_background", "run_standalone"]
 
 
 @dataclass
@@ -89,45 +86,24 @@ def start_background(queries: Queries, settings: Settings | None = None, *, host
     return StandaloneServer(server, thread, data)
 
 
-def run_standalone(store_url: str, host: str = "127.0.0.1", port: int = 8050,
+def run_standalone(queries: Queries, host: str = "127.0.0.1", port: int = 8050,
                    settings: Settings | None = None) -> None:
-    """Open the store at ``store_url`` and serve the dashboard until interrupted."""
-    settings = settings or Settings(store_url=store_url)
-    store = open_store(store_url)
+    """Serve the dashboard of ``queries`` until interrupted (the caller owns the store)."""
+    settings = settings or Settings()
+    app = create_dash_app(queries, settings)
+    _quiet_werkzeug()
+    server = make_server(host, port, app.server, threaded=True)
+    print(f"ChargeTracker dashboard on http://{host}:{server.server_port}/ "
+          f"(store {type(queries.store).__name__})", file=sys.stderr, flush=True)
     try:
-        queries = Queries(store, settings.stats)
-        app = create_dash_app(queries, settings)
-        _quiet_werkzeug()
-        server = make_server(host, port, app.server, threaded=True)
-        print(f"ChargeTracker dashboard on http://{host}:{server.server_port}/ (store {store_url})",
-              file=sys.stderr, flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
-        store.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chargetracker.dashboard.server",
-                                description="Serve the ChargeTracker dashboard alone (no API).")
-    p.add_argument("--store", default=Settings().store_url, help="store URL (default %(default)s)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8050)
-    p.add_argument("--refresh-ms", type=int, default=DashboardConfig().refresh_ms,
-                   help="live refresh period, ms (default %(default)s)")
-    args = p.parse_args(argv)
-    settings = Settings(store_url=args.store, dashboard=DashboardConfig(refresh_ms=args.refresh_ms))
-    try:
-        run_standalone(args.store, args.host, args.port, settings)
-    except ChargeTrackerError as exc:
-        print(f"dashboard: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        server.server_close()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from ..cli import main
+
+    sys.exit(main(["dashboard", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ No I/O, no environment, no imports from sources, stores, api or dashboard.
 
 from __future__ import annotations
 
-from .core import EngineOutput, Summary, flush, new_state, summarize, update
+from .core import EngineOutput, Summary, flush, new_state, summarize, update, update_checked
 from .state import STATE_VERSION, EngineState
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "new_state",
     "summarize",
     "update",
+    "update_checked",
 ]

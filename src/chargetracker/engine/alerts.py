@@ -10,18 +10,14 @@ from __future__ import annotations
 import polars as pl
 
 from ..config import AlertConfig
+from ..vocabulary import ALERT_SCHEMA
 
-__all__ = ["ALERT_COLUMNS", "limit_alerts", "outlier_alerts"]
-
-ALERT_COLUMNS: dict[str, pl.DataType] = {
-    "ts": pl.Float64(), "cell_id": pl.Utf8(), "group": pl.Utf8(), "rule": pl.Utf8(),
-    "severity": pl.Utf8(), "value": pl.Float64(), "threshold": pl.Float64(),
-    "cycle": pl.Int64(), "message": pl.Utf8(),
-}
+__all__ = ["ALERT_SCHEMA", "empty_alerts", "limit_alerts", "outlier_alerts"]
 
 
-def _empty() -> pl.DataFrame:
-    return pl.DataFrame(schema=ALERT_COLUMNS)
+def empty_alerts() -> pl.DataFrame:
+    """An alert frame without rows (ALERT_SCHEMA)."""
+    return pl.DataFrame(schema=ALERT_SCHEMA)
 
 
 def limit_alerts(cycles: pl.DataFrame, config: AlertConfig) -> pl.DataFrame:
@@ -32,7 +28,7 @@ def limit_alerts(cycles: pl.DataFrame, config: AlertConfig) -> pl.DataFrame:
     efficiency means nothing).
     """
     if cycles.height == 0:
-        return _empty()
+        return empty_alerts()
     rules: list[tuple[str, str, pl.Expr, pl.Expr, float, str, str]] = []
     if config.over_voltage_v is not None:
         rules.append(("over_voltage", "critical", pl.col("max_v") > config.over_voltage_v,
@@ -68,8 +64,8 @@ def limit_alerts(cycles: pl.DataFrame, config: AlertConfig) -> pl.DataFrame:
             "cycle": hit.get_column("cycle"),
             "message": [template.format(v=v, t=threshold) + f" in cycle {c}"
                         for v, c in zip(vals.to_list(), hit.get_column("cycle").to_list(), strict=True)],
-        }, schema=ALERT_COLUMNS))
-    return pl.concat(parts) if parts else _empty()
+        }, schema=ALERT_SCHEMA))
+    return pl.concat(parts) if parts else empty_alerts()
 
 
 def outlier_alerts(deviations: pl.DataFrame, *, metric: str, start_ts: pl.DataFrame) -> pl.DataFrame:
@@ -79,7 +75,7 @@ def outlier_alerts(deviations: pl.DataFrame, *, metric: str, start_ts: pl.DataFr
     """
     flagged = deviations.filter(pl.col("outlier"))
     if flagged.height == 0:
-        return _empty()
+        return empty_alerts()
     flagged = flagged.join(start_ts.select("cell_id", "cycle", "start_ts"), on=["cell_id", "cycle"], how="left")
     msgs = [
         f"{metric} {v:.4g} deviates {d:+.1f} % from the group mean (robust z {rz:+.1f}) in cycle {c}"
@@ -98,4 +94,4 @@ def outlier_alerts(deviations: pl.DataFrame, *, metric: str, start_ts: pl.DataFr
         "threshold": flagged.get_column("median"),
         "cycle": flagged.get_column("cycle"),
         "message": msgs,
-    }, schema=ALERT_COLUMNS)
+    }, schema=ALERT_SCHEMA)

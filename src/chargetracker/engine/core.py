@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ..config import EngineConfig
-from ..schema import CYCLE_SCHEMA, DEAD_LETTER_SCHEMA, STEP_SCHEMA, Limits, validate
+from ..schema import CYCLE_SCHEMA, DEAD_LETTER_SCHEMA, STEP_SCHEMA, Limits, Validated, validate
 from . import kernel as K
 from .layout import (
     A_CHG_AS,
@@ -60,7 +60,7 @@ from .layout import (
 )
 from .state import PENDING_FIELDS, EngineState
 
-__all__ = ["EngineOutput", "Summary", "new_state", "update", "flush", "summarize"]
+__all__ = ["EngineOutput", "Summary", "new_state", "update", "update_checked", "flush", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,18 +215,37 @@ def update(
     ``lateness_s``) and duplicate timestamps are returned as dead letters; nothing is
     silently dropped. ``cells`` may carry ``nominal_capacity_ah`` per cell, which sets
     the rest/charge current threshold for cells not seen before.
+
+    The state is advanced **in place** and the same object is returned: a caller that
+    must be able to undo a batch (e.g. when its commit fails) keeps the last committed
+    ``state.to_bytes()`` and restores from it, as :class:`~chargetracker.runtime.Pipeline`
+    and the Kafka worker do with their checkpoints.
     """
     return _update(state, batch, cells=cells, source=source, limits=limits, final=False)
 
 
+def update_checked(state: EngineState, checked: Validated, *,
+                   cells: pl.DataFrame | None = None,
+                   source: str = "input") -> tuple[EngineState, EngineOutput]:
+    """:func:`update` for a batch the caller has already validated (:func:`validate`),
+    so a micro-batch is validated exactly once. ``accepted_rows`` index the batch that
+    was validated (``checked.rows`` maps good rows back to it)."""
+    return _update_checked(state, checked, cells=cells, source=source, final=False)
+
+
 def _update(state: EngineState, batch: pl.DataFrame, *, cells: pl.DataFrame | None,
             source: str, limits: Limits | None, final: bool) -> tuple[EngineState, EngineOutput]:
+    return _update_checked(state, validate(batch, limits=limits, source=source), cells=cells,
+                           source=source, final=final)
+
+
+def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFrame | None,
+                    source: str, final: bool) -> tuple[EngineState, EngineOutput]:
     cfg = state.config
     nominal = _nominal_map(cells)
     if nominal:
         state.add_cells(list(nominal), nominal)
         state.set_nominal(nominal)
-    checked = validate(batch, limits=limits, source=source)
     rejected = [checked.rejected]
     good = checked.good
     new: dict[str, np.ndarray] | None = None

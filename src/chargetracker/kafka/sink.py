@@ -22,6 +22,7 @@ nor duplicate a partition's messages; LZ4 batch compression is on by default.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -37,7 +38,9 @@ from . import codec
 from .client import client_config, ensure_topic, partition_count
 from .partitioner import Partitioner
 
-__all__ = ["KafkaSink", "parse_kafka_url"]
+__all__ = ["DeadLetterPublisher", "KafkaSink", "parse_kafka_url"]
+
+log = logging.getLogger("chargetracker.kafka.worker")
 
 _JSON_HEADERS: list[tuple[str, str | bytes | None]] = [(codec.FORMAT_HEADER, b"json")]
 _ARROW_HEADERS: list[tuple[str, str | bytes | None]] = [(codec.FORMAT_HEADER, b"arrow")]
@@ -259,6 +262,37 @@ class KafkaSink:
         elif self._producer is not None:  # an error is propagating: do not mask it
             self._producer.flush(5.0)
             self._producer = None  # type: ignore[assignment]
+
+
+class DeadLetterPublisher:
+    """Dead letters (DEAD_LETTER_SCHEMA rows as JSON, keyed by cell id, header
+    ``ct-type: dead-letter``) to ``kafka.dead_letter_topic``; a full local queue waits for
+    deliveries, a broker error is logged (the store holds the dead letters anyway)."""
+
+    def __init__(self, kafka: KafkaConfig) -> None:
+        if not kafka.dead_letter_topic:
+            raise ConfigError("no dead-letter topic configured")
+        self.topic = kafka.dead_letter_topic
+        self._producer = Producer(client_config(kafka, "producer", **{"linger.ms": 50}))
+
+    def publish(self, rejected: pl.DataFrame) -> None:
+        values = rejected.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+        for cid, value in zip(rejected.get_column("cell_id").to_list(), values, strict=True):
+            for _ in range(100):
+                try:
+                    self._producer.produce(self.topic, value=value.encode(),
+                                           key=cid.encode() if cid else None,
+                                           headers=[("ct-type", b"dead-letter")])
+                    break
+                except BufferError:  # local queue full: wait for deliveries, then retry
+                    self._producer.poll(0.1)
+                except KafkaException as exc:
+                    log.warning("dead-letter topic %s: %s", self.topic, exc)
+                    return
+        self._producer.poll(0)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._producer.flush(timeout_s)
 
 
 def _positive_int(name: str, value: str) -> int:

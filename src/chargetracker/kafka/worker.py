@@ -50,7 +50,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,105 +60,26 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 
 from ..config import Settings
-from ..engine import EngineState, flush, new_state, update
-from ..engine.alerts import limit_alerts
 from ..errors import ConfigError, SourceError, StoreUnavailable
-from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters
+from ..kinds import TelemetryKind, cell_kind
+from ..runtime.step import AlertPolicy, StepContext, alerts_for, combine
 from ..stores.archive import ParquetArchive, batch_id_for
-from ..stores.base import Checkpoint, CommitBatch, Store
+from ..stores.base import Store, all_cells
 from . import codec
 from .client import client_config, partition_count
 from .metrics import MetricsServer, WorkerMetrics
+from .options import WorkerOptions
 from .partitioner import Partitioner
+from .processing import Collected, PartitionState, Processor, checkpoint_name
+from .sink import DeadLetterPublisher
 
 __all__ = ["Worker", "WorkerOptions", "checkpoint_name"]
 
 log = logging.getLogger("chargetracker.kafka.worker")
-
-_EMPTY = pl.DataFrame(schema=MEASUREMENT_SCHEMA)
-
-
-def checkpoint_name(topic: str, partition: int) -> str:
-    """Store checkpoint name of one partition's engine state and offset."""
-    return f"worker:{topic}:{partition}"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """Batching, end-of-stream and monitoring options of a worker (units in names)."""
-
-    #: Commit when this many message bytes are buffered ...
-    max_batch_bytes: int = 32 * 1024 * 1024
-    #: ... or this many messages ...
-    max_batch_messages: int = 200_000
-    #: ... or when the oldest buffered message has waited this long, s. A worker that has
-    #: read every partition to its end commits at once (live streams: low latency).
-    commit_interval_s: float = 0.5
-    #: Longest wait in one poll, s.
-    poll_timeout_s: float = 0.05
-    #: Write raw measurements to the store (the dashboard's raw view); off when a
-    #: Parquet archive holds them.
-    store_raw: bool = True
-    #: Exit after receiving nothing for this long, s, flushing partitions that have not
-    #: seen an end-of-stream marker. None: run until stopped.
-    until_idle_s: float | None = None
-    #: Serve Prometheus metrics on this port (0: any free port; None: off).
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    #: Also append accepted raw rows to this Parquet archive (the batch layer's input),
-    #: one file set per partition and batch, written before the store commit and
-    #: replaced by a replay of the same batch.
-    archive_dir: str | None = None
-    #: Reject rows whose cell id murmur2-hashes to another partition.
-    partition_check: bool = True
-    #: Raise limit alerts (voltage, temperature, coulombic efficiency) from cycles.
-    alerts: bool = True
-    #: Store back-off while unreachable: first and longest wait, s.
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.max_batch_bytes < 1 or self.max_batch_messages < 1:
-            raise ConfigError("max_batch_bytes and max_batch_messages must be >= 1")
-        if self.commit_interval_s < 0 or self.poll_timeout_s <= 0:
-            raise ConfigError("commit_interval_s must be >= 0 and poll_timeout_s > 0")
-        if self.until_idle_s is not None and self.until_idle_s <= 0:
-            raise ConfigError("until_idle_s must be > 0")
-
-
-@dataclass
-class _Partition:
-    """What a worker holds for one owned partition."""
-
-    partition: int
-    state: EngineState
-    #: Offset of the next message to process; -1 when unknown (no checkpoint yet).
-    next_offset: int
-    final: bool = False
-    eof: bool = False
-
-
-@dataclass
-class _Collected:
-    """Outputs of one micro-batch across partitions, committed together."""
-
-    steps: list[pl.DataFrame] = field(default_factory=list)
-    cycles: list[pl.DataFrame] = field(default_factory=list)
-    rejected: list[pl.DataFrame] = field(default_factory=list)
-    raw: list[pl.DataFrame] = field(default_factory=list)
-    cells: list[pl.DataFrame] = field(default_factory=list)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    offsets: list[TopicPartition] = field(default_factory=list)
-    timestamps_ms: list[np.ndarray] = field(default_factory=list)
-    #: (partition, first offset of the partition's batch, accepted raw rows) to archive.
-    archive: list[tuple[int, int, pl.DataFrame]] = field(default_factory=list)
-    accepted: int = 0
-    messages: int = 0
 
 
 class Worker:
@@ -172,15 +92,17 @@ class Worker:
     """
 
     def __init__(self, store: Store, settings: Settings, options: WorkerOptions | None = None,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, clock: Callable[[], float] = time.monotonic,
+                 kind: TelemetryKind | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.kind: TelemetryKind = kind or cell_kind(settings)
         self.options = options or WorkerOptions()
         self.kafka = settings.kafka
         self.topic = self.kafka.topic
         self._clock = clock
         self._stop = threading.Event()
-        self._parts: dict[int, _Partition] = {}
+        self._parts: dict[int, PartitionState] = {}
         #: Consumed, not yet processed messages per partition (offset order).
         self._buffer: dict[int, list[Any]] = {}
         self._buffered = 0
@@ -191,18 +113,24 @@ class Worker:
         #: idle limit only counts from then on (a group join can take seconds).
         self._joined = False
         self._groups: dict[str, str | None] = {}
-        self._groups_frame: pl.DataFrame | None = None
+        #: Group outliers need every cell of a group, which spans partitions owned by
+        #: other workers: the scale-out path raises limit alerts only.
+        self.alert_policy = AlertPolicy(limits=self.options.alerts, outliers=False)
         self._store_cells: pl.DataFrame | None = None
         self._last_activity = 0.0
         self._lag_checked = 0.0
         self._hw_checked: dict[int, float] = {}
         self.metrics = WorkerMetrics(self.topic, self.kafka.group_id)
         self._metrics_server: MetricsServer | None = None
-        self._dlq: Producer | None = None
+        self._dlq: DeadLetterPublisher | None = None
         self._partitioner: Partitioner | None = None
         self._consumer: Consumer | None = None
         self._archive: ParquetArchive | None = (
             ParquetArchive(self.options.archive_dir) if self.options.archive_dir else None)
+        self._processor = Processor(self.topic, self.kind, partitioner=None,
+                                    store_raw=self.options.store_raw,
+                                    archive=self._archive is not None,
+                                    learn_cells=self._learn_groups)
         self.exit_reason = ""
         conf = self._consumer_config()
         # Incremental (cooperative) rebalancing hands over only the moved partitions.
@@ -239,6 +167,8 @@ class Worker:
         """Consume until stopped or idle; returns 0 (errors raise)."""
         opts = self.options
         self._partitioner = Partitioner(partition_count(self.kafka))
+        if opts.partition_check:
+            self._processor.partitioner = self._partitioner
         if opts.metrics_port is not None:
             try:
                 self._metrics_server = MetricsServer(self.metrics, opts.metrics_host,
@@ -273,7 +203,7 @@ class Worker:
                 log.warning("closing the consumer: %s", exc)
             self._consumer = None
             if self._dlq is not None:
-                self._dlq.flush(10.0)
+                self._dlq.close()
             if self._metrics_server is not None:
                 self._metrics_server.close()
         log.info("worker stopped (%s)", self.exit_reason)
@@ -360,14 +290,14 @@ class Worker:
 
     def _finish_idle(self) -> None:
         """End of stream by silence: flush partitions without an end-of-stream marker."""
-        out = _Collected()
+        out = Collected()
         for ps in self._parts.values():
             if ps.final:
                 continue
-            self._flush_partition(ps, out)
+            self._processor.flush(ps, out)
             ps.final = True
-            out.checkpoints.append(self._checkpoint(ps))
-        if out.checkpoints:
+            out.commits.append(self._processor.checkpoint(ps))
+        if out.has_checkpoints:
             self._commit(out)
 
     # -- rebalancing ----------------------------------------------------------------
@@ -382,19 +312,18 @@ class Worker:
                 continue
             cp = self.store.load_checkpoint(checkpoint_name(self.topic, tp.partition))
             if cp is None:
-                state = new_state(self.settings.engine)
-                ps = _Partition(tp.partition, state, -1)
+                ps = PartitionState(tp.partition, self.kind.new_state(), -1)
                 tp.offset = OFFSET_BEGINNING
             else:
-                state = EngineState.from_bytes(cp.state, self.settings.engine)
                 offset = int(cp.position["offset"])
-                ps = _Partition(tp.partition, state, offset, final=bool(cp.position.get("final")))
+                ps = PartitionState(tp.partition, self.kind.state_from_bytes(cp.state), offset,
+                                    final=bool(cp.position.get("final")))
                 tp.offset = offset
             if cells is not None and cells.height:
                 mine = cells.filter(pl.Series(self._partitioner.of_series(cells.get_column("cell_id"))
                                               == tp.partition))
                 if mine.height:
-                    ps.state, _ = update(ps.state, _EMPTY, cells=mine)
+                    self._processor.add_entities(ps, mine, "store")
             self._parts[tp.partition] = ps
             log.info("assigned %s[%d] from offset %s", self.topic, tp.partition,
                      "beginning" if cp is None else ps.next_offset)
@@ -463,7 +392,7 @@ class Worker:
             return
         by_part, self._buffer = self._buffer, {}
         self._buffered = self._buffer_bytes = 0
-        out = _Collected()
+        out = Collected()
         for p, pmsgs in by_part.items():
             ps = self._parts.get(p)
             if ps is None or not pmsgs:
@@ -479,192 +408,21 @@ class Worker:
                 log.warning("%s[%d]: offsets %d..%d are not in the log any more (retention?); "
                             "continuing at %d", self.topic, p, ps.next_offset,
                             pmsgs[0].offset() - 1, pmsgs[0].offset())
-            self._process_partition(ps, pmsgs, out)
-            out.checkpoints.append(self._checkpoint(ps))
+            self._processor.process(ps, pmsgs, out)
+            out.commits.append(self._processor.checkpoint(ps))
             out.offsets.append(TopicPartition(self.topic, p, ps.next_offset))
-        if out.checkpoints:
+        if out.has_checkpoints:
             self._commit(out)
 
-    def _process_partition(self, ps: _Partition, msgs: list[Any], out: _Collected) -> None:
-        """Run one partition's messages through its engine state, in offset order.
-
-        Consecutive measurement messages form one engine update; consecutive cell
-        messages one metadata update (applied before the samples after them, as in the
-        stream); an end-of-stream marker flushes the state at its offset.
-        """
-        source = f"kafka:{self.topic}/{ps.partition}"
-        run_vals: list[bytes | None] = []
-        run_fmts: list[str | None] = []
-        run_offs: list[int] = []
-        run_ts: list[int] = []
-        cell_vals: list[bytes | None] = []
-        cell_fmts: list[str | None] = []
-        cell_offs: list[int] = []
-
-        def end_run() -> None:
-            if run_offs:
-                ps.final = False  # samples after an end-of-stream marker: a new stream
-                self._measurements(ps, run_vals, run_fmts, run_offs, source, out)
-                out.timestamps_ms.append(np.asarray(run_ts, dtype=np.float64))
-                run_vals.clear()
-                run_fmts.clear()
-                run_offs.clear()
-                run_ts.clear()
-
-        def end_cells() -> None:
-            if cell_offs:
-                self._cells(ps, cell_vals, cell_fmts, cell_offs, source, out)
-                cell_vals.clear()
-                cell_fmts.clear()
-                cell_offs.clear()
-
-        first_offset = msgs[0].offset()
-        n_archive = len(out.archive)
-        headers_of = codec.headers_of
-        for m in msgs:
-            fmt, typ = headers_of(m.headers())
-            if typ is None:  # the common case: a measurement message
-                if cell_offs:
-                    end_cells()
-                run_vals.append(m.value())
-                run_fmts.append(fmt)
-                run_offs.append(m.offset())
-                run_ts.append(m.timestamp()[1])
-                continue
-            if typ == codec.MEASUREMENT:
-                if cell_offs:
-                    end_cells()
-                run_vals.append(m.value())
-                run_fmts.append(fmt)
-                run_offs.append(m.offset())
-                run_ts.append(m.timestamp()[1])
-                continue
-            end_run()
-            if typ == codec.CELL:
-                cell_vals.append(m.value())
-                cell_fmts.append(fmt)
-                cell_offs.append(codec.offset_of(m))
-                continue
-            end_cells()
-            if typ == codec.END_OF_STREAM:
-                self._flush_partition(ps, out)
-                ps.final = True
-                log.info("end of stream in %s[%d] at offset %d", self.topic, ps.partition, codec.offset_of(m))
-            else:
-                out.rejected.append(dead_letters([{
-                    "source": source, "row": codec.offset_of(m), "field": codec.TYPE_HEADER,
-                    "reason": f"unknown message type {typ!r}; expected one of {list(codec.TYPES)}",
-                    "payload": (m.value() or b"")[:256].decode("utf-8", "replace").replace("\x00", "\\u0000"),
-                }]))
-        end_run()
-        end_cells()
-        if self._archive is not None and len(out.archive) > n_archive:
-            rows = [f for _, _, f in out.archive[n_archive:]]
-            del out.archive[n_archive:]
-            out.archive.append((ps.partition, first_offset, pl.concat(rows) if len(rows) > 1 else rows[0]))
-        ps.next_offset = msgs[-1].offset() + 1
-        out.messages += len(msgs)
-
-    def _cells(self, ps: _Partition, values: list[bytes | None], fmts: list[str | None],
-               offsets: list[int], source: str, out: _Collected) -> None:
-        """Cell metadata messages: nominal capacities into the engine state (for cells
-        without samples yet), rows into the store's cells table, groups for alerts."""
-        cells, letters = codec.decode_cell_messages(values, fmts, offsets, source=source)
-        if letters.height:
-            out.rejected.append(letters)
-        if cells.height:
-            cells = self._own_cells(cells, ps, source, offsets[0], out)
-        if cells.height:
-            ps.state, _ = update(ps.state, _EMPTY, cells=cells)
-            out.cells.append(cells)
-            self._learn_groups(cells)
-
-    def _own_cells(self, cells: pl.DataFrame, ps: _Partition, source: str, offset: int,
-                   out: _Collected) -> pl.DataFrame:
-        if not self.options.partition_check:
-            return cells
-        assert self._partitioner is not None
-        owner = self._partitioner.of_series(cells.get_column("cell_id"))
-        wrong = owner != ps.partition
-        if not wrong.any():
-            return cells
-        out.rejected.append(dead_letters([{
-            "source": source, "row": offset, "cell_id": cid, "field": "cell_id",
-            "reason": _wrong_partition(int(q), ps.partition), "payload": "",
-        } for cid, q in zip(cells.filter(pl.Series(wrong)).get_column("cell_id").to_list(),
-                            owner[wrong].tolist(), strict=True)]))
-        return cells.filter(pl.Series(~wrong))
-
-    def _measurements(self, ps: _Partition, values: list[bytes | None], fmts: list[str | None],
-                      offsets: list[int], source: str, out: _Collected) -> None:
-        dec = codec.decode_measurements(values, fmts, offsets, source=source)
-        if dec.rejected.height:
-            out.rejected.append(dec.rejected)
-        frame, offs = dec.frame, dec.offsets
-        if frame.height and self.options.partition_check:
-            assert self._partitioner is not None
-            owner = self._partitioner.of_series(frame.get_column("cell_id"))
-            # Null ids map to -1 and are left to the engine's validation ("missing cell_id").
-            wrong = (owner != ps.partition) & (owner >= 0)
-            if wrong.any():
-                bad = frame.filter(pl.Series(wrong))
-                out.rejected.append(pl.DataFrame({
-                    "source": [source] * bad.height,
-                    "row": offs[wrong],
-                    "cell_id": bad.get_column("cell_id"),
-                    "ts": bad.get_column("ts"),
-                    "field": ["cell_id"] * bad.height,
-                    "reason": [_wrong_partition(int(q), ps.partition) for q in owner[wrong].tolist()],
-                    "payload": bad.select(pl.struct(pl.all()).struct.json_encode()).to_series(),
-                }, schema=DEAD_LETTER_SCHEMA))
-                keep = ~wrong
-                frame, offs = frame.filter(pl.Series(keep)), offs[keep]
-        if frame.height == 0:
-            return
-        ps.state, res = update(ps.state, frame, source=source)
-        if res.rejected.height:
-            rows = res.rejected.get_column("row").to_numpy()
-            # Engine rows index this frame; dead letters name the Kafka offset instead.
-            out.rejected.append(res.rejected.with_columns(pl.Series("row", offs[rows], dtype=pl.Int64)))
-        out.steps.append(res.steps)
-        out.cycles.append(res.cycles)
-        out.accepted += res.accepted
-        if res.accepted and (self.options.store_raw or self._archive is not None):
-            raw = frame if len(res.accepted_rows) == frame.height else frame[res.accepted_rows]
-            if self.options.store_raw:
-                out.raw.append(raw)
-            if self._archive is not None:
-                out.archive.append((ps.partition, -1, raw))
-
-    def _flush_partition(self, ps: _Partition, out: _Collected) -> None:
-        ps.state, res = flush(ps.state)
-        out.steps.append(res.steps)
-        out.cycles.append(res.cycles)
-        if res.rejected.height:
-            out.rejected.append(res.rejected)
-
-    def _checkpoint(self, ps: _Partition) -> Checkpoint:
-        return Checkpoint(checkpoint_name(self.topic, ps.partition), ps.state.to_bytes(),
-                          {"offset": ps.next_offset, "final": ps.final,
-                           "topic": self.topic, "partition": ps.partition})
-
-    def _commit(self, out: _Collected) -> None:
+    def _commit(self, out: Collected) -> None:
         t0 = time.perf_counter()
-        steps = _concat(out.steps)
-        cycles = _concat(out.cycles)
-        rejected = _concat(out.rejected)
-        batch = CommitBatch(
-            measurements=_concat(out.raw),
-            steps=steps,
-            cycles=cycles,
-            dead_letters=rejected,
-            alerts=self._alerts(cycles) if self.options.alerts and cycles is not None else None,
-            cells=_concat(out.cells),
-            checkpoints=out.checkpoints,
-            counters={f"kafka:{self.topic}": {
-                "accepted": out.accepted,
-                "rejected": rejected.height if rejected is not None else 0}},
-        )
+        batch = combine(out.commits)
+        counter = self._processor.counter
+        batch.counters.setdefault(counter, {"accepted": 0, "rejected": 0})
+        if self.options.alerts and batch.cycles is not None:
+            alerts = alerts_for({"cycles": batch.cycles},
+                                StepContext(self.kind, alerts=self.alert_policy, groups=self._groups))
+            batch.alerts = alerts if alerts.height else None
         if self._archive is not None:
             # Before the commit: a crash in between replays the batch from the same
             # start offset, whose files replace these (same batch id).
@@ -674,6 +432,7 @@ class Worker:
         self.store.commit(batch)
         wall = time.time()
         seconds = time.perf_counter() - t0
+        rejected = batch.dead_letters
         n_rej = rejected.height if rejected is not None else 0
         lat = None
         if out.timestamps_ms:
@@ -691,39 +450,17 @@ class Worker:
             self._publish_dead_letters(rejected)
 
     def _publish_dead_letters(self, rejected: pl.DataFrame) -> None:
-        """Dead letters (DEAD_LETTER_SCHEMA as JSON) to the dead-letter topic, after the
-        store commit (at least once: a crash right here re-sends on replay)."""
+        """Dead letters to the dead-letter topic, after the store commit (at least once:
+        a crash right here re-sends on replay)."""
         if self._dlq is None:
-            self._dlq = Producer(client_config(self.kafka, "producer", **{"linger.ms": 50}))
-        topic = self.kafka.dead_letter_topic
-        assert topic is not None
-        values = rejected.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
-        for cid, value in zip(rejected.get_column("cell_id").to_list(), values, strict=True):
-            for _ in range(100):
-                try:
-                    self._dlq.produce(topic, value=value.encode(), key=cid.encode() if cid else None,
-                                      headers=[("ct-type", b"dead-letter")])
-                    break
-                except BufferError:  # local queue full: wait for deliveries, then retry
-                    self._dlq.poll(0.1)
-                except KafkaException as exc:
-                    log.warning("dead-letter topic %s: %s", topic, exc)
-                    return
-        self._dlq.poll(0)
+            self._dlq = DeadLetterPublisher(self.kafka)
+        self._dlq.publish(rejected)
 
     # -- cells, groups, alerts ------------------------------------------------------
     def _cells_from_store(self) -> pl.DataFrame | None:
         """Cell metadata already in the store (e.g. registered through the API)."""
         if self._store_cells is None:
-            pages = []
-            offset = 0
-            while True:
-                page = self.store.cells(limit=10_000, offset=offset)
-                pages.append(page)
-                offset += page.height
-                if page.height < 10_000:
-                    break
-            self._store_cells = pl.concat(pages) if pages else pl.DataFrame(schema=CELL_SCHEMA)
+            self._store_cells = all_cells(self.store)
             self._learn_groups(self._store_cells)
         return self._store_cells
 
@@ -731,19 +468,6 @@ class Worker:
         if cells.height:
             self._groups.update(zip(cells.get_column("cell_id").to_list(),
                                     cells.get_column("group").to_list(), strict=True))
-            self._groups_frame = None
-
-    def _alerts(self, cycles: pl.DataFrame) -> pl.DataFrame | None:
-        if cycles.height == 0:
-            return None
-        if self._groups:
-            if self._groups_frame is None:
-                self._groups_frame = pl.DataFrame(
-                    {"cell_id": list(self._groups), "group": list(self._groups.values())},
-                    schema={"cell_id": pl.Utf8, "group": pl.Utf8})
-            cycles = cycles.join(self._groups_frame, on="cell_id", how="left")
-        alerts = limit_alerts(cycles, self.settings.alerts)
-        return alerts if alerts.height else None
 
     # -- lag ------------------------------------------------------------------------
     def _update_lag(self, force: bool = False) -> None:
@@ -771,6 +495,8 @@ class Worker:
 def _warm_up(settings: Settings) -> None:
     """Load the engine's compiled kernels before joining the group, so the first batch
     (and a partition taken over from a failed worker) is not delayed by it."""
+    from ..engine import flush, new_state, update
+
     n = 8
     frame = pl.DataFrame({
         "cell_id": ["__warm_up__"] * n, "ts": [float(i) for i in range(n)],
@@ -778,16 +504,3 @@ def _warm_up(settings: Settings) -> None:
     })
     state, _ = update(new_state(settings.engine), frame)
     flush(state)
-
-
-def _wrong_partition(owner: int, got: int) -> str:
-    return (f"cell_id belongs to partition {owner} (murmur2 of the key), received on {got}: "
-            "the producer must partition by murmur2(cell_id) (Java default, librdkafka "
-            "partitioner=murmur2_random)")
-
-
-def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame | None:
-    frames = [f for f in frames if f.height]
-    if not frames:
-        return None
-    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")

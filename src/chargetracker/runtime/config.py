@@ -36,7 +36,6 @@ relative to the file's folder.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -52,6 +51,7 @@ from ..config import (
     engine_config_from_mapping,
 )
 from ..errors import ConfigError
+from ..tomlfile import read_toml
 
 __all__ = ["PipelineConfig", "load_pipeline_config", "pipeline_config_from_mapping"]
 
@@ -126,13 +126,7 @@ def pipeline_config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Pa
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read a pipeline TOML file; errors name the file and the problem."""
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read pipeline config: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    data = read_toml(p, "pipeline config")
     try:
         return pipeline_config_from_mapping(data, base_dir=p.resolve().parent)
     except ConfigError as exc:

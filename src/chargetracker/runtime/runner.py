@@ -45,7 +45,7 @@ from typing import Any, TextIO
 from ..config import RuntimeConfig
 from ..errors import ChargeTrackerError, ConfigError, SourceError
 from ..sources.base import Batch, Source
-from .pipeline import IngestResult, Pipeline, PreparedBatch
+from .pipeline import IngestResult, Pipeline, PreparedStep
 
 __all__ = ["RUNNER_KEY", "RunStats", "Runner", "Snapshot"]
 
@@ -174,7 +174,7 @@ class Runner:
         self._positions: dict[str, Any] = {}
         self.started = threading.Event()
         # Engine -> store hand-over: one batch prepared ahead of the one being written.
-        self._writes: queue.Queue[tuple[_Item, PreparedBatch] | None] = queue.Queue(maxsize=1)
+        self._writes: queue.Queue[tuple[_Item, PreparedStep] | None] = queue.Queue(maxsize=1)
         self._writer_error: BaseException | None = None
         self._prepared_count = 0
 

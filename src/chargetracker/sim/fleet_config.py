@@ -41,13 +41,13 @@ Loaded from TOML (:func:`load_fleet_config`) or built in code
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..tomlfile import read_toml
 from .ageing import AgeingConfig
 from .chemistry import get_chemistry
 from .measurement import FaultConfig, NoiseConfig
@@ -241,13 +241,7 @@ def fleet_config_from_mapping(data: dict[str, Any]) -> FleetConfig:
 def load_fleet_config(path: str | Path) -> FleetConfig:
     """Read a fleet TOML file; :class:`ConfigError` names the file and the problem."""
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read fleet config: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    data = read_toml(p, "fleet config")
     try:
         return fleet_config_from_mapping(data)
     except ConfigError as exc:

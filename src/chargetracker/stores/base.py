@@ -1,7 +1,12 @@
-"""The one store interface every backend implements (DuckDB, PostgreSQL).
+"""The two ports every store backend implements (DuckDB, PostgreSQL).
 
-A store persists cells, raw measurements, steps, cycles (open and closed), alerts,
-dead letters and checkpoints, and answers the queries the dashboard and API need.
+* :class:`WritePort` -- what the drivers of the micro-batch step need: one atomic
+  :meth:`~WritePort.commit` per batch, checkpoints, retention;
+* :class:`ReadPort` -- what the query layer (:mod:`chargetracker.queries`: API,
+  dashboard) and history-reading alert rules need.
+
+:class:`Store` is both. A store persists cells, raw measurements, steps, cycles (open
+and closed), alerts, dead letters, checkpoints and the tables of plug-in telemetry kinds.
 All frames are Polars DataFrames in the column layouts of :mod:`chargetracker.schema`.
 
 Exactly-once rests on :meth:`Store.commit`: the results of one micro-batch (raw rows,
@@ -17,30 +22,13 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["ALERT_SCHEMA", "Checkpoint", "CommitBatch", "Store", "TREND_METRICS"]
+from ..schema import CELL_SCHEMA
+from ..vocabulary import ALERT_SCHEMA, TREND_METRICS
 
-#: Cycle metrics the group trend / deep dive accept (columns of CYCLE_SCHEMA).
-TREND_METRICS: tuple[str, ...] = (
-    "discharge_ah", "charge_ah", "discharge_wh", "charge_wh", "coulombic_efficiency",
-    "energy_efficiency", "retention", "mean_charge_v", "mean_discharge_v",
-    "internal_resistance_ohm", "duration_s", "max_temperature_c", "mean_temperature_c",
-)
-
-#: Columns of an alert frame in :attr:`CommitBatch.alerts` (the store adds ``id`` and the
-#: acknowledgement columns). ``ts`` (s since epoch, of the data that raised it) and
-#: ``rule`` are required; a missing ``severity`` is stored as ``"warning"``. An alert is
-#: identified by (ts, cell_id, rule, cycle): committing it again does not duplicate it.
-ALERT_SCHEMA: dict[str, pl.DataType] = {
-    "ts": pl.Float64(),
-    "cell_id": pl.Utf8(),          # null for group-level alerts
-    "group": pl.Utf8(),
-    "rule": pl.Utf8(),             # e.g. over_temperature, min_coulombic_efficiency, outlier
-    "severity": pl.Utf8(),         # info | warning | critical
-    "value": pl.Float64(),         # the offending value, in the metric's unit
-    "threshold": pl.Float64(),
-    "cycle": pl.Int64(),
-    "message": pl.Utf8(),
-}
+# ALERT_SCHEMA and TREND_METRICS live in :mod:`chargetracker.vocabulary`; re-exported here
+# where the store layer always offered them.
+__all__ = ["ALERT_SCHEMA", "Checkpoint", "CommitBatch", "ReadPort", "Store", "TREND_METRICS",
+           "WritePort", "all_cells"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +46,13 @@ class Checkpoint:
 
 @dataclass(slots=True)
 class CommitBatch:
-    """Everything one micro-batch writes, atomically."""
+    """Everything one micro-batch writes, atomically.
+
+    ``measurements`` .. ``cells`` are the cell kind's tables (and the shared alerts and
+    dead letters); ``tables`` holds the result rows of any other telemetry kind by table
+    name (a :class:`~chargetracker.kinds.TableSpec` the store was opened with), upserted
+    by that table's key.
+    """
 
     measurements: pl.DataFrame | None = None
     steps: pl.DataFrame | None = None
@@ -69,22 +63,25 @@ class CommitBatch:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     #: Ingest counters to add: {"source name": {"accepted": n, "rejected": m}}.
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Rows of plug-in kinds' tables: {"table name": frame}.
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
-class Store(abc.ABC):
-    """Abstract store. Implementations translate driver errors to StoreError/StoreUnavailable."""
+class WritePort(abc.ABC):
+    """What a driver of the micro-batch step needs: exactly-once commits and checkpoints.
 
-    # -- lifecycle -------------------------------------------------------------------
+    Implementations translate driver errors to StoreError/StoreUnavailable.
+    """
+
     @abc.abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> WritePort:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- writes ----------------------------------------------------------------------
     @abc.abstractmethod
     def commit(self, batch: CommitBatch) -> None:
         """Write one micro-batch in a single transaction (idempotent upserts)."""
@@ -105,13 +102,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool: ...
-
-    @abc.abstractmethod
     def prune_measurements(self, older_than_ts: float) -> int:
         """Delete raw measurements older than the retention horizon; returns rows removed."""
 
-    # -- reads -----------------------------------------------------------------------
+
+class ReadPort(abc.ABC):
+    """What the query layer (API, dashboard, alert rules reading history) needs.
+
+    Reads only, plus :meth:`ack_alert`, the operator's acknowledgement of an alert.
+    """
+
     @abc.abstractmethod
     def cells(self, *, filters: dict[str, str] | None = None, limit: int = 100,
               offset: int = 0) -> pl.DataFrame: ...
@@ -142,6 +142,9 @@ class Store(abc.ABC):
                limit: int = 100) -> pl.DataFrame: ...
 
     @abc.abstractmethod
+    def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool: ...
+
+    @abc.abstractmethod
     def dead_letters(self, *, limit: int = 100) -> pl.DataFrame: ...
 
     @abc.abstractmethod
@@ -158,3 +161,30 @@ class Store(abc.ABC):
         Columns ``wall`` (float64, s), ``samples`` and ``rejected`` (int64, summed over
         sources for that commit). Kept for the store's series retention (24 h default).
         """
+
+    @abc.abstractmethod
+    def rows(self, table: str, *, filters: dict[str, Any] | None = None,
+             limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        """Rows of a plug-in kind's table (its TableSpec schema) ordered by its key;
+        ``filters`` are equalities on the spec's columns (AND-ed)."""
+
+
+class Store(WritePort, ReadPort):
+    """A backend implementing both ports (DuckDB, PostgreSQL)."""
+
+    def __enter__(self) -> Store:
+        return self
+
+
+def all_cells(reader: ReadPort, *, page_size: int = 10_000) -> pl.DataFrame:
+    """Every row of the cells table (CELL_SCHEMA), read page by page."""
+    pages = []
+    offset = 0
+    while True:
+        page = reader.cells(limit=page_size, offset=offset)
+        if page.height:
+            pages.append(page)
+        offset += page.height
+        if page.height < page_size:
+            break
+    return pl.concat(pages) if pages else pl.DataFrame(schema=CELL_SCHEMA)

@@ -19,6 +19,7 @@ the same file for writing while this one holds it: that surfaces as
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,7 @@ import duckdb
 import polars as pl
 
 from ..errors import ChargeTrackerError, StoreError, StoreUnavailable
+from ..kinds.base import TelemetryKind
 from ..schema import CYCLE_SCHEMA
 from . import sql as q
 from .base import CommitBatch
@@ -55,6 +57,9 @@ class DuckDBStore(SqlStore):
         How long the per-commit ingest series (:meth:`ingest_rate_series`) is kept, s.
     clock:
         Wall clock in s since the epoch (injectable for tests).
+    kinds:
+        Plug-in telemetry kinds whose tables this store also holds (DDL derived from
+        their schemas; the cell kind's tables are always there).
     """
 
     dialect = q.DUCKDB
@@ -66,7 +71,9 @@ class DuckDBStore(SqlStore):
         read_only: bool = False,
         series_retention_s: float = q.DEFAULT_SERIES_RETENTION_S,
         clock: Callable[[], float] = time.time,
+        kinds: Sequence[TelemetryKind] = (),
     ) -> None:
+        self._extra_tables = self._register_kinds(kinds)
         self._path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._read_only = read_only
         self._series_retention_s = float(series_retention_s)
@@ -152,7 +159,7 @@ class DuckDBStore(SqlStore):
                 return
             cur.execute("BEGIN TRANSACTION")
             try:
-                for stmt in q.ddl(_D):
+                for stmt in q.ddl(_D, self._extra_tables):
                     cur.execute(stmt)
                 self._check_version(cur)
                 cur.execute(q.set_meta(_D), ["schema_version", str(q.SCHEMA_VERSION)])
@@ -209,7 +216,7 @@ class DuckDBStore(SqlStore):
         Every cell id seen in data gets a cells row (metadata null until upserted).
         """
         now = float(self._clock())
-        prepared = q.prepare_batch(batch, now)
+        prepared = self._prepare(batch, now)
         with self._write_lock, self._errors("commit"):
             cur = self._cur()
             cur.execute("BEGIN TRANSACTION")
@@ -220,7 +227,7 @@ class DuckDBStore(SqlStore):
                 _rollback(cur)
                 raise
 
-    def _write(self, cur: duckdb.DuckDBPyConnection, b: q.PreparedBatch) -> None:
+    def _write(self, cur: duckdb.DuckDBPyConnection, b: q.ConformedBatch) -> None:
         for name, state, position in b.checkpoints:
             cur.execute(q.upsert_checkpoint(_D), [name, state, position, b.now])
         for source, acc, rej in b.counters:
@@ -246,6 +253,9 @@ class DuckDBStore(SqlStore):
             self._insert(cur, b.alerts, q.insert_alerts_from)
         if b.dead_letters is not None:
             self._insert(cur, b.dead_letters, q.insert_dead_letters_from)
+        for name, frame in b.tables.items():
+            layout, spec = self._plugins[name]
+            self._insert(cur, frame, functools.partial(q.plugin_write_from, layout, spec.mode))
         cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
 
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:

@@ -44,7 +44,6 @@ the driver's exception.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 import time
@@ -52,7 +51,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 import psycopg
@@ -66,14 +64,17 @@ from ..errors import (
     StoreError,
     StoreUnavailable,
 )
+from ..kinds.base import TelemetryKind
 from ..schema import CYCLE_SCHEMA
 from . import sql as q
 from .base import CommitBatch
-from .migrations import MIGRATIONS, Migration
+from .migrations.apply import MIGRATION_LOCK_KEY, apply_migrations, check_migrated
+from .pgurl import split_url
 from .sqlstore import SqlStore
 from .url import redact
 
-__all__ = ["PostgresStore", "apply_migrations", "partition_name", "MIN_SERVER_VERSION"]
+__all__ = ["MIGRATION_LOCK_KEY", "MIN_SERVER_VERSION", "PostgresStore", "apply_migrations",
+           "partition_name"]
 
 _D = q.POSTGRESQL
 
@@ -87,15 +88,8 @@ _MAX_DAY = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).days
 _PARTITION_RE = re.compile(r"^measurements_p(\d{8})$")
 #: Rows per CSV chunk sent through COPY (bounds the memory of the text form).
 COPY_CHUNK_ROWS = 100_000
-# Advisory lock keys (64-bit, arbitrary but fixed): "ct-migr" and "ct-part".
-MIGRATION_LOCK_KEY = int.from_bytes(b"ct-migr", "big")
+# Advisory lock key (64-bit, arbitrary but fixed): "ct-part".
 PARTITION_LOCK_KEY = int.from_bytes(b"ct-part", "big")
-
-_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS "schema_migrations" (
-    "version" INTEGER PRIMARY KEY,
-    "name" TEXT NOT NULL,
-    "applied_at" TIMESTAMPTZ NOT NULL DEFAULT now()
-)"""
 
 _PG_TYPES = {"text": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN",
              "blob": "BYTEA", "json": "JSON"}
@@ -153,124 +147,6 @@ def _partition_days(meas: pl.DataFrame | None) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------
-# Migrations
-# ---------------------------------------------------------------------------------
-def _applied_versions(conn: psycopg.Connection[Any]) -> set[int]:
-    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:  # type: ignore[index]
-        return set()
-    return {int(v) for (v,) in conn.execute('SELECT "version" FROM "schema_migrations"')}
-
-
-def _check_not_newer(applied: set[int], migrations: Sequence[Migration]) -> None:
-    known = {m.version for m in migrations}
-    unknown = sorted(applied - known)
-    if unknown:
-        raise StoreError(
-            f"the database has schema migration(s) {unknown}, newer than this ChargeTracker "
-            f"knows (latest {max(known)}); upgrade ChargeTracker"
-        )
-
-
-def apply_migrations(conn: psycopg.Connection[Any],
-                     migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Apply the migrations not yet recorded in ``schema_migrations``, in order.
-
-    ``conn`` must be in autocommit mode. A session advisory lock serializes concurrent
-    callers (the second waits, then finds nothing to do); each migration runs in its own
-    transaction with the row recording it, so a failure leaves the previous version.
-    Returns the versions applied by this call. Driver errors propagate (the caller
-    translates them).
-    """
-    conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
-    try:
-        with conn.transaction():
-            conn.execute(_MIGRATIONS_TABLE)
-        applied = _applied_versions(conn)
-        _check_not_newer(applied, migrations)
-        done: list[int] = []
-        for m in sorted(migrations, key=lambda m: m.version):
-            if m.version in applied:
-                continue
-            try:
-                with conn.transaction():
-                    for stmt in m.statements:
-                        conn.execute(stmt)
-                    conn.execute('INSERT INTO "schema_migrations" ("version", "name") '
-                                 "VALUES (%s, %s)", [m.version, m.name])
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as exc:
-                raise StoreError(
-                    f"schema migration {m.version} ({m.name}) failed: {exc}") from exc
-            done.append(m.version)
-        return done
-    finally:
-        # A broken connection has lost the lock with its session anyway.
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
-
-
-def _check_migrated(conn: psycopg.Connection[Any]) -> None:
-    applied = _applied_versions(conn)
-    _check_not_newer(applied, MIGRATIONS)
-    missing = sorted({m.version for m in MIGRATIONS} - applied)
-    if missing:
-        raise StoreError(
-            f"the database lacks schema migration(s) {missing}; open the store once with "
-            "migrate=true (a role allowed to create tables) to apply them"
-        )
-
-
-# ---------------------------------------------------------------------------------
-# URL
-# ---------------------------------------------------------------------------------
-_BOOL = {"1": True, "true": True, "yes": True, "on": True,
-         "0": False, "false": False, "no": False, "off": False}
-
-
-def _bool(value: str) -> bool:
-    try:
-        return _BOOL[value.strip().lower()]
-    except KeyError:
-        raise ValueError("not a boolean") from None
-
-
-#: Store options accepted as URL query parameters (the rest go to libpq).
-_URL_KW: dict[str, Callable[[str], Any]] = {
-    "pool_min_size": int,
-    "pool_max_size": int,
-    "pool_timeout": float,
-    "series_retention_s": float,
-    "migrate": _bool,
-}
-
-
-def _split_url(url: str) -> tuple[str, dict[str, Any]]:
-    """(libpq conninfo URL, store keyword arguments) of a store URL."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+", 1)[0].lower()  # postgresql+psycopg -> postgresql
-    if scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"not a PostgreSQL URL: {redact(url)!r}")
-    kw: dict[str, Any] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        conv = _URL_KW.get(key)
-        if conv is None:
-            rest.append((key, value))
-            continue
-        try:
-            kw[key] = conv(value)
-        except ValueError as exc:
-            raise ConfigError(f"store URL parameter {key}={value!r}: {exc}") from exc
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
-    try:
-        conninfo_to_dict(conninfo)
-    except psycopg.Error as exc:
-        raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: {exc}") from exc
-    return conninfo, kw
-
-
-# ---------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------
 class PostgresStore(SqlStore):
@@ -297,6 +173,10 @@ class PostgresStore(SqlStore):
         How long the per-commit ingest series is kept, s.
     clock:
         Wall clock in s since the epoch (injectable for tests).
+    kinds:
+        Plug-in telemetry kinds whose tables this store also holds. Their tables are
+        created from the kinds' schemas when missing (``CREATE TABLE IF NOT EXISTS``,
+        text ``COLLATE "C"``); the cell kind's tables come from the migrations.
     """
 
     dialect = q.POSTGRESQL
@@ -312,8 +192,10 @@ class PostgresStore(SqlStore):
         migrate: bool | None = None,
         series_retention_s: float | None = None,
         clock: Callable[[], float] = time.time,
+        kinds: Sequence[TelemetryKind] = (),
     ) -> None:
-        conninfo, url_kw = _split_url(url)
+        self._extra_tables = self._register_kinds(kinds)
+        conninfo, url_kw = split_url(url)
         opts: dict[str, Any] = {
             "pool_min_size": 1, "pool_max_size": 10, "pool_timeout": 10.0, "migrate": True,
             "series_retention_s": q.DEFAULT_SERIES_RETENTION_S, **url_kw,
@@ -373,8 +255,12 @@ class PostgresStore(SqlStore):
                     f"needs {MIN_SERVER_VERSION // 10000} or newer")
             if migrate:
                 apply_migrations(conn)
+                for table in self._extra_tables:
+                    with conn.transaction():
+                        for stmt in q.table_ddl(_D, table, collate=_D.text_collate):
+                            conn.execute(stmt)
             else:
-                _check_migrated(conn)
+                check_migrated(conn)
 
     @property
     def url(self) -> str:
@@ -437,13 +323,18 @@ class PostgresStore(SqlStore):
             for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
                 cp.write(chunk.write_csv(include_header=False).encode())
 
-    @staticmethod
-    def _create_stages(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+    def _stage_layout(self, name: str) -> tuple[q.Table, tuple[str, ...]]:
+        if name in _STAGES:
+            return _STAGES[name]
+        table = self._plugins[name][0]
+        return table, table.insert_columns
+
+    def _create_stages(self, conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
         # Temp tables live as long as the pooled session: created once per connection
         # (IF NOT EXISTS), emptied at every commit, so no catalog churn per batch.
         stmts = []
         for name in names:
-            table, columns = _STAGES[name]
+            table, columns = self._stage_layout(name)
             types = dict(table.columns)
             cols = ", ".join(f"{q.quote(c)} {_PG_TYPES[types[c]]}" for c in columns)
             stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {_stage(name)} ({cols}) "
@@ -476,7 +367,7 @@ class PostgresStore(SqlStore):
         every checkpoint of the batch replaced -- all in one transaction.
         """
         now = float(self._clock())
-        b = q.prepare_batch(batch, now)
+        b = self._prepare(batch, now)
         days = _partition_days(b.measurements)
         with self._connection("commit") as conn:
             if days:
@@ -484,7 +375,7 @@ class PostgresStore(SqlStore):
             with conn.transaction():
                 self._write(conn, b)
 
-    def _write(self, conn: psycopg.Connection[Any], b: q.PreparedBatch) -> None:
+    def _write(self, conn: psycopg.Connection[Any], b: q.ConformedBatch) -> None:
         # Sorted by key: concurrent writers touch shared rows in the same order.
         frames = {
             "cells": _sorted(b.cells, ["cell_id"]),
@@ -494,6 +385,8 @@ class PostgresStore(SqlStore):
             "alerts": b.alerts,
             "dead_letters": b.dead_letters,
         }
+        for name, frame in b.tables.items():
+            frames[name] = _sorted(frame, list(self._plugins[name][1].key))
         present = {k: _without_nul(f) for k, f in frames.items() if f is not None}
         if present:
             self._create_stages(conn, list(present))
@@ -516,6 +409,9 @@ class PostgresStore(SqlStore):
             conn.execute(q.insert_alerts_ignore_from(_stage("alerts")))
         if b.dead_letters is not None:
             conn.execute(q.insert_dead_letters_from(_stage("dead_letters")))
+        for name in b.tables:
+            layout, spec = self._plugins[name]
+            conn.execute(q.plugin_write_from(layout, spec.mode, _stage(name)))
         if b.checkpoints:
             with conn.cursor() as cur:
                 cur.executemany(q.upsert_checkpoint(_D), [
@@ -615,7 +511,7 @@ def _to_frame(rows: list[tuple[Any, ...]], schema: dict[str, pl.DataType]) -> pl
 
 
 def _sorted(frame: pl.DataFrame | None, key: list[str]) -> pl.DataFrame | None:
-    return frame.sort(key, nulls_last=True) if frame is not None and frame.height > 1 else frame
+    return frame.sort(key, nulls_last=True) if frame is not None and frame.height > 1 and key else frame
 
 
 def _without_nul(frame: pl.DataFrame) -> pl.DataFrame:

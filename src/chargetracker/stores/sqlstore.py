@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
 
-from ..errors import ValidationError
+from ..errors import NotFound, ValidationError
+from ..kinds.base import TableSpec, TelemetryKind
 from ..schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
 from . import sql as q
 from .base import Checkpoint, CommitBatch, Store
@@ -27,6 +28,28 @@ class SqlStore(Store):
 
     #: Placeholder style, types and SQL details of the backend.
     dialect: q.Dialect
+    #: Plug-in kinds' tables this store writes and reads: name -> (layout, spec).
+    _plugins: dict[str, tuple[q.Table, TableSpec]] = {}
+
+    def _register_kinds(self, kinds: Iterable[TelemetryKind]) -> list[q.Table]:
+        """Remember the plug-in kinds' tables (the cell kind's are the core tables);
+        returns their layouts for the backend's DDL."""
+        specs: list[TableSpec] = []
+        for kind in kinds:
+            if kind.name == "cell":
+                continue
+            if kind.raw_table is not None:
+                specs.append(kind.raw_table)
+            specs.extend(kind.tables)
+        self._plugins = q.plugin_tables(specs)
+        return [t for t, _ in self._plugins.values()]
+
+    @property
+    def plugin_specs(self) -> dict[str, TableSpec]:
+        return {name: spec for name, (_, spec) in self._plugins.items()}
+
+    def _prepare(self, batch: CommitBatch, now: float) -> q.ConformedBatch:
+        return q.prepare_batch(batch, now, self.plugin_specs)
 
     @abc.abstractmethod
     def _frame(self, sql: str, params: Sequence[Any] | None,
@@ -128,3 +151,20 @@ class SqlStore(Store):
         if since_wall is None:
             raise ValidationError("since_wall is required", field="since_wall")
         return self._frame(q.series_query(self.dialect), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
+
+    def rows(self, table: str, *, filters: dict[str, Any] | None = None,
+             limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+        """Rows of a plug-in kind's table (its layout) ordered by its key; ``filters``
+        are equalities on its columns. Unknown table -> NotFound."""
+        entry = self._plugins.get(table)
+        if entry is None:
+            raise NotFound(f"no table {table!r} (known: {sorted(self._plugins)})")
+        layout, _ = entry
+        limit_, offset = q.page(limit, offset)
+        sql, params = q.rows_query(self.dialect, layout, filters, limit_, offset)
+        schema = {c: _POLARS[t] for c, t in layout.columns}
+        return self._frame(sql, params, schema)
+
+
+_POLARS: dict[str, pl.DataType] = {"text": pl.Utf8(), "float": pl.Float64(), "int": pl.Int64(),
+                                   "bool": pl.Boolean(), "blob": pl.Binary(), "json": pl.Utf8()}

@@ -47,7 +47,7 @@ def layout(data: DashboardData | None = None) -> html.Div:
 def render(data: DashboardData, window_s: int) -> tuple[Any, ...]:
     """(key figures, rate figure, sources table, reasons figure, dead-letter table)."""
     now = data.clock()
-    stats = data.store.ingest_stats()
+    stats = data.ingest_stats()
     bucket = next((b for w, _, b in WINDOWS if w == window_s), 15)
     series = data.rate_series(now - window_s)
     rates = ingest_rates(series, bucket_s=bucket, start=now - window_s, end=now)

@@ -1,0 +1,252 @@
+"""One partition's messages -> micro-batch steps (the Kafka driver of
+:func:`chargetracker.runtime.step.advance`).
+
+A partition's messages are processed in offset order: consecutive measurement messages
+form one step, consecutive cell messages one metadata update (applied before the
+samples after them, as in the stream), an end-of-stream marker flushes the state at its
+offset. Dead letters name the Kafka offset as their row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from confluent_kafka import TopicPartition
+
+from ..kinds.base import TelemetryKind
+from ..runtime.step import StepContext, advance, finish
+from ..schema import DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters
+from ..stores.base import Checkpoint, CommitBatch
+from . import codec
+from .partitioner import Partitioner
+
+__all__ = ["Collected", "PartitionState", "Processor", "checkpoint_name"]
+
+log = logging.getLogger("chargetracker.kafka.worker")
+
+_EMPTY = pl.DataFrame(schema=MEASUREMENT_SCHEMA)
+
+
+def checkpoint_name(topic: str, partition: int) -> str:
+    """Store checkpoint name of one partition's engine state and offset."""
+    return f"worker:{topic}:{partition}"
+
+
+@dataclass
+class PartitionState:
+    """What a worker holds for one owned partition."""
+
+    partition: int
+    state: Any
+    #: Offset of the next message to process; -1 when unknown (no checkpoint yet).
+    next_offset: int
+    final: bool = False
+    eof: bool = False
+
+
+@dataclass
+class Collected:
+    """Steps of one micro-batch across partitions, committed together."""
+
+    commits: list[CommitBatch] = field(default_factory=list)
+    offsets: list[TopicPartition] = field(default_factory=list)
+    timestamps_ms: list[np.ndarray] = field(default_factory=list)
+    #: (partition, first offset of the partition's batch, accepted raw rows) to archive.
+    archive: list[tuple[int, int, pl.DataFrame]] = field(default_factory=list)
+    accepted: int = 0
+    messages: int = 0
+
+    @property
+    def has_checkpoints(self) -> bool:
+        return any(c.checkpoints for c in self.commits)
+
+
+def wrong_partition(owner: int, got: int) -> str:
+    return (f"cell_id belongs to partition {owner} (murmur2 of the key), received on {got}: "
+            "the producer must partition by murmur2(cell_id) (Java default, librdkafka "
+            "partitioner=murmur2_random)")
+
+
+class Processor:
+    """Turns one partition's messages into commits (see the module docstring).
+
+    ``learn_cells`` is called with every accepted cell-metadata frame (the worker keeps
+    the groups for alerts); ``store_raw`` / ``archive`` say where accepted raw rows go.
+    """
+
+    def __init__(self, topic: str, kind: TelemetryKind, *, partitioner: Partitioner | None,
+                 store_raw: bool, archive: bool,
+                 learn_cells: Callable[[pl.DataFrame], None]) -> None:
+        self.topic = topic
+        self.kind = kind
+        self.partitioner = partitioner
+        self.store_raw = store_raw
+        self.archive = archive
+        self.learn_cells = learn_cells
+        self.counter = f"kafka:{topic}"
+
+    def checkpoint(self, ps: PartitionState) -> CommitBatch:
+        return CommitBatch(checkpoints=[Checkpoint(
+            checkpoint_name(self.topic, ps.partition), self.kind.state_to_bytes(ps.state),
+            {"offset": ps.next_offset, "final": ps.final, "topic": self.topic,
+             "partition": ps.partition})])
+
+    def _letters(self, out: Collected, letters: pl.DataFrame) -> None:
+        if letters.height:
+            out.commits.append(CommitBatch(dead_letters=letters, counters={
+                self.counter: {"accepted": 0, "rejected": letters.height}}))
+
+    def process(self, ps: PartitionState, msgs: list[Any], out: Collected) -> None:
+        """Run one partition's messages through its state, in offset order."""
+        source = f"kafka:{self.topic}/{ps.partition}"
+        # Hot loop (one pass per message): runs of measurement and of cell messages.
+        run_vals: list[bytes | None] = []
+        run_fmts: list[str | None] = []
+        run_offs: list[int] = []
+        run_ts: list[int] = []
+        cell_vals: list[bytes | None] = []
+        cell_fmts: list[str | None] = []
+        cell_offs: list[int] = []
+
+        def end_run() -> None:
+            if run_offs:
+                ps.final = False  # samples after an end-of-stream marker: a new stream
+                self._measurements(ps, run_vals, run_fmts, run_offs, source, out)
+                out.timestamps_ms.append(np.asarray(run_ts, dtype=np.float64))
+                for lst in (run_vals, run_fmts, run_offs, run_ts):
+                    lst.clear()
+
+        def end_cells() -> None:
+            if cell_offs:
+                self._cells(ps, cell_vals, cell_fmts, cell_offs, source, out)
+                for lst in (cell_vals, cell_fmts, cell_offs):
+                    lst.clear()
+
+        first_offset = msgs[0].offset()
+        n_archive = len(out.archive)
+        headers_of = codec.headers_of
+        measurement = codec.MEASUREMENT
+        for m in msgs:
+            fmt, typ = headers_of(m.headers())
+            if typ is None or typ == measurement:  # the common case
+                if cell_offs:
+                    end_cells()
+                run_vals.append(m.value())
+                run_fmts.append(fmt)
+                run_offs.append(m.offset())
+                run_ts.append(m.timestamp()[1])
+                continue
+            end_run()
+            if typ == codec.CELL:
+                cell_vals.append(m.value())
+                cell_fmts.append(fmt)
+                cell_offs.append(codec.offset_of(m))
+                continue
+            end_cells()
+            if typ == codec.END_OF_STREAM:
+                self.flush(ps, out)
+                ps.final = True
+                log.info("end of stream in %s[%d] at offset %d", self.topic, ps.partition,
+                         codec.offset_of(m))
+            else:
+                self._letters(out, dead_letters([{
+                    "source": source, "row": codec.offset_of(m), "field": codec.TYPE_HEADER,
+                    "reason": f"unknown message type {typ!r}; expected one of {list(codec.TYPES)}",
+                    "payload": (m.value() or b"")[:256].decode("utf-8", "replace").replace("\x00", "\\u0000"),
+                }]))
+        end_run()
+        end_cells()
+        if self.archive and len(out.archive) > n_archive:
+            rows = [f for _, _, f in out.archive[n_archive:]]
+            del out.archive[n_archive:]
+            out.archive.append((ps.partition, first_offset, pl.concat(rows) if len(rows) > 1 else rows[0]))
+        ps.next_offset = msgs[-1].offset() + 1
+        out.messages += len(msgs)
+
+    def _cells(self, ps: PartitionState, values: list[bytes | None], fmts: list[str | None],
+               offsets: list[int], source: str, out: Collected) -> None:
+        """Cell metadata messages: nominal capacities into the engine state (for cells
+        without samples yet), rows into the store's cells table, groups for alerts."""
+        cells, letters = codec.decode_cell_messages(values, fmts, offsets, source=source)
+        self._letters(out, letters)
+        if cells.height:
+            cells = self._own_cells(cells, ps, source, offsets[0], out)
+        if cells.height:
+            self.add_entities(ps, cells, source)
+            out.commits.append(CommitBatch(cells=cells))
+            self.learn_cells(cells)
+
+    def add_entities(self, ps: PartitionState, cells: pl.DataFrame, source: str) -> None:
+        """Metadata of cells (nominal capacities) into the partition's state, for cells
+        that have no samples yet."""
+        ps.state, _ = self.kind.update(ps.state, self.kind.validate(_EMPTY, source=source),
+                                       source=source, entities=cells)
+
+    def owners(self, ids: pl.Series) -> np.ndarray:
+        assert self.partitioner is not None
+        return self.partitioner.of_series(ids)
+
+    def _own_cells(self, cells: pl.DataFrame, ps: PartitionState, source: str, offset: int,
+                   out: Collected) -> pl.DataFrame:
+        if self.partitioner is None:
+            return cells
+        owner = self.owners(cells.get_column("cell_id"))
+        wrong = owner != ps.partition
+        if not wrong.any():
+            return cells
+        self._letters(out, dead_letters([{
+            "source": source, "row": offset, "cell_id": cid, "field": "cell_id",
+            "reason": wrong_partition(int(q), ps.partition), "payload": "",
+        } for cid, q in zip(cells.filter(pl.Series(wrong)).get_column("cell_id").to_list(),
+                            owner[wrong].tolist(), strict=True)]))
+        return cells.filter(pl.Series(~wrong))
+
+    def _measurements(self, ps: PartitionState, values: list[bytes | None],
+                      fmts: list[str | None], offsets: list[int], source: str,
+                      out: Collected) -> None:
+        dec = codec.decode_measurements(values, fmts, offsets, source=source)
+        own = [dec.rejected] if dec.rejected.height else []
+        frame, offs = dec.frame, dec.offsets
+        if frame.height and self.partitioner is not None:
+            owner = self.owners(frame.get_column("cell_id"))
+            # Null ids map to -1 and are left to the engine's validation ("missing cell_id").
+            wrong = (owner != ps.partition) & (owner >= 0)
+            if wrong.any():
+                bad = frame.filter(pl.Series(wrong))
+                own.append(pl.DataFrame({
+                    "source": [source] * bad.height,
+                    "row": offs[wrong],
+                    "cell_id": bad.get_column("cell_id"),
+                    "ts": bad.get_column("ts"),
+                    "field": ["cell_id"] * bad.height,
+                    "reason": [wrong_partition(int(q), ps.partition) for q in owner[wrong].tolist()],
+                    "payload": bad.select(pl.struct(pl.all()).struct.json_encode()).to_series(),
+                }, schema=DEAD_LETTER_SCHEMA))
+                keep = ~wrong
+                frame, offs = frame.filter(pl.Series(keep)), offs[keep]
+        rejected = pl.concat(own) if own else None
+        if frame.height == 0:
+            if rejected is not None:
+                self._letters(out, rejected)
+            return
+        ctx = StepContext(self.kind, source, rejected=rejected, row_positions=offs,
+                          store_raw=self.store_raw or self.archive, counter=self.counter)
+        ps.state, s = advance(ps.state, frame, ctx)
+        out.accepted += s.accepted
+        if s.raw is not None:
+            if self.archive:
+                out.archive.append((ps.partition, -1, s.raw))
+            if not self.store_raw:
+                s.commit.measurements = None
+        out.commits.append(s.commit)
+
+    def flush(self, ps: PartitionState, out: Collected) -> None:
+        ps.state, s = finish(ps.state, StepContext(self.kind, counter=self.counter))
+        if s.rejected.height:
+            s.commit.counters[self.counter] = {"accepted": 0, "rejected": s.rejected.height}
+        out.commits.append(s.commit)

@@ -1,0 +1,283 @@
+"""The one micro-batch step every driver runs: validate -> engine -> alerts -> commit.
+
+``state, commit, result = step(state, frame, context)`` validates the batch exactly once
+(the kind's :meth:`~chargetracker.kinds.TelemetryKind.validate`), advances the kind's
+engine state, applies the alert policy (one switch per rule) and assembles the
+:class:`~chargetracker.stores.base.CommitBatch` -- results, raw records, dead letters,
+counters and, when the context names one, the checkpoint of the new state with the
+input position. The drivers differ only in how they read input and where they keep
+positions:
+
+========================  =============================================================
+driver                    input -> position
+========================  =============================================================
+``runtime.Pipeline``      sources / API batches -> one checkpoint per pipeline
+``kafka.Worker``          partition messages -> one checkpoint per partition (offset)
+``api`` publish path      HTTP body -> Kafka (the worker steps it); dead letters here
+``api`` file upload       reader chunks -> the pipeline
+``batch.backfill``        archive -> the kind's batch form (:func:`summarize_commit`)
+========================  =============================================================
+
+Alert rules that read history (the cell kind's group outliers) must see every earlier
+batch committed, so a driver that overlaps the engine with the store (the Pipeline's
+prepare/write) calls :func:`advance` first and :func:`raise_alerts` at write time;
+:func:`step` is the two in one.
+
+The engine state is advanced in place (see :func:`chargetracker.engine.update`): the
+returned state is the same object, and a driver undoes a batch whose commit failed by
+reloading its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..kinds.base import AlertContext, KindOutput, TelemetryKind
+from ..schema import DEAD_LETTER_SCHEMA, Validated
+from ..stores.base import Checkpoint, CommitBatch, ReadPort
+from ..vocabulary import ALERT_SCHEMA
+
+__all__ = [
+    "AlertPolicy",
+    "IngestResult",
+    "StepOutcome",
+    "StepContext",
+    "advance",
+    "alerts_for",
+    "combine",
+    "finish",
+    "raise_alerts",
+    "screen",
+    "step",
+]
+
+#: The cell kind's result tables, which CommitBatch carries as named fields.
+_NAMED_TABLES = ("steps", "cycles")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    """Which of a kind's alert rules run: one visible switch per rule name.
+
+    A rule not named is on. ``AlertPolicy(limits=True, outliers=False)`` reads as what
+    it does; :meth:`none` turns every rule off.
+    """
+
+    switches: Mapping[str, bool] = field(default_factory=dict)
+    all_off: bool = False
+
+    def __init__(self, switches: Mapping[str, bool] | None = None, *, all_off: bool = False,
+                 **rules: bool) -> None:
+        object.__setattr__(self, "switches", {**(switches or {}), **rules})
+        object.__setattr__(self, "all_off", all_off)
+
+    @classmethod
+    def none(cls) -> AlertPolicy:
+        return cls(all_off=True)
+
+    def enabled(self, rule: str) -> bool:
+        return not self.all_off and bool(self.switches.get(rule, True))
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Outcome of one batch: accepted count and the rejected rows with reasons."""
+
+    accepted: int
+    rejected: pl.DataFrame
+    closed_cycles: int = 0
+    alerts: int = 0
+    latency_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected.height,
+            "errors": self.rejected.select("row", "field", "reason").to_dicts(),
+            "closed_cycles": self.closed_cycles,
+            "alerts": self.alerts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Everything a step needs besides the state and the batch.
+
+    ``source`` names the input in dead letters and counters (``counter`` overrides the
+    counter's name). ``checkpoint`` + ``position``: the commit carries a checkpoint of
+    the new state under that name. ``rejected``: dead letters the source produced itself
+    (a reader's unparseable lines), committed and counted with the batch.
+    ``row_positions``: input position of each batch row (e.g. Kafka offsets); dead
+    letters then name the position instead of the row. ``entities``: metadata rows of
+    the kind's entities (cells) that arrived with the batch. ``store_raw``: put accepted
+    raw records in the commit.
+    """
+
+    kind: TelemetryKind
+    source: str = "input"
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
+    groups: Mapping[str, str | None] = field(default_factory=dict)
+    history: ReadPort | None = None
+    checkpoint: str | None = None
+    position: Mapping[str, Any] | None = None
+    rejected: pl.DataFrame | None = None
+    entities: pl.DataFrame | None = None
+    row_positions: np.ndarray | None = None
+    store_raw: bool = True
+    counter: str | None = None
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    """A step's commit and what it did. ``alerts_raised`` is False until
+    :func:`raise_alerts` ran (the commit then carries the alerts)."""
+
+    commit: CommitBatch
+    output: KindOutput
+    accepted: int
+    rejected: pl.DataFrame
+    raw: pl.DataFrame | None = None
+    alerts_raised: bool = False
+
+    @property
+    def closed(self) -> int:
+        return self.output.closed("cycles")
+
+    def result(self, latency_s: float = 0.0) -> IngestResult:
+        n_alerts = self.commit.alerts.height if self.commit.alerts is not None else 0
+        return IngestResult(self.accepted, self.rejected, self.closed, n_alerts, latency_s)
+
+
+def _dead_letters(ctx: StepContext, engine: pl.DataFrame) -> pl.DataFrame:
+    if ctx.row_positions is not None and engine.height:
+        rows = engine.get_column("row").to_numpy()
+        engine = engine.with_columns(pl.Series("row", ctx.row_positions[rows], dtype=pl.Int64))
+    if ctx.rejected is None or ctx.rejected.height == 0:
+        return engine
+    own = ctx.rejected.select(list(DEAD_LETTER_SCHEMA)).cast(DEAD_LETTER_SCHEMA)  # type: ignore[arg-type]
+    return pl.concat([own, engine])
+
+
+def put_tables(commit: CommitBatch, tables: Mapping[str, pl.DataFrame]) -> CommitBatch:
+    """Place a kind's result tables in a commit (the cell kind's in their named fields)."""
+    for name, frame in tables.items():
+        if name in _NAMED_TABLES:
+            setattr(commit, name, frame)
+        else:
+            commit.tables[name] = frame
+    return commit
+
+
+def _assemble(state: Any, ctx: StepContext, out: KindOutput, accepted: int,
+              dead: pl.DataFrame, raw: pl.DataFrame | None) -> StepOutcome:
+    commit = put_tables(CommitBatch(dead_letters=dead, cells=ctx.entities), out.tables)
+    if raw is not None:
+        raw_table = ctx.kind.raw_table
+        if raw_table is not None and raw_table.name != "measurements":
+            commit.tables[raw_table.name] = raw
+        else:
+            commit.measurements = raw
+    if ctx.checkpoint is not None:
+        commit.checkpoints.append(Checkpoint(ctx.checkpoint, ctx.kind.state_to_bytes(state),
+                                             dict(ctx.position or {})))
+    commit.counters[ctx.counter or ctx.source] = {"accepted": accepted, "rejected": dead.height}
+    return StepOutcome(commit, out, accepted, dead, raw)
+
+
+def advance(state: Any, frame: pl.DataFrame, ctx: StepContext) -> tuple[Any, StepOutcome]:
+    """Validate ``frame`` once, run the kind's engine and assemble the commit (alerts
+    still to be raised by :func:`raise_alerts`)."""
+    checked = ctx.kind.validate(frame, source=ctx.source)
+    state, out = ctx.kind.update(state, checked, source=ctx.source, entities=ctx.entities)
+    raw = None
+    if out.accepted and ctx.store_raw and ctx.kind.raw_table is not None:
+        good = checked.good
+        raw = good if len(out.accepted_rows) == good.height else good[out.accepted_rows]
+    return state, _assemble(state, ctx, out, out.accepted, _dead_letters(ctx, out.rejected), raw)
+
+
+def finish(state: Any, ctx: StepContext) -> tuple[Any, StepOutcome]:
+    """End of a finite stream: flush the kind's engine and assemble the commit."""
+    state, out = ctx.kind.flush(state)
+    step_ = _assemble(state, replace(ctx, entities=None), out, 0, out.rejected, None)
+    step_.commit.counters.clear()  # flushing accepts nothing new
+    step_.commit.dead_letters = out.rejected if out.rejected.height else None
+    return state, step_
+
+
+def alerts_for(tables: Mapping[str, pl.DataFrame], ctx: StepContext) -> pl.DataFrame:
+    """The enabled alert rules of ``ctx.kind`` on result ``tables`` (ALERT_SCHEMA).
+
+    Rules that read history see ``ctx.history`` (the store with every earlier batch);
+    without history they are skipped.
+    """
+    actx = AlertContext(getattr(ctx.kind, "settings", None), ctx.groups, ctx.history)
+    parts = [rule.evaluate(tables, actx) for rule in ctx.kind.alert_rules
+             if ctx.alerts.enabled(rule.name) and (ctx.history is not None or not rule.needs_history)]
+    parts = [p for p in parts if p.height]
+    if not parts:
+        return pl.DataFrame(schema=ALERT_SCHEMA)
+    return parts[0] if len(parts) == 1 else pl.concat(parts)
+
+
+def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
+    """Evaluate the alert policy on the step's results; the commit then carries them."""
+    tables = dict(step_.output.tables)
+    raw_table = ctx.kind.raw_table
+    if raw_table is not None and step_.raw is not None:
+        tables[raw_table.name] = step_.raw  # e.g. spike rules look at the readings
+    step_.commit.alerts = alerts_for(tables, ctx)
+    step_.alerts_raised = True
+    return step_
+
+
+def step(state: Any, frame: pl.DataFrame, ctx: StepContext) -> tuple[Any, CommitBatch, IngestResult]:
+    """One micro-batch: ``(state, commit, result)``; the caller commits ``commit``."""
+    state, s = advance(state, frame, ctx)
+    raise_alerts(s, ctx)
+    return state, s.commit, s.result()
+
+
+def screen(frame: pl.DataFrame, ctx: StepContext) -> tuple[Validated, CommitBatch | None]:
+    """The first part of a step for a driver that hands the engine work on (the API's
+    Kafka publish path: the workers step the good rows): validate once; the commit
+    holds the dead letters and their count (None when every row is good)."""
+    checked = ctx.kind.validate(frame, source=ctx.source)
+    dead = _dead_letters(ctx, checked.rejected)
+    if dead.height == 0:
+        return checked, None
+    return checked, CommitBatch(dead_letters=dead, counters={
+        ctx.counter or ctx.source: {"accepted": 0, "rejected": dead.height}})
+
+
+def combine(commits: Iterable[CommitBatch]) -> CommitBatch:
+    """Several commits (e.g. one per Kafka partition) as one transaction's batch: frames
+    concatenated, checkpoints listed, counters added."""
+    commits = list(commits)
+    out = CommitBatch()
+    for name in ("measurements", "steps", "cycles", "dead_letters", "alerts", "cells"):
+        setattr(out, name, _concat([getattr(c, name) for c in commits]))
+    names = {n for c in commits for n in c.tables}
+    for n in sorted(names):
+        frame = _concat([c.tables.get(n) for c in commits])
+        if frame is not None:
+            out.tables[n] = frame
+    for c in commits:
+        out.checkpoints.extend(c.checkpoints)
+        for src, counts in c.counters.items():
+            tot = out.counters.setdefault(src, {"accepted": 0, "rejected": 0})
+            for k, v in counts.items():
+                tot[k] = tot.get(k, 0) + v
+    return out
+
+
+def _concat(frames: Sequence[pl.DataFrame | None]) -> pl.DataFrame | None:
+    present = [f for f in frames if f is not None and f.height]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else pl.concat(present, how="vertical")

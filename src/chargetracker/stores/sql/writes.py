@@ -1,0 +1,169 @@
+"""Write statements of the relational stores: upserts by key, insert-if-absent, appends,
+checkpoints, counters. ``source`` arguments are relation names chosen by the store (a
+registered view or a staging table), never user input; values are bound parameters."""
+
+from __future__ import annotations
+
+from ...schema import DEAD_LETTER_SCHEMA
+from ...vocabulary import ALERT_KEY, ALERT_SCHEMA
+from .ddl import ALERTS, CELLS, MEASUREMENTS, Dialect, Table, column_list, quote
+
+
+def upsert_from(t: Table, source: str) -> str:
+    """INSERT ... SELECT ... FROM ``source`` ON CONFLICT (key) DO UPDATE (last write wins).
+
+    ``source`` is a relation name chosen by the store (never user input).
+    """
+    cols = column_list(t.insert_columns)
+    rest = [c for c in t.insert_columns if c not in t.key]
+    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in rest)
+    return (
+        f"INSERT INTO {quote(t.name)} ({cols}) SELECT {cols} FROM {source} "  # noqa: S608 - constant identifiers
+        f"ON CONFLICT ({column_list(t.key)}) DO UPDATE SET {sets}"
+    )
+
+
+def insert_ignore_from(t: Table, source: str) -> str:
+    """INSERT ... SELECT ... ON CONFLICT DO NOTHING: raw measurements on a store whose
+    dialect has ``measurements_pk`` (PostgreSQL); replays are no-ops."""
+    cols = column_list(t.insert_columns)
+    return (
+        f"INSERT INTO {quote(t.name)} ({cols}) SELECT {cols} FROM {source} "  # noqa: S608 - constant identifiers
+        f"ON CONFLICT DO NOTHING"
+    )
+
+
+def insert_new_measurements_from(d: Dialect, source: str) -> str:
+    """Insert the raw rows of ``source`` whose (cell_id, ts) is not stored yet.
+
+    For stores without a key index (DuckDB). Two placeholders: the batch's min and
+    max ts, which restrict the existing rows compared against (zone maps skip the
+    rest). ``source`` must be free of duplicate keys and the caller must hold the
+    store's only write lock, so no concurrent insert can slip between check and write.
+    """
+    names = MEASUREMENTS.insert_columns
+    return (
+        f'INSERT INTO "measurements" ({column_list(names)}) SELECT {column_list(names, "s.")} '  # noqa: S608
+        f"FROM {source} AS s WHERE NOT EXISTS (SELECT 1 FROM "
+        f'(SELECT "cell_id", "ts" FROM "measurements" WHERE "ts" >= {d.ph} AND "ts" <= {d.ph}) AS e '
+        'WHERE e."cell_id" = s."cell_id" AND e."ts" = s."ts")'
+    )
+
+
+def plugin_write_from(t: Table, mode: str, source: str) -> str:
+    """The write of a plug-in table by its spec's mode (the table has its key as primary
+    key in every backend)."""
+    if mode == "upsert":
+        return upsert_from(t, source)
+    if mode == "insert_new":
+        return insert_ignore_from(t, source)
+    return insert_from(t, source)
+
+
+def insert_from(t: Table, source: str) -> str:
+    """Plain INSERT ... SELECT (append-only tables)."""
+    names = column_list(t.insert_columns)
+    return f"INSERT INTO {quote(t.name)} ({names}) SELECT {names} FROM {source}"  # noqa: S608
+
+
+def insert_dead_letters_from(source: str) -> str:
+    cols = column_list(("received_at", *DEAD_LETTER_SCHEMA))
+    return f'INSERT INTO "dead_letters" ({cols}) SELECT {cols} FROM {source}'  # noqa: S608
+
+
+def insert_alerts_from(source: str) -> str:
+    """Append alerts not already stored: an alert is identified by (ts, cell_id, rule,
+    cycle), so re-committing a batch does not raise the same alarm twice."""
+    cols = column_list(ALERT_SCHEMA)
+    same = " AND ".join(
+        f"a.{quote(c)} IS NOT DISTINCT FROM s.{quote(c)}" for c in ALERT_KEY
+    )
+    return (
+        f"INSERT INTO {quote(ALERTS.name)} ({cols}) SELECT {column_list(ALERT_SCHEMA, 's.')} "  # noqa: S608
+        f"FROM {source} AS s WHERE NOT EXISTS (SELECT 1 FROM {quote(ALERTS.name)} AS a WHERE {same})"
+    )
+
+
+def insert_alerts_ignore_from(source: str) -> str:
+    """Append alerts, skipping those already stored, for a store with a unique index on
+    (ts, cell_id, rule, cycle) NULLS NOT DISTINCT (PostgreSQL): the same rule as
+    :func:`insert_alerts_from`, enforced by the index, so also between concurrent writers."""
+    cols = column_list(ALERT_SCHEMA)
+    return (f"INSERT INTO {quote(ALERTS.name)} ({cols}) SELECT {cols} FROM {source} "  # noqa: S608
+            "ON CONFLICT DO NOTHING")
+
+
+def ensure_cells_from(source: str) -> str:
+    """Register every cell id seen in data, so ``cells()`` lists cells without metadata."""
+    return (
+        f"INSERT INTO {quote(CELLS.name)} ({quote('cell_id')}) "  # noqa: S608 - constant identifiers
+        f"SELECT DISTINCT {quote('cell_id')} FROM {source} WHERE {quote('cell_id')} IS NOT NULL "
+        f"ON CONFLICT DO NOTHING"
+    )
+
+
+def upsert_checkpoint(d: Dialect) -> str:
+    p = d.ph
+    return (
+        f'INSERT INTO "checkpoints" ("name", "state", "position", "updated_at") '  # noqa: S608 - placeholder only
+        f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (\"name\") DO UPDATE SET "
+        '"state" = EXCLUDED."state", "position" = EXCLUDED."position", '
+        '"updated_at" = EXCLUDED."updated_at"'
+    )
+
+
+def add_counters(d: Dialect) -> str:
+    p = d.ph
+    return (
+        f'INSERT INTO "ingest_counters" ("source", "accepted", "rejected", "updated_at") '  # noqa: S608 - placeholder only
+        f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (\"source\") DO UPDATE SET "
+        '"accepted" = "ingest_counters"."accepted" + EXCLUDED."accepted", '
+        '"rejected" = "ingest_counters"."rejected" + EXCLUDED."rejected", '
+        '"updated_at" = EXCLUDED."updated_at"'
+    )
+
+
+def add_series_row(d: Dialect) -> str:
+    p = d.ph
+    return (f'INSERT INTO "ingest_series" ("wall", "source", "accepted", "rejected") '  # noqa: S608 - placeholder only
+            f"VALUES ({p}, {p}, {p}, {p})")
+
+
+def prune_series(d: Dialect) -> str:
+    return f'DELETE FROM "ingest_series" WHERE "wall" < {d.ph}'  # noqa: S608 - placeholder only
+
+
+def set_meta(d: Dialect) -> str:
+    p = d.ph
+    return (f'INSERT INTO "store_meta" ("key", "value") VALUES ({p}, {p}) '  # noqa: S608 - placeholder only
+            'ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value"')
+
+
+def get_meta(d: Dialect) -> str:
+    return f'SELECT "value" FROM "store_meta" WHERE "key" = {d.ph}'  # noqa: S608 - placeholder only
+
+
+def prune_measurements(d: Dialect) -> str:
+    return f'DELETE FROM "measurements" WHERE "ts" < {d.ph}'  # noqa: S608 - placeholder only
+
+
+def ack_alert(d: Dialect) -> str:
+    p = d.ph
+    return (f'UPDATE "alerts" SET "acknowledged" = TRUE, "acknowledged_by" = {p}, '  # noqa: S608 - placeholder only
+            f'"acknowledged_at" = {p} WHERE "id" = {p} AND NOT "acknowledged"')
+
+
+def alert_exists(d: Dialect) -> str:
+    return f'SELECT 1 FROM "alerts" WHERE "id" = {d.ph}'  # noqa: S608 - placeholder only
+
+
+def load_checkpoint(d: Dialect) -> str:
+    return (f'SELECT "state", {d.json_to_text(quote("position"))} FROM "checkpoints" '  # noqa: S608 - placeholder only
+            f'WHERE "name" = {d.ph}')
+
+
+def load_checkpoints(d: Dialect) -> str:
+    """Checkpoints whose name starts with the bound prefix (no LIKE: ``%`` and ``_`` in
+    a prefix are literal), ordered by name."""
+    return (f'SELECT "name", "state", {d.json_to_text(quote("position"))} FROM "checkpoints" '  # noqa: S608 - placeholder only
+            f'WHERE starts_with("name", {d.ph}) ORDER BY "name"')
