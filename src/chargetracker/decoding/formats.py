@@ -335,13 +335,13 @@ def _json_column(name: str, values: list[Any]) -> pl.Series:
     kinds = [json_kind(v) for v in values]
     present = [k for k in kinds if k != "null"]
     if present and all(k == "a number" for k in present):
-        try:
-            return pl.Series(name, [None if v is None else float(v) for v in values],
-                             dtype=pl.Float64)
-        except OverflowError:  # an integer beyond the float range
-            bad = next(i for i, v in enumerate(values)
-                       if isinstance(v, int) and abs(v) > 1.8e308)
-            raise SchemaError("number out of range", field=name, row=bad) from None
+        floats: list[float | None] = []
+        for i, v in enumerate(values):
+            try:
+                floats.append(None if v is None else float(v))
+            except OverflowError:  # an integer literal beyond the float range
+                raise SchemaError("number out of range", field=name, row=i) from None
+        return pl.Series(name, floats, dtype=pl.Float64)
     first = present[0] if present else "null"
     bad = next((i for i, k in enumerate(kinds) if k not in ("null", first)), None)
     if bad is None and first in ("an object", "an array"):
