@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.api.conftest import LiveServer, start_server
 
 NDJSON = "application/x-ndjson"

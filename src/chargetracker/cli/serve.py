@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="log lines as text or as JSON objects with request ids (default text)")
     p.set_defaults(func=run)
 
 
@@ -104,5 +106,6 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from ..api.server import serve  # FastAPI/uvicorn are the 'server' extra
 
-    serve(settings, log_level=args.log_level, access_log=not args.no_access_log)
+    serve(settings, log_level=args.log_level, access_log=not args.no_access_log,
+          log_format=args.log_format)
     return 0
