@@ -154,3 +154,34 @@ def test_body_over_the_limit_is_413_before_it_is_read(tmp_path: Path) -> None:
             _assert_alive(server, client)
     finally:
         server.stop()
+
+
+def test_whitespace_only_cell_id_is_rejected(open_server: LiveServer) -> None:
+    rows = [{**ROW, "cell_id": "   "}, {**ROW, "cell_id": "\t"}, {**ROW, "cell_id": "ws-ok"}]
+    with open_server.client() as client:
+        r = client.post("/api/v1/measurements", content=json.dumps(rows).encode(),
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["accepted"] == 1 and body["rejected"] == 2
+        assert {e["field"] for e in body["errors"]} == {"cell_id"}
+        env = {"measurements": [{**ROW, "cell_id": "ws-ok", "ts": 1.7e9 + 5}],
+               "cells": [{"cell_id": "  "}]}
+        r = client.post("/api/v1/measurements", content=json.dumps(env).encode(),
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "blank" in r.json()["error"]["message"]
+
+
+def test_nan_nominal_capacity_gets_a_proper_message(open_server: LiveServer) -> None:
+    env = '{"measurements": [], "cells": [{"cell_id": "nan-cap", "nominal_capacity_ah": NaN}]}'
+    with open_server.client() as client:
+        r = client.post("/api/v1/measurements", content=env.encode(),
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 422
+        msg = r.json()["error"]["message"]
+        assert "finite number" in msg and "1000000" not in msg, msg
+        r = client.post("/api/v1/files?nominal_capacity_ah=nan",
+                        files={"file": ("x.csv", b"cell_id,ts,voltage_v,current_a\na,1,3,0\n")})
+        assert r.status_code == 422
+        msg = r.json()["error"]["message"]
+        assert "finite number" in msg and "1000000" not in msg, msg

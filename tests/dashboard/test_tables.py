@@ -110,3 +110,19 @@ def test_formatters() -> None:
     assert fmt_ts(0.0) == "1970-01-01 00:00:00Z"
     assert metric_spec("retention").fmt(0.9876) == "98.76 %"
     assert metric_spec("duration_s").axis_title == "Cycle duration (h)"
+
+
+def test_header_lag_is_in_the_clock_the_data_uses() -> None:
+    from chargetracker.dashboard.app import pipeline_lag
+
+    now = 1.8e9
+    # Live data on the wall clock: wall now minus the newest sample.
+    assert pipeline_lag({"newest_ts": now - 2.5, "last_commit_wall": now - 1.0}, now) == 2.5
+    # A simulated fleet 334 days behind the wall clock: not "334 d" but the time since
+    # the store last advanced.
+    sim = {"newest_ts": now - 334 * 86400, "last_commit_wall": now - 3.0}
+    assert pipeline_lag(sim, now) == 3.0
+    assert fmt_duration(pipeline_lag(sim, now)) == "3.0 s"
+    # A clock error far ahead (year 3000) does not give a negative lag of centuries.
+    assert pipeline_lag({"newest_ts": 3.25e10, "last_commit_wall": now - 4.0}, now) == 4.0
+    assert pipeline_lag({"newest_ts": None, "last_commit_wall": None}, now) is None
