@@ -60,3 +60,24 @@ def test_store_down_exposes_only_store_up_zero() -> None:
     samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples["chargetracker_store_up"] == 0
     assert "chargetracker_samples_ingested_total" not in samples
+
+
+def test_grafana_dashboard_only_uses_exposed_families() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana"
+                      / "chargetracker.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b((?:chargetracker|process)_[a-z_]+)", e)}
+    api = Metrics()
+    api.observe_request("GET", "/x", 200, 0.1)
+    api.observe_ingest("json", 1, 0, 0.1)
+    stats = {"by_source": {"api": {"accepted": 1, "rejected": 0}}}
+    worker = WorkerMetrics("t", "g")
+    worker.record_commit(messages=1, samples=1, rejected=0, seconds=0.1,
+                         latencies_s=np.array([0.1]))
+    text = api.render(stats, True) + worker.render()
+    exposed = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert used and used <= exposed, used - exposed
