@@ -185,3 +185,23 @@ def test_nan_nominal_capacity_gets_a_proper_message(open_server: LiveServer) -> 
         assert r.status_code == 422
         msg = r.json()["error"]["message"]
         assert "finite number" in msg and "1000000" not in msg, msg
+
+
+@pytest.mark.parametrize("name,content", [
+    ("data.csv.gz", __import__("gzip").compress(b"cell_id,ts,voltage_v,current_a\na,1,3,0\n" * 50)),
+    ("garbage.csv", bytes(range(256)) * 40),
+    ("nul.csv", b"cell_id,ts,voltage_v,current_a\n" + b"\x00\xff\xfe" * 500),
+])
+def test_file_errors_never_echo_binary_or_server_paths(open_server: LiveServer, name: str,
+                                                        content: bytes) -> None:
+    import tempfile
+
+    with open_server.client() as client:
+        r = client.post("/api/v1/files", files={"file": (name, content)})
+        _assert_alive(open_server, client)
+    assert r.status_code < 500, r.text[:500]
+    if r.status_code >= 400:
+        text = r.text
+        assert tempfile.gettempdir() not in text and "ct-upload-" not in text, text[:500]
+        assert "\ufffd" not in text and "\x00" not in text
+        assert len(r.content) < 20_000

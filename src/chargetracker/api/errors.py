@@ -128,7 +128,7 @@ def scrub(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """An error text fit for a client: no server temp paths, no binary or control
     characters (escaped), at most ``limit`` characters."""
     text = _TMP_PATH.sub(r"\1", text)
-    if not text.isprintable():
+    if not text.isprintable() or "\ufffd" in text:
         text = "".join(ch if ch.isprintable() and ch != "\ufffd" else
                        ("?" if ch == "\ufffd" else repr(ch)[1:-1]) for ch in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
