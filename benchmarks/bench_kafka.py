@@ -165,7 +165,8 @@ def latency_case(broker: TansuBroker, pg: object, n_cells: int, seconds: int,
         while time.monotonic() < deadline:  # wait until the worker owns the partitions
             try:
                 text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
-                if any(ln.startswith("chargetracker_worker_assigned_partitions") and not ln.endswith(" 0")
+                if any(ln.startswith("chargetracker_worker_assigned_partitions")
+                       and float(ln.rsplit(" ", 1)[1]) > 0
                        for ln in text.splitlines()):
                     break
             except OSError:

@@ -227,7 +227,8 @@ def validate(
     lim = limits or Limits()
     df = conform(frame, source=source)
     # Fast path: one combined mask; reasons are only worked out for the bad rows.
-    ok = pl.col("cell_id").is_not_null() & (pl.col("cell_id").str.len_bytes() > 0) & (
+    # strip_chars: a whitespace-only id is as missing as an empty one.
+    ok = pl.col("cell_id").is_not_null() & (pl.col("cell_id").str.strip_chars() != "") & (
         pl.col("cell_id").str.len_bytes() <= lim.max_cell_id_length)
     for name in ("ts", "voltage_v", "current_a"):
         lo, hi = getattr(lim, name)

@@ -93,15 +93,17 @@ def test_overview_click_opens_deep_dive(page: Any, server: Any) -> None:
     pg.mouse.move(x, y)
     pg.mouse.click(x, y)
     pg.wait_for_url("**/group?group=lfp-standard&cycle=5**")
-    pg.wait_for_selector("#dd-table td[data-dash-column='cell_id']")
+    pg.wait_for_selector("#dd-table .ag-row .ag-cell[col-id='cell_id']")
     assert "lfp-standard" in pg.inner_text("#dd-title") and "cycle 5" in pg.inner_text("#dd-title")
 
 
 def _deep_dive_rows(pg: Any) -> list[dict[str, str]]:
-    return pg.evaluate("""(() => Array.from(document.querySelectorAll('#dd-table tbody tr'))
-        .filter(tr => tr.querySelector('td[data-dash-column="cell_id"]'))
+    # AG Grid rows in display order (row-index), cells by col-id.
+    return pg.evaluate("""(() => Array.from(document.querySelectorAll('#dd-table .ag-center-cols-container .ag-row'))
+        .sort((a, b) => Number(a.getAttribute('row-index')) - Number(b.getAttribute('row-index')))
+        .filter(tr => tr.querySelector('.ag-cell[col-id="cell_id"]'))
         .map(tr => {
-            const cell = c => tr.querySelector(`td[data-dash-column="${c}"]`);
+            const cell = c => tr.querySelector(`.ag-cell[col-id="${c}"]`);
             return {cell: cell('cell_id').innerText.trim(), dev: cell('pct_deviation').innerText.trim(),
                     status: cell('status').innerText.trim(),
                     bg: getComputedStyle(cell('value')).backgroundColor};
@@ -111,13 +113,13 @@ def _deep_dive_rows(pg: Any) -> list[dict[str, str]]:
 def test_deep_dive_sorted_outlier_marked_and_click_opens_cell(page: Any, server: Any, fleet_store: Any) -> None:
     pg, _ = page
     pg.goto(server.url + "/group?group=nmc-standard")
-    pg.wait_for_selector("#dd-table td[data-dash-column='cell_id']")
+    pg.wait_for_selector("#dd-table .ag-row .ag-cell[col-id='cell_id']")
     rows = _deep_dive_rows(pg)
     assert len(rows) >= 4
     devs = [abs(float(r["dev"].replace("+", "").replace("−", "-"))) for r in rows]
     assert devs == sorted(devs, reverse=True), rows
     top = rows[0]
-    assert top["cell"] == DEFECTIVE and top["status"] == "outlier"
+    assert top["cell"] == DEFECTIVE and top["status"] == "outlier", rows
     assert devs[0] > 20  # 70 % of the current: ~25 % below the group mean
     assert top["bg"] == "rgb(253, 232, 231)"  # highlighted
     assert all(r["bg"] != "rgb(253, 232, 231)" for r in rows if r["status"] == "ok")
@@ -126,7 +128,7 @@ def test_deep_dive_sorted_outlier_marked_and_click_opens_cell(page: Any, server:
     screenshot(pg, "deep_dive")
 
     pg.evaluate("window.__ctMarker = 'same page'")
-    pg.locator("#dd-table td[data-dash-column='cell_id']", has_text=DEFECTIVE).first.click()
+    pg.locator("#dd-table .ag-cell[col-id='cell_id']", has_text=DEFECTIVE).first.click()
     pg.wait_for_url(f"**/cell/{DEFECTIVE}")
     wait_roles(pg, "cp-ts", "voltage_v", 1)
     wait_roles(pg, "cp-cap", "discharge_ah", 1)
@@ -136,7 +138,7 @@ def test_deep_dive_sorted_outlier_marked_and_click_opens_cell(page: Any, server:
     assert {"discharge_ah", "charge_ah", "fit"} <= cap_roles
     assert layout(pg, "cp-ts", "yaxis.title.text") == "Voltage (V)"
     assert layout(pg, "cp-cap", "yaxis.title.text") == "Capacity (Ah)"
-    pg.wait_for_selector("#cp-cycles td[data-dash-column='cycle']")
+    pg.wait_for_selector("#cp-cycles .ag-row .ag-cell[col-id='cycle']")
     assert "80 % retention" in pg.inner_text("#cp-trend")
     screenshot(pg, "cell")
 
@@ -149,17 +151,23 @@ def test_deep_dive_sorted_outlier_marked_and_click_opens_cell(page: Any, server:
 
 
 def _alert_rows(pg: Any) -> list[dict[str, str]]:
-    return pg.evaluate("""(() => Array.from(document.querySelectorAll('#al-table tbody tr'))
-        .filter(tr => tr.querySelector('td[data-dash-column="id"]'))
-        .map(tr => Object.fromEntries(Array.from(tr.querySelectorAll('td[data-dash-column]'))
-            .map(td => [td.dataset.dashColumn, td.innerText.trim()]))))()""")
+    return pg.evaluate("""(() => Array.from(document.querySelectorAll('#al-table .ag-center-cols-container .ag-row'))
+        .sort((a, b) => Number(a.getAttribute('row-index')) - Number(b.getAttribute('row-index')))
+        .filter(tr => tr.querySelector('.ag-cell[col-id="id"]'))
+        .map(tr => Object.fromEntries(Array.from(tr.querySelectorAll('.ag-cell[col-id]'))
+            .map(td => [td.getAttribute('col-id'), td.innerText.trim()]))))()""")
+
+
+#: The first displayed row's cell of a column in the alert grid.
+_FIRST = "#al-table .ag-center-cols-container .ag-row[row-index='0'] .ag-cell[col-id='{}']"
+_FIRST_JS = "document.querySelector(\"" + _FIRST + "\")"
 
 
 def test_new_alert_appears_live_and_can_be_acknowledged(page: Any, server: Any, fleet_store: Any) -> None:
     pg, _ = page
     store = fleet_store.store
     pg.goto(server.url + "/alerts")
-    pg.wait_for_selector("#al-table td[data-dash-column='action']")
+    pg.wait_for_selector(_FIRST.format("action"))
     before = store.alerts(limit=10_000).height
     assert f"of the {before} newest" in pg.inner_text("#al-note")
     pg.evaluate("window.__ctMarker = 'same page'")
@@ -168,9 +176,9 @@ def test_new_alert_appears_live_and_can_be_acknowledged(page: Any, server: Any, 
         "severity": ["critical"], "value": [71.5], "threshold": [60.0], "cycle": [9],
         "message": ["injected by the browser test"]})))
     new_id = int(store.alerts(limit=1).get_column("id")[0])
-    pg.wait_for_function(f"() => document.querySelector('#al-table tbody td[data-dash-column=\"id\"]')"
-                         f" && document.querySelector('#al-table tbody td[data-dash-column=\"id\"]')"
-                         f".innerText.trim() === '{new_id}'", timeout=10_000)
+    first_id = _FIRST_JS.format("id")
+    pg.wait_for_function(f"() => {first_id} && {first_id}.innerText.trim() === '{new_id}'",
+                         timeout=10_000)
     assert pg.evaluate("window.__ctMarker") == "same page"  # no reload
     rows = _alert_rows(pg)
     top = rows[0]  # newest first
@@ -178,22 +186,20 @@ def test_new_alert_appears_live_and_can_be_acknowledged(page: Any, server: Any, 
     assert top["rule"] == "over_temperature" and top["value"] == "71.5" and top["threshold"] == "60"
     assert top["message"] == "injected by the browser test" and "Acknowledge" in top["action"]
     assert f"of the {before + 1} newest" in pg.inner_text("#al-note")
-    sev_bg = pg.evaluate("getComputedStyle(document.querySelector("
-                         "'#al-table tbody td[data-dash-column=\"severity\"]')).backgroundColor")
+    sev_bg = pg.evaluate(f"getComputedStyle({_FIRST_JS.format('severity')}).backgroundColor")
     assert sev_bg == "rgb(254, 228, 226)"  # critical is tinted red
     screenshot(pg, "alerts")
 
     open_before = int(pg.inner_text("#hdr-alerts").replace(",", "").rstrip("+"))
-    pg.locator("#al-table tbody td[data-dash-column='action']").first.click()
-    pg.wait_for_function("() => document.querySelector('#al-table tbody td[data-dash-column=\"action\"]')"
-                         ".innerText.trim().startsWith('✓ dashboard')")
+    pg.locator(_FIRST.format("action")).click()
+    pg.wait_for_function(f"() => {_FIRST_JS.format('action')}.innerText.trim().startsWith('✓ dashboard')")
     acked = store.alerts(acknowledged=True, limit=10_000)
     assert new_id in acked.get_column("id").to_list()
     assert acked.filter(pl.col("id") == new_id).get_column("acknowledged_by")[0] == "dashboard"
     pg.wait_for_function(f"() => document.querySelector('#hdr-alerts').textContent === '{open_before - 1:,}'")
 
     # The cell id opens the cell's page.
-    pg.locator("#al-table tbody td[data-dash-column='cell_id']").first.click()
+    pg.locator(_FIRST.format("cell_id")).click()
     pg.wait_for_url(f"**/cell/{DEFECTIVE}")
     wait_roles(pg, "cp-ts", "voltage_v", 1)
 

@@ -21,20 +21,22 @@ def test_deep_dive_rows_sorted_by_abs_deviation_with_status() -> None:
     dev = deviations(vals, StatsConfig())
     dev = dev.sort(pl.col("pct_deviation").abs(), descending=True)
     rows, cols = tables.deep_dive_table(dev, "discharge_ah")
-    assert [c["id"] for c in cols] == ["rank", "cell_id", "value", "z", "robust_z", "pct_deviation", "status"]
-    assert cols[2]["name"] == "Discharge capacity (Ah)"
+    assert [c["field"] for c in cols] == ["rank", "cell_id", "value", "z", "robust_z", "pct_deviation", "status"]
+    assert cols[2]["headerName"] == "Discharge capacity (Ah)"
+    assert "d3.format('.4f')" in cols[2]["valueFormatter"]["function"]
+    assert "d3.format('+.2f')" in cols[5]["valueFormatter"]["function"]
     assert rows[0]["cell_id"] == "c5" and rows[0]["status"] == "outlier" and rows[0]["rank"] == 1
     assert all(r["status"] == "ok" for r in rows[1:])
     devs = [abs(r["pct_deviation"]) for r in rows]
     assert devs == sorted(devs, reverse=True)
-    assert any("outlier" in str(s["if"].get("filter_query", "")) for s in tables.deep_dive_style())
+    assert any("'outlier'" in c["condition"] for c in tables.deep_dive_style()["styleConditions"])
 
 
 def test_deep_dive_units_scale() -> None:
     vals = pl.DataFrame({"group": ["g"] * 3, "cell_id": ["a", "b", "c"], "cycle": [1] * 3,
                          "value": [0.995, 0.996, 0.997]})
     rows, cols = tables.deep_dive_table(deviations(vals), "coulombic_efficiency")
-    assert cols[2]["name"] == "Coulombic efficiency (%)"
+    assert cols[2]["headerName"] == "Coulombic efficiency (%)"
     assert sorted(round(r["value"], 6) for r in rows) == [99.5, 99.6, 99.7]
 
 
@@ -45,7 +47,7 @@ def test_cycle_table_newest_first_display_units() -> None:
     assert rows[0]["retention"] == 2.49 / 2.5 * 100
     assert rows[0]["duration_s"] == 7000.0 / 3600.0
     assert rows[0]["start"].endswith("Z")
-    assert {c["id"] for c in cols} >= {"cycle", "status", "discharge_ah", "coulombic_efficiency"}
+    assert {c["field"] for c in cols} >= {"cycle", "status", "discharge_ah", "coulombic_efficiency"}
     assert tables.cycle_table(cyc.head(0))[0] == []
 
 
@@ -62,9 +64,11 @@ def test_alert_table_rows_action_only_for_open_alerts() -> None:
     assert out[0]["value"] == 61.04 and out[0]["time"] == "2023-11-14 22:13:20Z"
     assert out[1]["action"].startswith("✓ ann") and out[1]["state"] == "acknowledged"
     assert out[1]["severity"] == "warning" and out[1]["value"] is None and out[1]["cell_id"] == ""
-    cols = {c["id"] for c in tables.ALERT_COLUMNS}
+    cols = {c["field"] for c in tables.ALERT_COLUMNS}
     assert {"time", "severity", "cell_id", "rule", "value", "action"} <= cols and "state" not in cols
-    assert any("critical" in str(s["if"].get("filter_query")) for s in tables.alert_styles())
+    severity = next(c for c in tables.ALERT_COLUMNS if c["field"] == "severity")
+    assert any("'critical'" in c["condition"] for c in severity["cellStyle"]["styleConditions"])
+    assert "acknowledged" in tables.alert_styles()["styleConditions"][0]["condition"]
 
 
 def test_merge_and_filter_alerts() -> None:
@@ -110,3 +114,36 @@ def test_formatters() -> None:
     assert fmt_ts(0.0) == "1970-01-01 00:00:00Z"
     assert metric_spec("retention").fmt(0.9876) == "98.76 %"
     assert metric_spec("duration_s").axis_title == "Cycle duration (h)"
+
+
+def test_tables_are_ag_grids_not_the_deprecated_datatable() -> None:
+    import dash_ag_grid as dag
+
+    grid = tables.data_grid("g", tables.ALERT_COLUMNS, page_size=25, filters=True, row_id="key")
+    assert isinstance(grid, dag.AgGrid)
+    assert grid.getRowId == "params.data.key"
+    # Row ids are strings (AG Grid needs them so).
+    rows = tables.alert_table_rows([{"id": 7, "ts": 1.7e9, "severity": "critical"}])
+    assert rows[0]["key"] == "7" and rows[0]["id"] == 7
+    assert grid.dashGridOptions["pagination"] and grid.dashGridOptions["paginationPageSize"] == 25
+    from pathlib import Path
+
+    pages = Path(tables.__file__).parent
+    for path in [*pages.glob("*.py"), *(pages / "pages").glob("*.py")]:
+        assert "DataTable(" not in path.read_text(), path
+
+
+def test_header_lag_is_in_the_clock_the_data_uses() -> None:
+    from chargetracker.dashboard.app import pipeline_lag
+
+    now = 1.8e9
+    # Live data on the wall clock: wall now minus the newest sample.
+    assert pipeline_lag({"newest_ts": now - 2.5, "last_commit_wall": now - 1.0}, now) == 2.5
+    # A simulated fleet 334 days behind the wall clock: not "334 d" but the time since
+    # the store last advanced.
+    sim = {"newest_ts": now - 334 * 86400, "last_commit_wall": now - 3.0}
+    assert pipeline_lag(sim, now) == 3.0
+    assert fmt_duration(pipeline_lag(sim, now)) == "3.0 s"
+    # A clock error far ahead (year 3000) does not give a negative lag of centuries.
+    assert pipeline_lag({"newest_ts": 3.25e10, "last_commit_wall": now - 4.0}, now) == 4.0
+    assert pipeline_lag({"newest_ts": None, "last_commit_wall": None}, now) is None

@@ -175,3 +175,67 @@ def test_headers_parsing() -> None:
     assert codec.headers_of(None) == (None, None)
     assert codec.headers_of([("ct-format", b"arrow"), ("x", None), ("ct-type", b"cell")]) == ("arrow", "cell")
     assert codec.headers_of({"ct-format": "json"}) == ("json", None)
+
+
+# -- hostile messages (issue 10): the same limits as the HTTP API -----------------------
+def _deep(n: int) -> str:
+    return '{"a":' * n + "1" + "}" * n
+
+
+HOSTILE_SCRIPT = """
+import json, sys
+from chargetracker.kafka import codec
+good = [json.dumps({"cell_id": "g", "ts": 1.7e9 + i, "voltage_v": 3.7, "current_a": 0.0}).encode()
+        for i in range(4)]
+deep = b'{"cell_id": "g", "ts": 1, "voltage_v": 3, "current_a": 0, "x": ' + b'{"a":' * 900 + b'1' + b'}' * 900 + b'}'
+arr = b'{"cell_id": "g", "ts": 1, "voltage_v": 3, "current_a": 0, "x": ' + b'[' * 50000 + b'}'
+values = [good[0], deep, good[1], arr, good[2], good[3]]
+d = codec.decode_measurements(values, ["json"] * 6, list(range(6)), source="t")
+print(json.dumps({"rows": d.frame.height, "offsets": d.offsets.tolist(),
+                  "dead": d.rejected.get_column("row").to_list(),
+                  "reasons": d.rejected.get_column("reason").to_list()}))
+cells, dead = codec.decode_cell_messages([b'{"cell_id": "c", "attributes": ' + b'[' * 5000 + b']' * 5000 + b'}'],
+                                         ["json"], [7], source="t")
+print(json.dumps({"cells": cells.height, "dead": dead.get_column("reason").to_list()}))
+"""
+
+
+def test_deeply_nested_messages_are_dead_letters_and_the_worker_survives() -> None:
+    import subprocess
+    import sys
+
+    # In a child process: before the fix Polars' native parser overflowed its stack
+    # (SIGSEGV), which would take the test runner down with it.
+    res = subprocess.run([sys.executable, "-c", HOSTILE_SCRIPT], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    first, second = (json.loads(line) for line in res.stdout.splitlines()[-2:])
+    assert first["rows"] == 4 and first["offsets"] == [0, 2, 4, 5]
+    assert first["dead"] == [1, 3]
+    assert all("levels deep; the limit is 32" in r for r in first["reasons"])
+    assert second["cells"] == 0 and "levels deep" in second["dead"][0]
+
+
+def test_wide_messages_are_dead_letters() -> None:
+    wide = ("{" + ",".join(f'"k{i}":1' for i in range(5000)) + "}").encode()
+    good = json.dumps({"cell_id": "w", "ts": 1.0, "voltage_v": 3.0, "current_a": 0.0}).encode()
+    d = _decode([good, wide], ["json", "json"])
+    assert d.frame.height == 1
+    assert d.rejected.get_column("row").to_list() == [101]
+    assert "limit is 1024 columns" in d.rejected.get_column("reason")[0]
+    table = pa.table({f"c{i}": [1.0] for i in range(2000)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    d = _decode([sink.getvalue().to_pybytes()], ["arrow"])
+    assert d.frame.height == 0 and "2000 columns" in d.rejected.get_column("reason")[0]
+
+
+def test_arrow_messages_follow_the_api_column_rules() -> None:
+    # ISO-8601 text in ts and integer cell ids are read as the HTTP API reads them.
+    frame = pl.DataFrame({"cell_id": [7, 8], "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"],
+                          "voltage_v": [3.5, 3.6], "current_a": [1, 2]})
+    d = _decode([_ipc(frame)], ["arrow"])
+    assert d.rejected.height == 0
+    assert d.frame.get_column("cell_id").to_list() == ["7", "8"]
+    assert d.frame.get_column("ts").to_list() == [1767225600.0, 1767225601.0]

@@ -23,6 +23,7 @@ from starlette.routing import compile_path
 
 from .. import __version__ as _version
 from ..config import Settings
+from ..logs import RequestIdMiddleware
 from ..queries import Queries
 from ..runtime.pipeline import Pipeline
 from ..stores.base import Store
@@ -127,10 +128,12 @@ def create_app(
         app.add_middleware(
             CORSMiddleware, allow_origins=list(cfg.cors_origins),
             allow_methods=["GET", "POST", "PUT", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"], max_age=600,
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"], max_age=600,
         )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=cfg.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line has the id
 
     if cfg.dashboard if dashboard is None else dashboard:
         mount_dashboard(app, queries, settings)

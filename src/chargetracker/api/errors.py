@@ -18,6 +18,8 @@ Mapping (see :func:`status_for`): :class:`~chargetracker.errors.NotFound` -> 404
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +45,7 @@ __all__ = [
     "ErrorResponse",
     "error_response",
     "install_handlers",
+    "scrub",
     "responses",
     "status_for",
 ]
@@ -114,11 +117,41 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for s in statuses}
 
 
+#: Longest error message sent, characters (a message may quote user data).
+MAX_MESSAGE_CHARS = 2000
+_TMP = re.escape(tempfile.gettempdir().rstrip("/"))
+#: Server-side temporary paths (uploads are spooled there): reduced to the file name.
+_TMP_PATH = re.compile(_TMP + r"/[^\s'\"]*/([^/\s'\"]+)")
+
+
+def scrub(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """An error text fit for a client: no server temp paths, no binary or control
+    characters (escaped), at most ``limit`` characters."""
+    text = _TMP_PATH.sub(r"\1", text)
+    if not text.isprintable() or "\ufffd" in text:
+        text = "".join(ch if ch.isprintable() and ch != "\ufffd" else
+                       ("?" if ch == "\ufffd" else repr(ch)[1:-1]) for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _scrub_details(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return scrub(value, 500)
+    if depth > 4:
+        return None
+    if isinstance(value, dict):
+        return {str(k)[:100]: _scrub_details(v, depth + 1) for k, v in list(value.items())[:200]}
+    if isinstance(value, list | tuple):
+        return [_scrub_details(v, depth + 1) for v in value[:200]]
+    return value
+
+
 def error_response(status: int, message: str, *, code: str | None = None,
                    field: str | None = None, details: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"code": code or _CODES.get(status, "error"), "message": message,
-                      "field": field, "details": details}}
+    body = {"error": {"code": code or _CODES.get(status, "error"), "message": scrub(message),
+                      "field": scrub(field, 200) if field else field,
+                      "details": _scrub_details(details) if details else details}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -111,10 +111,12 @@ class CellIn(BaseModel):
     group: str | None = Field(None, max_length=256, description="Group the cell belongs to.")
     chemistry: str | None = Field(None, max_length=256, examples=["NMC"])
     test_type: str | None = Field(None, max_length=256, description="Test type / protocol.")
-    nominal_capacity_ah: float | None = Field(None, gt=0, le=1e6,
+    nominal_capacity_ah: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False,
                                               description="Nominal capacity, Ah.")
-    v_min: float | None = Field(None, ge=-10, le=2000, description="Lower voltage limit, V.")
-    v_max: float | None = Field(None, ge=-10, le=2000, description="Upper voltage limit, V.")
+    v_min: float | None = Field(None, ge=-10, le=2000, allow_inf_nan=False,
+                                description="Lower voltage limit, V.")
+    v_max: float | None = Field(None, ge=-10, le=2000, allow_inf_nan=False,
+                                description="Upper voltage limit, V.")
     attributes: dict[str, Any] = Field(default_factory=dict, description="Any user keys "
                                        "(JSON object; filterable with `attr=key:value`).")
 
@@ -133,6 +135,13 @@ class CellRecord(CellIn):
     """Cell metadata with its id (the ``cells`` list of an ingest envelope)."""
 
     cell_id: str = Field(pattern=CELL_ID_PATTERN)
+
+    @field_validator("cell_id")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("cell_id must not be blank (only whitespace)")
+        return v
 
 
 class Cell(BaseModel):

@@ -287,7 +287,7 @@ async def post_file(
     group: Annotated[str | None, Query(max_length=256)] = None,
     chemistry: Annotated[str | None, Query(max_length=256)] = None,
     test_type: Annotated[str | None, Query(max_length=256)] = None,
-    nominal_capacity_ah: Annotated[float | None, Query(gt=0, le=1e6)] = None,
+    nominal_capacity_ah: Annotated[float | None, Query(gt=0, le=1e6, allow_inf_nan=False)] = None,
     timezone: Annotated[str, Query(max_length=64, description="IANA zone of naive local "
                                    "times in the file.")] = "UTC",
     start_time: Annotated[float | None, Query(ge=0, le=1e11, description="Test start, s since "

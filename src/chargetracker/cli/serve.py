@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="log lines as text or as JSON objects with request ids (default text)")
     p.set_defaults(func=run)
 
 
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     # Opened here, before binding: a locked store or a bad URL fails fast.
     store = open_store(settings.store_url)
     try:
-        serve(settings, store=store, log_level=args.log_level, access_log=not args.no_access_log)
+        serve(settings, store=store, log_level=args.log_level, access_log=not args.no_access_log,
+              log_format=args.log_format)
     finally:
         store.close()
     return 0

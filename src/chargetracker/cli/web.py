@@ -54,7 +54,8 @@ def start_server(settings: Settings, store: Store, pipeline: Pipeline, *,
 
         from ..api.app import create_app
     except ImportError as exc:
-        print(f"web server not available ({exc}): terminal summary only", file=sys.stderr, flush=True)
+        print(f"web server not available ({exc}): terminal summary only; the base install "
+              "brings it: pip install --upgrade chargetracker", file=sys.stderr, flush=True)
         return None
     host, port = settings.api.host, settings.api.port
     app = create_app(settings, store=store, pipeline=pipeline)

@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import signal
-import sys
 from dataclasses import replace
 from typing import Any
 
@@ -65,6 +64,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-partition-check", dest="partition_check", action="store_false",
                    help="accept rows whose cell id murmur2-hashes to another partition")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="log lines as text or JSON objects (credentials redacted either way)")
     p.add_argument("--stats-json", action="store_true",
                    help="print one JSON line with totals on exit (for scripts and benchmarks)")
     p.set_defaults(func=run)
@@ -101,10 +102,10 @@ def build_settings(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     from ..kafka.worker import Worker, WorkerOptions
+    from ..logs import configure_logging
     from ..stores.url import open_store, redact
 
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.log_level.lower(), args.log_format)
     settings = build_settings(args)
     if not args.store and not args.config:
         raise ConfigError("give --store URL (e.g. postgresql://user@host/db) or --config")

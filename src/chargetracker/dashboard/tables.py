@@ -1,7 +1,10 @@
-"""Table builders: PURE functions from Polars frames to DataTable rows/columns or HTML.
+"""Table builders: PURE functions from Polars frames to AG Grid rows/column definitions
+(``dash-ag-grid``; Dash's DataTable is deprecated) or HTML, and :func:`data_grid`, the
+one grid component the pages use.
 
 Values are converted to display units here (the same :mod:`.theme` specs as the
-figures) so a number reads the same in a table and on a chart.
+figures) so a number reads the same in a table and on a chart; the grid formats them
+with d3 (fixed decimals, explicit sign where it matters).
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+import dash_ag_grid as dag
 import polars as pl
 from dash import html
-from dash.dash_table.Format import Format, Scheme, Sign
 
-from .theme import fmt_count, fmt_duration, fmt_ts, metric_spec
+from .theme import FONT, fmt_count, fmt_duration, fmt_ts, metric_spec
 
 __all__ = [
+    "data_grid",
     "cell_href",
     "deep_dive_columns",
     "deep_dive_table",
@@ -38,9 +42,50 @@ def cell_href(cell_id: str) -> str:
     return "/cell/" + quote(cell_id, safe="")
 
 
-def _fixed(decimals: int, *, signed: bool = False) -> Format:
-    fmt = Format(precision=decimals, scheme=Scheme.fixed)
-    return fmt.sign(Sign.positive) if signed else fmt
+def _fixed(decimals: int, *, signed: bool = False) -> dict[str, str]:
+    """An AG Grid ``valueFormatter``: fixed decimals (blank for missing values)."""
+    spec = f"{'+' if signed else ''}.{decimals}f"
+    return {"function": f"params.value == null ? '' : d3.format('{spec}')(params.value)"}
+
+
+def _num(field: str, header: str, fmt: dict[str, str] | None = None) -> dict[str, Any]:
+    col: dict[str, Any] = {"field": field, "headerName": header, "type": "rightAligned",
+                           "filter": "agNumberColumnFilter"}
+    if fmt is not None:
+        col["valueFormatter"] = fmt
+    return col
+
+
+def _text(field: str, header: str) -> dict[str, Any]:
+    return {"field": field, "headerName": header}
+
+
+_LINK = {"color": "#0072B2", "textDecoration": "underline", "cursor": "pointer"}
+
+
+def data_grid(id: str, column_defs: list[dict[str, Any]], *, page_size: int,
+              row_id: str = "id", filters: bool = False,
+              cell_style: dict[str, Any] | None = None,
+              row_style: dict[str, Any] | None = None) -> dag.AgGrid:
+    """The dashboard's table: sortable, paged, rows keyed by ``row_id`` (so a click names
+    the row whatever the sort order), every cell in the DOM in display order.
+
+    ``row_id``: the field holding each row's id, a *string* (AG Grid needs one; the grid
+    evaluates the getter in a sandbox without globals like ``String``)."""
+    default: dict[str, Any] = {"sortable": True, "resizable": True, "filter": filters,
+                               "floatingFilter": filters, "suppressMovable": True}
+    if cell_style is not None:
+        default["cellStyle"] = cell_style
+    return dag.AgGrid(
+        id=id, rowData=[], columnDefs=column_defs, defaultColDef=default,
+        getRowId=f"params.data.{row_id}", getRowStyle=row_style,
+        columnSize="autoSize",
+        dashGridOptions={"pagination": True, "paginationPageSize": page_size,
+                         "paginationPageSizeSelector": False, "domLayout": "autoHeight",
+                         "suppressColumnVirtualisation": True, "ensureDomOrder": True,
+                         "animateRows": False, "suppressCellFocus": True},
+        style={"width": "100%", "fontFamily": FONT, "fontSize": "13px"},
+    )
 
 
 def _finite(v: Any) -> Any:
@@ -48,19 +93,25 @@ def _finite(v: Any) -> Any:
 
 
 def deep_dive_columns(metric: str) -> list[dict[str, Any]]:
-    """DataTable column definitions of the deep dive (value in the metric's display unit)."""
+    """AG Grid column definitions of the deep dive (value in the metric's display unit)."""
     spec = metric_spec(metric)
+    outlier = "params.data.status === 'outlier'"
     return [
-        {"id": "rank", "name": "#", "type": "numeric"},
-        {"id": "cell_id", "name": "cell"},
-        {"id": "value", "name": f"{spec.label} ({spec.unit})", "type": "numeric",
-         "format": _fixed(spec.decimals)},
-        {"id": "z", "name": "z", "type": "numeric", "format": _fixed(2, signed=True)},
-        {"id": "robust_z", "name": "robust z", "type": "numeric", "format": _fixed(2, signed=True)},
-        {"id": "pct_deviation", "name": "deviation (%)", "type": "numeric",
-         "format": _fixed(2, signed=True)},
-        {"id": "status", "name": "status"},
+        _num("rank", "#"),
+        {**_text("cell_id", "cell"), "cellStyle": {
+            "styleConditions": [{"condition": outlier, "style": {**_OUTLIER_ROW, **_LINK}}],
+            "defaultStyle": _LINK}},
+        _num("value", f"{spec.label} ({spec.unit})", _fixed(spec.decimals)),
+        _num("z", "z", _fixed(2, signed=True)),
+        _num("robust_z", "robust z", _fixed(2, signed=True)),
+        _num("pct_deviation", "deviation (%)", _fixed(2, signed=True)),
+        {**_text("status", "status"), "cellStyle": {"styleConditions": [
+            {"condition": outlier, "style": {"backgroundColor": "#b42318", "color": "#ffffff",
+                                             "fontWeight": 600}}]}},
     ]
+
+
+_OUTLIER_ROW = {"backgroundColor": "#fde8e7", "color": "#912018", "fontWeight": 600}
 
 
 def deep_dive_table(dev: pl.DataFrame, metric: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -80,16 +131,11 @@ def deep_dive_table(dev: pl.DataFrame, metric: str) -> tuple[list[dict[str, Any]
     return rows, columns
 
 
-def deep_dive_style() -> list[dict[str, Any]]:
-    """Conditional styles: outlier rows tinted red; the cell column looks like a link."""
-    return [
-        {"if": {"filter_query": '{status} = "outlier"'}, "backgroundColor": "#fde8e7",
-         "color": "#912018", "fontWeight": 600},
-        {"if": {"column_id": "cell_id"}, "color": "#0072B2", "textDecoration": "underline",
-         "cursor": "pointer"},
-        {"if": {"column_id": "status", "filter_query": '{status} = "outlier"'},
-         "backgroundColor": "#b42318", "color": "#ffffff"},
-    ]
+def deep_dive_style() -> dict[str, Any]:
+    """Cell style of every deep-dive column: outlier rows tinted red (the cell and status
+    columns add their own looks in :func:`deep_dive_columns`)."""
+    return {"styleConditions": [{"condition": "params.data.status === 'outlier'",
+                                 "style": _OUTLIER_ROW}]}
 
 
 _CYCLE_COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
@@ -119,15 +165,15 @@ def cycle_table(cycles: pl.DataFrame) -> tuple[list[dict[str, Any]], list[dict[s
     exprs: list[pl.Expr] = []
     for col, name, metric, decimals in _CYCLE_COLUMNS:
         if col == "start":
-            columns.append({"id": col, "name": name})
+            columns.append(_text(col, name))
             continue
         if metric is not None:
             spec = metric_spec(metric)
             exprs.append((pl.col(col) * spec.scale).alias(col))
-            columns.append({"id": col, "name": name, "type": "numeric", "format": _fixed(decimals)})
+            columns.append(_num(col, name, _fixed(decimals)))
         else:
             exprs.append(pl.col(col))
-            columns.append({"id": col, "name": name, **({"type": "numeric"} if col != "status" else {})})
+            columns.append(_text(col, name) if col == "status" else _num(col, name))
     if cycles.height == 0:
         return [], columns
     frame = cycles.sort("cycle", descending=True).select(
@@ -137,6 +183,7 @@ def cycle_table(cycles: pl.DataFrame) -> tuple[list[dict[str, Any]], list[dict[s
         start = r.pop("_start")
         row = {k: _finite(v) for k, v in r.items()}
         row["start"] = fmt_ts(start)
+        row["key"] = str(row.get("cycle"))
         rows.append(row)
     return rows, columns
 
@@ -148,20 +195,27 @@ def alert_rows(alerts: pl.DataFrame) -> list[dict[str, Any]]:
     return [{k: _finite(v) for k, v in r.items()} for r in alerts.sort("id", descending=True).to_dicts()]
 
 
-#: Columns of the alert feed (DataTable); ``state`` (open | acknowledged) is in the rows
+#: Columns of the alert feed (AG Grid); ``state`` (open | acknowledged) is in the rows
 #: for styling but not shown.
 ALERT_COLUMNS: list[dict[str, Any]] = [
-    {"id": "id", "name": "#", "type": "numeric"},
-    {"id": "time", "name": "time (UTC)"},
-    {"id": "severity", "name": "severity"},
-    {"id": "cell_id", "name": "cell"},
-    {"id": "group", "name": "group"},
-    {"id": "rule", "name": "rule"},
-    {"id": "value", "name": "value", "type": "numeric"},
-    {"id": "threshold", "name": "threshold", "type": "numeric"},
-    {"id": "cycle", "name": "cycle", "type": "numeric"},
-    {"id": "message", "name": "message"},
-    {"id": "action", "name": "acknowledge"},
+    _num("id", "#"),
+    _text("time", "time (UTC)"),
+    {**_text("severity", "severity"), "cellStyle": {"styleConditions": [
+        {"condition": f"params.value === '{sev}'",
+         "style": {"backgroundColor": bg, "color": fg, "fontWeight": 600}}
+        for sev, bg, fg in (("critical", "#fee4e2", "#b42318"), ("warning", "#fef0c7", "#b54708"),
+                            ("info", "#e0f2fe", "#026aa2"))]}},
+    {**_text("cell_id", "cell"), "cellStyle": _LINK},
+    _text("group", "group"),
+    _text("rule", "rule"),
+    _num("value", "value"),
+    _num("threshold", "threshold"),
+    _num("cycle", "cycle"),
+    {**_text("message", "message"), "wrapText": True, "autoHeight": True, "minWidth": 280},
+    {**_text("action", "acknowledge"), "sortable": False, "filter": False, "cellStyle": {
+        "styleConditions": [{"condition": "params.data.state === 'open'", "style": {
+            "color": "#0072B2", "fontWeight": 600, "cursor": "pointer",
+            "backgroundColor": "#eef6fc"}}]}},
 ]
 ACK_LABEL = "✓ Acknowledge"
 
@@ -173,8 +227,8 @@ def _sig(v: Any, digits: int = 4) -> Any:
 
 
 def alert_table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Alert records -> DataTable rows (``id`` is the alert id, so ``active_cell.row_id``
-    names the alert whatever the sort order). Open alerts get an acknowledge action."""
+    """Alert records -> grid rows (``id`` is the alert id and the grid's row id, so a
+    click names the alert whatever the sort order). Open alerts get an acknowledge action."""
     out = []
     for r in rows:
         acked = bool(r.get("acknowledged"))
@@ -186,27 +240,17 @@ def alert_table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "id": int(r["id"]), "time": fmt_ts(r.get("ts")), "severity": r.get("severity") or "warning",
             "cell_id": r.get("cell_id") or "", "group": r.get("group") or "", "rule": r.get("rule") or "",
             "value": _sig(r.get("value")), "threshold": _sig(r.get("threshold")), "cycle": r.get("cycle"),
-            "message": r.get("message") or "", "action": action,
+            "message": r.get("message") or "", "action": action, "key": str(int(r["id"])),
             "state": "acknowledged" if acked else "open",
         })
     return out
 
 
-def alert_styles() -> list[dict[str, Any]]:
-    """Severity colours, greyed acknowledged rows, a button-like acknowledge cell."""
-    return [
-        {"if": {"column_id": "severity", "filter_query": '{severity} = "critical"'},
-         "backgroundColor": "#fee4e2", "color": "#b42318", "fontWeight": 600},
-        {"if": {"column_id": "severity", "filter_query": '{severity} = "warning"'},
-         "backgroundColor": "#fef0c7", "color": "#b54708", "fontWeight": 600},
-        {"if": {"column_id": "severity", "filter_query": '{severity} = "info"'},
-         "backgroundColor": "#e0f2fe", "color": "#026aa2", "fontWeight": 600},
-        {"if": {"column_id": "cell_id"}, "color": "#0072B2", "textDecoration": "underline",
-         "cursor": "pointer"},
-        {"if": {"column_id": "action", "filter_query": '{state} = "open"'},
-         "color": "#0072B2", "fontWeight": 600, "cursor": "pointer", "backgroundColor": "#eef6fc"},
-        {"if": {"filter_query": '{state} = "acknowledged"'}, "color": "#9aa5b1"},
-    ]
+def alert_styles() -> dict[str, Any]:
+    """Row style of the alert feed: acknowledged alerts greyed out (severity colours and
+    the button-like acknowledge cell are column styles of :data:`ALERT_COLUMNS`)."""
+    return {"styleConditions": [{"condition": "params.data.state === 'acknowledged'",
+                                 "style": {"color": "#9aa5b1"}}]}
 
 
 def sources_table(stats: Mapping[str, Any], now: float) -> html.Div:

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -124,6 +125,7 @@ class TansuBroker:
             [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         try:
             self._wait_ready(timeout_s)
@@ -181,6 +183,19 @@ class TansuBroker:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, have the kernel send SIGTERM to Tansu when the
+    process that started it dies (even by SIGKILL), so no broker outlives its owner."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chargetracker.kafka.broker",
                                      description="Run a memory-only Tansu Kafka broker (dev/test).")
@@ -189,16 +204,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", action="append", default=[],
                         help="topic to create, NAME or NAME:PARTITIONS (repeatable)")
     args = parser.parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    # Explicit handlers: Python's default SIGTERM ends the process without running the
+    # ``finally`` below (leaving Tansu bound to the port), and a background job starts
+    # with SIGINT ignored, which Python would keep.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     broker = TansuBroker(host=args.host, port=args.port).start()
     try:
         for spec in args.topic:
             name, _, n = spec.partition(":")
             broker.create_topic(name, int(n) if n else 8)
-        print(f"Tansu broker on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
-        assert broker._proc is not None
-        broker._proc.wait()
-    except KeyboardInterrupt:
-        pass
+        print(f"Tansu broker on {broker.bootstrap} (pid {broker.pid}); Ctrl-C or SIGTERM "
+              "stops it", flush=True)
+        proc = broker._proc
+        assert proc is not None
+        while not stop.is_set() and proc.poll() is None:
+            stop.wait(0.2)
+        if proc.poll() is not None and not stop.is_set():
+            print(f"Tansu exited with code {proc.returncode}", file=sys.stderr, flush=True)
+            return 1
     finally:
         broker.stop()
     return 0

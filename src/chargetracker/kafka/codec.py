@@ -25,6 +25,11 @@ Decoding is vectorized: a run of JSON messages is parsed in one call to Polars' 
 reader; only when that fails are the runs bisected to find the bad messages. Whether a
 message is accepted never depends on its neighbours, so a replay with a different
 batching decodes identically (exactly-once needs that).
+
+The limits and safety rules are those of the HTTP API (:mod:`chargetracker.decoding`):
+a message nested deeper than ``DecodeLimits.max_depth`` or wider than ``max_columns``
+never reaches Polars' native parser (which would crash the worker) and becomes a dead
+letter naming the limit; Arrow payloads get the API's column rules (``canonicalize``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ..decoding import (
+    DEFAULT_LIMITS,
+    DecodeError,
+    DecodeLimits,
+    canonicalize,
+    check_width,
+    is_fatal,
+    json_shape,
+    loads,
+)
 from ..errors import SchemaError
 from ..schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, conform, dead_letters
 
@@ -208,9 +223,9 @@ def _letter(source: str, offset: int, field: str | None, reason: str,
 def _json_diagnosis(value: bytes, error: str) -> tuple[str | None, str, str | None]:
     """(field, reason, cell_id) for a JSON message the fast parser refused."""
     try:
-        obj = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return "message", f"invalid JSON: {exc}", None
+        obj = loads(value)
+    except DecodeError as exc:
+        return "message", f"invalid JSON: {exc.reason}", None
     if not isinstance(obj, dict):
         return "message", f"expected a JSON object, got {type(obj).__name__}", None
     cid = obj.get("cell_id")
@@ -254,6 +269,32 @@ def _read_ndjson(lines: list[bytes]) -> pl.DataFrame:
     return pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=MEASUREMENT_SCHEMA)
 
 
+def _decode_json_messages(values: list[bytes], offsets: list[int], source: str,
+                          frames: list[pl.DataFrame], row_offsets: list[np.ndarray],
+                          letters: list[dict[str, object]],
+                          limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+    """Decode a run of one-line JSON messages: messages beyond the nesting or width
+    limits become dead letters without any parser seeing them; the rest are decoded
+    in runs (vectorized)."""
+    shape = json_shape(b"\n".join(values), per_line=True, max_depth=limits.max_depth,
+                       max_keys=limits.max_columns)
+    safe = shape.safe(limits)
+    if safe.all():
+        _decode_json_run(values, offsets, source, frames, row_offsets, letters)
+        return
+    start = 0
+    for i in np.flatnonzero(~safe).tolist():
+        _decode_json_run(values[start:i], offsets[start:i], source, frames, row_offsets, letters)
+        if shape.depth[i] > limits.max_depth:
+            reason = (f"JSON nested {int(shape.depth[i])} levels deep; the limit is "
+                      f"{limits.max_depth}")
+        else:
+            reason = f"{int(shape.keys[i])} keys; the limit is {limits.max_columns} columns"
+        letters.append(_letter(source, offsets[i], "message", reason, _payload(values[i])))
+        start = i + 1
+    _decode_json_run(values[start:], offsets[start:], source, frames, row_offsets, letters)
+
+
 def _decode_json_run(values: list[bytes], offsets: list[int], source: str,
                      frames: list[pl.DataFrame], row_offsets: list[np.ndarray],
                      letters: list[dict[str, object]]) -> None:
@@ -267,7 +308,9 @@ def _decode_json_run(values: list[bytes], offsets: list[int], source: str,
             row_offsets.append(np.asarray(offsets, dtype=np.int64))
             return
         error = "not one JSON object per message"
-    except (pl.exceptions.PolarsError, ValueError, OverflowError) as exc:
+    except BaseException as exc:  # Polars' native panics derive from BaseException
+        if is_fatal(exc):
+            raise
         error = str(exc)
     if len(values) == 1:
         field, reason, cell_id = _json_diagnosis(values[0], error.splitlines()[0] if error else "")
@@ -278,10 +321,18 @@ def _decode_json_run(values: list[bytes], offsets: list[int], source: str,
     _decode_json_run(values[mid:], offsets[mid:], source, frames, row_offsets, letters)
 
 
-def _read_arrow(value: bytes) -> pl.DataFrame:
-    reader = pa.ipc.open_stream(pa.BufferReader(value))
-    table = reader.read_all()
-    df = pl.from_arrow(table)
+def _read_arrow(value: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> pl.DataFrame:
+    try:
+        reader = pa.ipc.open_stream(pa.BufferReader(value))
+        check_width(len(reader.schema), limits)  # before any data is read
+        table = reader.read_all()
+        df = pl.from_arrow(table)
+    except (SchemaError, pa.ArrowException, pl.exceptions.PolarsError, ValueError, OSError):
+        raise
+    except BaseException as exc:  # a native panic: never let it end the worker
+        if is_fatal(exc):
+            raise
+        raise ValueError(f"unreadable Arrow data ({type(exc).__name__})") from None
     if not isinstance(df, pl.DataFrame):  # pragma: no cover - a table always gives a frame
         raise SchemaError("Arrow payload is not a table")
     return df
@@ -290,7 +341,7 @@ def _read_arrow(value: bytes) -> pl.DataFrame:
 def _decode_arrow(value: bytes, offset: int, source: str, frames: list[pl.DataFrame],
                   row_offsets: list[np.ndarray], letters: list[dict[str, object]]) -> None:
     try:
-        df = conform(_read_arrow(value), source=source)
+        df, _ = canonicalize(_read_arrow(value), source=source)
     except SchemaError as exc:
         letters.append(_letter(source, offset, exc.field or "message",
                                f"Arrow batch: {exc.reason}", f"<Arrow IPC, {len(value)} bytes>"))
@@ -321,7 +372,8 @@ def decode_measurements(values: Sequence[bytes | None], formats: Sequence[str | 
 
     def end_run() -> None:
         if run_vals:
-            _decode_json_run(list(run_vals), list(run_offs), source, frames, row_offsets, letters)
+            _decode_json_messages(list(run_vals), list(run_offs), source, frames, row_offsets,
+                                  letters)
             run_vals.clear()
             run_offs.clear()
 
@@ -408,10 +460,14 @@ def decode_cell_messages(values: Sequence[bytes | None], formats: Sequence[str |
             if not value:
                 raise SchemaError("empty message", field="message")
             if fmt == JSON:
+                depth = json_shape(value, per_line=False).max_depth()
+                if depth > DEFAULT_LIMITS.max_depth:
+                    raise SchemaError(f"JSON nested {depth} levels deep; the limit is "
+                                      f"{DEFAULT_LIMITS.max_depth}", field="message")
                 try:
-                    obj = json.loads(value)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise SchemaError(f"invalid JSON: {exc}", field="message") from None
+                    obj = loads(value)
+                except DecodeError as exc:
+                    raise SchemaError(f"invalid JSON: {exc.reason}", field="message") from None
                 objs = obj if isinstance(obj, list) else [obj]
                 if not all(isinstance(r, dict) for r in objs):
                     raise SchemaError("expected a JSON object (or an array of objects)", field="message")

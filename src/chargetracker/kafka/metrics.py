@@ -18,8 +18,11 @@
 ``last_commit_timestamp_seconds``         wall clock of the last commit
 ========================================  =====================================================
 
-``GET /healthz`` answers ``ok``. The same accepted/rejected counts also reach the store's
-ingest counters (source ``kafka:<topic>``) in each commit, exactly once.
+every one labelled ``topic`` and ``group``, plus the process families shared by every
+ChargeTracker process (:mod:`chargetracker.prometheus`, docs/operations.md). Exposition
+is ``prometheus_client``'s; ``GET /healthz`` answers ``ok``. The same accepted/rejected
+counts also reach the store's ingest counters (source ``kafka:<topic>``) in each
+commit, exactly once.
 """
 
 from __future__ import annotations
@@ -27,9 +30,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
+from prometheus_client import make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..prometheus import new_registry
+from ..prometheus import render as render_registry
 
 __all__ = ["WorkerMetrics", "MetricsServer"]
 
@@ -107,67 +119,109 @@ class WorkerMetrics:
         return {q: float(np.quantile(data, q)) for q in (0.5, 0.95, 0.99)}
 
     def render(self) -> str:
-        """The Prometheus text exposition of every metric."""
-        mps, sps = self.rates()
-        lab = f'topic="{_esc(self.topic)}",group="{_esc(self.group_id)}"'
-        with self._lock:
-            lines = [
-                f"# TYPE {_P}messages_total counter", f"{_P}messages_total{{{lab}}} {self.messages_total}",
-                f"# TYPE {_P}samples_total counter", f"{_P}samples_total{{{lab}}} {self.samples_total}",
-                f"# TYPE {_P}rejected_total counter", f"{_P}rejected_total{{{lab}}} {self.rejected_total}",
-                f"# TYPE {_P}commits_total counter", f"{_P}commits_total{{{lab}}} {self.commits_total}",
-                f"# TYPE {_P}commit_seconds summary",
-                f"{_P}commit_seconds_sum{{{lab}}} {self.commit_seconds:.6f}",
-                f"{_P}commit_seconds_count{{{lab}}} {self.commits_total}",
-                f"# TYPE {_P}assigned_partitions gauge", f"{_P}assigned_partitions{{{lab}}} {len(self.lag)}",
-                f"# TYPE {_P}consumer_lag gauge",
-            ]
-            lines += [f'{_P}consumer_lag{{{lab},partition="{p}"}} {v}' for p, v in sorted(self.lag.items())]
-            lines += [f"# TYPE {_P}consumer_lag_total gauge",
-                      f"{_P}consumer_lag_total{{{lab}}} {sum(self.lag.values())}"]
-            last = self.last_commit_wall
-        lines += [f"# TYPE {_P}messages_per_second gauge", f"{_P}messages_per_second{{{lab}}} {mps:.3f}",
-                  f"# TYPE {_P}samples_per_second gauge", f"{_P}samples_per_second{{{lab}}} {sps:.3f}",
-                  f"# TYPE {_P}latency_seconds summary"]
-        lines += [f'{_P}latency_seconds{{{lab},quantile="{q}"}} {v:.6f}'
-                  for q, v in self.latency_quantiles().items()]
+        """The Prometheus text exposition of every metric (and the process families)."""
+        return render_registry(self.registry)
+
+    @property
+    def registry(self) -> Any:
+        reg = getattr(self, "_registry", None)
+        if reg is None:
+            reg = self._registry = new_registry("worker")
+            reg.register(_WorkerCollector(self))
+        return reg
+
+
+class _WorkerCollector(Collector):
+    """Reads a :class:`WorkerMetrics` at scrape time."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        labels = ["topic", "group"]
+        values = [m.topic, m.group_id]
+        mps, sps = m.rates()
+        quantiles = m.latency_quantiles()
+        with m._lock:
+            counters = {"messages": m.messages_total, "samples": m.samples_total,
+                        "rejected": m.rejected_total, "commits": m.commits_total}
+            commit_s, commits = m.commit_seconds, m.commits_total
+            lag = dict(m.lag)
+            last = m.last_commit_wall
+        helps = {"messages": "Kafka messages processed (committed).",
+                 "samples": "Samples accepted by the engine (committed).",
+                 "rejected": "Dead letters written.", "commits": "Store transactions."}
+        for key, value in counters.items():
+            c = CounterMetricFamily(f"{_P}{key}", helps[key], labels=labels)
+            c.add_metric(values, value)
+            yield c
+        summary = Metric(f"{_P}commit_seconds", "Time spent in store commits, s.", "summary")
+        summary.add_sample(f"{_P}commit_seconds_sum", dict(zip(labels, values, strict=True)),
+                           commit_s)
+        summary.add_sample(f"{_P}commit_seconds_count", dict(zip(labels, values, strict=True)),
+                           commits)
+        yield summary
+        yield _gauge("assigned_partitions", "Partitions this worker owns.", labels, values,
+                     len(lag))
+        per = GaugeMetricFamily(f"{_P}consumer_lag", "Messages behind the partition's high "
+                                "watermark.", labels=[*labels, "partition"])
+        for p, v in sorted(lag.items()):
+            per.add_metric([*values, str(p)], v)
+        yield per
+        yield _gauge("consumer_lag_total", "Messages behind, summed over assigned partitions.",
+                     labels, values, sum(lag.values()))
+        yield _gauge("messages_per_second", "Messages/s over the last 10 s.", labels, values, mps)
+        yield _gauge("samples_per_second", "Samples/s over the last 10 s.", labels, values, sps)
+        lat = Metric(f"{_P}latency_seconds", "Produce time (Kafka timestamp) to committed, s, "
+                     "over the last 10,000 messages.", "summary")
+        for q, qv in quantiles.items():
+            lat.add_sample(f"{_P}latency_seconds",
+                           {**dict(zip(labels, values, strict=True)), "quantile": str(q)}, qv)
+        yield lat
         if last is not None:
-            lines += [f"# TYPE {_P}last_commit_timestamp_seconds gauge",
-                      f"{_P}last_commit_timestamp_seconds{{{lab}}} {last:.3f}"]
-        return "\n".join(lines) + "\n"
+            yield _gauge("last_commit_timestamp_seconds", "Wall clock of the last commit, s "
+                         "since the epoch.", labels, values, last)
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _gauge(name: str, help_: str, labels: list[str], values: list[str],
+           value: float) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(f"{_P}{name}", help_, labels=labels)
+    g.add_metric(values, value)
+    return g
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib API
+        pass
 
 
 class MetricsServer:
-    """``/metrics`` (Prometheus text) and ``/healthz`` on a background thread."""
+    """``/metrics`` (``prometheus_client``'s WSGI app) and ``/healthz`` on a background
+    thread."""
 
     def __init__(self, metrics: WorkerMetrics, host: str = "127.0.0.1", port: int = 0) -> None:
-        m = metrics
+        prom = make_wsgi_app(metrics.registry)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                if self.path.split("?")[0] == "/metrics":
-                    body = m.render().encode()
-                    ctype = "text/plain; version=0.0.4; charset=utf-8"
-                elif self.path.split("?")[0] == "/healthz":
-                    body, ctype = b"ok\n", "text/plain"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok\n"]
+            if path != "/metrics":
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"not found\n"]
+            return prom(environ, start_response)  # type: ignore[no-any-return]
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = make_server(host, port, app, _ThreadingWSGIServer,
+                                   handler_class=_QuietHandler)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="ct-metrics",
                                         daemon=True)

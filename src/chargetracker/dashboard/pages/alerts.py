@@ -2,7 +2,7 @@
 
 The page keeps the rows it has shown in the browser and, on each data change, asks the
 store only for alerts with an id above the newest one it has (``since_id``). The feed
-is a paged DataTable (hundreds of rows stay fast); clicking an open alert's
+is a paged AG Grid (hundreds of rows stay fast); clicking an open alert's
 "Acknowledge" cell acknowledges it (``store.ack_alert``), clicking a cell id opens the
 cell's page.
 """
@@ -12,12 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 import dash
-from dash import Input, Output, State, dash_table, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from ...config import Settings
 from ..data import DashboardData
-from ..tables import ACK_LABEL, ALERT_COLUMNS, alert_rows, alert_styles, alert_table_rows, cell_href
-from ..theme import FONT
+from ..tables import (
+    ACK_LABEL,
+    ALERT_COLUMNS,
+    alert_rows,
+    alert_styles,
+    alert_table_rows,
+    cell_href,
+    data_grid,
+)
 from .common import card, control, dropdown, error_box, log_error
 
 __all__ = ["layout", "register", "merge_alerts", "filter_alerts", "MAX_ROWS"]
@@ -43,18 +50,9 @@ def layout(data: DashboardData | None = None) -> html.Div:
         html.Div(id="al-note", className="ct-note"),
         card(None,
              html.Div("Loading…", className="ct-empty", id="al-empty"),
-             html.Div(dash_table.DataTable(  # type: ignore[attr-defined]
-                 id="al-table", data=[], columns=ALERT_COLUMNS, page_action="native", page_size=25,
-                 sort_action="native", filter_action="native",
-                 style_data_conditional=alert_styles(),
-                 style_cell={"fontFamily": FONT, "fontSize": "13px", "padding": "4px 8px", "textAlign": "left",
-                             "whiteSpace": "nowrap", "height": "auto"},
-                 style_cell_conditional=[
-                     {"if": {"column_id": c}, "textAlign": "right"} for c in ("id", "value", "threshold", "cycle")
-                 ] + [{"if": {"column_id": "message"}, "whiteSpace": "normal", "minWidth": "280px"}],
-                 style_header={"fontWeight": 600, "backgroundColor": "#f5f7fa"},
-                 style_table={"overflowX": "auto"},
-             ), id="al-table-box", style={"display": "none"})),
+             html.Div(data_grid("al-table", ALERT_COLUMNS, page_size=25, filters=True, row_id="key",
+                                row_style=alert_styles()),
+                      id="al-table-box", style={"display": "none"})),
     ])
 
 
@@ -94,22 +92,22 @@ def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
             return {**(current or {"rows": [], "max_id": 0}), "error": str(exc)}
 
     @app.callback(Output("al-data", "data", allow_duplicate=True), Output("ack-count", "data"),
-                  Output("al-table", "active_cell"), Output("url", "href", allow_duplicate=True),
-                  Input("al-table", "active_cell"),
+                  Output("al-table", "cellClicked"), Output("url", "href", allow_duplicate=True),
+                  Input("al-table", "cellClicked"),
                   State("al-data", "data"), State("al-by", "value"), State("ack-count", "data"),
                   prevent_initial_call=True)
     def _click(active: dict[str, Any] | None, current: dict[str, Any] | None, by: str | None,
                count: int | None) -> Any:
         nu = dash.no_update
-        if not active or not current or active.get("row_id") is None:
+        if not active or not current or active.get("rowId") is None:
             return nu, nu, nu, nu
-        alert_id = int(active["row_id"])
+        alert_id = int(active["rowId"])
         row = next((r for r in current.get("rows", []) if int(r["id"]) == alert_id), None)
         if row is None:
             return nu, nu, None, nu
-        if active.get("column_id") == "cell_id" and row.get("cell_id"):
+        if active.get("colId") == "cell_id" and row.get("cell_id"):
             return nu, nu, None, cell_href(str(row["cell_id"]))
-        if active.get("column_id") != "action" or row.get("acknowledged"):
+        if active.get("colId") != "action" or row.get("acknowledged"):
             return nu, nu, nu, nu
         who = (by or "").strip() or "dashboard"
         try:
@@ -119,10 +117,10 @@ def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
             return {**current, "error": f"could not acknowledge alert {alert_id}: {exc}"}, nu, None, nu
         rows = [({**r, "acknowledged": True, "acknowledged_by": who, "acknowledged_at": data.clock()}
                  if int(r["id"]) == alert_id and ok else r) for r in current.get("rows", [])]
-        # Clear the active cell so a later click on the same cell registers again.
+        # Clear the click so a later click on the same cell registers again.
         return {**current, "rows": rows, "error": None}, (count or 0) + 1, None, nu
 
-    @app.callback(Output("al-table", "data"), Output("al-table-box", "style"), Output("al-empty", "children"),
+    @app.callback(Output("al-table", "rowData"), Output("al-table-box", "style"), Output("al-empty", "children"),
                   Output("al-empty", "style"), Output("al-note", "children"),
                   Input("al-data", "data"), Input("al-open-only", "value"), Input("al-severity", "value"))
     def _render(current: dict[str, Any] | None, open_only: list[str] | None,

@@ -16,14 +16,14 @@ from urllib.parse import urlencode
 
 import dash
 import polars as pl
-from dash import Input, Output, State, dash_table, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from ...config import Settings
 from ...schema import CYCLE_SCHEMA
 from ..data import DashboardData
 from ..figures import FORECAST_LIMIT, cell_capacity_figure, cell_timeseries_figure, empty_figure
-from ..tables import cycle_table
-from ..theme import FONT, fmt_count, fmt_ts
+from ..tables import cycle_table, data_grid
+from ..theme import fmt_count, fmt_ts
 from .common import card, control, dropdown, error_box, graph, kv, log_error
 
 __all__ = ["layout", "register", "MAX_POINTS", "window_bounds", "parse_zoom", "trend_items"]
@@ -74,18 +74,11 @@ def layout(data: DashboardData | None, cell_id: str, query: dict[str, str], sett
         card("Cycles",
              html.Div([html.Button("Download cycles CSV", id="cp-dl-cycles", className="ct-btn", n_clicks=0)],
                       className="ct-controls"),
-             dash_table.DataTable(  # type: ignore[attr-defined]
-                 id="cp-cycles", data=[], columns=cycle_table(_no_cycles())[1], page_action="native",
-                 page_size=15, sort_action="native",
-                 style_cell={"fontFamily": FONT, "fontSize": "13px", "padding": "4px 8px",
-                             "textAlign": "right"},
-                 style_cell_conditional=[{"if": {"column_id": c}, "textAlign": "left"}
-                                         for c in ("status", "start")],
-                 style_data_conditional=[{"if": {"filter_query": '{status} = "open"'},
-                                          "fontStyle": "italic", "color": "#52606d"}],
-                 style_header={"fontWeight": 600, "backgroundColor": "#f5f7fa"},
-                 style_table={"overflowX": "auto"},
-             ),
+             data_grid("cp-cycles", cycle_table(_no_cycles())[1], page_size=15,
+                       row_id="key",
+                       row_style={"styleConditions": [{
+                           "condition": "params.data.status === 'open'",
+                           "style": {"fontStyle": "italic", "color": "#52606d"}}]}),
              dcc.Download(id="cp-download-cycles")),
     ])
 
@@ -231,8 +224,8 @@ def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
             log_error("cell raw", exc)
             return empty_figure("Could not read raw measurements.", height=560), error_box(exc)
 
-    @app.callback(Output("cp-cap", "figure"), Output("cp-trend", "children"), Output("cp-cycles", "data"),
-                  Output("cp-cycles", "columns"), Output("cp-meta", "children"),
+    @app.callback(Output("cp-cap", "figure"), Output("cp-trend", "children"), Output("cp-cycles", "rowData"),
+                  Output("cp-cycles", "columnDefs"), Output("cp-meta", "children"),
                   Input("version", "data"), State("cp-cell", "data"))
     def _cycles(token: Any, cell_id: str) -> tuple[Any, ...]:
         try:

@@ -10,14 +10,14 @@ import math
 from typing import Any
 
 import dash
-from dash import Input, Output, State, dash_table, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from ...config import Settings
 from ...stores.base import TREND_METRICS
 from ..data import DashboardData
 from ..figures import distribution_figure, empty_figure
-from ..tables import cell_href, deep_dive_columns, deep_dive_style, deep_dive_table
-from ..theme import FONT, OVERVIEW_METRICS, metric_spec
+from ..tables import cell_href, data_grid, deep_dive_columns, deep_dive_style, deep_dive_table
+from ..theme import OVERVIEW_METRICS, metric_spec
 from .common import card, control, dropdown, error_box, graph, kv, log_error
 
 __all__ = ["layout", "register", "render"]
@@ -55,17 +55,8 @@ def layout(data: DashboardData | None, query: dict[str, str], token: Any = None)
         html.Div(id="dd-summary"),
         html.Div([
             card("Cells by |deviation| (click a row to open the cell)",
-                 dash_table.DataTable(  # type: ignore[attr-defined]
-                     id="dd-table", data=[], columns=deep_dive_columns(metric),
-                     sort_action="native", page_action="native", page_size=25,
-                     style_data_conditional=deep_dive_style(),
-                     style_cell={"fontFamily": FONT, "fontSize": "13px", "padding": "4px 8px",
-                                 "textAlign": "right"},
-                     style_cell_conditional=[{"if": {"column_id": c}, "textAlign": "left"}
-                                             for c in ("cell_id", "status")],
-                     style_header={"fontWeight": 600, "backgroundColor": "#f5f7fa"},
-                     style_table={"overflowX": "auto"},
-                 ),
+                 data_grid("dd-table", deep_dive_columns(metric), page_size=25,
+                           cell_style=deep_dive_style()),
                  html.Div(id="dd-empty")),
             card("Distribution at this cycle",
                  graph("dd-dist", 360),
@@ -87,7 +78,7 @@ def render(data: DashboardData, settings: Settings, token: Any, group: str | Non
     resolved, dev = data.deep_dive(group, cycle, metric, group_key=by, token=token)
     rows, columns = deep_dive_table(dev, metric)
     for r in rows:
-        r["id"] = r["cell_id"]  # active_cell then names the cell whatever the sort order
+        r["id"] = r["cell_id"]  # the grid's row id: a click names the cell whatever the sort
     fig = distribution_figure(dev, metric)
     which = "latest complete cycle" if cycle is None else "cycle"
     title = f"{group} · {which} {resolved if resolved is not None else '–'}"
@@ -119,7 +110,7 @@ def render(data: DashboardData, settings: Settings, token: Any, group: str | Non
 
 
 def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
-    @app.callback(Output("dd-table", "data"), Output("dd-table", "columns"), Output("dd-dist", "figure"),
+    @app.callback(Output("dd-table", "rowData"), Output("dd-table", "columnDefs"), Output("dd-dist", "figure"),
                   Output("dd-summary", "children"), Output("dd-title", "children"),
                   Output("dd-empty", "children"),
                   Input("version", "data"), Input("dd-group", "value"), Input("dd-metric", "value"),
@@ -141,12 +132,12 @@ def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
             return dash.no_update  # type: ignore[return-value]
 
     @app.callback(Output("url", "href", allow_duplicate=True),
-                  Input("dd-table", "active_cell"), Input("dd-dist", "clickData"),
+                  Input("dd-table", "cellClicked"), Input("dd-dist", "clickData"),
                   prevent_initial_call=True)
     def _open_cell(active: dict[str, Any] | None, click: dict[str, Any] | None) -> Any:
         trig = dash.ctx.triggered_id
-        if trig == "dd-table" and active and active.get("row_id"):
-            return cell_href(str(active["row_id"]))
+        if trig == "dd-table" and active and active.get("rowId"):
+            return cell_href(str(active["rowId"]))
         if trig == "dd-dist" and click and click.get("points"):
             cid = click["points"][0].get("customdata")
             if isinstance(cid, str):
