@@ -85,4 +85,4 @@ def test_dashboard_under_chargetracker_serve(page: Any, serve_url: str) -> None:
     status, body = _get(serve_url + "/api/v1/openapi.json")
     assert status == 200 and json.loads(body)["info"]["title"] == "ChargeTracker API"
     pg.goto(serve_url + "/alerts")
-    pg.wait_for_selector("#al-table td[data-dash-column='action']")
+    pg.wait_for_selector("#al-table .ag-row .ag-cell[col-id='action']")
