@@ -123,6 +123,10 @@ def conform_records(frame: pl.DataFrame, *, source: str = "input") -> pl.DataFra
                           f"vin, date, {', '.join(SIGNALS)} (label optional)",
                           field=missing[0], source=source)
     out = frame.select([pl.col(old).alias(new) for old, new in rename.items()])
+    for name, dtype in out.schema.items():
+        if dtype == pl.Object or isinstance(dtype, pl.List | pl.Struct | pl.Array):
+            raise SchemaError(f"column {name!r} holds {dtype} values, not text or numbers",
+                              field=name, source=source)
     if "label" not in out.columns:
         out = out.with_columns(pl.lit(None, pl.Utf8()).alias("label"))
     return out
@@ -163,7 +167,7 @@ def validate_records(frame: pl.DataFrame, *, source: str = "input") -> Validated
     for s in SIGNALS:
         if schema[s].is_numeric() or schema[s] == pl.Null:
             # Typed input (Parquet, JSON numbers): no text round trip.
-            exprs.append(pl.col(s).cast(pl.Float64).alias(f"{s}__v"))
+            exprs.append(pl.col(s).cast(pl.Float64).fill_nan(None).alias(f"{s}__v"))
             exprs.append(pl.lit(False).alias(f"{s}__bad"))
             continue
         text = _as_text(s)
