@@ -7,6 +7,7 @@ Examples::
     chargetracker alarm train --data series_samples.csv --model models/bms
     chargetracker alarm predict --model models/bms --data today.csv --out predictions.csv
     chargetracker alarm predict --data test_batch_samples.csv --out p.csv   # default model
+    chargetracker alarm inbox --dir inbox/ --store duckdb:///ct.duckdb
 
 ``--data`` for train/evaluate is a CSV of daily pack records with a label column;
 ``predict`` also accepts the reference's headerless 84-value batch format (detected).
@@ -26,7 +27,8 @@ import polars as pl
 
 from ..errors import ConfigError, ValidationError
 
-__all__ = ["register", "read_daily", "run_evaluate", "run_predict", "run_train", "versions"]
+__all__ = ["load_artifact", "read_daily", "register", "run_evaluate", "run_predict", "run_train",
+           "run_inbox", "versions"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,6 +70,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--out", required=True, metavar="predictions.csv")
     q.add_argument("--latest", action="store_true", help="only each VIN's last prediction day")
     q.set_defaults(func=run_predict)
+
+    b = asub.add_parser("inbox", help="watch a folder: score each CSV dropped in, store the "
+                        "predictions, move it to processed/ or rejected/")
+    b.add_argument("--dir", required=True, metavar="INBOX")
+    b.add_argument("--store", default="duckdb:///chargetracker.duckdb", metavar="URL",
+                   help="where predictions go (DuckDB file or PostgreSQL URL)")
+    b.add_argument("--model", metavar="DIR", help="model directory (default: the packaged one)")
+    b.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    b.add_argument("--settle", type=float, default=2.0,
+                   help="a file is read once unchanged for this many seconds")
+    b.add_argument("--once", action="store_true", help="process what is there and exit")
+    b.set_defaults(func=run_inbox)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -152,25 +166,9 @@ def load_artifact(model: str | None) -> Any:
     return load_default_model() if model is None else load_model(model)
 
 
-def score_bytes(predictor: Any, data: bytes, *, source: str, latest: bool = False
-                ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(predictions, rejected rows) of a daily-records CSV or an 84-value batch file.
-
-    Bad daily rows are rejected (kept with their reason) and their days treated as days
-    without data; the good rows are scored. An unreadable or wrongly shaped file raises.
-    """
-    from ..ml.predict import is_batch84, parse_batch84
-    from ..ml.records import REJECT_SCHEMA, parse_records_csv, validate_records
-
-    if is_batch84(data[:65536]):
-        return predictor.predict_batch84(parse_batch84(data, source=source)), \
-            pl.DataFrame(schema=REJECT_SCHEMA)
-    checked = validate_records(parse_records_csv(data, source=source), source=source)
-    return predictor.predict_records(checked.records, latest_only=latest), checked.rejected
-
-
 def run_predict(args: argparse.Namespace) -> int:
     from ..ml import Predictor
+    from ..ml.predict import score_bytes
 
     predictor = Predictor(load_artifact(args.model))
     preds, rejected = score_bytes(predictor, _read(args.data), source=args.data,
@@ -189,3 +187,25 @@ def run_predict(args: argparse.Namespace) -> int:
     if preds.height == 0 and rejected.height:
         raise ValidationError("no row could be scored", source=args.data)
     return 0
+
+
+def run_inbox(args: argparse.Namespace) -> int:
+    import time
+
+    from ..ml import Predictor
+    from ..sources.alarm_inbox import AlarmInbox
+    from ..stores.packs import open_pack_store
+
+    predictor = Predictor(load_artifact(args.model))
+    with open_pack_store(args.store) as store:
+        inbox = AlarmInbox(args.dir, predictor, store, settle_s=args.settle)
+        print(f"watching {inbox.dir} with {predictor.model_version}", flush=True)
+        while True:
+            res = inbox.poll()
+            for name in res.processed:
+                print(f"scored {name}", flush=True)
+            for name in res.rejected:
+                print(f"rejected {name} (see rejected/{name}.reason.txt)", flush=True)
+            if args.once:
+                return 0
+            time.sleep(max(0.05, args.interval))

@@ -25,7 +25,7 @@ from .records import SIGNALS
 from .windows import CONTEXT_DAYS, Panel, Windows, build_panel, build_windows
 
 __all__ = ["PREDICTION_SCHEMA", "BatchRows", "Predictor", "is_batch84", "parse_batch84",
-           "windows_from_batch84"]
+           "score_bytes", "windows_from_batch84"]
 
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "vin": pl.Utf8(), "date": pl.Date(), "probability": pl.Float64(), "alarm": pl.Boolean(),
@@ -188,3 +188,20 @@ class Predictor:
                          "value": None if np.isnan(x[r, k]) else float(x[r, k])}
                         for k in order[r]])
         return out
+
+
+def score_bytes(predictor: Predictor, data: bytes, *, source: str, latest: bool = False
+                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(predictions, rejected rows) of a daily-records CSV or an 84-value batch file.
+
+    Bad daily rows are rejected (kept with their reason) and their days treated as days
+    without data; the good rows are scored. An unreadable or wrongly shaped file raises
+    :class:`ValidationError`.
+    """
+    from .records import REJECT_SCHEMA, parse_records_csv, validate_records
+
+    if is_batch84(data[:65536]):
+        return predictor.predict_batch84(parse_batch84(data, source=source)), \
+            pl.DataFrame(schema=REJECT_SCHEMA)
+    checked = validate_records(parse_records_csv(data, source=source), source=source)
+    return predictor.predict_records(checked.records, latest_only=latest), checked.rejected

@@ -56,16 +56,23 @@ _DDL = [
     "reason VARCHAR(2000), processed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, sha256))",
 ]
 
+# Identifiers in these statements come only from the constant column tuples above and
+# fixed filter snippets (_filters); every value is a bound parameter.
 _UPSERT_RECORDS = (
-    f"INSERT INTO pack_records ({', '.join(RECORD_COLUMNS)}) VALUES "
-    f"({', '.join('?' for _ in RECORD_COLUMNS)}) ON CONFLICT (vin, date) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in RECORD_COLUMNS[2:])
+    'INSERT INTO pack_records (vin, date, total_voltage_v, total_current_a, cell_max_v, '
+    'cell_min_v, max_temperature_c, min_temperature_c, label, source, ingested_at) VALUES (?, '
+    '?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vin, date) DO UPDATE SET total_voltage_v = '
+    'EXCLUDED.total_voltage_v, total_current_a = EXCLUDED.total_current_a, cell_max_v = '
+    'EXCLUDED.cell_max_v, cell_min_v = EXCLUDED.cell_min_v, max_temperature_c = '
+    'EXCLUDED.max_temperature_c, min_temperature_c = EXCLUDED.min_temperature_c, label = '
+    'EXCLUDED.label, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at'
 )
 _UPSERT_PREDICTIONS = (
-    f"INSERT INTO alarm_predictions ({', '.join(PREDICTION_COLUMNS)}) VALUES "
-    f"({', '.join('?' for _ in PREDICTION_COLUMNS)}) ON CONFLICT (vin, date, model_version) "
-    "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in PREDICTION_COLUMNS[2:]
-                                 if c != "model_version")
+    'INSERT INTO alarm_predictions (vin, date, probability, alarm, threshold, model_version, '
+    'source, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vin, '
+    'date, model_version) DO UPDATE SET probability = EXCLUDED.probability, alarm = '
+    'EXCLUDED.alarm, threshold = EXCLUDED.threshold, source = EXCLUDED.source, request_id = '
+    'EXCLUDED.request_id, created_at = EXCLUDED.created_at'
 )
 
 _PRED_SCHEMA: dict[str, pl.DataType] = {
@@ -240,7 +247,7 @@ class PackStore:
         where, params = _filters(vin=vin, start=start, end=end, model_version=model_version)
         if alarm_only:
             where.append("alarm")
-        sql = (f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM alarm_predictions"
+        sql = (f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM alarm_predictions"  # noqa: S608
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY date DESC, vin, model_version LIMIT ? OFFSET ?")
         rows = self._b.run(sql, (*params, int(limit), int(offset)))
@@ -251,14 +258,14 @@ class PackStore:
         where, params = _filters(vin=vin, start=start, end=end, model_version=None)
         if alarm_only:
             where.append("alarm")
-        sql = "SELECT count(*) FROM alarm_predictions" + (
+        sql = "SELECT count(*) FROM alarm_predictions" + (  # noqa: S608
             " WHERE " + " AND ".join(where) if where else "")
         return int(self._b.run(sql, params)[0][0])
 
     def latest_predictions(self, *, limit: int = 100) -> pl.DataFrame:
         """Each VIN's most recent prediction day (newest scoring), highest probability
         first: the fleet ranking."""
-        sql = (f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM (SELECT *, ROW_NUMBER() OVER "
+        sql = (f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM (SELECT *, ROW_NUMBER() OVER "  # noqa: S608
                "(PARTITION BY vin ORDER BY date DESC, created_at DESC) AS rn FROM "
                "alarm_predictions) AS ranked WHERE rn = 1 "
                "ORDER BY probability DESC, vin LIMIT ?")
@@ -268,7 +275,7 @@ class PackStore:
                 limit: int = 10_000) -> pl.DataFrame:
         """Stored daily records, oldest first."""
         where, params = _filters(vin=vin, start=start, end=end, model_version=None)
-        sql = (f"SELECT {', '.join(RECORD_COLUMNS)} FROM pack_records"
+        sql = (f"SELECT {', '.join(RECORD_COLUMNS)} FROM pack_records"  # noqa: S608
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY vin, date LIMIT ?")
         return pl.DataFrame(self._b.run(sql, (*params, int(limit))), schema=_REC_SCHEMA,
