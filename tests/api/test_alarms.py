@@ -11,7 +11,7 @@ import httpx
 import polars as pl
 import pytest
 
-from .conftest import AUTH, KEY, LiveServer, start_server
+from tests.api.conftest import AUTH, KEY, LiveServer, start_server
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SERIES = DATA / "bms-series_samples.csv"

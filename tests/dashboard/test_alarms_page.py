@@ -15,7 +15,7 @@ from chargetracker.stores.duckdb import DuckDBStore
 from chargetracker.stores.models import load_default_model
 from chargetracker.stores.packs import open_pack_store
 
-from .conftest import TEST_SETTINGS, screenshot
+from tests.dashboard.conftest import TEST_SETTINGS, screenshot
 
 pytestmark = pytest.mark.timeout(180)
 SERIES = Path(__file__).resolve().parents[1] / "data" / "bms-series_samples.csv"

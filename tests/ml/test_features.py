@@ -8,7 +8,7 @@ import pytest
 from chargetracker.ml import build_panel, build_windows, feature_matrix, feature_names
 from chargetracker.ml.windows import Windows
 
-from .conftest import daily
+from tests.ml.conftest import daily
 
 
 def _one_window(rows: list[tuple[float | None, ...]]) -> Windows:

@@ -10,7 +10,7 @@ import polars as pl
 from chargetracker.ml import build_panel, build_windows
 from chargetracker.ml.windows import Windows
 
-from .conftest import SERIES, daily
+from tests.ml.conftest import SERIES, daily
 
 
 def _reference_loop(path: str) -> dict[tuple[str, str], tuple[np.ndarray, int]]:
