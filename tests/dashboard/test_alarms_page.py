@@ -59,8 +59,9 @@ def test_fleet_alarms_page(page: Any, alarm_server: StandaloneServer) -> None:
     screenshot(pg, "fleet_alarms")
     # Another VIN with real alarms.
     pg.click("#fa-vin")
-    pg.keyboard.type("JH4PC6DU52KF7SVMZ")
-    pg.keyboard.press("Enter")
+    pg.keyboard.type("JH4PC6DU5")
+    pg.get_by_role("option", name="JH4PC6DU52KF7SVMZ").click()
     pg.wait_for_function("() => { const g = document.querySelector('#fa-history .js-plotly-plot');"
-                         " return g && g.layout.title.text.startsWith('JH4PC6DU52KF7SVMZ') &&"
+                         " const t = g && g.layout && g.layout.title;"
+                         " return !!t && String(t.text || t).startsWith('JH4PC6DU52KF7SVMZ') &&"
                          " g.data.some(t => t.name === 'real alarm'); }")

@@ -127,6 +127,21 @@ class _Duck:
                 cur.execute("ROLLBACK")
                 raise
 
+    def frame(self, sql: str, frame: pl.DataFrame) -> None:
+        """Run ``sql`` (an INSERT whose ``VALUES (?, ...)`` becomes ``SELECT * FROM`` the
+        frame): one set-based statement over the frame's Arrow buffers, not row by row."""
+        if frame.height == 0:
+            return
+        head, _, tail = sql.partition(" VALUES (")
+        tail = tail.partition(")")[2]
+        stmt = head + " SELECT * FROM _pack_src" + tail
+        with self.cursor() as cur:
+            cur.register("_pack_src", frame.to_arrow())
+            try:
+                cur.execute(stmt)
+            finally:
+                cur.unregister("_pack_src")
+
     def close(self) -> None:
         self.con.close()
 
@@ -176,6 +191,9 @@ class _Pg:
         except self._psycopg.Error as exc:
             raise StoreError(f"pack store: {exc}") from exc
 
+    def frame(self, sql: str, frame: pl.DataFrame) -> None:
+        self.many(sql, frame.rows())
+
     def close(self) -> None:
         self.pool.close()
 
@@ -210,7 +228,7 @@ class PackStore:
         now = self._clock()
         frame = records.select("vin", "date", *SIGNALS, "label").with_columns(
             pl.lit(source).alias("source"), pl.lit(now).alias("ingested_at"))
-        self._b.many(_UPSERT_RECORDS, frame.rows())
+        self._b.frame(_UPSERT_RECORDS, frame)
         return frame.height
 
     def upsert_predictions(self, predictions: pl.DataFrame, *, source: str,
@@ -223,7 +241,7 @@ class PackStore:
                                    "model_version").with_columns(
             pl.lit(source).alias("source"), pl.lit(request_id, pl.Utf8).alias("request_id"),
             pl.lit(now).alias("created_at"))
-        self._b.many(_UPSERT_PREDICTIONS, frame.rows())
+        self._b.frame(_UPSERT_PREDICTIONS, frame)
         return frame.height
 
     def inbox_seen(self, name: str, sha256: str) -> bool:
