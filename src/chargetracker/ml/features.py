@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
 from .records import SIGNALS
@@ -134,52 +135,80 @@ def _history(w: Windows, spread_panel: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _engineered(w: Windows) -> dict[str, np.ndarray]:
-    sig = {s: w.signal(k) for s, k in _K.items()}
-    spread = sig["cell_max_v"] - sig["cell_min_v"]                       # V
-    cell_mean = 0.5 * (sig["cell_max_v"] + sig["cell_min_v"])           # V
+def _window_mean(w: Windows, a: np.ndarray, days: int = CONTEXT_DAYS) -> np.ndarray:
+    """Mean of the valid values of panel array ``a`` over days t-days .. t-1, from
+    running sums (O(panel) instead of O(samples x days)); NaN without valid days."""
+    valid = ~np.isnan(a)
+    cs = np.r_[0.0, np.cumsum(np.where(valid, a, 0.0))]
+    cn = np.r_[0, np.cumsum(valid)]
+    i = w.index
+    n = cn[i] - cn[i - days]
     with np.errstate(invalid="ignore", divide="ignore"):
-        rel = spread / cell_mean                                          # 1
-        n_series = sig["total_voltage_v"] / cell_mean                    # cells in series
-    tspread = sig["max_temperature_c"] - sig["min_temperature_c"]        # degC
-    day_has = ~np.isnan(np.stack(list(sig.values()), axis=2)).all(axis=2)
-    recent = spread[:, -7:]
+        return np.where(n > 0, (cs[i] - cs[i - days]) / np.maximum(n, 1), np.nan)
+
+
+def _window_count(w: Windows, mask: np.ndarray, days: int = CONTEXT_DAYS) -> np.ndarray:
+    c = np.r_[0, np.cumsum(mask)]
+    return (c[w.index] - c[w.index - days]).astype(np.float64)
+
+
+def _window(w: Windows, a: np.ndarray) -> np.ndarray:
+    """(n, 14) values of a panel array on days t-14 .. t-1."""
+    view = sliding_window_view(np.ascontiguousarray(a), CONTEXT_DAYS)
+    return view[w.index - CONTEXT_DAYS]
+
+
+def _engineered(w: Windows) -> dict[str, np.ndarray]:
+    if len(w) == 0:
+        return {n: np.zeros(0) for n in _ENGINEERED_NAMES}
+    x = w.panel.x
+    col = {s: x[:, k] for s, k in _K.items()}
+    # Derived signals once per panel day, then windowed.
+    p_spread = col["cell_max_v"] - col["cell_min_v"]                        # V
+    p_cell = 0.5 * (col["cell_max_v"] + col["cell_min_v"])                 # V
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_rel = p_spread / p_cell                                           # 1
+        p_series = col["total_voltage_v"] / p_cell                         # cells in series
+    p_tspread = col["max_temperature_c"] - col["min_temperature_c"]         # degC
+    p_has = ~np.isnan(x).all(axis=1)
+    spread = _window(w, p_spread)
+    tspread = _window(w, p_tspread)
+    day_has = _window(w, p_has)
+    current = _window(w, col["total_current_a"])
+    last_spread = _last(spread)
     out: dict[str, np.ndarray] = {
-        "spread_last_v": _last(spread),
+        "spread_last_v": last_spread,
         "spread_max_v": _max(spread),
-        "spread_mean_v": _mean(spread),
+        "spread_mean_v": _window_mean(w, p_spread),
         "spread_min_v": _min(spread),
         "spread_std_v": _std(spread),
         "spread_trend_v_per_day": _slope(spread),
-        "spread_recent_mean_v": _mean(recent),
-        "spread_last_minus_first_v": _last(spread) - _first(spread),
-        "spread_rel_mean": _mean(rel),
-        "spread_rel_max": _max(rel),
+        "spread_recent_mean_v": _window_mean(w, p_spread, 7),
+        "spread_last_minus_first_v": last_spread - _first(spread),
+        "spread_rel_mean": _window_mean(w, p_rel),
+        "spread_rel_max": _max(_window(w, p_rel)),
         "temp_spread_last_c": _last(tspread),
         "temp_spread_max_c": _max(tspread),
-        "temp_spread_mean_c": _mean(tspread),
+        "temp_spread_mean_c": _window_mean(w, p_tspread),
         "temp_spread_trend_c_per_day": _slope(tspread),
-        "cell_mean_v": _mean(cell_mean),
-        "cell_min_min_v": _min(sig["cell_min_v"]),
-        "cell_max_max_v": _max(sig["cell_max_v"]),
-        "total_voltage_mean_v": _mean(sig["total_voltage_v"]),
-        "n_series_est": _mean(n_series),
-        "current_mean_a": _mean(sig["total_current_a"]),
-        "current_std_a": _std(sig["total_current_a"]),
-        "max_temperature_max_c": _max(sig["max_temperature_c"]),
-        "max_temperature_mean_c": _mean(sig["max_temperature_c"]),
-        "min_temperature_min_c": _min(sig["min_temperature_c"]),
-        "days_with_data": day_has.sum(axis=1).astype(np.float64),
-        "days_with_data_last7": day_has[:, -7:].sum(axis=1).astype(np.float64),
+        "cell_mean_v": _window_mean(w, p_cell),
+        "cell_min_min_v": _min(_window(w, col["cell_min_v"])),
+        "cell_max_max_v": _max(_window(w, col["cell_max_v"])),
+        "total_voltage_mean_v": _window_mean(w, col["total_voltage_v"]),
+        "n_series_est": _window_mean(w, p_series),
+        "current_mean_a": _window_mean(w, col["total_current_a"]),
+        "current_std_a": _std(current),
+        "max_temperature_max_c": _max(_window(w, col["max_temperature_c"])),
+        "max_temperature_mean_c": _window_mean(w, col["max_temperature_c"]),
+        "min_temperature_min_c": _min(_window(w, col["min_temperature_c"])),
+        "days_with_data": _window_count(w, p_has),
+        "days_with_data_last7": _window_count(w, p_has, 7),
         "days_since_data": _days_since(day_has),
-        "empty_window": (~day_has.any(axis=1)).astype(np.float64),
-        "days_spread_over_30mv": (spread > 0.03).sum(axis=1).astype(np.float64),
-        "days_spread_over_50mv": (spread > 0.05).sum(axis=1).astype(np.float64),
+        "empty_window": (_window_count(w, p_has) == 0).astype(np.float64),
+        "days_spread_over_30mv": _window_count(w, p_spread > 0.03),
+        "days_spread_over_50mv": _window_count(w, p_spread > 0.05),
     }
-    if len(w):
-        out.update(_history(w, w.panel.x[:, _K["cell_max_v"]] - w.panel.x[:, _K["cell_min_v"]]))
-    else:
-        out.update({n: np.zeros(0) for n in _HISTORY_NAMES})
+    out.update(_history(w, p_spread))
     return out
 
 
@@ -199,7 +228,6 @@ _ENGINEERED_NAMES: tuple[str, ...] = (
     "history_spread_mean_v", "history_spread_max_v", "history_days_spread_over_50mv",
     "history_days_with_data",
 )
-_HISTORY_NAMES = _ENGINEERED_NAMES[-4:]
 
 
 def _reference(w: Windows) -> dict[str, np.ndarray]:
