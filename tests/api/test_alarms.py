@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
-
 from tests.api.conftest import AUTH, KEY, LiveServer, start_server
 
 DATA = Path(__file__).resolve().parents[1] / "data"

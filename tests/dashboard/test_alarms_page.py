@@ -14,7 +14,6 @@ from chargetracker.queries import Queries
 from chargetracker.stores.duckdb import DuckDBStore
 from chargetracker.stores.models import load_default_model
 from chargetracker.stores.packs import open_pack_store
-
 from tests.dashboard.conftest import TEST_SETTINGS, screenshot
 
 pytestmark = pytest.mark.timeout(180)

@@ -7,7 +7,6 @@ import pytest
 
 from chargetracker.ml import build_panel, build_windows, feature_matrix, feature_names
 from chargetracker.ml.windows import Windows
-
 from tests.ml.conftest import daily
 
 

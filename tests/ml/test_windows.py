@@ -9,7 +9,6 @@ import polars as pl
 
 from chargetracker.ml import build_panel, build_windows
 from chargetracker.ml.windows import Windows
-
 from tests.ml.conftest import SERIES, daily
 
 

@@ -134,7 +134,7 @@ class _Duck:
             return
         head, _, tail = sql.partition(" VALUES (")
         tail = tail.partition(")")[2]
-        stmt = head + " SELECT * FROM _pack_src" + tail
+        stmt = head + " SELECT * FROM _pack_src" + tail  # noqa: S608 - from the constant statements
         with self.cursor() as cur:
             cur.register("_pack_src", frame.to_arrow())
             try:
