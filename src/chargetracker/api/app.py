@@ -144,7 +144,7 @@ def _api_fallback(app: FastAPI) -> None:
     the dashboard's HTML page."""
 
     known = [(compile_path(r.path)[0], r.methods or set())
-             for router in (ingest_router, read_router) for r in router.routes
+             for router in (ingest_router, read_router, alarms_router) for r in router.routes
              if isinstance(r, APIRoute)]
 
     async def fallback(request: Request, rest: str) -> None:

@@ -132,6 +132,11 @@ class _Duck:
         frame): one set-based statement over the frame's Arrow buffers, not row by row."""
         if frame.height == 0:
             return
+        if frame.height <= 64:
+            # A few rows (one HTTP prediction): a prepared INSERT is cheaper than
+            # registering an Arrow view.
+            self.many(sql, frame.rows())
+            return
         head, _, tail = sql.partition(" VALUES (")
         tail = tail.partition(")")[2]
         stmt = head + " SELECT * FROM _pack_src" + tail  # noqa: S608 - from the constant statements
