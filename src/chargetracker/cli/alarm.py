@@ -8,6 +8,7 @@ Examples::
     chargetracker alarm predict --model models/bms --data today.csv --out predictions.csv
     chargetracker alarm predict --data test_batch_samples.csv --out p.csv   # default model
     chargetracker alarm inbox --dir inbox/ --store duckdb:///ct.duckdb
+    chargetracker alarm simulate --vehicles 10000 --days 365 --out fleet.csv
 
 ``--data`` for train/evaluate is a CSV of daily pack records with a label column;
 ``predict`` also accepts the reference's headerless 84-value batch format (detected).
@@ -28,7 +29,7 @@ import polars as pl
 from ..errors import ConfigError, ValidationError
 
 __all__ = ["load_artifact", "read_daily", "register", "run_evaluate", "run_predict", "run_train",
-           "run_inbox", "versions"]
+           "run_inbox", "run_simulate", "versions"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -70,6 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--out", required=True, metavar="predictions.csv")
     q.add_argument("--latest", action="store_true", help="only each VIN's last prediction day")
     q.set_defaults(func=run_predict)
+
+    m = asub.add_parser("simulate", help="write labelled daily records of a simulated fleet "
+                        "whose packs develop inconsistency")
+    m.add_argument("--vehicles", type=int, default=100)
+    m.add_argument("--days", type=int, default=180)
+    m.add_argument("--start", default="2024-01-01", help="first day, YYYY-MM-DD")
+    m.add_argument("--defect-share", type=float, default=0.15,
+                   help="share of vehicles with one weak cell")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True, metavar="DAILY.csv")
+    m.set_defaults(func=run_simulate)
 
     b = asub.add_parser("inbox", help="watch a folder: score each CSV dropped in, store the "
                         "predictions, move it to processed/ or rejected/")
@@ -209,3 +221,20 @@ def run_inbox(args: argparse.Namespace) -> int:
             if args.once:
                 return 0
             time.sleep(max(0.05, args.interval))
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from ..ml.fleet_sim import PackFleetConfig, simulate_pack_fleet
+
+    if args.vehicles < 1 or args.days < 1:
+        raise ConfigError("--vehicles and --days must be at least 1")
+    frame = simulate_pack_fleet(PackFleetConfig(vehicles=args.vehicles, days=args.days,
+                                                start=args.start,
+                                                defect_share=args.defect_share,
+                                                seed=args.seed))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(out)
+    print(f"{frame.height:,} daily records of {args.vehicles} vehicles "
+          f"({int(frame.get_column('label').sum()):,} alarm days) -> {out}")
+    return 0
