@@ -366,7 +366,7 @@ def list_predictions(
 
 
 @router.get("/alarms/model", summary="The alarm model's card (manifest and evaluation)",
-            responses=responses(401, 403, 503), dependencies=[Depends(require_read)])
+            responses=responses(401, 403, 422, 503), dependencies=[Depends(require_read)])
 def model_card(request: Request) -> dict[str, Any]:
     predictor, _ = _state(request)
     art = predictor.artifact
