@@ -7,6 +7,7 @@ without it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ class TrainedBooster:
     spec: BoostSpec
     feature_names: list[str]
     _threads: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] != len(self.feature_names):
@@ -80,10 +82,11 @@ class TrainedBooster:
         # In-place prediction (no DMatrix copy); two threads only for big batches, where
         # they pay for their start-up (a single HTTP prediction stays on one thread).
         threads = 2 if x.shape[0] >= 20_000 else 1
-        if threads != self._threads:
-            self.booster.set_param({"nthread": threads})
-            self._threads = threads
-        out = self.booster.inplace_predict(self.spec.prepare(x), missing=np.nan)
+        with self._lock:  # set_param is not safe beside a running prediction
+            if threads != self._threads:
+                self.booster.set_param({"nthread": threads})
+                self._threads = threads
+            out = self.booster.inplace_predict(self.spec.prepare(x), missing=np.nan)
         return np.asarray(out, dtype=np.float64)
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
