@@ -32,6 +32,7 @@ from .errors import ApiError, install_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .models import IngestEnvelope, MeasurementIn
+from .routes_alarms import router as alarms_router
 from .routes_ingest import router as ingest_router
 from .routes_ops import router as ops_router
 from .routes_read import router as read_router
@@ -119,6 +120,7 @@ def create_app(
     app.include_router(ingest_router)
     app.include_router(read_router)
     app.include_router(ops_router)
+    app.include_router(alarms_router)
     _api_fallback(app)
     app.openapi = _openapi_factory(app)  # type: ignore[method-assign]
 
@@ -145,7 +147,7 @@ def _api_fallback(app: FastAPI) -> None:
     the dashboard's HTML page."""
 
     known = [(compile_path(r.path)[0], r.methods or set())
-             for router in (ingest_router, read_router) for r in router.routes
+             for router in (ingest_router, read_router, alarms_router) for r in router.routes
              if isinstance(r, APIRoute)]
 
     async def fallback(request: Request, rest: str) -> None:

@@ -26,7 +26,7 @@ from dash import Input, Output, State, dcc, html
 from ..config import Settings
 from ..queries import Queries
 from .data import DashboardData
-from .pages import alerts, cell, group, ingest, overview
+from .pages import alarms, alerts, cell, group, ingest, overview
 from .pages.common import error_box, log_error, params
 from .tables import cell_href
 from .theme import CSS, fmt_count, fmt_duration, fmt_rate
@@ -42,6 +42,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("group", "Deep dive", "/group"),
     ("alerts", "Alerts", "/alerts"),
     ("ingest", "Ingest", "/ingest"),
+    ("alarms", "Fleet alarms", "/alarms"),
 )
 
 _INDEX = """<!DOCTYPE html>
@@ -180,6 +181,7 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
         cell.layout(None, "", {}, settings),
         alerts.layout(None),
         ingest.layout(None),
+        alarms.layout(None),
     ])
 
     @app.callback(Output("page", "children"),
@@ -204,6 +206,8 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
             elif path.rstrip("/") == "/ingest":
                 page = ingest.layout(data)
                 active = "ingest"
+            elif path.rstrip("/") == "/alarms":
+                page, active = alarms.layout(data), "alarms"
             else:
                 page = html.Div([html.H1("Page not found", className="ct-title"),
                                  html.P(f"Nothing at {path}."), dcc.Link("← overview", href="/")])
@@ -245,6 +249,6 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
             return dash.no_update
         return cell_href(value.strip())
 
-    for module in (overview, group, cell, alerts, ingest):
+    for module in (overview, group, cell, alerts, ingest, alarms):
         module.register(app, data, settings)
     return app

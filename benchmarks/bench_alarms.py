@@ -1,0 +1,182 @@
+"""Consistency-alarm benchmarks: training time, batch scoring throughput, single HTTP
+prediction latency, and the evaluation table (reference baseline vs ChargeTracker).
+
+    .venv/bin/python benchmarks/bench_alarms.py [--records 1e6] [--requests 300]
+        [--repeats 3] [--skip-eval] [--skip-http]
+
+Prints Markdown; wall time and process CPU time beside each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+SERIES = ROOT / "tests" / "data" / "bms-series_samples.csv"
+
+
+def _timed(fn):  # type: ignore[no-untyped-def]
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
+def synthetic_records(n_records: int, days: int = 365, seed: int = 1) -> pl.DataFrame:
+    """Daily records of n_records // days vehicles: noise around a 96s pack, spreads
+    drifting up on 10 % of them, 30 % of days empty (the sample's share)."""
+    rng = np.random.default_rng(seed)
+    n_vin = max(1, n_records // days)
+    n = n_vin * days
+    vin = np.repeat(np.array([f"V{i:07d}" for i in range(n_vin)]), days)
+    date = np.tile(np.arange(days), n_vin) + np.datetime64("2024-01-01", "D").astype(np.int64)
+    cell = 3.4 + 0.5 * rng.random(n)
+    drift = np.repeat(rng.random(n_vin) < 0.1, days) * np.tile(np.linspace(0, 0.2, days), n_vin)
+    spread = 0.012 + 0.004 * rng.random(n) + drift
+    empty = rng.random(n) < 0.3
+    def nan(a: np.ndarray) -> np.ndarray:
+        return np.where(empty, np.nan, a)
+    t = 15 + 15 * rng.random(n)
+    return pl.DataFrame({
+        "vin": vin, "date": date.astype("datetime64[D]"),
+        "total_voltage_v": nan(96 * cell), "total_current_a": nan(rng.normal(0, 5, n)),
+        "cell_max_v": nan(cell + spread / 2), "cell_min_v": nan(cell - spread / 2),
+        "max_temperature_c": nan(t + 2), "min_temperature_c": nan(t),
+    })
+
+
+def bench_training() -> dict[str, float]:
+    from chargetracker.ml import (
+        CHARGETRACKER,
+        build_panel,
+        build_windows,
+        feature_matrix,
+        fit_model,
+        parse_records_csv,
+        require_valid,
+    )
+
+    recs = require_valid(parse_records_csv(SERIES.read_bytes()))
+    w = build_windows(build_panel(recs))
+    x = feature_matrix(w, CHARGETRACKER.features)
+    y = (w.label == 1).astype(np.int8)
+    _, wall, cpu = _timed(lambda: fit_model(CHARGETRACKER, x, y, w.vin_names()))
+    return {"samples": len(w), "wall_s": wall, "cpu_s": cpu}
+
+
+def bench_scoring(n_records: int) -> dict[str, float]:
+    from chargetracker.ml import Predictor, validate_records
+    from chargetracker.stores.models import load_default_model
+
+    pred = Predictor(load_default_model())
+    frame = synthetic_records(n_records)
+    pred.predict_records(validate_records(frame.head(2000)).records)  # warm up
+    checked, w1, c1 = _timed(lambda: validate_records(frame))
+    out, w2, c2 = _timed(lambda: pred.predict_records(checked.records))
+    return {"records": frame.height, "predictions": out.height, "validate_wall_s": w1,
+            "score_wall_s": w2, "wall_s": w1 + w2, "cpu_s": c1 + c2,
+            "records_per_s": frame.height / (w1 + w2)}
+
+
+def bench_http(n_requests: int) -> dict[str, float]:
+    import httpx
+
+    rows = [r for r in csv.DictReader(open(SERIES)) if r["VIN"] == "JH4PC6DU52KF7SVMZ"][-20:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp = tempfile.mkdtemp()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGETRACKER_")}
+    proc = subprocess.Popen([sys.executable, "-m", "chargetracker", "serve", "--store",
+                             f"duckdb:///{tmp}/b.duckdb", "--port", str(port), "--host",
+                             "127.0.0.1", "--no-dashboard"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        lat = []
+        with httpx.Client(base_url=url) as c:
+            body = {"vin": "JH4PC6DU52KF7SVMZ", "records": rows}
+            for _ in range(20):
+                c.post("/api/v1/alarms/predict", json=body).raise_for_status()
+            c0 = time.process_time()
+            for _ in range(n_requests):
+                t0 = time.perf_counter()
+                c.post("/api/v1/alarms/predict", json=body).raise_for_status()
+                lat.append(time.perf_counter() - t0)
+        a = np.array(lat) * 1000
+        return {"requests": n_requests, "p50_ms": float(np.percentile(a, 50)),
+                "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()),
+                "client_cpu_s": time.process_time() - c0}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def bench_eval(repeats: int) -> str:
+    import datetime as dt
+
+    from chargetracker.ml import (
+        BASELINE,
+        CHARGETRACKER,
+        EvaluationPlan,
+        build_panel,
+        build_windows,
+        evaluate,
+        format_report,
+        parse_records_csv,
+        require_valid,
+    )
+
+    recs = require_valid(parse_records_csv(SERIES.read_bytes()))
+    w = build_windows(build_panel(recs))
+    cut = (dt.date(2019, 12, 10) - dt.date(1970, 1, 1)).days
+    rep, wall, cpu = _timed(lambda: evaluate(w, [BASELINE, CHARGETRACKER],
+                                             EvaluationPlan(5, repeats, 0, cut)))
+    return format_report(rep) + f"\n(evaluation wall {wall:.0f} s, CPU {cpu:.0f} s)\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=float, default=1e6)
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--skip-http", action="store_true")
+    args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    t = bench_training()
+    print(f"training (one model: 4 inner fits + final): {t['samples']} samples, "
+          f"wall {t['wall_s']:.2f} s, CPU {t['cpu_s']:.2f} s")
+    s = bench_scoring(int(args.records))
+    print(f"batch scoring: {s['records']:,} records -> {s['predictions']:,} predictions; "
+          f"validate {s['validate_wall_s']:.2f} s + score {s['score_wall_s']:.2f} s = "
+          f"{s['wall_s']:.2f} s wall, CPU {s['cpu_s']:.2f} s -> "
+          f"{s['records_per_s'] / 1e3:.0f} k records/s")
+    if not args.skip_http:
+        h = bench_http(args.requests)
+        print(f"HTTP single prediction ({h['requests']} sequential requests, 20 records): "
+              f"p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.1f} ms")
+    if not args.skip_eval:
+        print(bench_eval(args.repeats))
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""Consistency-alarm endpoints: predict (one VIN or a batch), stored predictions, and
+daily pack-record ingest.
+
+The model is the packaged default unless ``app.state.alarm_model_dir`` names a model
+directory; the pack store lives beside the cell store (same DuckDB file or PostgreSQL
+database, its own tables, see :mod:`chargetracker.stores.packs`). Both are opened on
+first use and kept on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import threading
+import uuid
+from typing import Annotated, Any
+
+import numpy as np
+import polars as pl
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from ..ml import Predictor
+from ..ml.predict import BatchRows, score_bytes, windows_from_batch84
+from ..ml.records import SIGNALS, parse_records_csv, validate_records
+from ..ml.windows import CONTEXT_DAYS, build_panel, build_windows
+from .context import API_PREFIX, get_ctx
+from .errors import ApiError, responses
+from .ingest import media_format
+from .security import require_read, require_write
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
+VIN_PATTERN = r"^[^\x00-\x1f\x7f]{1,64}$"
+_MAX_ERRORS = 100
+_lock = threading.Lock()
+
+
+# -- models --------------------------------------------------------------------------
+class PackRecordIn(BaseModel):
+    """One daily pack record (reference column names are accepted too)."""
+
+    date: str = Field(description="Day, YYYY-MM-DD.", examples=["2019-12-01"])
+    vin: str | None = Field(None, description="VIN (may be given once at the top level).")
+    total_voltage_v: float | None = Field(None, description="Pack voltage, V.")
+    total_current_a: float | None = Field(None, description="Pack current, A (+ charging).")
+    cell_max_v: float | None = Field(None, description="Highest cell voltage, V.")
+    cell_min_v: float | None = Field(None, description="Lowest cell voltage, V.")
+    max_temperature_c: float | None = Field(None, description="Highest temperature, degC.")
+    min_temperature_c: float | None = Field(None, description="Lowest temperature, degC.")
+    label: int | None = Field(None, description="Ignored for prediction.")
+
+
+class PredictIn(BaseModel):
+    """Either ``records`` (the VIN's last 14+ daily records) or ``features`` (the
+    reference's 84 values, 14 days x 6 signals oldest first, -1 = missing) with ``date``."""
+
+    vin: str = Field(min_length=1, max_length=64, pattern=VIN_PATTERN)
+    records: list[dict[str, Any]] | None = Field(None, description="Daily records "
+                                                 "(see PackRecordIn), at least 14 days.")
+    features: str | list[float] | None = Field(None, description="84 comma-separated values "
+                                               "(or a list), as in the reference.")
+    date: str | None = Field(None, description="Prediction day of the 84-value form "
+                                               "(default: today, UTC).")
+    store: bool = Field(True, description="Store the prediction.")
+
+
+class Contribution(BaseModel):
+    feature: str
+    contribution: float = Field(description="SHAP contribution to the log-odds.")
+    value: float | None
+
+
+class PredictOut(BaseModel):
+    vin: str
+    date: str = Field(description="Prediction day t: the alarm horizon is t .. t+13.")
+    probability: float = Field(description="Calibrated probability of an alarm in the horizon.")
+    alarm: bool
+    threshold: float
+    model_version: str
+    days_with_data: int = Field(description="Days with data among the 14 before t.")
+    contributions: list[Contribution]
+    warnings: list[str]
+    request_id: str
+
+
+class PredictionRow(BaseModel):
+    vin: str
+    date: str
+    probability: float
+    alarm: bool
+    threshold: float
+    model_version: str
+    source: str | None = None
+    request_id: str | None = None
+    created_at: float | None = None
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionRow]
+    total: int
+    next_offset: int | None
+
+
+class RejectedRow(BaseModel):
+    row: int
+    vin: str | None
+    date: str | None
+    field: str | None
+    reason: str
+
+
+class BatchOut(BaseModel):
+    predictions: list[PredictionRow]
+    rejected: list[RejectedRow]
+    model_version: str
+    request_id: str
+
+
+class RecordsOut(BaseModel):
+    accepted: int
+    rejected: int
+    errors: list[RejectedRow]
+
+
+# -- state -----------------------------------------------------------------------------
+def _state(request: Request) -> tuple[Predictor, Any]:
+    app = request.app
+    with _lock:
+        if getattr(app.state, "alarm_predictor", None) is None:
+            from ..stores.models import load_default_model, load_model
+
+            where = getattr(app.state, "alarm_model_dir", None)
+            art = load_model(where) if where else load_default_model()
+            app.state.alarm_predictor = Predictor(art)
+        if getattr(app.state, "pack_store", None) is None:
+            from ..stores.packs import open_pack_store
+
+            app.state.pack_store = open_pack_store(get_ctx(request).store.url)  # type: ignore[attr-defined]
+    return app.state.alarm_predictor, app.state.pack_store
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 200 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    out = frame.with_columns(pl.col("date").cast(pl.Utf8)).to_dicts()
+    return out
+
+
+def _rejected(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return frame.head(_MAX_ERRORS).to_dicts()
+
+
+# -- parsing ---------------------------------------------------------------------------
+def _records_frame(records: list[dict[str, Any]], vin: str | None) -> pl.DataFrame:
+    if not records:
+        raise ApiError(422, "records is empty", field="records")
+    rows = []
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise ApiError(422, f"records[{i}] is not an object", field=f"records.{i}")
+        row = {str(k): v for k, v in r.items()}
+        for k, v in row.items():
+            if v is not None and not isinstance(v, str | int | float) or isinstance(v, bool):
+                raise ApiError(422, f"records[{i}].{k}: expected a number, text or null",
+                               field=f"records.{i}.{k}")
+        if vin is not None:
+            given = row.get("vin", row.get("VIN"))
+            if given is not None and str(given) != vin:
+                raise ApiError(422, f"records[{i}].vin {str(given)[:64]!r} differs from vin "
+                               f"{vin!r}", field=f"records.{i}.vin")
+            row["vin"] = vin
+        rows.append({k: None if v is None else str(v) for k, v in row.items()})
+    keys = sorted({k for r in rows for k in r})
+    return pl.DataFrame({k: [r.get(k) for r in rows] for k in keys},
+                        schema={k: pl.Utf8 for k in keys})
+
+
+def _features84(features: str | list[float]) -> np.ndarray:
+    if isinstance(features, str):
+        parts = [p.strip() for p in features.split(",")]
+        try:
+            vals = np.array([float(p) for p in parts], dtype=np.float64)
+        except ValueError:
+            raise ApiError(422, "features: every value must be a number", field="features") from None
+    else:
+        vals = np.asarray(features, dtype=np.float64)
+    n = CONTEXT_DAYS * len(SIGNALS)
+    if vals.size != n:
+        raise ApiError(422, f"features: expected {n} values (14 days x 6 signals), got "
+                       f"{vals.size}", field="features")
+    if not np.isfinite(vals).all():
+        raise ApiError(422, "features: values must be finite (-1 marks missing)",
+                       field="features")
+    days = vals.reshape(CONTEXT_DAYS, len(SIGNALS)).copy()
+    days[(days == -1.0).all(axis=1)] = np.nan
+    return days.reshape(1, n)
+
+
+def _parse_date(text: str | None, field: str) -> np.datetime64:
+    if text is None:
+        return np.datetime64(dt.datetime.now(dt.UTC).date().isoformat(), "D")
+    try:
+        return np.datetime64(dt.date.fromisoformat(text[:10]).isoformat(), "D")
+    except ValueError:
+        raise ApiError(422, f"{field}: not an ISO date (YYYY-MM-DD)", field=field) from None
+
+
+def _body_frame(body: bytes, fmt: str) -> pl.DataFrame:
+    if not body:
+        raise ApiError(422, "empty body", field="body")
+    if fmt == "csv":
+        return parse_records_csv(body, source="body")
+    if fmt == "parquet":
+        try:
+            return pl.read_parquet(io.BytesIO(body))
+        except Exception as exc:  # polars/arrow raise several types for broken files
+            raise ApiError(422, f"not a readable Parquet body: {str(exc)[:200]}",
+                           field="body") from exc
+    if fmt == "json":
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise ApiError(422, f"malformed JSON: {exc}", field="body") from exc
+        if isinstance(data, dict) and isinstance(data.get("records"), list):
+            return _records_frame(data["records"], data.get("vin"))
+        if isinstance(data, list):
+            return _records_frame(data, None)
+        raise ApiError(422, "expected a JSON array of daily records or {\"records\": [...]}",
+                       field="body")
+    raise ApiError(415, f"unsupported format {fmt!r} here; use text/csv, application/json or "
+                   "application/vnd.apache.parquet", field="Content-Type")
+
+
+# -- endpoints -------------------------------------------------------------------------
+def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
+    predictor, packs = _state(request)
+    warnings: list[str] = []
+    if body.records is not None and body.features is not None:
+        raise ApiError(422, "give either records or features, not both", field="records")
+    if body.records is not None:
+        checked = validate_records(_records_frame(body.records, body.vin), source="records")
+        if checked.n_rejected:
+            r = checked.rejected.row(0, named=True)
+            raise ApiError(422, f"records[{r['row']}] (date {r['date']!r}): {r['reason']}",
+                           field=f"records.{r['row']}.{r['field']}",
+                           details={"rejected": _rejected(checked.rejected)})
+        recs = checked.records
+        days = recs.get_column("date").cast(pl.Int32).to_numpy()
+        span = int(days.max()) - int(days.min()) + 1
+        if span < CONTEXT_DAYS:
+            raise ApiError(422, f"need daily records covering at least {CONTEXT_DAYS} days "
+                           f"before the prediction day; got {span}", field="records")
+        w = build_windows(build_panel(recs, extend_days=1), include_next_day=True)
+        w = w.take(np.arange(len(w)) == len(w) - 1)
+    elif body.features is not None:
+        x = _features84(body.features)
+        day = _parse_date(body.date, "date")
+        w = windows_from_batch84(BatchRows([body.vin], np.array([day]), x))
+    else:
+        raise ApiError(422, "give records (14+ daily records) or features (84 values)",
+                       field="records")
+    p = float(predictor.probabilities(w)[0])
+    has = ~np.isnan(np.stack([w.signal(k) for k in range(len(SIGNALS))], axis=2)).all(axis=2)
+    n_days = int(has.sum())
+    if n_days == 0:
+        warnings.append("no data in the 14 days before the prediction day: the probability "
+                        "rests on the vehicle having stopped reporting")
+    date = str(w.dates()[0])
+    thr = predictor.artifact.threshold
+    out = {"vin": body.vin, "date": date, "probability": p, "alarm": p >= thr, "threshold": thr,
+           "model_version": predictor.model_version, "days_with_data": n_days,
+           "contributions": predictor.contributions(w)[0], "warnings": warnings,
+           "request_id": rid}
+    if body.store:
+        frame = pl.DataFrame({"vin": [body.vin], "date": [dt.date.fromisoformat(date)],
+                              "probability": [p], "alarm": [p >= thr], "threshold": [thr],
+                              "model_version": [predictor.model_version]})
+        packs.upsert_predictions(frame, source="http", request_id=rid)
+    return out
+
+
+@router.post("/alarms/predict", summary="Predict a consistency alarm for one vehicle",
+             description="Scores one VIN from its last 14+ daily records (prediction day = "
+             "the day after the last record) or from the reference's 84-value form. Returns "
+             "the calibrated probability of a 'cell consistency poor' alarm within 14 days, "
+             "the alarm flag at the model's threshold, and the features that contributed most.",
+             response_model=PredictOut, responses=responses(401, 403, 413, 422, 503),
+             dependencies=[Depends(require_write)])
+async def predict(request: Request, body: PredictIn) -> dict[str, Any]:
+    return await run_in_threadpool(_predict_one, request, body, _request_id(request))
+
+
+def _predict_batch(request: Request, data: bytes, fmt: str, rid: str,
+                   store: bool) -> dict[str, Any]:
+    predictor, packs = _state(request)
+    if fmt == "csv":
+        preds, rejected = score_bytes(predictor, data, source="body")
+    else:
+        checked = validate_records(_body_frame(data, fmt), source="body")
+        preds, rejected = predictor.predict_records(checked.records), checked.rejected
+    if preds.height == 0:
+        raise ApiError(422, "nothing to score: no VIN has 14 days of records"
+                       + (f" ({rejected.height} rows rejected)" if rejected.height else ""),
+                       field="body", details={"rejected": _rejected(rejected)})
+    if store:
+        packs.upsert_predictions(preds, source="batch", request_id=rid)
+    return {"predictions": _rows(preds), "rejected": _rejected(rejected),
+            "model_version": predictor.model_version, "request_id": rid}
+
+
+_BATCH_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "text/csv": {"schema": {"type": "string", "description": "Daily records with a header, "
+                            "or the reference's headerless 84-value rows (detected)."}},
+    "application/json": {"schema": {"type": "array",
+                                    "items": PackRecordIn.model_json_schema()}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+@router.post("/alarms/predict/batch", summary="Score a batch of daily records",
+             description="One prediction per VIN and day with 14 earlier days (including the "
+             "day after each VIN's last record). Bad rows are listed and their days count as "
+             "days without data. 422 when nothing can be scored.",
+             response_model=BatchOut, responses=responses(401, 403, 413, 415, 422, 503),
+             dependencies=[Depends(require_write)], openapi_extra=_BATCH_DOC)
+async def predict_batch(
+    request: Request,
+    store: Annotated[bool, Query(description="Store the predictions.")] = True,
+) -> dict[str, Any]:
+    fmt, _ = media_format(request.headers.get("content-type"))
+    data = await request.body()
+    return await run_in_threadpool(_predict_batch, request, data, fmt, _request_id(request),
+                                   store)
+
+
+@router.get("/alarms/predictions", summary="Stored predictions", response_model=PredictionPage,
+            responses=responses(401, 403, 404, 422, 503), dependencies=[Depends(require_read)])
+def list_predictions(
+    request: Request,
+    vin: Annotated[str | None, Query(pattern=VIN_PATTERN)] = None,
+    start: Annotated[dt.date | None, Query(description="First day (inclusive).")] = None,
+    end: Annotated[dt.date | None, Query(description="Last day (inclusive).")] = None,
+    alarm_only: Annotated[bool, Query(description="Only predicted alarms.")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> dict[str, Any]:
+    _, packs = _state(request)
+    if start is not None and end is not None and start > end:
+        raise ApiError(422, "start is after end", field="start")
+    total = packs.count_predictions(vin=vin, start=start, end=end, alarm_only=alarm_only)
+    if vin is not None and total == 0 and packs.count_predictions(vin=vin) == 0:
+        raise ApiError(404, f"no predictions for VIN {vin!r}", field="vin")
+    page = packs.predictions(vin=vin, start=start, end=end, alarm_only=alarm_only,
+                             limit=limit, offset=offset)
+    nxt = offset + page.height if offset + page.height < total else None
+    return {"items": _rows(page), "total": total, "next_offset": nxt}
+
+
+@router.get("/alarms/model", summary="The alarm model's card (manifest and evaluation)",
+            responses=responses(401, 403, 422, 503), dependencies=[Depends(require_read)])
+def model_card(request: Request) -> dict[str, Any]:
+    predictor, _ = _state(request)
+    art = predictor.artifact
+    from ..ml.artifact import _finite
+
+    return {"manifest": art.manifest(), "report": _finite(art.report)}
+
+
+def _ingest_records(request: Request, data: bytes, fmt: str) -> dict[str, Any]:
+    _, packs = _state(request)
+    checked = validate_records(_body_frame(data, fmt), source="body")
+    if checked.records.height == 0:
+        raise ApiError(422, "no acceptable record" + (
+            f": {checked.rejected['reason'][0]}" if checked.n_rejected else ""),
+            code="no_acceptable_rows",
+            field=checked.rejected["field"][0] if checked.n_rejected else "body",
+            details={"rejected": _rejected(checked.rejected)})
+    packs.upsert_records(checked.records, source="http")
+    return {"accepted": checked.records.height, "rejected": checked.n_rejected,
+            "errors": _rejected(checked.rejected)}
+
+
+@router.post("/pack-records", summary="Ingest daily pack records",
+             description="Validates and stores daily records (upsert by VIN and day). Good "
+             "rows are kept when others are rejected (200, each listed with field and reason); "
+             "422 when none is acceptable.", response_model=RecordsOut,
+             responses=responses(401, 403, 413, 415, 422, 503),
+             dependencies=[Depends(require_write)], openapi_extra=_BATCH_DOC)
+async def post_pack_records(request: Request) -> dict[str, Any]:
+    fmt, _ = media_format(request.headers.get("content-type"))
+    data = await request.body()
+    return await run_in_threadpool(_ingest_records, request, data, fmt)

@@ -1,0 +1,278 @@
+"""Feature sets computed from windows (NaN = no data, never a sentinel).
+
+* ``reference``: the reference's 84 values, ``d14_total_voltage_v`` (14 days before t)
+  .. ``d1_min_temperature_c`` (the day before t), day-major, oldest first.
+* ``engineered``: summaries of the physical signal of inconsistency -- the cell-voltage
+  spread ``cell_max_v - cell_min_v`` (V) -- and of its context: level, trend, maximum,
+  last value, spread relative to the mean cell voltage, temperature spread
+  ``max - min temperature`` (degC), operating point (voltage, current, temperature),
+  data coverage (days with data, days since the last data, empty window), and the
+  spread over all earlier days the input holds for the VIN (``history_*``). A vehicle
+  that stopped reporting is itself a signal, so an empty window is a valid sample.
+* ``combined``: both.
+
+Every function is vectorized over samples: (n, 14) arrays per signal, reductions along
+the day axis with explicit masks (no per-sample Python, no all-NaN warnings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import ConfigError
+from .records import SIGNALS
+from .windows import CONTEXT_DAYS, Windows
+
+__all__ = ["FEATURE_SETS", "engineered_names", "feature_matrix", "feature_names",
+           "reference_names"]
+
+_K = {s: i for i, s in enumerate(SIGNALS)}
+
+
+def reference_names() -> list[str]:
+    return [f"d{CONTEXT_DAYS - j}_{s}" for j in range(CONTEXT_DAYS) for s in SIGNALS]
+
+
+# -- masked reductions over the day axis (axis 1) --------------------------------------
+def _count(a: np.ndarray) -> np.ndarray:
+    return (~np.isnan(a)).sum(axis=1).astype(np.float64)
+
+
+def _mean(a: np.ndarray) -> np.ndarray:
+    n = _count(a)
+    s = np.where(np.isnan(a), 0.0, a).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+def _max(a: np.ndarray) -> np.ndarray:
+    m = np.where(np.isnan(a), -np.inf, a).max(axis=1)
+    return np.where(np.isinf(m) & (m < 0), np.nan, m)
+
+
+def _min(a: np.ndarray) -> np.ndarray:
+    m = np.where(np.isnan(a), np.inf, a).min(axis=1)
+    return np.where(np.isinf(m) & (m > 0), np.nan, m)
+
+
+def _std(a: np.ndarray) -> np.ndarray:
+    """Population standard deviation of the valid days (NaN with fewer than 2)."""
+    n = _count(a)
+    mu = _mean(a)
+    d = np.where(np.isnan(a), 0.0, a - mu[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 2, np.sqrt((d * d).sum(axis=1) / np.maximum(n, 1)), np.nan)
+
+
+def _last(a: np.ndarray) -> np.ndarray:
+    """The most recent valid value (NaN when none)."""
+    valid = ~np.isnan(a)
+    idx = a.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
+    out = a[np.arange(a.shape[0]), idx]
+    return np.where(valid.any(axis=1), out, np.nan)
+
+
+def _first(a: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(a)
+    idx = np.argmax(valid, axis=1)
+    out = a[np.arange(a.shape[0]), idx]
+    return np.where(valid.any(axis=1), out, np.nan)
+
+
+def _slope(a: np.ndarray) -> np.ndarray:
+    """Least-squares slope per day over the valid days (unit of ``a`` per day; NaN with
+    fewer than 3 valid days)."""
+    valid = ~np.isnan(a)
+    n = valid.sum(axis=1).astype(np.float64)
+    t = np.broadcast_to(np.arange(a.shape[1], dtype=np.float64), a.shape)
+    tv = np.where(valid, t, 0.0)
+    av = np.where(valid, a, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = tv.sum(axis=1) / np.maximum(n, 1)
+        am = av.sum(axis=1) / np.maximum(n, 1)
+        dt = np.where(valid, t - tm[:, None], 0.0)
+        cov = (dt * np.where(valid, a - am[:, None], 0.0)).sum(axis=1)
+        var = (dt * dt).sum(axis=1)
+        return np.where((n >= 3) & (var > 0), cov / np.where(var > 0, var, 1.0), np.nan)
+
+
+def _days_since(valid_any: np.ndarray) -> np.ndarray:
+    """Days from the last day with data to day t (1 = yesterday; 15 = none in window)."""
+    has = valid_any.any(axis=1)
+    last = valid_any.shape[1] - 1 - np.argmax(valid_any[:, ::-1], axis=1)
+    return np.where(has, valid_any.shape[1] - last, valid_any.shape[1] + 1).astype(np.float64)
+
+
+def _history(w: Windows, spread_panel: np.ndarray) -> dict[str, np.ndarray]:
+    """Expanding summaries of the spread over *all* earlier days of the VIN given (at
+    least the 14 of the window): a pack that once drifted apart tends to again.
+    Segmented cumulative sums/maxima over the panel, read at day t-1."""
+    p = w.panel
+    vin_of = p.vin_of()
+    valid = ~np.isnan(spread_panel)
+    start = p.vin_start[vin_of]
+    c = np.cumsum(valid)
+    s = np.cumsum(np.where(valid, spread_panel, 0.0))
+    high = np.cumsum(valid & (spread_panel > 0.05))
+    n = c - np.r_[0, c][start]
+    total = s - np.r_[0, s][start]
+    n_high = high - np.r_[0, high][start]
+    # Spreads are < 10 V (validated): offsetting each VIN by 100 V makes one running
+    # maximum over the whole panel restart at every VIN.
+    shifted = np.where(valid, spread_panel, -1.0) + vin_of * 100.0
+    hmax = np.maximum.accumulate(shifted) - vin_of * 100.0
+    i = w.index - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n[i] > 0, total[i] / np.maximum(n[i], 1), np.nan)
+    return {
+        "history_spread_mean_v": mean,
+        "history_spread_max_v": np.where(hmax[i] >= 0, hmax[i], np.nan),
+        "history_days_spread_over_50mv": n_high[i].astype(np.float64),
+        "history_days_with_data": n[i].astype(np.float64),
+    }
+
+
+def _window_mean(w: Windows, a: np.ndarray, days: int = CONTEXT_DAYS) -> np.ndarray:
+    """Mean of the valid values of panel array ``a`` over days t-days .. t-1, from
+    running sums (O(panel) instead of O(samples x days)); NaN without valid days."""
+    valid = ~np.isnan(a)
+    cs = np.r_[0.0, np.cumsum(np.where(valid, a, 0.0))]
+    cn = np.r_[0, np.cumsum(valid)]
+    i = w.index
+    n = cn[i] - cn[i - days]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (cs[i] - cs[i - days]) / np.maximum(n, 1), np.nan)
+
+
+def _window_count(w: Windows, mask: np.ndarray, days: int = CONTEXT_DAYS) -> np.ndarray:
+    c = np.r_[0, np.cumsum(mask)]
+    return (c[w.index] - c[w.index - days]).astype(np.float64)
+
+
+def _window(w: Windows, a: np.ndarray) -> np.ndarray:
+    """(n, 14) values of a panel array on days t-14 .. t-1."""
+    view = sliding_window_view(np.ascontiguousarray(a), CONTEXT_DAYS)
+    return view[w.index - CONTEXT_DAYS]
+
+
+def _engineered(w: Windows) -> dict[str, np.ndarray]:
+    if len(w) == 0:
+        return {n: np.zeros(0) for n in _ENGINEERED_NAMES}
+    x = w.panel.x
+    col = {s: x[:, k] for s, k in _K.items()}
+    # Derived signals once per panel day, then windowed.
+    p_spread = col["cell_max_v"] - col["cell_min_v"]                        # V
+    p_cell = 0.5 * (col["cell_max_v"] + col["cell_min_v"])                 # V
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_rel = p_spread / p_cell                                           # 1
+        p_series = col["total_voltage_v"] / p_cell                         # cells in series
+    p_tspread = col["max_temperature_c"] - col["min_temperature_c"]         # degC
+    p_has = ~np.isnan(x).all(axis=1)
+    spread = _window(w, p_spread)
+    tspread = _window(w, p_tspread)
+    day_has = _window(w, p_has)
+    current = _window(w, col["total_current_a"])
+    last_spread = _last(spread)
+    out: dict[str, np.ndarray] = {
+        "spread_last_v": last_spread,
+        "spread_max_v": _max(spread),
+        "spread_mean_v": _window_mean(w, p_spread),
+        "spread_min_v": _min(spread),
+        "spread_std_v": _std(spread),
+        "spread_trend_v_per_day": _slope(spread),
+        "spread_recent_mean_v": _window_mean(w, p_spread, 7),
+        "spread_last_minus_first_v": last_spread - _first(spread),
+        "spread_rel_mean": _window_mean(w, p_rel),
+        "spread_rel_max": _max(_window(w, p_rel)),
+        "temp_spread_last_c": _last(tspread),
+        "temp_spread_max_c": _max(tspread),
+        "temp_spread_mean_c": _window_mean(w, p_tspread),
+        "temp_spread_trend_c_per_day": _slope(tspread),
+        "cell_mean_v": _window_mean(w, p_cell),
+        "cell_min_min_v": _min(_window(w, col["cell_min_v"])),
+        "cell_max_max_v": _max(_window(w, col["cell_max_v"])),
+        "total_voltage_mean_v": _window_mean(w, col["total_voltage_v"]),
+        "n_series_est": _window_mean(w, p_series),
+        "current_mean_a": _window_mean(w, col["total_current_a"]),
+        "current_std_a": _std(current),
+        "max_temperature_max_c": _max(_window(w, col["max_temperature_c"])),
+        "max_temperature_mean_c": _window_mean(w, col["max_temperature_c"]),
+        "min_temperature_min_c": _min(_window(w, col["min_temperature_c"])),
+        "days_with_data": _window_count(w, p_has),
+        "days_with_data_last7": _window_count(w, p_has, 7),
+        "days_since_data": _days_since(day_has),
+        "empty_window": (_window_count(w, p_has) == 0).astype(np.float64),
+        "days_spread_over_30mv": _window_count(w, p_spread > 0.03),
+        "days_spread_over_50mv": _window_count(w, p_spread > 0.05),
+    }
+    out.update(_history(w, p_spread))
+    return out
+
+
+def engineered_names() -> list[str]:
+    return list(_ENGINEERED_NAMES)
+
+
+_ENGINEERED_NAMES: tuple[str, ...] = (
+    "spread_last_v", "spread_max_v", "spread_mean_v", "spread_min_v", "spread_std_v",
+    "spread_trend_v_per_day", "spread_recent_mean_v", "spread_last_minus_first_v",
+    "spread_rel_mean", "spread_rel_max", "temp_spread_last_c", "temp_spread_max_c",
+    "temp_spread_mean_c", "temp_spread_trend_c_per_day", "cell_mean_v", "cell_min_min_v",
+    "cell_max_max_v", "total_voltage_mean_v", "n_series_est", "current_mean_a",
+    "current_std_a", "max_temperature_max_c", "max_temperature_mean_c",
+    "min_temperature_min_c", "days_with_data", "days_with_data_last7", "days_since_data",
+    "empty_window", "days_spread_over_30mv", "days_spread_over_50mv",
+    "history_spread_mean_v", "history_spread_max_v", "history_days_spread_over_50mv",
+    "history_days_with_data",
+)
+
+
+def _reference(w: Windows) -> dict[str, np.ndarray]:
+    m = w.reference_matrix()
+    return {name: m[:, j] for j, name in enumerate(reference_names())}
+
+
+_BUILDERS: dict[str, Callable[[Windows], dict[str, np.ndarray]]] = {
+    "reference": _reference,
+    "engineered": _engineered,
+}
+
+#: Feature set name -> feature names, in matrix column order.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "reference": tuple(reference_names()),
+    "engineered": _ENGINEERED_NAMES,
+    "combined": (*_ENGINEERED_NAMES, *reference_names()),
+}
+
+
+def feature_names(feature_set: str) -> list[str]:
+    try:
+        return list(FEATURE_SETS[feature_set])
+    except KeyError:
+        raise ConfigError(f"unknown feature set {feature_set!r}; known: "
+                          f"{', '.join(FEATURE_SETS)}") from None
+
+
+def feature_matrix(w: Windows, names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """(n, len(names)) float64 matrix of the named features, NaN where undefined.
+
+    ``names`` may mix features of both sets (a trained model's list); unknown names
+    raise :class:`ConfigError`.
+    """
+    wanted = list(names)
+    known = set(FEATURE_SETS["combined"])
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown feature(s): {', '.join(unknown[:5])}")
+    cols: dict[str, np.ndarray] = {}
+    if any(n in _ENGINEERED_NAMES for n in wanted):
+        cols.update(_engineered(w))
+    if any(n not in _ENGINEERED_NAMES for n in wanted):
+        cols.update(_reference(w))
+    out = np.empty((len(w), len(wanted)), dtype=np.float64)
+    for j, n in enumerate(wanted):
+        out[:, j] = cols[n]
+    return out
