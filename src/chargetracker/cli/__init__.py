@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "backfill",
     "worker",
+    "meters",
 )
 
 
