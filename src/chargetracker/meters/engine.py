@@ -16,7 +16,7 @@ import polars as pl
 
 from .calendar import day_table
 from .config import MeterConfig
-from .kernel import close_episodes, run
+from .kernel import close_episodes, order_flags, reject_flags, run
 from .layout import (
     C_FLOOR,
     C_GAP,
@@ -211,13 +211,6 @@ def _take(arr: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[idx] for k, v in arr.items()}
 
 
-def _sorted(slot: np.ndarray, ts: np.ndarray) -> bool:
-    if len(slot) < 2:
-        return True
-    ds = np.diff(slot)
-    return bool(np.all((ds > 0) | ((ds == 0) & (np.diff(ts) >= 0))))
-
-
 def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
             limits: ReadingLimits | None, final: bool) -> tuple[MeterState, MeterOutput]:
     cfg = state.config
@@ -241,25 +234,21 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
     f, iv = state.f, state.iv
     n_slots = state.n_meters
     if len(arr["ts"]):
-        if not _sorted(arr["slot"], arr["ts"]):
+        if not order_flags(arr["slot"], arr["ts"]):
             # Stable: among equal (meter, ts) the earliest arrival comes first and wins.
             arr = _take(arr, np.lexsort((arr["ts"], arr["slot"])))
-        sl, ts = arr["slot"], arr["ts"]
-        committed = f[sl, F_PREV_TS]  # NaN before a meter's first reading
-        same = np.zeros(len(ts), dtype=bool)
-        same[1:] = (sl[1:] == sl[:-1]) & (ts[1:] == ts[:-1])
-        dup = same | (ts == committed)
-        late = ts < committed
-        if dup.any():
-            rejected.append(_letters(state, _take(arr, np.flatnonzero(dup)),
-                                     "duplicate: this meter already has a reading at this ts",
-                                     source))
-        if late.any():
-            rejected.append(_letters(state, _take(arr, np.flatnonzero(late)),
-                                     "late: older than readings of this meter already processed",
-                                     source))
-        if dup.any() or late.any():
-            arr = _take(arr, np.flatnonzero(~(dup | late)))
+        flags = reject_flags(arr["slot"], arr["ts"], f[:, F_PREV_TS])
+        if flags.any():
+            dup, late = flags == 1, flags == 2
+            if dup.any():
+                rejected.append(_letters(state, _take(arr, np.flatnonzero(dup)),
+                                         "duplicate: this meter already has a reading at this ts",
+                                         source))
+            if late.any():
+                rejected.append(_letters(state, _take(arr, np.flatnonzero(late)),
+                                         "late: older than readings of this meter already processed",
+                                         source))
+            arr = _take(arr, np.flatnonzero(flags == 0))
     accepted_rows = np.sort(arr["row"][arr["row"] >= 0]) if len(arr["ts"]) else np.zeros(0, np.int64)
     wait = np.zeros(len(arr["ts"]), dtype=bool)
     if len(arr["ts"]):
@@ -274,9 +263,9 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
     ei = np.zeros((0, 3), dtype=np.int64)
     held = np.zeros(len(go["ts"]), dtype=bool)
     if len(go["ts"]):
-        bounds, bstart, bfirst, dpos = _day_positions(state, go["slot"], go["ts"])
-        dd, di, ef, ei, held = run(go["slot"], go["ts"], go["p"], go["e"], dpos, bounds,
-                                   bstart, bfirst, f, iv, _cfg_vector(cfg), final)
+        bounds, bstart, blen, bfirst = _day_tables(state, go["slot"], go["ts"])
+        dd, di, ef, ei, held = run(go["slot"], go["ts"], go["p"], go["e"], bounds, bstart, blen,
+                                   bfirst, f, iv, _cfg_vector(cfg), final)
     if final:
         ef2, ei2 = close_episodes(f, iv, n_slots)
         ef, ei = np.concatenate([ef, ef2]), np.concatenate([ei, ei2])
@@ -291,27 +280,28 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
     return state, out
 
 
-def _day_positions(state: MeterState, slot: np.ndarray, ts: np.ndarray):
-    """Midnight tables of the zones involved, and each reading's day position in them."""
+def _day_tables(state: MeterState, slot: np.ndarray, ts: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Midnight tables of the zones of the batch's meters, covering every interval."""
     f, iv = state.f, state.iv
-    tz = iv[slot, I_TZ]
-    prev = f[slot, F_PREV_TS]
-    lo_all = np.where(np.isnan(prev), ts, np.minimum(prev, ts))
-    parts: list[np.ndarray] = []
+    present = np.flatnonzero(np.bincount(slot, minlength=state.n_meters))
+    tz_of = iv[present, I_TZ]
+    prev = f[present, F_PREV_TS]
+    t_lo, t_hi = float(ts.min()), float(ts.max())
     n_tz = len(state.timezones)
     bstart = np.zeros(n_tz, dtype=np.int64)
+    blen = np.zeros(n_tz, dtype=np.int64)
     bfirst = np.zeros(n_tz, dtype=np.int64)
-    dpos = np.empty(len(ts), dtype=np.int64)
+    parts: list[np.ndarray] = []
     offset = 0
-    for k in np.unique(tz).tolist():
-        m = tz == k
-        table, first = day_table(state.timezones[k], float(lo_all[m].min()), float(ts[m].max()))
-        bstart[k] = offset
-        bfirst[k] = first
-        dpos[m] = np.searchsorted(table, ts[m], side="right") - 1 + offset
+    for k in np.flatnonzero(np.bincount(tz_of, minlength=n_tz)).tolist():
+        pk = prev[tz_of == k]
+        lo = min(t_lo, float(np.nanmin(pk))) if np.isfinite(pk).any() else t_lo
+        table, first = day_table(state.timezones[k], lo, t_hi)
+        bstart[k], blen[k], bfirst[k] = offset, len(table), first
         parts.append(table)
         offset += len(table)
-    return np.concatenate(parts), bstart, bfirst, dpos
+    return np.concatenate(parts), bstart, blen, bfirst
 
 
 def _day_frame(state: MeterState, slots: np.ndarray, date: np.ndarray, status: str,

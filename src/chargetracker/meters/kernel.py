@@ -85,7 +85,7 @@ from .layout import (
     NEI,
 )
 
-__all__ = ["run", "close_episodes"]
+__all__ = ["run", "close_episodes", "order_flags", "reject_flags"]
 
 
 
@@ -248,14 +248,70 @@ def _step(j, s, ts, p, e, dpos, bounds, bstart, first_day, f, iv, cfg, dd, di, e
 
 
 @nb.njit(cache=True, nogil=True)
-def run(slot, ts, p, e, dpos, bounds, tz_bstart, tz_first_day, f, iv, cfg, final):
+def order_flags(slot, ts):
+    """True when rows are sorted by (slot, ts)."""
+    for i in range(1, len(slot)):
+        if slot[i] < slot[i - 1] or (slot[i] == slot[i - 1] and ts[i] < ts[i - 1]):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def reject_flags(slot, ts, prev_ts):
+    """Per sorted row: 0 ok, 1 duplicate (same ts as an earlier reading), 2 late."""
+    n = len(slot)
+    out = np.zeros(n, dtype=np.int8)
+    for i in range(n):
+        s = slot[i]
+        c = prev_ts[s]
+        if i > 0 and slot[i - 1] == s and ts[i - 1] == ts[i]:
+            out[i] = 1
+        elif ts[i] == c:
+            out[i] = 1
+        elif ts[i] < c:
+            out[i] = 2
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _positions(slot, ts, p, bounds, tz_bstart, tz_len, iv, f, cfg):
+    """Each reading's day position in ``bounds`` and capacities of the output buffers."""
+    n = len(slot)
+    dpos = np.empty(n, dtype=np.int64)
+    n_days = 1
+    n_ev = 1
+    margin = 1.0 + cfg[C_MARGIN]
+    floor = cfg[C_FLOOR]
+    i = 0
+    while i < n:
+        s = slot[i]
+        tz = iv[s, I_TZ]
+        b0 = tz_bstart[tz]
+        b1 = b0 + tz_len[tz] - 1
+        k = b0 + np.searchsorted(bounds[b0 : b1 + 1], ts[i], side="right") - 1
+        thr = f[s, F_THR]
+        n_days += 2
+        n_ev += 2
+        while i < n and slot[i] == s:
+            while k < b1 and bounds[k + 1] <= ts[i]:
+                k += 1
+                n_days += 3
+            dpos[i] = k
+            if thr == thr and p[i] > thr * margin and p[i] > floor:
+                n_ev += 2
+            i += 1
+    return dpos, n_days, n_ev
+
+
+@nb.njit(cache=True, nogil=True)
+def run(slot, ts, p, e, bounds, tz_bstart, tz_len, tz_first_day, f, iv, cfg, final):
     """One pass over readings sorted by (slot, ts); returns closed days, events, held mask."""
     n = len(slot)
-    cap = 2 * n + 1
-    dd = np.empty((cap, ND))
-    di = np.empty((cap, NDI), dtype=np.int64)
-    ef = np.empty((cap, NE))
-    ei = np.empty((cap, NEI), dtype=np.int64)
+    dpos, cap_d, cap_e = _positions(slot, ts, p, bounds, tz_bstart, tz_len, iv, f, cfg)
+    dd = np.empty((cap_d, ND))
+    di = np.empty((cap_d, NDI), dtype=np.int64)
+    ef = np.empty((cap_e, NE))
+    ei = np.empty((cap_e, NEI), dtype=np.int64)
     cnt = np.zeros(2, dtype=np.int64)
     held = np.zeros(n, dtype=np.bool_)
     zlimit = cfg[C_ZERO]

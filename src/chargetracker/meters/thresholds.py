@@ -60,15 +60,23 @@ def compute_thresholds(readings: pl.DataFrame | pl.LazyFrame, config: MeterConfi
     start = float(as_of) - cfg.window_days * 86_400.0
     on = (lf.filter((pl.col("ts") > start) & (pl.col("ts") <= as_of)
                     & (pl.col("power_w") > cfg.on_w))
-          .select("meter_id", "power_w").sort("meter_id", "power_w").collect())
-    ids = on.get_column("meter_id")
-    values = on.get_column("power_w").to_numpy()
-    bound = np.flatnonzero(ids.ne_missing(ids.shift(1)).fill_null(True).to_numpy())
-    counts = np.diff(np.append(bound, len(values)))
-    p = percentile_sorted(values, bound, counts, cfg.percentile)
-    table = pl.DataFrame({"meter_id": ids.gather(bound), "p97_w": p, "n_readings": counts},
-                         schema={"meter_id": pl.Utf8, "p97_w": pl.Float64, "n_readings": pl.Int64},
-                         nan_to_null=True)
+          .group_by("meter_id")
+          .agg(pl.len().alias("n_readings"),
+               # The two order statistics around numpy's virtual index (no arithmetic in
+               # polars), then numpy's own lerp: bit-identical to numpy.percentile.
+               pl.col("power_w").quantile(cfg.percentile / 100.0, "lower").alias("a"),
+               pl.col("power_w").quantile(cfg.percentile / 100.0, "higher").alias("b"))
+          .collect())
+    n = on.get_column("n_readings").to_numpy().astype(np.float64)
+    h = (n - 1.0) * (cfg.percentile / 100.0)
+    t = h - np.floor(h)
+    a = on.get_column("a").to_numpy()
+    b = on.get_column("b").to_numpy()
+    diff = b - a
+    p = np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
+    table = pl.DataFrame({"meter_id": on.get_column("meter_id"), "p97_w": p,
+                          "n_readings": on.get_column("n_readings").cast(pl.Int64)},
+                         schema={"meter_id": pl.Utf8, "p97_w": pl.Float64, "n_readings": pl.Int64})
     everyone = (pl.Series("meter_id", meter_ids, dtype=pl.Utf8).unique() if meter_ids is not None
                 else lf.select("meter_id").unique().collect().get_column("meter_id"))
     full = (everyone.to_frame().join(table, on="meter_id", how="left")
