@@ -18,7 +18,13 @@ from typing import Any
 import polars as pl
 
 from ..errors import ConfigError, NotFound, StoreError, StoreUnavailable
-from ..meters.schema import ALERT_SCHEMA, DAY_SCHEMA, DEAD_LETTER_SCHEMA, METER_SCHEMA, THRESHOLD_SCHEMA
+from ..meters.schema import (
+    ALERT_SCHEMA,
+    DAY_SCHEMA,
+    DEAD_LETTER_SCHEMA,
+    METER_SCHEMA,
+    THRESHOLD_SCHEMA,
+)
 from .url import parse_duckdb_url, redact
 
 __all__ = ["MeterStore", "open_meter_store"]
@@ -134,7 +140,7 @@ class MeterStore:
             if self.kind == "duckdb":
                 self._conn.register("__incoming", df.to_arrow())
                 try:
-                    self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM __incoming{conflict}")
+                    self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM __incoming{conflict}")  # noqa: S608 - constant identifiers, values are parameters
                 finally:
                     self._conn.unregister("__incoming")
             else:
@@ -145,7 +151,7 @@ class MeterStore:
                             f"COPY __in_{table} ({names}) FROM STDIN") as cp:
                         for row in df.iter_rows():
                             cp.write_row(row)
-                    self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} "
+                    self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608 - constant identifiers, values are parameters
                                        f"FROM __in_{table}{conflict}")
         return df.height
 
@@ -168,7 +174,7 @@ class MeterStore:
 
     def _closed_keys(self, keys: pl.DataFrame) -> pl.DataFrame:
         lo, hi = keys["date"].min(), keys["date"].max()
-        got = self._query("SELECT meter_id, date FROM meter_days WHERE status = ? AND date >= ? AND date <= ?",
+        got = self._query("SELECT meter_id, date FROM meter_days WHERE status = ? AND date >= ? AND date <= ?",  # noqa: S608 - constant identifiers, values are parameters
                           ["closed", lo, hi], {"meter_id": pl.Utf8, "date": pl.Date})
         return got.join(keys, on=["meter_id", "date"], how="semi")
 
@@ -207,13 +213,13 @@ class MeterStore:
                appliance: str | None = None, meter_id: str | None = None) -> pl.DataFrame:
         w, p = self._where([("house_id = ?", house_id), ("zip = ?", zip_code),
                             ("appliance = ?", appliance), ("meter_id = ?", meter_id)])
-        return self._query(f"SELECT {', '.join(METER_SCHEMA)} FROM meter_meters{w} ORDER BY meter_id",
+        return self._query(f"SELECT {', '.join(METER_SCHEMA)} FROM meter_meters{w} ORDER BY meter_id",  # noqa: S608 - constant identifiers, values are parameters
                            p, METER_SCHEMA)
 
     def houses(self, *, zip_code: str | None = None) -> pl.DataFrame:
         w, p = self._where([("zip = ?", zip_code)])
         schema = {"house_id": pl.Utf8(), "zip": pl.Utf8(), "timezone": pl.Utf8(), "n_meters": pl.Int64()}
-        return self._query("SELECT house_id, MIN(zip), MIN(timezone), COUNT(*) FROM meter_meters"
+        return self._query("SELECT house_id, MIN(zip), MIN(timezone), COUNT(*) FROM meter_meters"  # noqa: S608 - constant identifiers, values are parameters
                            f"{w} GROUP BY house_id ORDER BY house_id", p, schema)
 
     def days(self, *, meter_ids: Sequence[str] | None = None, house_id: str | None = None,
@@ -223,7 +229,7 @@ class MeterStore:
         filters: list[tuple[str, Any]] = [("d.date >= ?", start), ("d.date <= ?", end),
                                           ("m.house_id = ?", house_id), ("m.zip = ?", zip_code)]
         w, p = self._where(filters)
-        sql = f"SELECT {cols} FROM meter_days d LEFT JOIN meter_meters m ON m.meter_id = d.meter_id{w}"
+        sql = f"SELECT {cols} FROM meter_days d LEFT JOIN meter_meters m ON m.meter_id = d.meter_id{w}"  # noqa: S608 - constant identifiers, values are parameters
         out = self._query(sql + " ORDER BY d.meter_id, d.date", p, DAY_SCHEMA)
         if meter_ids is not None:
             out = out.filter(pl.col("meter_id").is_in(list(meter_ids)))
@@ -231,7 +237,7 @@ class MeterStore:
 
     def thresholds(self, *, meter_id: str | None = None) -> pl.DataFrame:
         w, p = self._where([("meter_id = ?", meter_id)])
-        return self._query(f"SELECT {', '.join(THRESHOLD_SCHEMA)} FROM meter_thresholds{w} "
+        return self._query(f"SELECT {', '.join(THRESHOLD_SCHEMA)} FROM meter_thresholds{w} "  # noqa: S608 - constant identifiers, values are parameters
                            "ORDER BY meter_id", p, THRESHOLD_SCHEMA)
 
     def alerts(self, *, meter_id: str | None = None, house_id: str | None = None,
@@ -244,18 +250,18 @@ class MeterStore:
         w, p = self._where(filters)
         if acked is not None:
             w += (" AND " if w else " WHERE ") + ("acked_ts IS NOT NULL" if acked else "acked_ts IS NULL")
-        return self._query(f"SELECT {', '.join(ALERT_STORED)} FROM meter_alerts{w} "
+        return self._query(f"SELECT {', '.join(ALERT_STORED)} FROM meter_alerts{w} "  # noqa: S608 - constant identifiers, values are parameters
                            "ORDER BY start_ts DESC, meter_id LIMIT ?", [*p, int(limit)], ALERT_STORED)
 
     def readings(self, meter_id: str, *, start_ts: float | None = None, end_ts: float | None = None,
                  limit: int = 100_000) -> pl.DataFrame:
         w, p = self._where([("meter_id = ?", meter_id), ("ts >= ?", start_ts), ("ts <= ?", end_ts)])
-        out = self._query(f"SELECT meter_id, ts, power_w, energy_wh FROM meter_readings{w} "
+        out = self._query(f"SELECT meter_id, ts, power_w, energy_wh FROM meter_readings{w} "  # noqa: S608 - constant identifiers, values are parameters
                           "ORDER BY ts DESC LIMIT ?", [*p, int(limit)], READING_COLUMNS)
         return out.reverse()
 
     def dead_letters(self, *, limit: int = 1000) -> pl.DataFrame:
-        return self._query(f"SELECT {', '.join(DEAD_STORED)} FROM meter_dead_letters "
+        return self._query(f"SELECT {', '.join(DEAD_STORED)} FROM meter_dead_letters "  # noqa: S608 - constant identifiers, values are parameters
                            "ORDER BY received_ts DESC LIMIT ?", [int(limit)], DEAD_STORED)
 
 
