@@ -32,6 +32,7 @@ from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .models import IngestEnvelope, MeasurementIn
 from .routes_ingest import router as ingest_router
+from .routes_meters import router as meters_router
 from .routes_ops import router as ops_router
 from .routes_read import router as read_router
 from .security import Guard
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(ingest_router)
     app.include_router(read_router)
     app.include_router(ops_router)
+    app.include_router(meters_router)
     _api_fallback(app)
     app.openapi = _openapi_factory(app)  # type: ignore[method-assign]
 

@@ -38,7 +38,7 @@ from .calendar import check_timezone
 from .schema import DEAD_LETTER_SCHEMA, MAINS, METER_SCHEMA, READING_SCHEMA
 
 __all__ = ["FORMATS", "ReadChunk", "MeterFile", "ReadOptions", "detect_format", "open_meter_file",
-           "house_id_from_name"]
+           "house_id_from_name", "long_readings"]
 
 FORMATS = ("auto", "long", "wide", "redd")
 _BLOCK = 8 << 20
@@ -234,11 +234,12 @@ def _read_long(path: Path, opts: ReadOptions) -> Iterator[ReadChunk]:
         batches = _csv_batches(path)
     offset = 0
     for df in batches:
-        yield _long_chunk(df, opts, src, offset)
+        yield long_readings(df, opts, src, offset)
         offset += df.height
 
 
-def _long_chunk(df: pl.DataFrame, opts: ReadOptions, src: str, offset: int) -> ReadChunk:
+def long_readings(df: pl.DataFrame, opts: ReadOptions, src: str, offset: int = 0) -> ReadChunk:
+    """Canonical readings of a long frame (names/units/time as the module doc says)."""
     cols = df.columns
     cm = opts.columns
     mid = _pick(cols, cm.get("meter_id"), _METER_NAMES)

@@ -175,7 +175,7 @@ class MeterStore:
     def _closed_keys(self, keys: pl.DataFrame) -> pl.DataFrame:
         lo, hi = keys["date"].min(), keys["date"].max()
         got = self._query("SELECT meter_id, date FROM meter_days WHERE status = ? AND date >= ? AND date <= ?",  # noqa: S608 - constant identifiers, values are parameters
-                          ["closed", lo, hi], {"meter_id": pl.Utf8, "date": pl.Date})
+                          ["closed", lo, hi], {"meter_id": pl.Utf8(), "date": pl.Date()})
         return got.join(keys, on=["meter_id", "date"], how="semi")
 
     def put_thresholds(self, thresholds: pl.DataFrame) -> int:
@@ -259,6 +259,12 @@ class MeterStore:
         out = self._query(f"SELECT meter_id, ts, power_w, energy_wh FROM meter_readings{w} "  # noqa: S608 - constant identifiers, values are parameters
                           "ORDER BY ts DESC LIMIT ?", [*p, int(limit)], READING_COLUMNS)
         return out.reverse()
+
+    def readings_between(self, start_ts: float, end_ts: float) -> pl.DataFrame:
+        """Every meter's readings in ``(start_ts, end_ts]`` (the threshold window)."""
+        return self._query("SELECT meter_id, ts, power_w, energy_wh FROM meter_readings "
+                           "WHERE ts > ? AND ts <= ? ORDER BY meter_id, ts", [start_ts, end_ts],
+                           READING_COLUMNS)
 
     def dead_letters(self, *, limit: int = 1000) -> pl.DataFrame:
         return self._query(f"SELECT {', '.join(DEAD_STORED)} FROM meter_dead_letters "  # noqa: S608 - constant identifiers, values are parameters
