@@ -27,6 +27,7 @@ from ..config import Settings
 from ..queries import Queries
 from .data import DashboardData
 from .pages import alerts, cell, group, ingest, overview
+from .pages import meters as meters_page
 from .pages.common import error_box, log_error, params
 from .tables import cell_href
 from .theme import CSS, fmt_count, fmt_duration, fmt_rate
@@ -42,6 +43,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("group", "Deep dive", "/group"),
     ("alerts", "Alerts", "/alerts"),
     ("ingest", "Ingest", "/ingest"),
+    ("meters", "Meters", "/meters"),
 )
 
 _INDEX = """<!DOCTYPE html>
@@ -154,6 +156,7 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
         cell.layout(None, "", {}, settings),
         alerts.layout(None),
         ingest.layout(None),
+        meters_page.validation(),
     ])
 
     @app.callback(Output("page", "children"),
@@ -178,6 +181,8 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
             elif path.rstrip("/") == "/ingest":
                 page = ingest.layout(data)
                 active = "ingest"
+            elif path.startswith("/meters"):
+                page, active = meters_page.layout(settings, path, query), "meters"
             else:
                 page = html.Div([html.H1("Page not found", className="ct-title"),
                                  html.P(f"Nothing at {path}."), dcc.Link("← overview", href="/")])
@@ -221,4 +226,5 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
 
     for module in (overview, group, cell, alerts, ingest):
         module.register(app, data, settings)
+    meters_page.register(app, settings)
     return app
