@@ -87,7 +87,7 @@ def bench_realtime(n_target: float, batch_rows: int) -> None:
     steps = max(1, int(n_target // n_meters))
     rng = np.random.default_rng(1)
     ids = pl.Series("meter_id", [f"m{k:06d}" for k in range(n_meters)])
-    thr = pl.DataFrame({"meter_id": ids, "p97_w": rng.uniform(500, 1500, n_meters)})
+    thr = pl.DataFrame({"meter_id": ids, "p97_w": rng.uniform(1500, 2500, n_meters)})
     st = new_state(MeterConfig())
     set_thresholds(st, thr)
     per_batch = max(1, batch_rows // n_meters)

@@ -249,10 +249,14 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
                                          "late: older than readings of this meter already processed",
                                          source))
             arr = _take(arr, np.flatnonzero(flags == 0))
-    accepted_rows = np.sort(arr["row"][arr["row"] >= 0]) if len(arr["ts"]) else np.zeros(0, np.int64)
+    accepted_rows = arr["row"][arr["row"] >= 0] if len(arr["ts"]) else np.zeros(0, np.int64)
+    if len(accepted_rows) > 1 and not bool(np.all(accepted_rows[1:] >= accepted_rows[:-1])):
+        accepted_rows = np.sort(accepted_rows)
     wait = np.zeros(len(arr["ts"]), dtype=bool)
     if len(arr["ts"]):
-        np.maximum.at(f[:, F_MAX_SEEN], arr["slot"], arr["ts"])
+        sl = arr["slot"]
+        last = np.flatnonzero(np.append(sl[1:] != sl[:-1], True))  # sorted: newest per meter
+        f[sl[last], F_MAX_SEEN] = np.maximum(f[sl[last], F_MAX_SEEN], arr["ts"][last])
         if cfg.lateness_s > 0 and not final:
             wait = arr["ts"] > f[arr["slot"], F_MAX_SEEN] - cfg.lateness_s
     go = _take(arr, np.flatnonzero(~wait)) if wait.any() else arr

@@ -315,6 +315,9 @@ def run(slot, ts, p, e, bounds, tz_bstart, tz_len, tz_first_day, f, iv, cfg, fin
     cnt = np.zeros(2, dtype=np.int64)
     held = np.zeros(n, dtype=np.bool_)
     zlimit = cfg[C_ZERO]
+    gap_limit = cfg[C_GAP]
+    margin = 1.0 + cfg[C_MARGIN]
+    floor = cfg[C_FLOOR]
     i = 0
     while i < n:
         s = slot[i]
@@ -357,6 +360,35 @@ def run(slot, ts, p, e, bounds, tz_bstart, tz_len, tz_first_day, f, iv, cfg, fin
                 if not zero:
                     iv[s, I_ZR_SUSP] = 0
             else:
+                # The common case inline: same day, no gap, no spike, no open episode.
+                # (A call passes every array and costs reference counting per reading.)
+                # The arithmetic is _step's, in the same order, so results are identical.
+                if iv[s, I_HAS_PREV] == 1 and iv[s, I_HAS_DAY] == 1 and iv[s, I_EP_OPEN] == 0:
+                    t1 = ts[j]
+                    t0 = f[s, F_PREV_TS]
+                    dt = t1 - t0
+                    thr = f[s, F_THR]
+                    if (dt <= gap_limit and bounds[dpos[j]] <= t0
+                            and not (thr == thr and pw > thr * margin and pw > floor)):
+                        f[s, F_ENERGY] += 0.5 * (f[s, F_PREV_P] + pw) * dt
+                        f[s, F_COVERED] += dt
+                        e1 = e[j]
+                        de = e1 - f[s, F_PREV_E]
+                        if de == de:
+                            f[s, F_COUNTER] += de
+                            iv[s, I_CNT_N] += 1
+                        if pw < f[s, F_MIN]:
+                            f[s, F_MIN] = pw
+                        if pw > f[s, F_MAX]:
+                            f[s, F_MAX] = pw
+                            f[s, F_PEAK_TS] = t1
+                        iv[s, I_N] += 1
+                        f[s, F_LAST_TS] = t1
+                        f[s, F_PREV_TS] = t1
+                        f[s, F_PREV_P] = pw
+                        f[s, F_PREV_E] = e1
+                        j += 1
+                        continue
                 _step(j, s, ts, p, e, dpos, bounds, bstart, fday, f, iv, cfg,
                       dd, di, ef, ei, cnt, False, False)
             j += 1
