@@ -160,3 +160,39 @@ def test_thresholds_spikes_and_sse_push(meter_server: Server) -> None:
                                                       "start_ts": al[0]["start_ts"]}, headers=AUTH)
         assert r.status_code == 200 and r.json()["acked_ts"] is not None
         assert c.get("/api/v1/meters/alerts", params={"acked": False, "meter_id": "s/kettle"}).json() == []
+
+
+def test_sigkill_restart_resumes_from_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from chargetracker.meters import summarize
+
+    from .conftest import start_server
+
+    d = tmp_path_factory.mktemp("meters-restart")
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({"meter_id": ["r/mains"] * 3000, "ts": T0 + np.arange(3000) * 60.0,
+                          "power_w": rng.uniform(100, 900, 3000)})
+    meta = [{"meter_id": "r/mains", "house_id": "r", "appliance": "mains", "timezone": "UTC"}]
+    batches = [frame.slice(k, 500) for k in range(0, 3000, 500)]
+    srv = start_server(d, "--api-key", AUTH["Authorization"][7:], "--no-dashboard")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.post("/api/v1/meters/meters", json=meta, headers=AUTH).status_code == 200
+            for b in batches[:3]:
+                assert c.post("/api/v1/meters/readings", json=b.to_dicts(), headers=AUTH).status_code == 200
+    finally:
+        srv.proc.kill()  # no shutdown hook runs
+        srv.proc.wait(10)
+    srv = start_server(d, "--api-key", AUTH["Authorization"][7:], "--no-dashboard")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            # The client re-sends its last batch (it never saw the answer): duplicates only.
+            r = c.post("/api/v1/meters/readings", json=batches[2].to_dicts(), headers=AUTH)
+            assert r.status_code == 422 and r.json()["error"]["details"]["rejected"] == 500
+            for b in batches[3:]:
+                assert c.post("/api/v1/meters/readings", json=b.to_dicts(), headers=AUTH).status_code == 200
+            got = pl.DataFrame(c.get("/api/v1/meters/days", params={"meter_id": "r/mains"}).json())
+    finally:
+        srv.stop()
+    ref = summarize(frame, meters=pl.DataFrame(meta)).days
+    assert got["energy_wh"].to_list() == ref["energy_wh"].to_list()
+    assert got["n_readings"].to_list() == ref["n_readings"].to_list()

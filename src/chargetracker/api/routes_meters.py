@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import ChargeTrackerError, SchemaError
 from ..meters import (
     MeterConfig,
+    MeterState,
     compute_thresholds,
     house_breakdown,
     house_days,
@@ -51,6 +52,8 @@ _FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson",
             "application/vnd.apache.arrow.stream": "arrow", "application/vnd.apache.parquet": "parquet",
             "application/x-parquet": "parquet"}
 SOURCE_PATTERN = r"^[A-Za-z0-9_.:@\-]{1,64}$"
+#: Checkpoint name of the API process's meter engine state.
+CHECKPOINT = "api-meters"
 
 
 class AlertHub:
@@ -96,7 +99,10 @@ class MeterService:
                  raw_retention_s: float | None = 7 * 86_400.0) -> None:
         self.store = store
         self.config = config or MeterConfig()
-        self.state = new_state(self.config)
+        saved = store.load_checkpoint(CHECKPOINT)
+        # A restart resumes the engine where the last committed batch left it; the upserts
+        # are idempotent, so a batch re-sent after a crash is neither lost nor doubled.
+        self.state = MeterState.from_bytes(saved, self.config) if saved else new_state(self.config)
         self.hub = AlertHub()
         self.lock = threading.Lock()
         self.raw_retention_s = raw_retention_s
@@ -111,6 +117,7 @@ class MeterService:
         with self.lock:
             df = register_meters(self.state, meters)
             self.store.put_meters(df)
+            self.register_checkpoint()
         return df.height
 
     def ingest(self, readings: pl.DataFrame, rejected: pl.DataFrame, source: str) -> dict[str, Any]:
@@ -123,10 +130,14 @@ class MeterService:
             self.store.put_alerts(out.alerts)
             if dead.height:
                 self.store.put_dead_letters(dead)
+            self.store.save_checkpoint(CHECKPOINT, self.state.to_bytes())
         self.hub.publish(out.alerts)
         return {"accepted": out.accepted, "rejected": dead.height,
                 "errors": dead.head(1000).select("row", "field", "reason").to_dicts(),
                 "days": out.days.height, "alerts": out.alerts.height}
+
+    def register_checkpoint(self) -> None:
+        self.store.save_checkpoint(CHECKPOINT, self.state.to_bytes())
 
     def recompute_thresholds(self, as_of: float | None = None) -> pl.DataFrame:
         """Batch layer over the stored raw readings (the trailing window)."""
@@ -139,6 +150,7 @@ class MeterService:
         with self.lock:
             self.store.put_thresholds(thr)
             set_thresholds(self.state, thr)
+            self.register_checkpoint()
         return thr
 
 

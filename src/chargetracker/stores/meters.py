@@ -86,6 +86,9 @@ class MeterStore:
             self._db_error = duckdb.Error
         for t in TABLES:
             self._exec(_ddl(t))
+        blob = "BYTEA" if self.kind == "postgresql" else "BLOB"
+        self._exec(f"CREATE TABLE IF NOT EXISTS meter_checkpoints (name TEXT PRIMARY KEY, state {blob}, "
+                   "updated_ts DOUBLE PRECISION)")
         self._exec("CREATE INDEX IF NOT EXISTS meter_alerts_start ON meter_alerts (start_ts)")
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -198,6 +201,18 @@ class MeterStore:
         self._exec("UPDATE meter_alerts SET acked_ts = ? WHERE meter_id = ? AND start_ts = ?",
                    [time.time() if at is None else at, meter_id, start_ts])
         return self.alerts(meter_id=meter_id, start_ts=start_ts)
+
+    def save_checkpoint(self, name: str, state: bytes) -> None:
+        """The meter engine's state (``MeterState.to_bytes()``) under ``name``."""
+        self._exec("INSERT INTO meter_checkpoints (name, state, updated_ts) VALUES (?, ?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET state = excluded.state, "
+                   "updated_ts = excluded.updated_ts", [name, state, time.time()])
+
+    def load_checkpoint(self, name: str) -> bytes | None:
+        with self._lock, self._errors("load checkpoint"):
+            row = self._conn.execute(self._sql("SELECT state FROM meter_checkpoints WHERE name = ?"),
+                                     [name]).fetchone()
+        return None if row is None else bytes(row[0])
 
     def prune_readings(self, before_ts: float) -> None:
         self._exec("DELETE FROM meter_readings WHERE ts < ?", [before_ts])
