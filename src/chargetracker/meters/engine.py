@@ -178,6 +178,16 @@ def _cfg_vector(cfg: MeterConfig) -> np.ndarray:
 
 def _slots(state: MeterState, ids: pl.Series) -> np.ndarray:
     n = len(ids)
+    prev = state._last_ids
+    if prev is not None and len(prev[0]) == n and prev[0].equals(ids):
+        return prev[1]  # a live feed sends the same meters in the same order every poll
+    slots = _lookup_slots(state, ids)
+    state._last_ids = (ids, slots)
+    return slots
+
+
+def _lookup_slots(state: MeterState, ids: pl.Series) -> np.ndarray:
+    n = len(ids)
     starts = np.flatnonzero(ids.ne_missing(ids.shift(1)).fill_null(True).to_numpy())
     if len(starts) <= n // 4 + 1:
         run_ids = ids.gather(starts).to_list()
@@ -195,7 +205,7 @@ def _slots(state: MeterState, ids: pl.Series) -> np.ndarray:
 
 def _letters(state: MeterState, arr: dict[str, np.ndarray], reason: str, source: str) -> pl.DataFrame:
     n = len(arr["ts"])
-    ids = pl.Series("meter_id", state.meter_ids, dtype=pl.Utf8).gather(arr["slot"])
+    ids = state.id_series().gather(arr["slot"])
     e = arr["e"]
     payload = [json.dumps({"meter_id": m, "ts": t, "power_w": p,
                            "energy_wh": None if x != x else x})
@@ -313,7 +323,7 @@ def _day_frame(state: MeterState, slots: np.ndarray, date: np.ndarray, status: s
                n: np.ndarray, energy_ws: np.ndarray, covered: np.ndarray, mn: np.ndarray,
                mx: np.ndarray, peak: np.ndarray, gaps: np.ndarray, zruns: np.ndarray,
                zero_s: np.ndarray, counter: np.ndarray, cnt_n: np.ndarray) -> pl.DataFrame:
-    ids = pl.Series("meter_id", state.meter_ids, dtype=pl.Utf8).gather(slots)
+    ids = state.id_series().gather(slots)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(covered > 0, energy_ws / covered, np.nan)
     df = pl.DataFrame({
@@ -354,7 +364,7 @@ def _open_days(state: MeterState) -> pl.DataFrame:
 
 def _alerts(state: MeterState, ef: np.ndarray, ei: np.ndarray) -> pl.DataFrame:
     s = ei[:, EI_SLOT]
-    ids = pl.Series("meter_id", state.meter_ids, dtype=pl.Utf8).gather(s)
+    ids = state.id_series().gather(s)
     houses = pl.Series("house_id", state.houses, dtype=pl.Utf8).gather(s)
     zips = pl.Series("zip", state.zips, dtype=pl.Utf8).gather(s)
     closed = ei[:, EI_CLOSED] == 1

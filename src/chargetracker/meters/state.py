@@ -13,6 +13,7 @@ import struct
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import polars as pl
 
 from ..errors import EngineStateError
 from .config import MeterConfig
@@ -52,6 +53,15 @@ class MeterState:
         default_factory=lambda: {k: np.zeros(0, dtype=t) for k, t in PENDING_FIELDS.items()})
     index: dict[str, int] = field(default_factory=dict)
     tz_index: dict[str, int] = field(default_factory=dict)
+    # Caches (not serialized): the ids as a Series, the last batch's ids and slots.
+    _ids: pl.Series | None = field(default=None, repr=False)
+    _last_ids: tuple[pl.Series, np.ndarray] | None = field(default=None, repr=False)
+
+    def id_series(self) -> pl.Series:
+        """Meter ids by slot (gathered to name output rows)."""
+        if self._ids is None or len(self._ids) != self.n_meters:
+            self._ids = pl.Series("meter_id", self.meter_ids, dtype=pl.Utf8)
+        return self._ids
 
     @property
     def n_meters(self) -> int:
