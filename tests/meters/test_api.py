@@ -196,3 +196,19 @@ def test_sigkill_restart_resumes_from_checkpoint(tmp_path_factory: pytest.TempPa
     ref = summarize(frame, meters=pl.DataFrame(meta)).days
     assert got["energy_wh"].to_list() == ref["energy_wh"].to_list()
     assert got["n_readings"].to_list() == ref["n_readings"].to_list()
+
+
+def test_live_command_streams_a_neighbourhood(meter_server: Server) -> None:
+    from chargetracker.cli import main
+
+    rc = main(["meters", "live", "--url", meter_server.url, "--api-key", AUTH["Authorization"][7:],
+               "--houses", "4", "--days", "0.5", "--speed", "20000", "--seed", "9",
+               "--recompute-hours", "3", "--start", "2026-02-01T00:00:00Z"])
+    assert rc == 0
+    with httpx.Client(base_url=meter_server.url, timeout=60) as c:
+        houses = c.get("/api/v1/meters/houses").json()
+        assert sum(h["house_id"].startswith("sim-h") for h in houses) == 4
+        hd = c.get("/api/v1/meters/houses/days", params={"house_id": "sim-h00000"}).json()
+        assert hd and hd[0]["mains_kwh"] > 0
+        thr = [t for t in c.get("/api/v1/meters/thresholds").json() if t["meter_id"].startswith("sim-")]
+        assert thr and any(t["p97_w"] for t in thr)

@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
     msub = p.add_subparsers(dest="meters_command", metavar="SUBCOMMAND", required=True)
     _register_analyze(msub)
     _register_simulate(msub)
+    _register_live(msub)
 
 
 def _engine_args(g: argparse._ArgumentGroup) -> None:
@@ -175,6 +176,14 @@ def _register_simulate(msub: Any) -> None:
     p.set_defaults(func=run_simulate)
 
 
+def _iso_epoch(text: str) -> float:
+    try:
+        us = pl.Series([text]).str.to_datetime(time_zone="UTC").dt.epoch("us").item()
+    except pl.exceptions.PolarsError as exc:
+        raise ConfigError(f"--start {text!r}: not an ISO time") from exc
+    return int(us) / 1e6
+
+
 def _side_path(out: str, kind: str) -> str:
     stem, _, ext = out.rpartition(".")
     return f"{stem}.{kind}.{ext}"
@@ -189,10 +198,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if not (args.out.endswith(".parquet") or args.out.endswith(".csv")):
         raise ConfigError(f"{args.out}: output must end in .parquet or .csv")
     check_timezone(args.timezone, field="--timezone")
-    try:
-        start = pl.Series([args.start]).str.to_datetime(time_zone="UTC").dt.epoch("us")[0] / 1e6
-    except pl.exceptions.PolarsError as exc:
-        raise ConfigError(f"--start {args.start!r}: not an ISO time") from exc
+    start = _iso_epoch(args.start)
     cfg = SimConfig(houses=args.houses, days=args.days, seed=args.seed, start_ts=float(start),
                     interval_s=args.interval, n_zips=args.zips, timezone=args.timezone,
                     spikes_per_house_day=args.spikes_per_day)
@@ -220,4 +226,63 @@ def run_simulate(args: argparse.Namespace) -> int:
         write_table(injected_spikes(cfg, house_specs(cfg, profiles), profiles), args.spikes_out)
     print(f"{n} readings of {sum(m.height for m in metas)} meters in {cfg.houses} houses -> {args.out}",
           file=sys.stderr)
+    return 0
+
+
+def _register_live(msub: Any) -> None:
+    p = msub.add_parser("live", help="stream simulated houses to a running server, paced",
+                        description="Replay simulated houses in real time (x --speed) into "
+                        "POST /api/v1/meters/readings of a running `chargetracker serve`, and "
+                        "recompute the thresholds every --recompute-hours of simulated time.")
+    p.add_argument("--url", default="http://127.0.0.1:8050", help="server base URL")
+    p.add_argument("--api-key", help="API key for writes (or $CHARGETRACKER_API_KEY)")
+    p.add_argument("--houses", type=int, default=20)
+    p.add_argument("--days", type=float, default=7.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed", type=float, default=600.0, help="simulated seconds per wall second")
+    p.add_argument("--interval", type=float, default=60.0, metavar="S")
+    p.add_argument("--spikes-per-day", type=float, default=2.0)
+    p.add_argument("--recompute-hours", type=float, default=6.0)
+    p.add_argument("--start", default=None, help="ISO time of the first reading (default: now)")
+    p.set_defaults(func=run_live)
+
+
+def run_live(args: argparse.Namespace) -> int:
+    import io
+    import os
+    import time
+
+    import httpx
+
+    from ..meters.simulator import SimConfig, house_specs, live_batches, load_profiles, meters_frame
+
+    key = args.api_key or os.environ.get("CHARGETRACKER_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    start = time.time() if args.start is None else _iso_epoch(args.start)
+    cfg = SimConfig(houses=args.houses, days=args.days, seed=args.seed, start_ts=float(start),
+                    interval_s=args.interval, spikes_per_house_day=args.spikes_per_day)
+    profiles = load_profiles()
+    meters = meters_frame(cfg, house_specs(cfg, profiles), profiles)
+    sent = 0
+    try:
+        with httpx.Client(base_url=args.url, timeout=60.0, headers=headers) as c:
+            r = c.post("/api/v1/meters/meters", json=meters.drop("attributes").to_dicts())
+            if r.status_code != 200:
+                raise ConfigError(f"{args.url}: registering meters failed: {r.status_code} {r.text[:300]}")
+            next_recompute = cfg.start_ts + args.recompute_hours * 3600.0
+            for frame in live_batches(cfg, profiles, speed=args.speed):
+                buf = io.BytesIO()
+                frame.write_ipc_stream(buf)
+                r = c.post("/api/v1/meters/readings", content=buf.getvalue(), params={"source": "live-sim"},
+                           headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+                if r.status_code != 200:
+                    raise ConfigError(f"{args.url}: ingest failed: {r.status_code} {r.text[:300]}")
+                sent += frame.height
+                newest = float(frame["ts"].max())
+                if newest >= next_recompute:
+                    c.post("/api/v1/meters/thresholds/recompute", params={"as_of": newest})
+                    next_recompute = newest + args.recompute_hours * 3600.0
+    except httpx.TransportError as exc:
+        raise ConfigError(f"{args.url}: cannot reach the server: {exc}") from exc
+    print(f"{sent} readings of {meters.height} meters sent to {args.url}", file=sys.stderr)
     return 0
