@@ -278,7 +278,7 @@ def run_live(args: argparse.Namespace) -> int:
                 if r.status_code != 200:
                     raise ConfigError(f"{args.url}: ingest failed: {r.status_code} {r.text[:300]}")
                 sent += frame.height
-                newest = float(frame["ts"].max())
+                newest = float(frame["ts"].to_numpy().max())
                 if newest >= next_recompute:
                     c.post("/api/v1/meters/thresholds/recompute", params={"as_of": newest})
                     next_recompute = newest + args.recompute_hours * 3600.0
