@@ -35,3 +35,16 @@ def test_threshold_table_uses_on_readings_in_the_window() -> None:
     assert np.percentile(p, 97) < k["p97_w"]
     idle = thr.filter(pl.col("meter_id") == "idle").row(0, named=True)
     assert idle["p97_w"] is None and idle["n_readings"] == 0
+
+
+def test_interleaved_rows_give_the_same_table() -> None:
+    rng = np.random.default_rng(4)
+    n = 30_000
+    frame = pl.DataFrame({"meter_id": rng.choice(["a", "b", "c", "d"], n),
+                          "ts": rng.uniform(0, 86400, n), "power_w": rng.gamma(1.2, 300, n)})
+    mixed = compute_thresholds(frame, as_of=86400.0)
+    grouped = compute_thresholds(frame.sort("meter_id"), as_of=86400.0)
+    assert mixed.equals(grouped)
+    for m in "abcd":
+        on = frame.filter((pl.col("meter_id") == m) & (pl.col("power_w") > 10))["power_w"].to_numpy()
+        assert mixed.filter(pl.col("meter_id") == m)["p97_w"][0] == np.percentile(on, 97)

@@ -8,6 +8,7 @@ intermittent appliance reads 0 W most of the time and its plain 97th percentile 
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import polars as pl
 
@@ -42,6 +43,23 @@ def percentile_sorted(values: np.ndarray, starts: np.ndarray, counts: np.ndarray
     return out
 
 
+@nb.njit(cache=True, nogil=True)
+def _order_stats(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per group the order statistics at floor and floor + 1 of numpy's virtual index."""
+    k = len(starts)
+    a = np.empty(k)
+    b = np.empty(k)
+    for g in range(k):
+        seg = np.sort(values[starts[g] : starts[g] + counts[g]])
+        h = (counts[g] - 1.0) * q
+        lo = int(np.floor(h))
+        hi = min(lo + 1, counts[g] - 1)
+        a[g] = seg[lo]
+        b[g] = seg[hi]
+    return a, b
+
+
 def compute_thresholds(readings: pl.DataFrame | pl.LazyFrame, config: MeterConfig | None = None,
                        *, as_of: float | None = None, meter_ids: list[str] | None = None
                        ) -> pl.DataFrame:
@@ -60,22 +78,25 @@ def compute_thresholds(readings: pl.DataFrame | pl.LazyFrame, config: MeterConfi
     start = float(as_of) - cfg.window_days * 86_400.0
     on = (lf.filter((pl.col("ts") > start) & (pl.col("ts") <= as_of)
                     & (pl.col("power_w") > cfg.on_w))
-          .group_by("meter_id")
-          .agg(pl.len().alias("n_readings"),
-               # The two order statistics around numpy's virtual index (no arithmetic in
-               # polars), then numpy's own lerp: bit-identical to numpy.percentile.
-               pl.col("power_w").quantile(cfg.percentile / 100.0, "lower").alias("a"),
-               pl.col("power_w").quantile(cfg.percentile / 100.0, "higher").alias("b"))
-          .collect())
-    n = on.get_column("n_readings").to_numpy().astype(np.float64)
-    h = (n - 1.0) * (cfg.percentile / 100.0)
+          .select("meter_id", "power_w").collect())
+    ids = on.get_column("meter_id")
+    head = ids.ne_missing(ids.shift(1)).fill_null(True)
+    runs = ids.filter(head)
+    if runs.n_unique() != len(runs):
+        # Not grouped by meter (a live table): group first; each meter's order is kept.
+        on = on.sort("meter_id", maintain_order=True)
+        ids = on.get_column("meter_id")
+        head = ids.ne_missing(ids.shift(1)).fill_null(True)
+    starts = np.flatnonzero(head.to_numpy())
+    counts = np.diff(np.append(starts, on.height)).astype(np.int64)
+    q = cfg.percentile / 100.0
+    a, b = _order_stats(on.get_column("power_w").to_numpy(), starts, counts, q)
+    # numpy's "linear" method, its virtual index and its lerp: bit-identical values.
+    h = (counts.astype(np.float64) - 1.0) * q
     t = h - np.floor(h)
-    a = on.get_column("a").to_numpy()
-    b = on.get_column("b").to_numpy()
     diff = b - a
     p = np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
-    table = pl.DataFrame({"meter_id": on.get_column("meter_id"), "p97_w": p,
-                          "n_readings": on.get_column("n_readings").cast(pl.Int64)},
+    table = pl.DataFrame({"meter_id": ids.gather(starts), "p97_w": p, "n_readings": counts},
                          schema={"meter_id": pl.Utf8, "p97_w": pl.Float64, "n_readings": pl.Int64})
     everyone = (pl.Series("meter_id", meter_ids, dtype=pl.Utf8).unique() if meter_ids is not None
                 else lf.select("meter_id").unique().collect().get_column("meter_id"))
