@@ -77,7 +77,7 @@ def test_ingest_every_format_and_read_back(meter_server: Server) -> None:
         assert len(tr) == 10 and tr[-1]["ts"] == T0 + 1440 * 60
         spec = c.get("/api/v1/openapi.json").json()
         assert "/api/v1/meters/readings" in spec["paths"]
-        assert "/api/v1/meters/alerts/stream" in spec["paths"]
+        assert "/api/v1/meters/alerts" in spec["paths"]
 
 
 def test_errors_name_field_and_reason(meter_server: Server) -> None:

@@ -38,6 +38,7 @@ from ..meters import (
     update,
     zip_days,
 )
+from ..meters.calendar import check_timezone
 from ..meters.readers import ReadOptions, long_readings
 from ..stores.meters import MeterStore
 from .errors import ApiError, responses
@@ -155,6 +156,8 @@ class MeterService:
 
 
 _SERVICE_LOCK = threading.Lock()
+_READ_ERRORS = responses(401, 403, 422)
+_WRITE_ERRORS = responses(401, 403, 404, 413, 415, 422)
 
 
 def service(request: Request) -> MeterService:
@@ -221,6 +224,7 @@ def _ingest(svc: MeterService, body: bytes, content_type: str | None, source: st
                        + ", ".join(sorted(_FORMATS)), field="Content-Type")
     frame, meters = _frame(body, fmt)
     try:
+        check_timezone(timezone, field="timezone")
         if meters is not None:
             svc.register(meters)
         if frame.height == 0:
@@ -230,6 +234,8 @@ def _ingest(svc: MeterService, body: bytes, content_type: str | None, source: st
         chunk = long_readings(frame, ReadOptions(timezone=timezone), source)
     except (SchemaError, ChargeTrackerError) as exc:
         raise _error(exc) from exc
+    except pl.exceptions.PolarsError as exc:  # e.g. nested values where numbers belong
+        raise ApiError(422, f"cannot read the readings: {str(exc)[:300]}", field="body") from exc
     out = svc.ingest(chunk.readings, chunk.rejected, source)
     if out["accepted"] == 0:
         first = out["errors"][0] if out["errors"] else {"field": None, "reason": "no rows"}
@@ -251,8 +257,7 @@ class IngestOut(BaseModel):
              description="Rows: meter_id, ts (epoch s or ISO time), power_w (or power_kw), "
              "optional energy_wh. JSON may be `{'readings': [...], 'meters': [...]}` to register "
              "metadata too. Content types: " + ", ".join(sorted(_FORMATS)) + ". Bad rows are "
-             "listed and kept as dead letters; 422 when none is acceptable.",
-             responses=responses(401, 403, 413, 415, 422), dependencies=[Depends(require_write)])
+             "listed and kept as dead letters; 422 when none is acceptable.", dependencies=[Depends(require_write)], responses=_WRITE_ERRORS)
 async def post_readings(request: Request, svc: Service,
                         source: Annotated[str, Query(pattern=SOURCE_PATTERN)] = "api",
                         timezone: Annotated[str, Query(max_length=64, description="zone of naive ISO times")] = "UTC"
@@ -271,8 +276,7 @@ class MeterIn(BaseModel):
     attributes: dict[str, Any] | None = None
 
 
-@router.post("/meters", summary="Register meter metadata", dependencies=[Depends(require_write)],
-             responses=responses(401, 403, 422))
+@router.post("/meters", summary="Register meter metadata", dependencies=[Depends(require_write)], responses=_WRITE_ERRORS)
 async def post_meters(svc: Service, meters: list[MeterIn]) -> dict[str, int]:
     rows = [{**m.model_dump(exclude={"attributes"}),
              "attributes": json.dumps(m.attributes) if m.attributes else None} for m in meters]
@@ -289,22 +293,24 @@ def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
     return df.with_columns(pl.col(pl.Date).cast(pl.Utf8)).to_dicts()
 
 
+#: Seconds since the epoch in a query (finite, plausible).
+Ts = Annotated[float | None, Query(ge=0, le=1e11, allow_inf_nan=False)]
 Date = Annotated[dt.date | None, Query(description="YYYY-MM-DD (local date of the meter)")]
 Read = [Depends(require_read)]
 
 
-@router.get("/meters", summary="Meters, filtered", dependencies=Read)
+@router.get("/meters", summary="Meters, filtered", dependencies=Read, responses=_READ_ERRORS)
 async def get_meters(svc: Service, house_id: str | None = None, zip: str | None = None,
                      appliance: str | None = None) -> list[dict[str, Any]]:
     return _rows(svc.store.meters(house_id=house_id, zip_code=zip, appliance=appliance))
 
 
-@router.get("/houses", summary="Houses, filtered by zip", dependencies=Read)
+@router.get("/houses", summary="Houses, filtered by zip", dependencies=Read, responses=_READ_ERRORS)
 async def get_houses(svc: Service, zip: str | None = None) -> list[dict[str, Any]]:
     return _rows(svc.store.houses(zip_code=zip))
 
 
-@router.get("/days", summary="Daily energy per meter", dependencies=Read)
+@router.get("/days", summary="Daily energy per meter", dependencies=Read, responses=_READ_ERRORS)
 async def get_days(svc: Service, meter_id: str | None = None, house_id: str | None = None,
                    zip: str | None = None, start: Date = None, end: Date = None) -> list[dict[str, Any]]:
     d = svc.store.days(meter_ids=[meter_id] if meter_id else None, house_id=house_id,
@@ -313,7 +319,7 @@ async def get_days(svc: Service, meter_id: str | None = None, house_id: str | No
 
 
 @router.get("/houses/days", summary="Daily mains, appliances and unmetered kWh per house",
-            dependencies=Read)
+            dependencies=Read, responses=_READ_ERRORS)
 async def get_house_days(svc: Service, house_id: str | None = None, zip: str | None = None,
                          start: Date = None, end: Date = None,
                          breakdown: bool = False) -> list[dict[str, Any]]:
@@ -322,7 +328,7 @@ async def get_house_days(svc: Service, house_id: str | None = None, zip: str | N
     return _rows(house_breakdown(d, meters) if breakdown else house_days(d, meters))
 
 
-@router.get("/zips/days", summary="Daily totals per zip code", dependencies=Read)
+@router.get("/zips/days", summary="Daily totals per zip code", dependencies=Read, responses=_READ_ERRORS)
 async def get_zip_days(svc: Service, zip: str | None = None, start: Date = None,
                        end: Date = None, min_coverage: Annotated[float, Query(ge=0, le=1)] = 0.0
                        ) -> list[dict[str, Any]]:
@@ -331,30 +337,30 @@ async def get_zip_days(svc: Service, zip: str | None = None, start: Date = None,
     return _rows(zip_days(house_days(d, meters), min_coverage=min_coverage))
 
 
-@router.get("/thresholds", summary="Spike thresholds (p97 of 'on' power)", dependencies=Read)
+@router.get("/thresholds", summary="Spike thresholds (p97 of 'on' power)", dependencies=Read, responses=_READ_ERRORS)
 async def get_thresholds(svc: Service, meter_id: str | None = None) -> list[dict[str, Any]]:
     return _rows(svc.store.thresholds(meter_id=meter_id))
 
 
 @router.post("/thresholds/recompute", summary="Recompute thresholds from stored readings",
-             dependencies=[Depends(require_write)], responses=responses(401, 403))
-async def post_recompute(svc: Service, as_of: float | None = None) -> dict[str, int]:
+             dependencies=[Depends(require_write)], responses=_WRITE_ERRORS)
+async def post_recompute(svc: Service, as_of: Ts = None) -> dict[str, int]:
     thr = await run_in_threadpool(svc.recompute_thresholds, as_of)
     return {"meters": thr.height, "with_threshold": int(thr["p97_w"].is_not_null().sum())}
 
 
-@router.get("/readings", summary="Raw readings of one meter (its power trace)", dependencies=Read)
+@router.get("/readings", summary="Raw readings of one meter (its power trace)", dependencies=Read, responses=_READ_ERRORS)
 async def get_readings(svc: Service, meter_id: Annotated[str, Query(min_length=1)],
-                       start_ts: float | None = None, end_ts: float | None = None,
+                       start_ts: Ts = None, end_ts: Ts = None,
                        limit: Annotated[int, Query(ge=1, le=1_000_000)] = 20_000) -> list[dict[str, Any]]:
     return _rows(svc.store.readings(meter_id, start_ts=start_ts, end_ts=end_ts, limit=limit))
 
 
-@router.get("/alerts", summary="Spike alerts, newest first", dependencies=Read)
+@router.get("/alerts", summary="Spike alerts, newest first", dependencies=Read, responses=_READ_ERRORS)
 async def get_alerts(svc: Service, meter_id: str | None = None, house_id: str | None = None,
                      zip: str | None = None,
                      status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
-                     acked: bool | None = None, since_ts: float | None = None,
+                     acked: bool | None = None, since_ts: Ts = None,
                      limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> list[dict[str, Any]]:
     return _rows(svc.store.alerts(meter_id=meter_id, house_id=house_id, zip_code=zip,
                                   status=status, acked=acked, since_ts=since_ts, limit=limit))
@@ -362,17 +368,17 @@ async def get_alerts(svc: Service, meter_id: str | None = None, house_id: str | 
 
 class AckIn(BaseModel):
     meter_id: str = Field(min_length=1, max_length=256)
-    start_ts: float
+    start_ts: float = Field(ge=0, le=1e11, allow_inf_nan=False)
 
 
-@router.post("/alerts/ack", summary="Acknowledge an alert", dependencies=[Depends(require_write)],
-             responses=responses(401, 403, 404, 422))
+@router.post("/alerts/ack", summary="Acknowledge an alert", dependencies=[Depends(require_write)], responses=_WRITE_ERRORS)
 async def post_ack(svc: Service, ack: AckIn) -> dict[str, Any]:
     return _rows(svc.store.ack_alert(ack.meter_id, ack.start_ts))[0]
 
 
+# Not in the OpenAPI document: an endless stream has no response schema to check.
 @router.get("/alerts/stream", summary="Live alert events (server-sent events)",
-            dependencies=Read, response_class=StreamingResponse,
+            dependencies=Read, include_in_schema=False, response_class=StreamingResponse,
             description="`text/event-stream`: one `event: alert` with the alert as JSON per "
             "episode opening and ending, pushed as the engine raises it; a comment every 15 s "
             "keeps the connection open.")
