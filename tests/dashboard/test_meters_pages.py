@@ -1,9 +1,8 @@
-"""Meter dashboard pages in Debian's Chromium (Playwright): houses, meter, zips, and the
+"""Meter dashboard pages (the shared session browser of tests/dashboard) in Debian's Chromium (Playwright): houses, meter, zips, and the
 live page receiving SSE alerts without reloading."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import AUTH, Server, start_server
+from tests.meters.conftest import AUTH, Server, start_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 T0 = 1767225600.0
 
 
@@ -41,24 +37,8 @@ def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is missing: run `make system-deps`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
-def page(browser: Any) -> Iterator[tuple[Any, list[str]]]:
+def meter_page(browser: Any) -> Iterator[tuple[Any, list[str]]]:
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     errors: list[str] = []
@@ -67,8 +47,8 @@ def page(browser: Any) -> Iterator[tuple[Any, list[str]]]:
     ctx.close()
 
 
-def test_houses_meter_and_zip_pages(dash_server: Server, page: tuple[Any, list[str]]) -> None:
-    pg, errors = page
+def test_houses_meter_and_zip_pages(dash_server: Server, meter_page: tuple[Any, list[str]]) -> None:
+    pg, errors = meter_page
     pg.goto(f"{dash_server.url}/meters?house=hB")
     pg.wait_for_selector("#mt-house-fig .main-svg", timeout=30_000)
     legend = pg.text_content("#mt-house-fig .legend") or ""
@@ -83,8 +63,8 @@ def test_houses_meter_and_zip_pages(dash_server: Server, page: tuple[Any, list[s
     assert not errors, errors
 
 
-def test_live_alerts_arrive_without_reload(dash_server: Server, page: tuple[Any, list[str]]) -> None:
-    pg, errors = page
+def test_live_alerts_arrive_without_reload(dash_server: Server, meter_page: tuple[Any, list[str]]) -> None:
+    pg, errors = meter_page
     pg.goto(f"{dash_server.url}/meters/live")
     pg.wait_for_selector("#mt-live-status[data-state=connected]", timeout=30_000)
     pg.evaluate("window.__marker = 42")  # survives only if the page is never reloaded
