@@ -34,6 +34,7 @@ from .metrics import Metrics, MetricsMiddleware
 from .models import IngestEnvelope, MeasurementIn
 from .routes_alarms import router as alarms_router
 from .routes_ingest import router as ingest_router
+from .routes_meters import router as meters_router
 from .routes_ops import router as ops_router
 from .routes_read import router as read_router
 from .security import Guard
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(read_router)
     app.include_router(ops_router)
     app.include_router(alarms_router)
+    app.include_router(meters_router)
     _api_fallback(app)
     app.openapi = _openapi_factory(app)  # type: ignore[method-assign]
 

@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "backfill",
     "worker",
     "alarm",
+    "meters",
 )
 
 

@@ -27,6 +27,7 @@ from ..config import Settings
 from ..queries import Queries
 from .data import DashboardData
 from .pages import alarms, alerts, cell, group, ingest, overview
+from .pages import meters as meters_page
 from .pages.common import error_box, log_error, params
 from .tables import cell_href
 from .theme import CSS, fmt_count, fmt_duration, fmt_rate
@@ -43,6 +44,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("alerts", "Alerts", "/alerts"),
     ("ingest", "Ingest", "/ingest"),
     ("alarms", "Fleet alarms", "/alarms"),
+    ("meters", "Meters", "/meters"),
 )
 
 _INDEX = """<!DOCTYPE html>
@@ -182,6 +184,7 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
         alerts.layout(None),
         ingest.layout(None),
         alarms.layout(None),
+        meters_page.validation(),
     ])
 
     @app.callback(Output("page", "children"),
@@ -208,6 +211,8 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
                 active = "ingest"
             elif path.rstrip("/") == "/alarms":
                 page, active = alarms.layout(data), "alarms"
+            elif path.startswith("/meters"):
+                page, active = meters_page.layout(settings, path, query), "meters"
             else:
                 page = html.Div([html.H1("Page not found", className="ct-title"),
                                  html.P(f"Nothing at {path}."), dcc.Link("← overview", href="/")])
@@ -251,4 +256,5 @@ def create_dash_app(queries: Queries, settings: Settings | None = None, *,
 
     for module in (overview, group, cell, alerts, ingest, alarms):
         module.register(app, data, settings)
+    meters_page.register(app, settings)
     return app
