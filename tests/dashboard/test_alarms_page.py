@@ -41,11 +41,11 @@ def alarm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalon
 def test_fleet_alarms_page(page: Any, alarm_server: StandaloneServer) -> None:
     pg, _ = page
     pg.goto(alarm_server.url + "/alarms")
-    pg.wait_for_selector("#fa-ranking tbody tr td")
-    first = pg.locator("#fa-ranking tbody tr").nth(1).inner_text()
+    pg.wait_for_selector("#fa-ranking .ag-row .ag-cell[col-id='vin']")
+    first = pg.locator("#fa-ranking .ag-center-cols-container .ag-row[row-index='0']").inner_text()
     assert "1" in first
     probs = pg.evaluate("""() => Array.from(document.querySelectorAll(
-        '#fa-ranking td[data-dash-column="probability"]')).map(td => parseFloat(td.innerText))""")
+        '#fa-ranking .ag-center-cols-container .ag-cell[col-id="probability"]')).map(td => parseFloat(td.innerText))""")
     assert len(probs) >= 10 and probs == sorted(probs, reverse=True)
     # The history graph of the top vehicle: spreads, probability, and its real alarms.
     pg.wait_for_function("() => { const g = document.querySelector('#fa-history .js-plotly-plot');"

@@ -14,10 +14,11 @@ from typing import Any
 import dash
 import plotly.graph_objects as go
 import polars as pl
-from dash import Input, Output, dash_table, dcc, html
+from dash import Input, Output, dcc, html
 
 from ...config import Settings
 from ..data import DashboardData
+from ..tables import data_grid
 from ..theme import FONT
 from .common import card, control, dropdown, error_box, log_error
 
@@ -29,7 +30,7 @@ _cache: dict[Any, Any] = {}
 
 
 def _packs(data: DashboardData) -> Any:
-    url = data.store.url  # type: ignore[attr-defined]
+    url = data.queries.store.url  # type: ignore[attr-defined]
     with _lock:
         store = _cache.get(("packs", url))
         if store is None:
@@ -110,10 +111,17 @@ def _metrics(card_data: dict[str, Any] | None) -> html.Div:
         html.P(f"Model {card_data['version']}, alarm threshold {card_data['threshold']:.3f}. "
                f"Grouped CV by VIN: {plan['folds']} folds × {plan['repeats']} repeat(s), "
                "pooled out-of-fold.", className="ct-note"),
-        dash_table.DataTable(id="fa-metrics", data=rows,  # type: ignore[attr-defined]
-                             columns=[{"name": k, "id": k} for k in rows[0]],
-                             style_cell={"fontFamily": FONT, "fontSize": "13px"}),
+        _grid("fa-metrics", rows, [{"field": k, "headerName": k} for k in rows[0]],
+              row_id="model", page_size=10),
     ])
+
+
+def _grid(id: str, rows: list[dict[str, Any]], columns: list[dict[str, Any]], *,
+          row_id: str, page_size: int, row_style: dict[str, Any] | None = None) -> Any:
+    """The dashboard's AG Grid (``tables.data_grid``) holding ``rows``."""
+    grid = data_grid(id, columns, page_size=page_size, row_id=row_id, row_style=row_style)
+    grid.rowData = rows
+    return grid
 
 
 def _f(v: float | None) -> str:
@@ -139,14 +147,12 @@ def layout(data: DashboardData | None = None) -> html.Div:
              html.Div("No predictions yet: score daily records (alarm predict/inbox, "
                       "POST /api/v1/alarms/predict/batch).", className="ct-empty",
                       id="fa-empty", style={"display": "none" if rows else "block"}),
-             dash_table.DataTable(  # type: ignore[attr-defined]
-                 id="fa-ranking", data=rows, page_size=20, sort_action="native",
-                 columns=[{"name": n, "id": i} for n, i in (
-                     ("#", "rank"), ("VIN", "vin"), ("day", "date"),
-                     ("probability %", "probability"), ("alarm", "alarm"), ("model", "model"))],
-                 style_cell={"fontFamily": FONT, "fontSize": "13px", "textAlign": "left"},
-                 style_data_conditional=[{"if": {"filter_query": '{alarm} = "ALARM"'},
-                                          "backgroundColor": "#fdecea"}])),
+             _grid("fa-ranking", rows, [{"field": i, "headerName": n} for n, i in (
+                 ("#", "rank"), ("VIN", "vin"), ("day", "date"),
+                 ("probability %", "probability"), ("alarm", "alarm"), ("model", "model"))],
+                 row_id="vin", page_size=20,
+                 row_style={"styleConditions": [{"condition": "params.data.alarm === 'ALARM'",
+                                                 "style": {"backgroundColor": "#fdecea"}}]})),
         card("Vehicle history",
              html.Div([control("VIN", dropdown("fa-vin", vins, vins[0] if vins else None),
                                width=320)], className="ct-controls"),
