@@ -26,6 +26,8 @@ from .layout import (
     A_DT,
     A_END,
     A_ENDV,
+    A_GAP_AS,
+    A_GAP_S,
     A_GAPS,
     A_I2DT,
     A_IDT,
@@ -49,7 +51,13 @@ from .layout import (
     F_NOMINAL_AH,
     F_REF_DIS,
     F_THROUGHPUT,
+    I_CYC_PARTIAL,
     I_CYCLE_NO,
+    I_LAST_ACTIVE,
+    I_N_CYCLES,
+    I_PREV_SLAB,
+    I_SEEN_OPP,
+    I_SEEN_START,
     I_STEP_CYCLE,
     I_STEP_KIND,
     I_STEP_LABEL,
@@ -57,6 +65,10 @@ from .layout import (
     KIND_NAMES,
     NA,
     NULL_LABEL,
+    STATUS_CLOSED,
+    STATUS_NAMES,
+    STATUS_OPEN,
+    STATUS_PARTIAL,
 )
 from .state import PENDING_FIELDS, EngineState
 
@@ -112,6 +124,11 @@ def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
     v[K.C_REF_CYCLES] = cfg.retention_ref_cycles
     v[K.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
     v[K.C_IR_MAX_DT] = cfg.resistance_max_dt_s
+    v[K.C_EPS_FRAC] = cfg.epsilon_current_fraction
+    v[K.C_EPS_FLOOR] = cfg.epsilon_floor_a
+    v[K.C_MIN_STEP_Q] = cfg.min_step_capacity_fraction
+    v[K.C_START_ST] = cfg.partial_start_step_s
+    v[K.C_MAX_FIRST_CE] = cfg.max_first_cycle_ce
     return v
 
 
@@ -239,8 +256,10 @@ def _update(state: EngineState, batch: pl.DataFrame, *, cells: pl.DataFrame | No
         order = None if grouped else np.argsort(slots, kind="stable")
         sl = slots if order is None else slots[order]
         tss = new["ts"] if order is None else new["ts"][order]
+        labs = new["step"] if order is None else new["step"][order]
         max_ts = state.f[:, F_MAX_TS].copy()
-        flags = K.late_and_duplicates(sl, tss, max_ts, cfg.lateness_s)
+        max_lab = state.iv[:, I_PREV_SLAB].copy()
+        flags = K.late_and_duplicates(sl, tss, labs, max_ts, max_lab, cfg.lateness_s)
         state.f[:, F_MAX_TS] = max_ts
         if order is not None:
             unsorted = np.empty_like(flags)
@@ -316,7 +335,7 @@ def _advance(
             if not K.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
                 order = np.lexsort((allr["ts"], allr["slot"]))
             allr = _take(allr, order)
-            dup = K.duplicate_mask(allr["slot"], allr["ts"])
+            dup = K.duplicate_mask(allr["slot"], allr["ts"], allr["step"])
             if dup.any():
                 rejected.append(_letters(
                     state, _take(allr, np.flatnonzero(dup)),
@@ -375,7 +394,7 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfg
     pos = 0
     while pos < n:
         pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
-                        state.ring, step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
+                        step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
             step_f = np.concatenate([step_f, np.empty_like(step_f)])
             step_i = np.concatenate([step_i, np.empty_like(step_i)])
@@ -438,6 +457,7 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     with np.errstate(invalid="ignore", divide="ignore"):
         retention = np.where(ref > 0, dis / ref, np.nan)
     throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
+    open_status = _final_status(state, touched, open_s, open_c) if final else np.full(m, STATUS_OPEN)
     # Closed records first, then open snapshots: a consumer upserting in order ends
     # with the newest version of every key.
     steps = _steps_frame(state, np.concatenate([step_f, open_s]), np.concatenate([step_i, oi]),
@@ -449,9 +469,37 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
         np.concatenate([cyc_x[:, K.CX_RETENTION], retention]),
         np.concatenate([cyc_x[:, K.CX_THROUGHPUT], throughput]),
         np.concatenate([cyc_x[:, K.CX_REF], ref]),
-        len(cyc_f),
+        np.concatenate([cyc_i[:, K.CO_STATUS], open_status]),
     )
     return steps, cycles
+
+
+def _final_status(state: EngineState, slots: np.ndarray, open_s: np.ndarray,
+                  open_c: np.ndarray) -> np.ndarray:
+    """Status of each cell's last cycle when the data has ended.
+
+    It is closed when complete: it holds both halves (a step of the cycle_start kind and
+    one of the opposite kind), its last charge/discharge step was the closing half and
+    the data ended in the rest after it; else the data stopped inside it (partial). A
+    cell's only cycle also passes the kernel's first-cycle checks.
+    """
+    cfg = state.config
+    iv = state.iv[slots]
+    start_kind = 1 if cfg.cycle_start == "charge" else -1
+    kind = iv[:, I_STEP_KIND].copy()
+    for k, c in enumerate(slots.tolist()):
+        if iv[k, I_STEP_LABEL] != NULL_LABEL:  # a handful of cells: one call each
+            kind[k] = K.labelled_kind(open_s, k, float(state.f[c, F_EPS]))
+    seen_start = (iv[:, I_SEEN_START] == 1) | (kind == start_kind)
+    seen_opp = (iv[:, I_SEEN_OPP] == 1) | (kind == -start_kind)
+    complete = (seen_start & seen_opp & (iv[:, I_LAST_ACTIVE] == -start_kind) & (kind == 0)
+                & (iv[:, I_CYC_PARTIAL] == 0))  # 2: the data never left its first step
+    first = iv[:, I_N_CYCLES] == 0
+    if start_kind == 1:
+        excess = open_c[:, A_DIS_AS] > cfg.max_first_cycle_ce * open_c[:, A_CHG_AS]
+        complete &= ~(first & excess)
+    return np.where(complete, STATUS_CLOSED, STATUS_PARTIAL)
+
 
 
 _KIND_CODES = {1: KIND_NAMES[1], -1: KIND_NAMES[-1], 0: KIND_NAMES[0]}
@@ -462,6 +510,10 @@ def _status(n: int, n_closed: int) -> pl.Series:
     codes = np.ones(n, dtype=np.int8)
     codes[:n_closed] = 0
     return _names(codes, {0: "closed", 1: "open"})
+
+
+_STATUS_CODES = {STATUS_CLOSED: STATUS_NAMES[STATUS_CLOSED], STATUS_PARTIAL: STATUS_NAMES[STATUS_PARTIAL],
+                 STATUS_OPEN: STATUS_NAMES[STATUS_OPEN]}
 
 
 def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
@@ -507,6 +559,8 @@ def _common(state: EngineState, a: np.ndarray) -> dict[str, np.ndarray]:
         "min_temperature_c": min_t,
         "internal_resistance_ohm": a[:, A_IR],
         "gap_count": a[:, A_GAPS].astype(np.int64),
+        "gap_excluded_s": a[:, A_GAP_S],
+        "gap_missing_ah": a[:, A_GAP_AS] / 3600.0,
     }
 
 
@@ -565,6 +619,8 @@ def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: 
         "max_temperature_c": base["max_temperature_c"],
         "internal_resistance_ohm": base["internal_resistance_ohm"],
         "gap_count": base["gap_count"],
+        "gap_excluded_s": base["gap_excluded_s"],
+        "gap_missing_ah": base["gap_missing_ah"],
     }
     df = pl.DataFrame(data, schema=STEP_SCHEMA, nan_to_null=False)
     return df.with_columns(
@@ -574,8 +630,8 @@ def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: 
 
 def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
                   retention: np.ndarray, throughput_as: np.ndarray, ref_as: np.ndarray,
-                  n_closed: int) -> pl.DataFrame:
-    """Cycle rows; the first ``n_closed`` are closed, the rest open snapshots."""
+                  status: np.ndarray) -> pl.DataFrame:
+    """Cycle rows with their status codes (closed, open snapshot or partial)."""
     if a.shape[0] == 0:
         return pl.DataFrame(schema=CYCLE_SCHEMA)
     base = _common(state, a)
@@ -590,7 +646,7 @@ def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np
     data = {
         "cell_id": state.id_series().gather(slot),
         "cycle": cycle,
-        "status": _status(a.shape[0], n_closed),
+        "status": _names(status.astype(np.int8), _STATUS_CODES),
         "start_ts": base["start_ts"],
         "end_ts": base["end_ts"],
         "duration_s": base["duration_s"],
@@ -618,5 +674,7 @@ def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np
         "throughput_ah": throughput_ah,
         "equivalent_full_cycles": _safe_div(throughput_ah, 2.0 * cap_ah),
         "gap_count": base["gap_count"],
+        "gap_excluded_s": base["gap_excluded_s"],
+        "gap_missing_ah": base["gap_missing_ah"],
     }
     return pl.DataFrame(data, schema=CYCLE_SCHEMA, nan_to_null=False)
