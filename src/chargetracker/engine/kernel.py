@@ -107,6 +107,12 @@ C_START_ST = 15     # step time (s) up to which a first sample is at its step's 
 C_MAX_FIRST_CE = 16  # a first cycle with more discharge than this x its charge is partial
 NC = 17
 
+#: A cycler's current settles within about this long after a step starts, s.
+_SETTLE_S = 1.0
+#: ... and a first point logged while settling stands for nothing when the next interval
+#: is this many times longer than the point's step time.
+_SETTLE_RATIO = 10.0
+
 # Emitted step record ints: slot, step_no, cycle_no, step_label, kind
 SO_SLOT, SO_STEP, SO_CYCLE, SO_LABEL, SO_KIND = 0, 1, 2, 3, 4
 NSO = 5
@@ -539,6 +545,12 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                 if same_step:
                     if gap:
                         _acc_gap(s, c, dt, pi, i_k)
+                    elif (s[c, A_N] == 1.0 and f[c, F_PREV_ST] <= _SETTLE_S
+                          and dt > _SETTLE_RATIO * f[c, F_PREV_ST] and dt > _SETTLE_S):
+                        # The step's first point was logged while the cycler's control
+                        # loop was still settling (under a second): it does not stand for
+                        # the long interval after it, the next point does.
+                        acc_interval(s, c, v_k, i_k, v_k, i_k, dt)
                     else:
                         acc_interval(s, c, pv, pi, v_k, i_k, dt)
                     acc_sample(s, c, t_k, v_k, i_k, temp_k)
