@@ -45,3 +45,17 @@ def cycling_frame(
 def interleave(frame: pl.DataFrame) -> pl.DataFrame:
     """Arrival order as from a live fleet: by time across cells."""
     return frame.sort("ts", maintain_order=True)
+
+
+def trigger_times(start: float, end: float,
+                  schedule: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200)) -> np.ndarray:
+    """Sample times of a step logged on triggers: 1 s after its start, then ever sparser
+    (the last interval of ``schedule`` repeats), the last point exactly at ``end``."""
+    out, t, k = [], start, 0
+    while True:
+        t += schedule[min(k, len(schedule) - 1)]
+        k += 1
+        if t >= end:
+            out.append(end)
+            return np.asarray(out)
+        out.append(t)

@@ -62,8 +62,8 @@ from .layout import (
     F_REF_DIS,
     F_THROUGHPUT,
     I_CAND_KIND,
-    I_CYCLE_LABELLED,
     I_CYC_PARTIAL,
+    I_CYCLE_LABELLED,
     I_CYCLE_NO,
     I_DT_COUNT,
     I_DTN,
@@ -235,8 +235,9 @@ def _is_gap(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, c: int, dt: float, k
     constant-current step), so length alone is no evidence. An interval is a gap when
     the cycler's step timer disagrees with the clock (a pause or clock jump), or when it
     is far beyond the longest interval this cell's logger has made in this kind of step
-    -- unless the current held steady within one step and either the step timer vouches
-    for the interval or the logger's habit in this kind of step is not known yet.
+    -- unless the current held steady within one step and the step is a rest, or the
+    step timer vouches for the interval, or the logger's habit in this kind of step is
+    not known yet.
     """
     fixed = cfg[C_GAP_FIXED]
     if not math.isnan(fixed):
@@ -257,7 +258,10 @@ def _is_gap(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, c: int, dt: float, k
     if dt <= max(cfg[C_GAP_MIN], cfg[C_GAP_FACTOR] * ref):
         return False
     steady = same_step and abs(ik - pi) <= max(eps, 0.02 * max(abs(ik), abs(pi)))
-    return not (steady and (clock_ok or not known))
+    # A rest is logged only when its voltage moves (any pause is normal) and carries no
+    # charge; a steady current is vouched for by the step timer, or taken on trust
+    # until the logger's habit in this kind of step is known.
+    return not (steady and (kind == 0 or clock_ok or not known))
 
 
 @nb.njit(cache=True, nogil=True)
