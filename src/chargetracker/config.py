@@ -111,6 +111,13 @@ class StatsConfig:
     #: Very uniform groups have a tiny spread; 0.3 % off is not a defect.
     min_deviation_pct: float = 1.0
     group_key: str = "group"
+    #: A group's mean at a cycle is drawn as its trend only where at least this share of
+    #: the group's cells has closed that cycle; before, it is shown as in progress.
+    min_cell_share: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_cell_share <= 1.0:
+            raise ConfigError("stats.min_cell_share must be in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)

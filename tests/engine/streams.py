@@ -30,6 +30,7 @@ def cycling_frame(
                      np.where(ph < charge_s + rest_s, 0.0,
                               np.where(ph < charge_s + rest_s + discharge_s, -current_a, 0.0)))
         i = i * (1.0 - 0.02 * c) + noise_a * rng.standard_normal(n)
+        i[0] = 0.0  # the data opens at rest, before the first charge: cycle 1 is whole
         v = 3.6 + 0.4 * np.where(i > 0, ph / period, 1 - ph / period) + 0.05 * i
         temp = 25.0 + 0.5 * np.abs(i)
         frames.append(pl.DataFrame({
