@@ -9,7 +9,7 @@ import httpx
 import polars as pl
 from tests.api.conftest import AUTH
 
-from chargetracker.engine import new_state, summarize, update
+from chargetracker.engine import new_state, update
 from chargetracker.readers import read_file
 
 DATA = Path(__file__).resolve().parents[1] / "data"
