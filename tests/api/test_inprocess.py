@@ -18,7 +18,6 @@ from tests.api.conftest import ARROW, arrow_bytes, cycling_frame, streamed_cycle
 
 from chargetracker.api import create_app, mount_dashboard
 from chargetracker.config import ApiConfig, Settings
-from chargetracker.engine import summarize
 from chargetracker.errors import ConfigError
 from chargetracker.queries import Queries
 from chargetracker.readers import read_file

@@ -8,8 +8,6 @@ import polars as pl
 import pytest
 from tests.api.conftest import ARROW, AUTH, arrow_bytes, cycling_frame, streamed_cycles
 
-from chargetracker.engine import summarize
-
 GROUP = "reads-grp"
 #: Capacities of the group's cells, Ah; the last is the outlier.
 CAPACITIES = [2.0, 2.01, 1.99, 2.02, 1.98, 2.005, 1.4]
