@@ -17,6 +17,7 @@ import polars as pl
 from ..config import EngineConfig
 from ..schema import DEAD_LETTER_SCHEMA, Limits, validate
 from . import kernel as K
+from . import layout as L
 from .layout import (
     A_CHG_AS,
     A_DIS_AS,
@@ -76,24 +77,24 @@ def new_state(config: EngineConfig | None = None) -> EngineState:
 
 
 def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
-    v = np.zeros(K.NC)
-    v[K.C_MIN_STEP] = cfg.min_step_s
-    v[K.C_HYST] = cfg.hysteresis
-    v[K.C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
-    v[K.C_GAP_FACTOR] = cfg.gap_factor
-    v[K.C_GAP_MIN] = cfg.gap_min_s
-    v[K.C_DT_K] = cfg.dt_ref_intervals
-    v[K.C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
-    v[K.C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
-    v[K.C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
-    v[K.C_REF_CYCLES] = cfg.retention_ref_cycles
-    v[K.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
-    v[K.C_IR_MAX_DT] = cfg.resistance_max_dt_s
-    v[K.C_EPS_FRAC] = cfg.epsilon_current_fraction
-    v[K.C_EPS_FLOOR] = cfg.epsilon_floor_a
-    v[K.C_MIN_STEP_Q] = cfg.min_step_capacity_fraction
-    v[K.C_START_ST] = cfg.partial_start_step_s
-    v[K.C_MAX_FIRST_CE] = cfg.max_first_cycle_ce
+    v = np.zeros(L.NC)
+    v[L.C_MIN_STEP] = cfg.min_step_s
+    v[L.C_HYST] = cfg.hysteresis
+    v[L.C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
+    v[L.C_GAP_FACTOR] = cfg.gap_factor
+    v[L.C_GAP_MIN] = cfg.gap_min_s
+    v[L.C_DT_K] = cfg.dt_ref_intervals
+    v[L.C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
+    v[L.C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
+    v[L.C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
+    v[L.C_REF_CYCLES] = cfg.retention_ref_cycles
+    v[L.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
+    v[L.C_IR_MAX_DT] = cfg.resistance_max_dt_s
+    v[L.C_EPS_FRAC] = cfg.epsilon_current_fraction
+    v[L.C_EPS_FLOOR] = cfg.epsilon_floor_a
+    v[L.C_MIN_STEP_Q] = cfg.min_step_capacity_fraction
+    v[L.C_START_ST] = cfg.partial_start_step_s
+    v[L.C_MAX_FIRST_CE] = cfg.max_first_cycle_ce
     return v
 
 

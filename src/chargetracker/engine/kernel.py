@@ -15,6 +15,16 @@ import math
 import numba as nb
 import numpy as np
 
+from .evidence import (
+    acc_gap,
+    big_enough,
+    is_gap,
+    is_partial,
+    labelled_kind,
+    learn_eps,
+    note_kind,
+    observe_dt,
+)
 from .layout import (
     A_CHG_AS,
     A_CHG_WS,
@@ -45,16 +55,21 @@ from .layout import (
     A_SUMT,
     A_V2DT,
     A_VDT,
+    C_CYCLE_START,
+    C_HYST,
+    C_IR_MAX_DT,
+    C_IR_MIN_DEPS,
+    C_MIN_STEP,
+    C_REF_CYCLES,
+    C_START_ST,
+    C_USE_CYC,
+    C_USE_STEP,
     F_CAND_DI,
     F_CAND_IR,
     F_CAP_AS,
-    F_DTMAX,
-    F_DTMAX_ALL,
     F_EPS,
-    F_IMAX,
     F_LAST_DI,
     F_LAST_IR,
-    F_NOMINAL_AH,
     F_PREV_I,
     F_PREV_ST,
     F_PREV_TS,
@@ -65,8 +80,6 @@ from .layout import (
     I_CYC_PARTIAL,
     I_CYCLE_LABELLED,
     I_CYCLE_NO,
-    I_DT_COUNT,
-    I_DTN,
     I_EPS_LEARN,
     I_HAS_CAND,
     I_HAS_PREV,
@@ -86,26 +99,6 @@ from .layout import (
     STATUS_CLOSED,
     STATUS_PARTIAL,
 )
-
-# Config vector layout (floats) --------------------------------------------------
-C_MIN_STEP = 0
-C_HYST = 1
-C_GAP_FIXED = 2     # nan = from evidence
-C_GAP_FACTOR = 3
-C_GAP_MIN = 4
-C_DT_K = 5
-C_CYCLE_START = 6   # +1 charge, -1 discharge
-C_USE_CYC = 7
-C_USE_STEP = 8
-C_REF_CYCLES = 9
-C_IR_MIN_DEPS = 10
-C_IR_MAX_DT = 11
-C_EPS_FRAC = 12     # learnt epsilon = this x largest sustained |I|
-C_EPS_FLOOR = 13    # A
-C_MIN_STEP_Q = 14   # a charge/discharge run needs this fraction of the capacity
-C_START_ST = 15     # step time (s) up to which a first sample is at its step's start
-C_MAX_FIRST_CE = 16  # a first cycle with more discharge than this x its charge is partial
-NC = 17
 
 #: A cycler's current settles within about this long after a step starts, s.
 _SETTLE_S = 1.0
@@ -227,96 +220,6 @@ def _classify(i: float, eps: float, hyst: float, prev: int) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _is_gap(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, c: int, dt: float, kind: int,
-            same_step: bool, pi: float, ik: float, st: float, eps: float) -> bool:
-    """Is the interval of ``dt`` seconds into this sample missing data?
-
-    Cyclers log on triggers (1 s after a step change, minutes apart in a long
-    constant-current step), so length alone is no evidence. An interval is a gap when
-    the cycler's step timer disagrees with the clock (a pause or clock jump), or when it
-    is far beyond the longest interval this cell's logger has made in this kind of step
-    -- unless the current held steady within one step and the step is a rest, or the
-    step timer vouches for the interval, or the logger's habit in this kind of step is
-    not known yet.
-    """
-    fixed = cfg[C_GAP_FIXED]
-    if not math.isnan(fixed):
-        return dt > fixed
-    clock_ok = False
-    pst = f[c, F_PREV_ST]
-    if same_step and not math.isnan(st) and not math.isnan(pst):
-        tol = max(1.0, 0.01 * dt)
-        dst = st - pst
-        if dst < dt - tol:
-            return True  # the step ran for less time than the clock says passed
-        clock_ok = abs(dst - dt) <= tol
-    k = kind + 1
-    ref = f[c, F_DTMAX + k]
-    known = iv[c, I_DTN + k] >= int(cfg[C_DT_K])
-    if not known:
-        ref = max(ref, f[c, F_DTMAX_ALL])
-    if dt <= max(cfg[C_GAP_MIN], cfg[C_GAP_FACTOR] * ref):
-        return False
-    steady = same_step and abs(ik - pi) <= max(eps, 0.02 * max(abs(ik), abs(pi)))
-    # A rest is logged only when its voltage moves (any pause is normal) and carries no
-    # charge; a steady current is vouched for by the step timer, or taken on trust
-    # until the logger's habit in this kind of step is known.
-    return not (steady and (kind == 0 or clock_ok or not known))
-
-
-@nb.njit(cache=True, nogil=True)
-def _observe_dt(f: np.ndarray, iv: np.ndarray, c: int, dt: float, kind: int) -> None:
-    """An integrated interval teaches what this cell's logger does in this kind of step."""
-    if dt <= 0.0:
-        return
-    k = kind + 1
-    if dt > f[c, F_DTMAX + k]:
-        f[c, F_DTMAX + k] = dt
-    if dt > f[c, F_DTMAX_ALL]:
-        f[c, F_DTMAX_ALL] = dt
-    iv[c, I_DTN + k] += 1
-    iv[c, I_DT_COUNT] += 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _acc_gap(a: np.ndarray, c: int, dt: float, pi: float, ik: float) -> None:
-    """Count an excluded interval, its time and the charge it probably carried."""
-    a[c, A_GAPS] += 1.0
-    a[c, A_GAP_S] += dt
-    a[c, A_GAP_AS] += 0.5 * (abs(pi) + abs(ik)) * dt
-
-
-@nb.njit(cache=True, nogil=True)
-def _learn_eps(cfg: np.ndarray, f: np.ndarray, c: int, pi: float, ik: float) -> None:
-    """Epsilon from the cell's own currents: a fraction of its largest sustained |I|.
-
-    Sustained = held by two consecutive samples of one sign, so a single spike does not
-    count. The value only grows and depends on past samples alone, so any split of the
-    stream learns it identically.
-    """
-    if (pi > 0.0) == (ik > 0.0):
-        sus = min(abs(pi), abs(ik))
-        if sus > f[c, F_IMAX]:
-            f[c, F_IMAX] = sus
-            f[c, F_EPS] = max(cfg[C_EPS_FLOOR], cfg[C_EPS_FRAC] * sus)
-
-
-@nb.njit(cache=True, nogil=True)
-def _big_enough(cfg: np.ndarray, f: np.ndarray, r: np.ndarray, c: int, kind: int) -> bool:
-    """A charge/discharge run carrying too little charge for this cell is noise."""
-    if kind == 0:
-        return True
-    nominal = f[c, F_NOMINAL_AH]
-    if not math.isnan(nominal) and nominal > 0.0:
-        cap = nominal * 3600.0
-    elif f[c, F_CAP_AS] > 0.0:
-        cap = f[c, F_CAP_AS]
-    else:
-        cap = f[c, F_IMAX] * 3600.0  # no capacity known yet: one hour at the largest current
-    return r[c, A_CHG_AS] + r[c, A_DIS_AS] >= cfg[C_MIN_STEP_Q] * cap
-
-
-@nb.njit(cache=True, nogil=True)
 def _emit_step(s: np.ndarray, c: int, iv: np.ndarray, f: np.ndarray, out_f: np.ndarray,
                out_i: np.ndarray, n_out: np.ndarray) -> None:
     k = n_out[0]
@@ -336,7 +239,7 @@ def _emit_cycle(cfg: np.ndarray, cy: np.ndarray, c: int, iv: np.ndarray, f: np.n
                 n_out: np.ndarray) -> None:
     k = n_out[0]
     dis = cy[c, A_DIS_AS]
-    partial = _is_partial(cfg, cy, iv, c)
+    partial = is_partial(cfg, cy, iv, c)
     if not partial:
         if iv[c, I_REF_COUNT] < int(cfg[C_REF_CYCLES]) and dis > 0.0:
             iv[c, I_REF_COUNT] += 1
@@ -356,24 +259,6 @@ def _emit_cycle(cfg: np.ndarray, cy: np.ndarray, c: int, iv: np.ndarray, f: np.n
     out_x[k, CX_THROUGHPUT] = f[c, F_THROUGHPUT]
     out_x[k, CX_REF] = ref
     n_out[0] = k + 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _is_partial(cfg: np.ndarray, a: np.ndarray, iv: np.ndarray, c: int) -> bool:
-    """Did the data start inside the open cycle (judged when it ends)?
-
-    The cell's first cycle is partial when its first sample was inside a charge or
-    discharge, when it has no step of the kind that starts a cycle, or (cycles that start
-    with a charge) when it gave back more than ``C_MAX_FIRST_CE`` times the charge it
-    took: the rest of that charge happened before the data.
-    """
-    if iv[c, I_CYC_PARTIAL] != 0:
-        return True
-    if iv[c, I_N_CYCLES] > 0:
-        return False
-    if iv[c, I_SEEN_START] == 0:
-        return True
-    return cfg[C_CYCLE_START] > 0.0 and a[c, A_DIS_AS] > cfg[C_MAX_FIRST_CE] * a[c, A_CHG_AS]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -413,9 +298,9 @@ def _close_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, c
         kind = labelled_kind(s, c, f[c, F_EPS])
     # Only a step that carries charge enough to matter counts for the cycle (a cell's
     # first step opens at its first sample, before the rest threshold is learnt).
-    real = kind != 0 and _big_enough(cfg, f, s, c, kind)
+    real = kind != 0 and big_enough(cfg, f, s, c, kind)
     if real:
-        _note_kind(cfg, iv, c, kind)
+        note_kind(cfg, iv, c, kind)
     if iv[c, I_CYC_PARTIAL] == 2 and iv[c, I_STEP_NO] == 1:
         iv[c, I_CYC_PARTIAL] = 1 if real else 0
     _fold_ir(s, c, f[c, F_LAST_IR], f[c, F_LAST_DI])
@@ -425,30 +310,6 @@ def _close_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, c
     _emit_step(s, c, iv, f, step_f, step_i, n_step)
     acc_merge(cy, c, s, c)
     acc_reset(s, c)
-
-
-@nb.njit(cache=True, nogil=True)
-def labelled_kind(a: np.ndarray, c: int, eps: float) -> int:
-    """A cycler's step is named by its time-weighted mean current, not its first sample."""
-    dt = a[c, A_DT]
-    mean_i = a[c, A_IDT] / dt if dt > 0.0 else 0.5 * (a[c, A_MINI] + a[c, A_MAXI])
-    if mean_i > eps:
-        return 1
-    if mean_i < -eps:
-        return -1
-    return 0
-
-
-@nb.njit(cache=True, nogil=True)
-def _note_kind(cfg: np.ndarray, iv: np.ndarray, c: int, kind: int) -> None:
-    """Record that the open cycle holds a step of ``kind`` (for its completeness)."""
-    start_kind = int(cfg[C_CYCLE_START])
-    if kind == start_kind:
-        iv[c, I_SEEN_START] = 1
-    elif kind == -start_kind:
-        iv[c, I_SEEN_OPP] = 1
-    if kind != 0:
-        iv[c, I_LAST_ACTIVE] = kind
 
 
 @nb.njit(cache=True, nogil=True)
@@ -496,7 +357,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
         slab = step_lab[k]
         st = step_time[k]
         if iv[c, I_EPS_LEARN] == 1 and iv[c, I_HAS_PREV] == 1:
-            _learn_eps(cfg, f, c, f[c, F_PREV_I], i_k)
+            learn_eps(cfg, f, c, f[c, F_PREV_I], i_k)
         eps = f[c, F_EPS]
         kind = _classify(i_k, eps, hyst, iv[c, I_PREV_KIND])
 
@@ -537,10 +398,10 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                 same_step = not cyc_change and slab == iv[c, I_STEP_LABEL]
             else:
                 same_step = kind == iv[c, I_PREV_KIND]
-            gap = _is_gap(cfg, f, iv, c, dt, kind, same_step, pi, i_k,
+            gap = is_gap(cfg, f, iv, c, dt, kind, same_step, pi, i_k,
                           st if slab == iv[c, I_PREV_SLAB] else np.nan, eps)
             if not gap:
-                _observe_dt(f, iv, c, dt, kind)
+                observe_dt(f, iv, c, dt, kind)
             if label_mode or cyc_change:
                 if iv[c, I_HAS_CAND] == 1:
                     acc_merge(s, c, r, c)
@@ -548,7 +409,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     iv[c, I_HAS_CAND] = 0
                 if same_step:
                     if gap:
-                        _acc_gap(s, c, dt, pi, i_k)
+                        acc_gap(s, c, dt, pi, i_k)
                     elif (s[c, A_N] == 1.0 and f[c, F_PREV_ST] <= _SETTLE_S
                           and dt > _SETTLE_RATIO * f[c, F_PREV_ST] and dt > _SETTLE_S):
                         # The step's first point was logged while the cycler's control
@@ -572,7 +433,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     iv[c, I_STEP_LABEL] = slab if label_mode else NULL_LABEL
                     s[c, A_START] = f[c, F_PREV_TS] + split
                     if gap:
-                        _acc_gap(s, c, dt, pi, i_k)
+                        acc_gap(s, c, dt, pi, i_k)
                     else:
                         # The cycler logs a step's first point at its start of current:
                         # hold the new values over the rest of the interval.
@@ -586,18 +447,18 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     cand_kind = iv[c, I_CAND_KIND]
                     if kind == cand_kind:
                         if gap:
-                            _acc_gap(r, c, dt, pi, i_k)
+                            acc_gap(r, c, dt, pi, i_k)
                         else:
                             acc_interval(r, c, pv, pi, v_k, i_k, dt)
                         acc_sample(r, c, t_k, v_k, i_k, temp_k)
-                        if t_k - r[c, A_FIRST] >= min_step and _big_enough(cfg, f, r, c, kind):
+                        if t_k - r[c, A_FIRST] >= min_step and big_enough(cfg, f, r, c, kind):
                             _confirm(cfg, iv, f, s, r, cy, c, step_f, step_i, n_step,
                                      cyc_f, cyc_i, cyc_x, n_cyc)
                         _remember(f, iv, c, t_k, v_k, i_k, kind, st, slab)
                         continue
                     # The candidate run ended here; it stands as a step if long enough
                     # and, for a charge or discharge, carrying enough charge to matter.
-                    if t_k - r[c, A_FIRST] >= min_step and _big_enough(cfg, f, r, c, cand_kind):
+                    if t_k - r[c, A_FIRST] >= min_step and big_enough(cfg, f, r, c, cand_kind):
                         _confirm(cfg, iv, f, s, r, cy, c, step_f, step_i, n_step,
                                  cyc_f, cyc_i, cyc_x, n_cyc)
                     else:
@@ -608,7 +469,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     step_kind = iv[c, I_STEP_KIND]
                 if kind == step_kind:
                     if gap:
-                        _acc_gap(s, c, dt, pi, i_k)
+                        acc_gap(s, c, dt, pi, i_k)
                     else:
                         acc_interval(s, c, pv, pi, v_k, i_k, dt)
                     acc_sample(s, c, t_k, v_k, i_k, temp_k)
@@ -619,14 +480,14 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     iv[c, I_CAND_KIND] = kind
                     r[c, A_START] = f[c, F_PREV_TS]
                     if gap:
-                        _acc_gap(r, c, dt, pi, i_k)
+                        acc_gap(r, c, dt, pi, i_k)
                         f[c, F_CAND_IR] = np.nan
                     else:
                         acc_interval(r, c, v_k, i_k, v_k, i_k, dt)
                         f[c, F_CAND_IR] = _ir(cfg, f, c, v_k, i_k, dt)
                         f[c, F_CAND_DI] = abs(i_k - pi)
                     acc_sample(r, c, t_k, v_k, i_k, temp_k)
-                    if min_step <= 0.0 and _big_enough(cfg, f, r, c, kind):
+                    if min_step <= 0.0 and big_enough(cfg, f, r, c, kind):
                         _confirm(cfg, iv, f, s, r, cy, c, step_f, step_i, n_step,
                                  cyc_f, cyc_i, cyc_x, n_cyc)
         _remember(f, iv, c, t_k, v_k, i_k, kind, st, slab)

@@ -89,3 +89,23 @@ STATUS_CLOSED, STATUS_OPEN, STATUS_PARTIAL = 0, 1, 2
 STATUS_NAMES = {STATUS_CLOSED: "closed", STATUS_OPEN: "open", STATUS_PARTIAL: "partial"}
 
 KIND_NAMES = {1: "charge", -1: "discharge", 0: "rest"}
+
+# Config vector layout (floats) --------------------------------------------------
+C_MIN_STEP = 0
+C_HYST = 1
+C_GAP_FIXED = 2     # nan = from evidence
+C_GAP_FACTOR = 3
+C_GAP_MIN = 4
+C_DT_K = 5
+C_CYCLE_START = 6   # +1 charge, -1 discharge
+C_USE_CYC = 7
+C_USE_STEP = 8
+C_REF_CYCLES = 9
+C_IR_MIN_DEPS = 10
+C_IR_MAX_DT = 11
+C_EPS_FRAC = 12     # learnt epsilon = this x largest sustained |I|
+C_EPS_FLOOR = 13    # A
+C_MIN_STEP_Q = 14   # a charge/discharge run needs this fraction of the capacity
+C_START_ST = 15     # step time (s) up to which a first sample is at its step's start
+C_MAX_FIRST_CE = 16  # a first cycle with more discharge than this x its charge is partial
+NC = 17

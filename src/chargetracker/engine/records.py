@@ -11,6 +11,7 @@ import polars as pl
 
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
+from .evidence import labelled_kind
 from .layout import (
     A_CHG_AS,
     A_CHG_WS,
@@ -75,7 +76,7 @@ def final_status(state: EngineState, slots: np.ndarray, open_s: np.ndarray,
     kind = iv[:, I_STEP_KIND].copy()
     for k, c in enumerate(slots.tolist()):
         if iv[k, I_STEP_LABEL] != NULL_LABEL:  # a handful of cells: one call each
-            kind[k] = K.labelled_kind(open_s, k, float(state.f[c, F_EPS]))
+            kind[k] = labelled_kind(open_s, k, float(state.f[c, F_EPS]))
     seen_start = (iv[:, I_SEEN_START] == 1) | (kind == start_kind)
     seen_opp = (iv[:, I_SEEN_OPP] == 1) | (kind == -start_kind)
     complete = (seen_start & seen_opp & (iv[:, I_LAST_ACTIVE] == -start_kind) & (kind == 0)
