@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from .config import StatsConfig
-from .engine.stats import deviations, group_stats, mark_complete
+from .engine.stats import deviations, group_stats
 from .engine.trend import fit_trend
 from .errors import NotFound, ValidationError
 from .stores.base import TREND_METRICS, Store
@@ -46,7 +46,7 @@ class Queries:
         key = group_key or self.stats.group_key
         values = self.store.metric_values(_check_metric(metric), group_key=key, filters=filters,
                                           status=status)
-        stats = mark_complete(group_stats(values), self.stats.min_cell_share)
+        stats = group_stats(values)
         return stats.with_columns(
             pl.when(pl.col("mean") != 0).then(100.0 * pl.col("std") / pl.col("mean").abs())
             .otherwise(None).alias("std_pct")
