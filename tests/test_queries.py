@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from chargetracker.engine import summarize
+from chargetracker.engine import new_state, summarize, update
 from chargetracker.errors import NotFound, ValidationError
 from chargetracker.queries import Queries
 from chargetracker.runtime.pipeline import Pipeline
@@ -29,11 +29,14 @@ def fill(store, *, defective: str | None = "cell-004") -> pl.DataFrame:
         frame = frame.with_columns(
             pl.when((pl.col("cell_id") == defective) & (pl.col("current_a") < 0))
             .then(pl.col("current_a") * 0.6).otherwise(pl.col("current_a")).alias("current_a"))
-    s = summarize(frame)
+    # A live stream (no end of data declared): the last cycle stays open.
+    _, s = update(new_state(), frame)
+    steps = s.steps.unique(subset=["cell_id", "step"], keep="last", maintain_order=True)
+    cycles = s.cycles.unique(subset=["cell_id", "cycle"], keep="last", maintain_order=True)
     cells = pl.DataFrame({"cell_id": [f"cell-{k:03d}" for k in range(8)],
                           "group": ["A"] * 8, "chemistry": ["NMC"] * 8})
-    store.commit(CommitBatch(cells=cells, steps=s.steps, cycles=s.cycles))
-    return s.cycles
+    store.commit(CommitBatch(cells=cells, steps=steps, cycles=cycles))
+    return cycles
 
 
 def test_group_trend_is_closed_cycles_only(store) -> None:

@@ -32,18 +32,36 @@ class EngineConfig:
     #: cell's nominal capacity (``epsilon_c_rate`` x C), else ``default_epsilon_a``.
     current_epsilon_a: float | None = None
     epsilon_c_rate: float = 0.002          # 1/h, i.e. C/500
-    default_epsilon_a: float = 0.001       # A, used when nominal capacity is unknown
+    #: A, used when nominal capacity is unknown. ``None`` (default): learnt from the
+    #: cell's own data, ``epsilon_current_fraction`` x its largest sustained |I| so far
+    #: (never below ``epsilon_floor_a``), so coin cells at microamperes are not "rest".
+    default_epsilon_a: float | None = None
+    epsilon_current_fraction: float = 0.002
+    epsilon_floor_a: float = 1e-6
     #: A sample leaves a charge/discharge state only when |I| drops below
     #: ``hysteresis`` x epsilon (Schmitt trigger against noise around the threshold).
     hysteresis: float = 0.5
     #: Runs of one kind shorter than this are merged into the preceding step, s.
     min_step_s: float = 3.0
-    #: Interval longer than this is a data gap, not integrated, s. ``None``: adapt per
-    #: cell, ``max(gap_min_s, gap_factor * median of the cell's first intervals)``.
+    #: A charge/discharge run must also carry this fraction of the cell's capacity
+    #: (nominal, else its largest complete discharge, else one hour at its largest
+    #: current) to be a step; smaller ones are rest noise, merged, and never start a cycle.
+    min_step_capacity_fraction: float = 0.001
+    #: Interval longer than this is a data gap, not integrated, s. ``None`` (default):
+    #: judged from evidence (docs/metrics.md): the cycler's step timer, and
+    #: ``max(gap_min_s, gap_factor x the longest interval the cell's logger has made in
+    #: this kind of step)``, waived for a steady current until ``dt_ref_intervals``
+    #: intervals of that kind have been seen.
     gap_limit_s: float | None = None
     gap_factor: float = 10.0
     gap_min_s: float = 60.0
     dt_ref_intervals: int = 16
+    #: A cell's first sample inside a charge/discharge whose step time is at most this
+    #: is at the step's start (the first cycle is not partial for it), s.
+    partial_start_step_s: float = 10.0
+    #: A cell's first cycle that gives back more than this times the charge it took is
+    #: partial: part of its charge happened before the data.
+    max_first_cycle_ce: float = 1.02
     #: Out-of-order samples up to this far behind the newest are sorted in; older
     #: ones are rejected as late, s.
     lateness_s: float = 2.0
@@ -76,6 +94,10 @@ class EngineConfig:
             raise ConfigError("gap_limit_s must be > 0")
         if self.retention_ref_cycles < 1 or self.dt_ref_intervals < 1:
             raise ConfigError("retention_ref_cycles and dt_ref_intervals must be >= 1")
+        if not 0 < self.epsilon_current_fraction < 1 or self.epsilon_floor_a <= 0:
+            raise ConfigError("epsilon_current_fraction must be in (0, 1) and epsilon_floor_a > 0")
+        if self.min_step_capacity_fraction < 0:
+            raise ConfigError("min_step_capacity_fraction must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +111,13 @@ class StatsConfig:
     #: Very uniform groups have a tiny spread; 0.3 % off is not a defect.
     min_deviation_pct: float = 1.0
     group_key: str = "group"
+    #: A group's mean at a cycle is drawn as its trend only where at least this share of
+    #: the group's cells has closed that cycle; before, it is shown as in progress.
+    min_cell_share: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_cell_share <= 1.0:
+            raise ConfigError("stats.min_cell_share must be in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,14 +75,16 @@ STEP_SCHEMA: dict[str, pl.DataType] = {
     "mean_temperature_c": pl.Float64(),
     "max_temperature_c": pl.Float64(),
     "internal_resistance_ohm": pl.Float64(),  # |dV/dI| at the step's start
-    "gap_count": pl.Int64(),
+    "gap_count": pl.Int64(),       # intervals excluded as data gaps
+    "gap_excluded_s": pl.Float64(),  # time in those gaps, s (not integrated)
+    "gap_missing_ah": pl.Float64(),  # estimated charge in them, Ah (trapezoid of |I|)
 }
 
 #: Per-cycle output of the engine, keyed by (cell_id, cycle).
 CYCLE_SCHEMA: dict[str, pl.DataType] = {
     "cell_id": pl.Utf8(),
     "cycle": pl.Int64(),
-    "status": pl.Utf8(),           # open | closed
+    "status": pl.Utf8(),           # open | closed | partial (data starts or stops inside it)
     "start_ts": pl.Float64(),
     "end_ts": pl.Float64(),
     "duration_s": pl.Float64(),
@@ -110,6 +112,8 @@ CYCLE_SCHEMA: dict[str, pl.DataType] = {
     "throughput_ah": pl.Float64(),         # cumulative charge+discharge Ah to cycle end
     "equivalent_full_cycles": pl.Float64(),
     "gap_count": pl.Int64(),
+    "gap_excluded_s": pl.Float64(),  # time excluded as data gaps, s
+    "gap_missing_ah": pl.Float64(),  # estimated charge in those gaps, Ah
 }
 
 #: Cell metadata; groups are defined from these (``group`` by default).

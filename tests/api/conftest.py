@@ -143,6 +143,7 @@ def cycling_frame(cell_id: str, *, cycles: int = 3, dt: float = 10.0, t0: float 
     one = np.concatenate([np.full(seg, current_a), np.zeros(rest), np.full(seg, -current_a),
                           np.zeros(rest)])
     i = np.tile(one, cycles)
+    i[0] = 0.0  # the record opens at rest, so its first cycle is whole (not partial)
     n = i.size
     soc = np.clip(np.cumsum(i) * dt / 3600 / capacity_ah, 0, 1)
     v = 3.0 + 1.1 * soc + 0.05 * np.sign(i)
@@ -153,3 +154,13 @@ def cycling_frame(cell_id: str, *, cycles: int = 3, dt: float = 10.0, t0: float 
         "current_a": i,
         "temperature_c": np.full(n, temperature_c),
     })
+
+
+def streamed_cycles(frame: pl.DataFrame, cells: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Cycles as a live pipeline holds them (no end of data declared: the last cycle stays
+    open), i.e. the engine's ``update`` without ``flush``."""
+    from chargetracker.engine import new_state, update
+
+    _, out = update(new_state(), frame, cells=cells)
+    return out.cycles.unique(subset=["cell_id", "cycle"], keep="last", maintain_order=True).sort(
+        ["cell_id", "cycle"])

@@ -14,11 +14,10 @@ from dash import html
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.api.conftest import ARROW, arrow_bytes, cycling_frame
+from tests.api.conftest import ARROW, arrow_bytes, cycling_frame, streamed_cycles
 
 from chargetracker.api import create_app, mount_dashboard
 from chargetracker.config import ApiConfig, Settings
-from chargetracker.engine import summarize
 from chargetracker.errors import ConfigError
 from chargetracker.queries import Queries
 from chargetracker.readers import read_file
@@ -45,7 +44,7 @@ def test_file_streamed_in_small_chunks_equals_the_engine(store: DuckDBStore) -> 
         frame, _, _ = read_file(ARBIN, cell_id="chunky")
         # Chunks hold at most upload_chunk_rows rows each.
         assert out["chunks"] >= -(-frame.height // 300) and out["accepted"] == frame.height
-        want = summarize(frame).cycles.filter(pl.col("status") == "closed")
+        want = streamed_cycles(frame).filter(pl.col("status") == "closed")
         got = c.get("/api/v1/cells/chunky/cycles", params={"status": "closed"}).json()["items"]
         assert pl.DataFrame(got, schema=want.schema).equals(want.fill_nan(None))
 
@@ -61,7 +60,7 @@ def test_shared_pipeline_and_caller_owned_store(store: DuckDBStore) -> None:
                    headers={"Content-Type": ARROW})
         assert r.status_code == 200 and r.json()["accepted"] == frame.height - half
         got = c.get("/api/v1/cells/shared-1/cycles", params={"status": "closed"}).json()["items"]
-    want = summarize(frame).cycles.filter(pl.col("status") == "closed")
+    want = streamed_cycles(frame).filter(pl.col("status") == "closed")
     assert pl.DataFrame(got, schema=want.schema).equals(want.fill_nan(None))
     assert store.cells_count() == 1  # the app did not close the caller's store
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import httpx
 import polars as pl
 import pytest
-from tests.api.conftest import ARROW, AUTH, arrow_bytes, cycling_frame
-
-from chargetracker.engine import summarize
+from tests.api.conftest import ARROW, AUTH, arrow_bytes, cycling_frame, streamed_cycles
 
 GROUP = "reads-grp"
 #: Capacities of the group's cells, Ah; the last is the outlier.
@@ -124,7 +122,7 @@ def test_put_cell_validates_and_replaces(http: httpx.Client) -> None:
 def test_cycles_equal_the_engine(http: httpx.Client, fleet: dict[str, pl.DataFrame]) -> None:
     cid = CELLS[1]
     cells = pl.DataFrame({"cell_id": [cid], "nominal_capacity_ah": [2.0]})
-    expected = summarize(fleet[cid], cells=cells).cycles.filter(pl.col("status") == "closed")
+    expected = streamed_cycles(fleet[cid], cells=cells).filter(pl.col("status") == "closed")
     got = http.get(f"/api/v1/cells/{cid}/cycles", params={"status": "closed"}).json()
     assert got["cell_id"] == cid and got["next_offset"] is None
     assert pl.DataFrame(got["items"], schema=expected.schema).equals(expected.fill_nan(None))
@@ -137,7 +135,7 @@ def test_cycles_equal_the_engine(http: httpx.Client, fleet: dict[str, pl.DataFra
 def test_steps(http: httpx.Client, fleet: dict[str, pl.DataFrame]) -> None:
     cid = CELLS[2]
     steps = http.get(f"/api/v1/cells/{cid}/steps").json()["items"]
-    assert [s["kind"] for s in steps[:4]] == ["charge", "rest", "discharge", "rest"]
+    assert [s["kind"] for s in steps[:4]] == ["rest", "charge", "rest", "discharge"]
     two = http.get(f"/api/v1/cells/{cid}/steps", params={"cycle": 2}).json()["items"]
     assert {s["cycle"] for s in two} == {2} and len(two) == 4
     page = http.get(f"/api/v1/cells/{cid}/steps", params={"limit": 5}).json()

@@ -35,7 +35,8 @@ def cycles_frame(rows: Iterable[tuple[str, int, float]], *, status: str | Callab
             "min_current_a": -2.5, "max_current_a": 2.5, "mean_current_a": 0.0,
             "min_temperature_c": 25.0, "max_temperature_c": 30.0, "mean_temperature_c": 27.0,
             "retention": dis / 2.5, "internal_resistance_ohm": 0.03, "throughput_ah": 5.0 * cycle,
-            "equivalent_full_cycles": float(cycle), "gap_count": 0,
+            "equivalent_full_cycles": float(cycle), "gap_count": 0, "gap_excluded_s": 0.0,
+            "gap_missing_ah": 0.0,
         }
         for k in CYCLE_SCHEMA:
             data[k].append(vals[k])

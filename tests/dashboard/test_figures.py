@@ -266,3 +266,18 @@ def test_dead_letter_reasons() -> None:
     assert list(bar.y)[-1] == "voltage_v: NaN" and list(bar.x)[-1] == 2  # most frequent on top
     assert "row: bad" in list(bar.y)
     assert is_empty(figures.dead_letter_figure(dead.head(0)))
+
+
+def test_group_trend_draws_the_mean_only_where_enough_cells_closed_the_cycle() -> None:
+    # 5 cells closed cycles 1-3, 2 of them cycle 4, 1 cycle 5: the line stops at 3, the
+    # rest is dotted "in progress" with n of N cells in the hover.
+    closed = trend_frame([("a", c, n, 2.5 - 0.01 * c, 0.01) for c, n in ((1, 5), (2, 5), (3, 5), (4, 2), (5, 1))])
+    fig = figures.group_trend_figure(closed, None, "discharge_ah", min_cell_share=0.8)
+    mean = next(t for t in fig.data if t.meta == {"role": "mean", "group": "a"})
+    ahead = next(t for t in fig.data if t.meta == {"role": "ahead", "group": "a"})
+    assert list(mean.x) == [1, 2, 3] and list(ahead.x) == [4, 5]
+    assert mean.customdata[0][2] == "5 of 5"
+    assert [list(r[1:]) for r in ahead.customdata] == [[2, 5], [1, 5]]
+    assert "of %{customdata[2]} cells" in ahead.hovertemplate and ahead.line.dash == "dot"
+    everything = figures.group_trend_figure(closed, None, "discharge_ah", min_cell_share=0.0)
+    assert not any(t.meta["role"] == "ahead" for t in everything.data)

@@ -30,6 +30,7 @@ def cycling_frame(
                      np.where(ph < charge_s + rest_s, 0.0,
                               np.where(ph < charge_s + rest_s + discharge_s, -current_a, 0.0)))
         i = i * (1.0 - 0.02 * c) + noise_a * rng.standard_normal(n)
+        i[0] = 0.0  # the data opens at rest, before the first charge: cycle 1 is whole
         v = 3.6 + 0.4 * np.where(i > 0, ph / period, 1 - ph / period) + 0.05 * i
         temp = 25.0 + 0.5 * np.abs(i)
         frames.append(pl.DataFrame({
@@ -45,3 +46,17 @@ def cycling_frame(
 def interleave(frame: pl.DataFrame) -> pl.DataFrame:
     """Arrival order as from a live fleet: by time across cells."""
     return frame.sort("ts", maintain_order=True)
+
+
+def trigger_times(start: float, end: float,
+                  schedule: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200)) -> np.ndarray:
+    """Sample times of a step logged on triggers: 1 s after its start, then ever sparser
+    (the last interval of ``schedule`` repeats), the last point exactly at ``end``."""
+    out, t, k = [], start, 0
+    while True:
+        t += schedule[min(k, len(schedule) - 1)]
+        k += 1
+        if t >= end:
+            out.append(end)
+            return np.asarray(out)
+        out.append(t)

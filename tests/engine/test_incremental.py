@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -77,3 +78,67 @@ def test_state_roundtrip_is_small_and_versioned() -> None:
     restored = EngineState.from_bytes(blob)
     assert restored.cell_ids == state.cell_ids
     np.testing.assert_array_equal(restored.cy[:50], state.cy[:50])
+
+
+def _evidence_stream() -> pl.DataFrame:
+    """What the evidence rules look at: trigger logging of a microampere cell (learnt
+    epsilon), a dropout, rest noise bursts, and labelled step boundaries whose rows share
+    a timestamp."""
+    from .streams import trigger_times
+
+    t_rest = np.arange(0.0, 20.0, 1.0)
+    chg = trigger_times(19.0, 3000.0)
+    dis = trigger_times(3000.0, 5500.0)
+    ts = np.concatenate([t_rest, chg, dis, 5500.0 + np.arange(30.0, 301.0, 30.0)])
+    i = np.concatenate([np.zeros(t_rest.size), np.full(chg.size, 2e-4), np.full(dis.size, -2e-4),
+                        np.zeros(10)])
+    i[3:7] = 3e-5  # a noise burst in the first rest
+    coin = pl.DataFrame({"cell_id": "coin", "ts": 1.7e9 + ts, "voltage_v": 3.0 + 1e-4 * np.arange(ts.size),
+                         "current_a": i})
+    # Labelled cell at 1 Hz: the last row of each step and the first of the next share ts.
+    parts, t0 = [], 1.7e9
+    for cyc in (1, 2):
+        for step, cur, n in ((1, 1.0, 120), (2, 0.0, 30), (3, -1.0, 110), (4, 0.0, 30)):
+            t = t0 + np.arange(n, dtype=float)
+            parts.append(pl.DataFrame({"cell_id": "lab", "ts": t, "voltage_v": 3.7 + 0.1 * cur,
+                                       "current_a": np.full(n, cur), "cycle": cyc, "step": step,
+                                       "step_time_s": np.arange(n, dtype=float)}))
+            t0 = t[-1]
+    lab = pl.concat(parts)
+    lab = lab.filter(pl.col("ts") >= 1.7e9 + 30)  # opens 30 s into a charge: partial
+    lab = lab.filter((pl.col("ts") < 1.7e9 + 350) | (pl.col("ts") > 1.7e9 + 430))  # a dropout over a step change
+    return pl.concat([coin, lab], how="diagonal_relaxed").sort("ts", maintain_order=True)
+
+
+EVIDENCE = _evidence_stream()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=EVIDENCE.height), max_size=10),
+    roundtrip=st.sets(st.integers(min_value=0, max_value=10), max_size=3),
+    lateness=st.sampled_from([0.0, 2.0, 30.0]),
+    min_step=st.sampled_from([0.0, 3.0]),
+)
+def test_evidence_rules_any_split_equals_batch(cuts: list[int], roundtrip: set[int], lateness: float,
+                                               min_step: float) -> None:
+    # Default thresholds: epsilon learnt from the data, gaps judged from evidence.
+    config = EngineConfig(lateness_s=lateness, min_step_s=min_step)
+    batch = summarize(EVIDENCE, config)
+    steps, cycles, rejected = run_incremental(EVIDENCE, cuts, config, roundtrip)
+    assert_frame_equal(steps, batch.steps, check_exact=True)
+    assert_frame_equal(cycles, batch.cycles, check_exact=True)
+    assert rejected.height == batch.rejected.height == 0
+    assert batch.steps.get_column("gap_count").sum() >= 1  # the dropout
+    assert set(batch.cycles.get_column("status").to_list()) >= {"closed", "partial"}
+
+
+def test_old_state_versions_are_rejected_with_a_clear_message() -> None:
+    import struct
+
+    from chargetracker.errors import EngineStateError
+
+    blob = new_state().to_bytes()
+    old = blob[:4] + struct.pack("<I", 1) + blob[8:]
+    with pytest.raises(EngineStateError, match="version 1 .*re-analyse"):
+        EngineState.from_bytes(old)

@@ -42,7 +42,9 @@ def test_arbin_per_cycle_within_tolerance_of_cycler(variant: str) -> None:
     s = summarize(inp, EngineConfig())
     cycles = s.cycles.sort("cycle")
     assert cycles.get_column("cycle").to_list() == [1, 2]
-    assert cycles.get_column("status").to_list() == ["closed", "open"]
+    # Cycle 1 starts inside the cycler's cycle (CE 5.6: its charge came before the data);
+    # cycle 2 is whole and the file has ended: closed.
+    assert cycles.get_column("status").to_list() == ["partial", "closed"]
     worst = 0.0
     for ours, theirs in zip(OURS, REF, strict=True):
         a = cycles.get_column(ours).to_numpy()

@@ -79,3 +79,27 @@ def test_min_deviation_floor() -> None:
     xs = [1.000, 1.0001, 0.9999, 1.0002, 0.9998, 1.000, 0.997]  # 0.3 % low, robust z huge
     assert outliers(values(xs)).height == 0
     assert outliers(values(xs), StatsConfig(min_deviation_pct=0.0)).get_column("cell_id").to_list() == ["c6"]
+
+
+def test_group_mean_is_complete_only_where_enough_cells_closed_the_cycle() -> None:
+    from chargetracker.engine.stats import mark_complete
+
+    # Group A: 5 cells; all closed cycles 1-2, four closed 3, one is ahead at cycle 4.
+    rows = [("A", f"c{k}", cyc, 2.0 - 0.01 * cyc) for k in range(5) for cyc in (1, 2)]
+    rows += [("A", f"c{k}", 3, 1.97) for k in range(4)] + [("A", "c0", 4, 1.96)]
+    rows += [("B", "b0", 1, 2.1), ("B", "b1", 1, 2.1)]
+    values = pl.DataFrame(rows, schema={"group": pl.Utf8, "cell_id": pl.Utf8, "cycle": pl.Int64,
+                                        "value": pl.Float64}, orient="row")
+    stats = mark_complete(group_stats(values), 0.8)
+    a = stats.filter(pl.col("group") == "A").sort("cycle")
+    assert a.get_column("n").to_list() == [5, 5, 4, 1]
+    assert a.get_column("group_cells").to_list() == [5] * 4
+    assert a.get_column("complete").to_list() == [True, True, True, False]  # 4/5 >= 0.8
+    assert mark_complete(group_stats(values), 1.0).filter(pl.col("group") == "A").get_column(
+        "complete").to_list() == [True, True, False, False]
+    # Stats assembled from pieces (the dashboard's incremental refresh) mark the same.
+    pieces = pl.concat([group_stats(values.filter(pl.col("cycle") <= 2)),
+                        group_stats(values.filter(pl.col("cycle") > 2))])
+    assert mark_complete(pieces, 0.8).sort(["group", "cycle"]).equals(stats)
+    with pytest.raises(ValueError):
+        mark_complete(stats, 1.5)

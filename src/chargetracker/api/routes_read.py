@@ -173,8 +173,8 @@ def put_cell(request: Request, cell_id: CellId, body: CellIn) -> dict[str, Any]:
 def cell_cycles(
     request: Request,
     cell_id: CellId,
-    status: Annotated[Literal["open", "closed"] | None, Query(description="Only open or only "
-                                                              "closed cycles.")] = None,
+    status: Annotated[Literal["open", "closed", "partial"] | None, Query(
+        description="Only open, closed or partial (data starts or stops inside) cycles.")] = None,
     limit: BigLimit = 1000,
     offset: Offset = 0,
 ) -> JSONBytes:

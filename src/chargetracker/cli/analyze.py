@@ -15,7 +15,7 @@ from ..readers import FORMATS, GenericOptions
 
 TABLE_COLUMNS = ["cell_id", "cycle", "status", "duration_s", "charge_ah", "discharge_ah",
                  "charge_wh", "discharge_wh", "coulombic_efficiency", "energy_efficiency",
-                 "retention", "internal_resistance_ohm", "gap_count"]
+                 "retention", "internal_resistance_ohm", "gap_count", "gap_missing_ah"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g = p.add_argument_group("engine")
     g.add_argument("--epsilon", type=float, metavar="A", help="rest/charge current threshold, A")
     g.add_argument("--min-step", type=float, default=3.0, metavar="S")
-    g.add_argument("--gap-limit", type=float, metavar="S", help="fixed gap limit, s (default adaptive)")
+    g.add_argument("--gap-limit", type=float, metavar="S",
+                   help="fixed gap limit, s (default: judged from evidence, docs/metrics.md)")
     g.add_argument("--lateness", type=float, default=2.0, metavar="S")
     g.add_argument("--cycle-start", choices=["charge", "discharge"], default="charge")
     g.add_argument("--ignore-labels", action="store_true", help="detect cycles/steps from current only")
@@ -141,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
         _write(result.cycles, args.out)
     if args.steps:
         _write(result.steps, args.steps)
+    gaps = result.cycles.filter(pl.col("gap_count") > 0)
+    if gaps.height:
+        # Excluded intervals change the numbers: say so loudly, per cycle.
+        print(f"\nwarning: data gaps excluded in {gaps.height} cycle(s) (not integrated):", file=sys.stderr)
+        for r in gaps.head(10).iter_rows(named=True):
+            print(f"  {r['cell_id']} cycle {r['cycle']}: {r['gap_count']} gap(s), "
+                  f"{r['gap_excluded_s']:.0f} s, ~{r['gap_missing_ah']:.4g} Ah missing", file=sys.stderr)
     if result.rejected.height:
         print(f"\n{result.rejected.height} row(s) rejected:", file=sys.stderr)
         for r in result.rejected.head(10).iter_rows(named=True):

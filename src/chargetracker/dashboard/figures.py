@@ -22,6 +22,8 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
+from ..config import StatsConfig
+from ..engine.stats import mark_complete
 from .theme import FONT, PALETTE, group_styles, metric_spec, rgba
 
 __all__ = [
@@ -105,8 +107,13 @@ def group_trend_figure(
     group_label: str = "group",
     uirevision: str | None = None,
     height: int = 560,
+    min_cell_share: float = StatsConfig().min_cell_share,
 ) -> go.Figure:
     """Mean and +-1 sigma band of a cycle metric per group against cycle number.
+
+    The line and band cover only cycles that at least ``min_cell_share`` of the group's
+    cells have closed (engine ``mark_complete``); later ones, closed by the cells ahead
+    only, are dotted markers (role ``ahead``) with n of N cells in the hover.
 
     ``closed`` and ``open_cycles`` are :meth:`Queries.group_trend` outputs (columns
     group, cycle, n, mean, std, std_pct) over closed and over open cycles. Per group:
@@ -116,6 +123,8 @@ def group_trend_figure(
     """
     spec = metric_spec(metric)
     closed = _groups(closed)
+    if closed.height and "complete" not in closed.columns:
+        closed = mark_complete(closed, min_cell_share)
     opened = _groups(open_cycles) if open_cycles is not None else closed.clear()
     if closed.height == 0 and opened.height == 0:
         return empty_figure(f"No cycles with {spec.label.lower()} yet: the chart fills in as soon as "
@@ -137,6 +146,25 @@ def group_trend_figure(
     for g in groups:
         colour, dash = styles[g]
         part = closed.filter(pl.col("group") == g).sort("cycle")
+        ahead = part.filter(~pl.col("complete")) if part.height else part
+        part = part.filter(pl.col("complete")) if part.height else part
+        if ahead.height:
+            x = ahead.get_column("cycle").to_numpy()
+            custom = np.empty((x.size, 3), dtype=object)
+            custom[:, 0] = g
+            custom[:, 1] = ahead.get_column("n").to_numpy()
+            custom[:, 2] = ahead.get_column("group_cells").to_numpy()
+            fig.add_trace(go.Scatter(
+                x=x, y=ahead.get_column("mean").to_numpy() * spec.scale, mode="lines+markers",
+                name=f"{g} (in progress)", legendgroup=g, showlegend=False,
+                line=dict(color=colour, width=1, dash="dot"),
+                marker=dict(symbol="diamond-open", size=7, color=colour), customdata=custom,
+                hovertemplate=(f"<b>%{{customdata[0]}}</b><br>cycle %{{x}} in progress<br>"
+                               f"mean of the cells ahead %{{y:{spec.d3}}} {spec.unit}<br>"
+                               "closed by %{customdata[1]} of %{customdata[2]} cells"
+                               "<extra>in progress</extra>"),
+                meta={"role": "ahead", "group": g},
+            ), **main)
         if part.height:
             x = part.get_column("cycle").to_numpy()
             mean = part.get_column("mean").to_numpy() * spec.scale
@@ -153,7 +181,7 @@ def group_trend_figure(
             custom = np.empty((x.size, 3), dtype=object)
             custom[:, 0] = g
             custom[:, 1] = _sigma_text(std, pct, n, spec.decimals, spec.unit)
-            custom[:, 2] = n
+            custom[:, 2] = [f"{k} of {m}" for k, m in zip(n, part.get_column("group_cells"), strict=True)]
             fig.add_trace(go.Scatter(
                 x=x, y=mean, mode="lines" if many else "lines+markers", name=g, legendgroup=g,
                 line=dict(color=colour, width=2, dash=dash), marker=dict(size=5, color=colour),

@@ -10,54 +10,31 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from ..config import EngineConfig
-from ..schema import CYCLE_SCHEMA, DEAD_LETTER_SCHEMA, STEP_SCHEMA, Limits, Validated, validate
+from ..schema import DEAD_LETTER_SCHEMA, Limits, Validated, validate
 from . import kernel as K
+from . import layout as L
 from .layout import (
     A_CHG_AS,
-    A_CHG_WS,
     A_DIS_AS,
-    A_DIS_WS,
-    A_DT,
-    A_END,
-    A_ENDV,
-    A_GAPS,
-    A_I2DT,
-    A_IDT,
-    A_IR,
-    A_MAXI,
-    A_MAXT,
-    A_MAXV,
-    A_MINI,
-    A_MINT,
-    A_MINV,
-    A_N,
-    A_NT,
-    A_START,
-    A_STARTV,
-    A_STEPS,
-    A_SUMT,
-    A_V2DT,
-    A_VDT,
-    F_EPS,
     F_MAX_TS,
-    F_NOMINAL_AH,
     F_REF_DIS,
     F_THROUGHPUT,
     I_CYCLE_NO,
+    I_PREV_SLAB,
     I_STEP_CYCLE,
     I_STEP_KIND,
     I_STEP_LABEL,
     I_STEP_NO,
-    KIND_NAMES,
     NA,
     NULL_LABEL,
+    STATUS_OPEN,
 )
+from .records import cycles_frame, final_status, steps_frame
 from .state import PENDING_FIELDS, EngineState
 
 __all__ = ["EngineOutput", "Summary", "new_state", "update", "update_checked", "flush", "summarize"]
@@ -86,7 +63,8 @@ class EngineOutput:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """Batch result: every step and cycle (the last ones open) and the rejected rows."""
+    """Batch result: every step and cycle (last steps open, last cycles settled) and the
+    rejected rows."""
 
     steps: pl.DataFrame
     cycles: pl.DataFrame
@@ -99,19 +77,24 @@ def new_state(config: EngineConfig | None = None) -> EngineState:
 
 
 def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
-    v = np.zeros(K.NC)
-    v[K.C_MIN_STEP] = cfg.min_step_s
-    v[K.C_HYST] = cfg.hysteresis
-    v[K.C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
-    v[K.C_GAP_FACTOR] = cfg.gap_factor
-    v[K.C_GAP_MIN] = cfg.gap_min_s
-    v[K.C_DT_K] = cfg.dt_ref_intervals
-    v[K.C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
-    v[K.C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
-    v[K.C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
-    v[K.C_REF_CYCLES] = cfg.retention_ref_cycles
-    v[K.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
-    v[K.C_IR_MAX_DT] = cfg.resistance_max_dt_s
+    v = np.zeros(L.NC)
+    v[L.C_MIN_STEP] = cfg.min_step_s
+    v[L.C_HYST] = cfg.hysteresis
+    v[L.C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
+    v[L.C_GAP_FACTOR] = cfg.gap_factor
+    v[L.C_GAP_MIN] = cfg.gap_min_s
+    v[L.C_DT_K] = cfg.dt_ref_intervals
+    v[L.C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
+    v[L.C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
+    v[L.C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
+    v[L.C_REF_CYCLES] = cfg.retention_ref_cycles
+    v[L.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
+    v[L.C_IR_MAX_DT] = cfg.resistance_max_dt_s
+    v[L.C_EPS_FRAC] = cfg.epsilon_current_fraction
+    v[L.C_EPS_FLOOR] = cfg.epsilon_floor_a
+    v[L.C_MIN_STEP_Q] = cfg.min_step_capacity_fraction
+    v[L.C_START_ST] = cfg.partial_start_step_s
+    v[L.C_MAX_FIRST_CE] = cfg.max_first_cycle_ce
     return v
 
 
@@ -258,8 +241,10 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         order = None if grouped else np.argsort(slots, kind="stable")
         sl = slots if order is None else slots[order]
         tss = new["ts"] if order is None else new["ts"][order]
+        labs = new["step"] if order is None else new["step"][order]
         max_ts = state.f[:, F_MAX_TS].copy()
-        flags = K.late_and_duplicates(sl, tss, max_ts, cfg.lateness_s)
+        max_lab = state.iv[:, I_PREV_SLAB].copy()
+        flags = K.late_and_duplicates(sl, tss, labs, max_ts, max_lab, cfg.lateness_s)
         state.f[:, F_MAX_TS] = max_ts
         if order is not None:
             unsorted = np.empty_like(flags)
@@ -284,7 +269,8 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
 
 
 def flush(state: EngineState) -> tuple[EngineState, EngineOutput]:
-    """End of stream: process every pending sample and settle pending runs."""
+    """End of data: process every pending sample, settle pending runs, and settle each
+    cell's last cycle -- closed when it is whole, else partial (docs/metrics.md)."""
     return _advance(state, None, [], final=True, source="input")
 
 
@@ -295,7 +281,8 @@ def summarize(
     cells: pl.DataFrame | None = None,
     source: str = "input",
 ) -> Summary:
-    """Batch analysis of a whole frame: every step and cycle, the last ones open."""
+    """Batch analysis of a whole frame (the end of its data): every step and cycle, the
+    last cycle of each cell closed when whole, else partial."""
     # One pass that ends the stream: the same as update() then flush(), without
     # holding back the lateness window first.
     state = new_state(config)
@@ -335,7 +322,7 @@ def _advance(
             if not K.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
                 order = np.lexsort((allr["ts"], allr["slot"]))
             allr = _take(allr, order)
-            dup = K.duplicate_mask(allr["slot"], allr["ts"])
+            dup = K.duplicate_mask(allr["slot"], allr["ts"], allr["step"])
             if dup.any():
                 rejected.append(_letters(
                     state, _take(allr, np.flatnonzero(dup)),
@@ -394,7 +381,7 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfg
     pos = 0
     while pos < n:
         pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
-                        state.ring, step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
+                        step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
             step_f = np.concatenate([step_f, np.empty_like(step_f)])
             step_i = np.concatenate([step_i, np.empty_like(step_i)])
@@ -457,185 +444,18 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     with np.errstate(invalid="ignore", divide="ignore"):
         retention = np.where(ref > 0, dis / ref, np.nan)
     throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
+    open_status = final_status(state, touched, open_s, open_c) if final else np.full(m, STATUS_OPEN)
     # Closed records first, then open snapshots: a consumer upserting in order ends
     # with the newest version of every key.
-    steps = _steps_frame(state, np.concatenate([step_f, open_s]), np.concatenate([step_i, oi]),
+    steps = steps_frame(state, np.concatenate([step_f, open_s]), np.concatenate([step_i, oi]),
                          len(step_f))
-    cycles = _cycles_frame(
+    cycles = cycles_frame(
         state, np.concatenate([cyc_f, open_c]),
         np.concatenate([cyc_i[:, K.CO_SLOT], touched]),
         np.concatenate([cyc_i[:, K.CO_CYCLE], state.iv[touched, I_CYCLE_NO]]),
         np.concatenate([cyc_x[:, K.CX_RETENTION], retention]),
         np.concatenate([cyc_x[:, K.CX_THROUGHPUT], throughput]),
         np.concatenate([cyc_x[:, K.CX_REF], ref]),
-        len(cyc_f),
+        np.concatenate([cyc_i[:, K.CO_STATUS], open_status]),
     )
     return steps, cycles
-
-
-_KIND_CODES = {1: KIND_NAMES[1], -1: KIND_NAMES[-1], 0: KIND_NAMES[0]}
-_MODE_CODES = {0: "rest", 1: "CC", 2: "CV", 3: "CC-CV"}
-
-
-def _status(n: int, n_closed: int) -> pl.Series:
-    codes = np.ones(n, dtype=np.int8)
-    codes[:n_closed] = 0
-    return _names(codes, {0: "closed", 1: "open"})
-
-
-def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
-    """Small integer codes to their names, vectorized (a when/then chain is the
-    cheapest way for a handful of codes)."""
-    c = pl.lit(pl.Series(codes))
-    items = list(names.items())
-    expr: Any = pl.when(c == items[0][0]).then(pl.lit(items[0][1]))
-    for code, name in items[1:-1]:
-        expr = expr.when(c == code).then(pl.lit(name))
-    return pl.select(expr.otherwise(pl.lit(items[-1][1])).alias("name")).to_series()
-
-
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
-
-
-def _common(state: EngineState, a: np.ndarray) -> dict[str, np.ndarray]:
-    dt = a[:, A_DT]
-    mean_v = np.where(dt > 0, _safe_div(a[:, A_VDT], dt), a[:, A_STARTV])
-    mean_i = np.where(dt > 0, _safe_div(a[:, A_IDT], dt), 0.5 * (a[:, A_MINI] + a[:, A_MAXI]))
-    mean_t = _safe_div(a[:, A_SUMT], a[:, A_NT])
-    max_t = np.where(a[:, A_NT] > 0, a[:, A_MAXT], np.nan)
-    min_t = np.where(a[:, A_NT] > 0, a[:, A_MINT], np.nan)
-    return {
-        "start_ts": a[:, A_START],
-        "end_ts": a[:, A_END],
-        "duration_s": a[:, A_END] - a[:, A_START],
-        "n_samples": a[:, A_N].astype(np.int64),
-        "charge_ah": a[:, A_CHG_AS] / 3600.0,
-        "discharge_ah": a[:, A_DIS_AS] / 3600.0,
-        "charge_wh": a[:, A_CHG_WS] / 3600.0,
-        "discharge_wh": a[:, A_DIS_WS] / 3600.0,
-        "min_v": a[:, A_MINV],
-        "max_v": a[:, A_MAXV],
-        "mean_v": mean_v,
-        "mean_current_a": mean_i,
-        "min_current_a": a[:, A_MINI],
-        "max_current_a": a[:, A_MAXI],
-        "mean_temperature_c": mean_t,
-        "max_temperature_c": max_t,
-        "min_temperature_c": min_t,
-        "internal_resistance_ohm": a[:, A_IR],
-        "gap_count": a[:, A_GAPS].astype(np.int64),
-    }
-
-
-def _steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: int) -> pl.DataFrame:
-    """Step rows; the first ``n_closed`` are closed, the rest open snapshots."""
-    if a.shape[0] == 0:
-        return pl.DataFrame(schema=STEP_SCHEMA)
-    cfg = state.config
-    base = _common(state, a)
-    slot = ints[:, K.SO_SLOT]
-    label = ints[:, K.SO_LABEL]
-    kind = ints[:, K.SO_KIND].copy()
-    labelled = label != NULL_LABEL
-    if labelled.any():
-        # A cycler's step is named by its net current, not by its first sample.
-        eps = state.f[slot, F_EPS]
-        mi = base["mean_current_a"]
-        kind = np.where(labelled, np.where(mi > eps, 1, np.where(mi < -eps, -1, 0)), kind)
-    dt = a[:, A_DT]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_i = base["mean_current_a"]
-        var_i = np.maximum(_safe_div(a[:, A_I2DT], dt) - mean_i**2, 0.0)
-        mean_v = _safe_div(a[:, A_VDT], dt)
-        var_v = np.maximum(_safe_div(a[:, A_V2DT], dt) - mean_v**2, 0.0)
-        rel_i = np.sqrt(var_i) / np.abs(mean_i)
-    std_v = np.sqrt(var_v)
-    mode = np.where(
-        kind == 0, 0,
-        np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), 1, np.where(std_v < cfg.cv_v_std_v, 2, 3)),
-    ).astype(np.int8)
-    data = {
-        "cell_id": state.id_series().gather(slot),
-        "step": ints[:, K.SO_STEP],
-        "cycle": ints[:, K.SO_CYCLE],
-        "step_label": np.where(labelled, label, 0),
-        "kind": _names(kind.astype(np.int8), _KIND_CODES),
-        "mode": _names(mode, _MODE_CODES),
-        "status": _status(a.shape[0], n_closed),
-        "start_ts": base["start_ts"],
-        "end_ts": base["end_ts"],
-        "duration_s": base["duration_s"],
-        "n_samples": base["n_samples"],
-        "charge_ah": base["charge_ah"],
-        "discharge_ah": base["discharge_ah"],
-        "charge_wh": base["charge_wh"],
-        "discharge_wh": base["discharge_wh"],
-        "start_v": a[:, A_STARTV],
-        "end_v": a[:, A_ENDV],
-        "min_v": base["min_v"],
-        "max_v": base["max_v"],
-        "mean_v": base["mean_v"],
-        "mean_current_a": base["mean_current_a"],
-        "min_current_a": base["min_current_a"],
-        "max_current_a": base["max_current_a"],
-        "mean_temperature_c": base["mean_temperature_c"],
-        "max_temperature_c": base["max_temperature_c"],
-        "internal_resistance_ohm": base["internal_resistance_ohm"],
-        "gap_count": base["gap_count"],
-    }
-    df = pl.DataFrame(data, schema=STEP_SCHEMA, nan_to_null=False)
-    return df.with_columns(
-        pl.when(pl.Series(labelled)).then(pl.col("step_label")).otherwise(None).alias("step_label")
-    )
-
-
-def _cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
-                  retention: np.ndarray, throughput_as: np.ndarray, ref_as: np.ndarray,
-                  n_closed: int) -> pl.DataFrame:
-    """Cycle rows; the first ``n_closed`` are closed, the rest open snapshots."""
-    if a.shape[0] == 0:
-        return pl.DataFrame(schema=CYCLE_SCHEMA)
-    base = _common(state, a)
-    nominal = state.f[slot, F_NOMINAL_AH]
-    throughput_ah = throughput_as / 3600.0
-    # Equivalent full cycles: throughput over twice the capacity (one charge + one
-    # discharge); the nominal capacity when known, else the cell's own early capacity.
-    cap_ah = np.where(np.isfinite(nominal) & (nominal > 0), nominal, ref_as / 3600.0)
-    # Efficiencies need a real charge: charge below the rest threshold on average over
-    # the cycle is sensor noise (a partial first cycle), and a ratio to it means nothing.
-    charged = a[:, A_CHG_AS] > state.f[slot, F_EPS] * a[:, A_DT]
-    data = {
-        "cell_id": state.id_series().gather(slot),
-        "cycle": cycle,
-        "status": _status(a.shape[0], n_closed),
-        "start_ts": base["start_ts"],
-        "end_ts": base["end_ts"],
-        "duration_s": base["duration_s"],
-        "n_samples": base["n_samples"],
-        "n_steps": a[:, A_STEPS].astype(np.int64),
-        "charge_ah": base["charge_ah"],
-        "discharge_ah": base["discharge_ah"],
-        "charge_wh": base["charge_wh"],
-        "discharge_wh": base["discharge_wh"],
-        "coulombic_efficiency": np.where(charged, _safe_div(a[:, A_DIS_AS], a[:, A_CHG_AS]), np.nan),
-        "energy_efficiency": np.where(charged, _safe_div(a[:, A_DIS_WS], a[:, A_CHG_WS]), np.nan),
-        "mean_charge_v": _safe_div(a[:, A_CHG_WS], a[:, A_CHG_AS]),
-        "mean_discharge_v": _safe_div(a[:, A_DIS_WS], a[:, A_DIS_AS]),
-        "min_v": base["min_v"],
-        "max_v": base["max_v"],
-        "mean_v": base["mean_v"],
-        "min_current_a": base["min_current_a"],
-        "max_current_a": base["max_current_a"],
-        "mean_current_a": base["mean_current_a"],
-        "min_temperature_c": base["min_temperature_c"],
-        "max_temperature_c": base["max_temperature_c"],
-        "mean_temperature_c": base["mean_temperature_c"],
-        "retention": retention,
-        "internal_resistance_ohm": base["internal_resistance_ohm"],
-        "throughput_ah": throughput_ah,
-        "equivalent_full_cycles": _safe_div(throughput_ah, 2.0 * cap_ah),
-        "gap_count": base["gap_count"],
-    }
-    return pl.DataFrame(data, schema=CYCLE_SCHEMA, nan_to_null=False)

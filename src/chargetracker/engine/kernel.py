@@ -15,6 +15,16 @@ import math
 import numba as nb
 import numpy as np
 
+from .evidence import (
+    acc_gap,
+    big_enough,
+    is_gap,
+    is_partial,
+    labelled_kind,
+    learn_eps,
+    note_kind,
+    observe_dt,
+)
 from .layout import (
     A_CHG_AS,
     A_CHG_WS,
@@ -24,6 +34,8 @@ from .layout import (
     A_END,
     A_ENDV,
     A_FIRST,
+    A_GAP_AS,
+    A_GAP_S,
     A_GAPS,
     A_I2DT,
     A_IDT,
@@ -43,58 +55,65 @@ from .layout import (
     A_SUMT,
     A_V2DT,
     A_VDT,
+    C_CYCLE_START,
+    C_HYST,
+    C_IR_MAX_DT,
+    C_IR_MIN_DEPS,
+    C_MIN_STEP,
+    C_REF_CYCLES,
+    C_START_ST,
+    C_USE_CYC,
+    C_USE_STEP,
     F_CAND_DI,
     F_CAND_IR,
-    F_DT_REF,
+    F_CAP_AS,
     F_EPS,
     F_LAST_DI,
     F_LAST_IR,
     F_PREV_I,
+    F_PREV_ST,
     F_PREV_TS,
     F_PREV_V,
     F_REF_DIS,
     F_THROUGHPUT,
     I_CAND_KIND,
+    I_CYC_PARTIAL,
     I_CYCLE_LABELLED,
     I_CYCLE_NO,
-    I_DT_COUNT,
+    I_EPS_LEARN,
     I_HAS_CAND,
     I_HAS_PREV,
+    I_LAST_ACTIVE,
+    I_N_CYCLES,
     I_PREV_KIND,
+    I_PREV_SLAB,
     I_REF_COUNT,
     I_SEEN_OPP,
+    I_SEEN_START,
     I_STEP_CYCLE,
     I_STEP_KIND,
     I_STEP_LABEL,
     I_STEP_NO,
     NA,
     NULL_LABEL,
+    STATUS_CLOSED,
+    STATUS_PARTIAL,
 )
 
-# Config vector layout (floats) --------------------------------------------------
-C_MIN_STEP = 0
-C_HYST = 1
-C_GAP_FIXED = 2     # nan = adaptive
-C_GAP_FACTOR = 3
-C_GAP_MIN = 4
-C_DT_K = 5
-C_CYCLE_START = 6   # +1 charge, -1 discharge
-C_USE_CYC = 7
-C_USE_STEP = 8
-C_REF_CYCLES = 9
-C_IR_MIN_DEPS = 10
-C_IR_MAX_DT = 11
-NC = 12
+#: A cycler's current settles within about this long after a step starts, s.
+_SETTLE_S = 1.0
+#: ... and a first point logged while settling stands for nothing when the next interval
+#: is this many times longer than the point's step time.
+_SETTLE_RATIO = 10.0
 
 # Emitted step record ints: slot, step_no, cycle_no, step_label, kind
 SO_SLOT, SO_STEP, SO_CYCLE, SO_LABEL, SO_KIND = 0, 1, 2, 3, 4
 NSO = 5
-# Emitted cycle record ints: slot, cycle_no ; extra floats: retention, throughput_as, ref_dis_as
-CO_SLOT, CO_CYCLE = 0, 1
-NCO = 2
+# Emitted cycle record ints: slot, cycle_no, status ; extra floats: retention, throughput_as, ref_dis_as
+CO_SLOT, CO_CYCLE, CO_STATUS = 0, 1, 2
+NCO = 3
 CX_RETENTION, CX_THROUGHPUT, CX_REF = 0, 1, 2
 NCX = 3
-
 
 
 @nb.njit(cache=True, nogil=True)
@@ -164,7 +183,7 @@ def acc_sample(a: np.ndarray, c: int, ts: float, v: float, i: float, t: float) -
 def acc_merge(dst: np.ndarray, cd: int, src: np.ndarray, cs: int) -> None:
     """Fold ``src`` (a later span) into ``dst`` (an earlier one)."""
     for k in (A_CHG_AS, A_DIS_AS, A_CHG_WS, A_DIS_WS, A_VDT, A_V2DT, A_IDT, A_I2DT, A_DT,
-              A_SUMT, A_NT, A_N, A_GAPS, A_STEPS):
+              A_SUMT, A_NT, A_N, A_GAPS, A_STEPS, A_GAP_S, A_GAP_AS):
         dst[cd, k] += src[cs, k]
     if src[cs, A_IR_DI] > dst[cd, A_IR_DI]:
         # Keep the estimate from the largest current step: least relative error.
@@ -201,30 +220,6 @@ def _classify(i: float, eps: float, hyst: float, prev: int) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _gap_limit(cfg: np.ndarray, f: np.ndarray, c: int) -> float:
-    fixed = cfg[C_GAP_FIXED]
-    if not math.isnan(fixed):
-        return fixed
-    ref = f[c, F_DT_REF]
-    if math.isnan(ref):
-        return cfg[C_GAP_MIN]
-    return max(cfg[C_GAP_MIN], cfg[C_GAP_FACTOR] * ref)
-
-
-@nb.njit(cache=True, nogil=True)
-def _observe_dt(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, ring: np.ndarray, c: int,
-                dt: float) -> None:
-    k = int(cfg[C_DT_K])
-    n = iv[c, I_DT_COUNT]
-    if n >= k:
-        return
-    ring[c, n] = dt
-    n += 1
-    iv[c, I_DT_COUNT] = n
-    f[c, F_DT_REF] = np.median(ring[c, :n])
-
-
-@nb.njit(cache=True, nogil=True)
 def _emit_step(s: np.ndarray, c: int, iv: np.ndarray, f: np.ndarray, out_f: np.ndarray,
                out_i: np.ndarray, n_out: np.ndarray) -> None:
     k = n_out[0]
@@ -244,16 +239,22 @@ def _emit_cycle(cfg: np.ndarray, cy: np.ndarray, c: int, iv: np.ndarray, f: np.n
                 n_out: np.ndarray) -> None:
     k = n_out[0]
     dis = cy[c, A_DIS_AS]
-    if iv[c, I_REF_COUNT] < int(cfg[C_REF_CYCLES]) and dis > 0.0:
-        iv[c, I_REF_COUNT] += 1
-        if math.isnan(f[c, F_REF_DIS]) or dis > f[c, F_REF_DIS]:
-            f[c, F_REF_DIS] = dis
+    partial = is_partial(cfg, cy, iv, c)
+    if not partial:
+        if iv[c, I_REF_COUNT] < int(cfg[C_REF_CYCLES]) and dis > 0.0:
+            iv[c, I_REF_COUNT] += 1
+            if math.isnan(f[c, F_REF_DIS]) or dis > f[c, F_REF_DIS]:
+                f[c, F_REF_DIS] = dis
+        if dis > f[c, F_CAP_AS]:
+            f[c, F_CAP_AS] = dis
+    iv[c, I_N_CYCLES] += 1
     ref = f[c, F_REF_DIS]
     f[c, F_THROUGHPUT] += cy[c, A_CHG_AS] + cy[c, A_DIS_AS]
     for j in range(NA):
         out_f[k, j] = cy[c, j]
     out_i[k, CO_SLOT] = c
     out_i[k, CO_CYCLE] = iv[c, I_CYCLE_NO]
+    out_i[k, CO_STATUS] = STATUS_PARTIAL if partial else STATUS_CLOSED
     out_x[k, CX_RETENTION] = dis / ref if ref > 0.0 else np.nan
     out_x[k, CX_THROUGHPUT] = f[c, F_THROUGHPUT]
     out_x[k, CX_REF] = ref
@@ -276,21 +277,32 @@ def _start_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
         _emit_cycle(cfg, cy, c, iv, f, cyc_f, cyc_i, cyc_x, n_cyc)
         acc_reset(cy, c)
         iv[c, I_SEEN_OPP] = 0
+        iv[c, I_SEEN_START] = 0
+        iv[c, I_CYC_PARTIAL] = 0
+        iv[c, I_LAST_ACTIVE] = 0
         if new_cycle_by_label:
             iv[c, I_CYCLE_NO] = cyc_label
             iv[c, I_CYCLE_LABELLED] = 1
         else:
             iv[c, I_CYCLE_NO] += 1
-    if kind == -start_kind:
-        iv[c, I_SEEN_OPP] = 1
     iv[c, I_STEP_NO] += 1
     iv[c, I_STEP_KIND] = kind
     iv[c, I_STEP_CYCLE] = iv[c, I_CYCLE_NO]
 
 
 @nb.njit(cache=True, nogil=True)
-def _close_step(iv: np.ndarray, f: np.ndarray, s: np.ndarray, cy: np.ndarray, c: int,
-                step_f: np.ndarray, step_i: np.ndarray, n_step: np.ndarray) -> None:
+def _close_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, cy: np.ndarray,
+                c: int, step_f: np.ndarray, step_i: np.ndarray, n_step: np.ndarray) -> None:
+    kind = iv[c, I_STEP_KIND]
+    if iv[c, I_STEP_LABEL] != NULL_LABEL:
+        kind = labelled_kind(s, c, f[c, F_EPS])
+    # Only a step that carries charge enough to matter counts for the cycle (a cell's
+    # first step opens at its first sample, before the rest threshold is learnt).
+    real = kind != 0 and big_enough(cfg, f, s, c, kind)
+    if real:
+        note_kind(cfg, iv, c, kind)
+    if iv[c, I_CYC_PARTIAL] == 2 and iv[c, I_STEP_NO] == 1:
+        iv[c, I_CYC_PARTIAL] = 1 if real else 0
     _fold_ir(s, c, f[c, F_LAST_IR], f[c, F_LAST_DI])
     f[c, F_LAST_IR] = np.nan
     f[c, F_LAST_DI] = 0.0
@@ -320,7 +332,7 @@ def _ir(cfg: np.ndarray, f: np.ndarray, c: int, v: float, i: float, dt: float) -
 def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
             temp: np.ndarray, cyc_lab: np.ndarray, step_lab: np.ndarray,
             step_time: np.ndarray, start: int, cfg: np.ndarray, f: np.ndarray,
-            iv: np.ndarray, s: np.ndarray, r: np.ndarray, cy: np.ndarray, ring: np.ndarray,
+            iv: np.ndarray, s: np.ndarray, r: np.ndarray, cy: np.ndarray,
             step_f: np.ndarray, step_i: np.ndarray, n_step: np.ndarray, cyc_f: np.ndarray,
             cyc_i: np.ndarray, cyc_x: np.ndarray, n_cyc: np.ndarray) -> int:
     """Process samples ``start..`` in order; returns the index reached.
@@ -343,6 +355,9 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
         temp_k = temp[k]
         clab = cyc_lab[k]
         slab = step_lab[k]
+        st = step_time[k]
+        if iv[c, I_EPS_LEARN] == 1 and iv[c, I_HAS_PREV] == 1:
+            learn_eps(cfg, f, c, f[c, F_PREV_I], i_k)
         eps = f[c, F_EPS]
         kind = _classify(i_k, eps, hyst, iv[c, I_PREV_KIND])
 
@@ -362,32 +377,49 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                 iv[c, I_CYCLE_NO] = 1
                 iv[c, I_CYCLE_LABELLED] = 0
             iv[c, I_STEP_CYCLE] = iv[c, I_CYCLE_NO]
-            iv[c, I_SEEN_OPP] = 1 if kind == -int(cfg[C_CYCLE_START]) else 0
+            iv[c, I_SEEN_OPP] = 0
+            iv[c, I_SEEN_START] = 0
+            iv[c, I_LAST_ACTIVE] = 0
+            # Data that opens inside a charge or discharge missed that step's start
+            # (unless the cycler's step timer says it had only just begun); 2 = decided
+            # when the first step closes, by whether it was a real step or noise.
+            at_start = not math.isnan(st) and st <= cfg[C_START_ST]
+            iv[c, I_CYC_PARTIAL] = 2 if kind != 0 and not at_start else 0
             iv[c, I_HAS_CAND] = 0
             acc_sample(s, c, t_k, v_k, i_k, temp_k)
         else:
             dt = t_k - f[c, F_PREV_TS]
-            gap = dt > _gap_limit(cfg, f, c)
-            _observe_dt(cfg, f, iv, ring, c, dt)
             pv = f[c, F_PREV_V]
             pi = f[c, F_PREV_I]
             label_mode = use_step and slab != NULL_LABEL
             cyc_change = (use_cyc and clab != NULL_LABEL
                           and (iv[c, I_CYCLE_LABELLED] == 0 or clab != iv[c, I_CYCLE_NO]))
             if label_mode or cyc_change:
+                same_step = not cyc_change and slab == iv[c, I_STEP_LABEL]
+            else:
+                same_step = kind == iv[c, I_PREV_KIND]
+            gap = is_gap(cfg, f, iv, c, dt, kind, same_step, pi, i_k,
+                          st if slab == iv[c, I_PREV_SLAB] else np.nan, eps)
+            if not gap:
+                observe_dt(f, iv, c, dt, kind)
+            if label_mode or cyc_change:
                 if iv[c, I_HAS_CAND] == 1:
                     acc_merge(s, c, r, c)
                     acc_reset(r, c)
                     iv[c, I_HAS_CAND] = 0
-                boundary = cyc_change or slab != iv[c, I_STEP_LABEL]
-                if not boundary:
+                if same_step:
                     if gap:
-                        s[c, A_GAPS] += 1.0
+                        acc_gap(s, c, dt, pi, i_k)
+                    elif (s[c, A_N] == 1.0 and f[c, F_PREV_ST] <= _SETTLE_S
+                          and dt > _SETTLE_RATIO * f[c, F_PREV_ST] and dt > _SETTLE_S):
+                        # The step's first point was logged while the cycler's control
+                        # loop was still settling (under a second): it does not stand for
+                        # the long interval after it, the next point does.
+                        acc_interval(s, c, v_k, i_k, v_k, i_k, dt)
                     else:
                         acc_interval(s, c, pv, pi, v_k, i_k, dt)
                     acc_sample(s, c, t_k, v_k, i_k, temp_k)
                 else:
-                    st = step_time[k]
                     ir = np.nan if gap else _ir(cfg, f, c, v_k, i_k, dt)
                     split = 0.0
                     if not gap and not math.isnan(st):
@@ -395,13 +427,13 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                         if split > 0.0:
                             # The old step ran until the new one started: hold its last values.
                             acc_interval(s, c, pv, pi, pv, pi, split)
-                    _close_step(iv, f, s, cy, c, step_f, step_i, n_step)
+                    _close_step(cfg, iv, f, s, cy, c, step_f, step_i, n_step)
                     _start_step(cfg, iv, f, s, cy, c, kind, clab, cyc_change,
                                 cyc_f, cyc_i, cyc_x, n_cyc)
                     iv[c, I_STEP_LABEL] = slab if label_mode else NULL_LABEL
                     s[c, A_START] = f[c, F_PREV_TS] + split
                     if gap:
-                        s[c, A_GAPS] += 1.0
+                        acc_gap(s, c, dt, pi, i_k)
                     else:
                         # The cycler logs a step's first point at its start of current:
                         # hold the new values over the rest of the interval.
@@ -415,17 +447,18 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     cand_kind = iv[c, I_CAND_KIND]
                     if kind == cand_kind:
                         if gap:
-                            r[c, A_GAPS] += 1.0
+                            acc_gap(r, c, dt, pi, i_k)
                         else:
                             acc_interval(r, c, pv, pi, v_k, i_k, dt)
                         acc_sample(r, c, t_k, v_k, i_k, temp_k)
-                        if t_k - r[c, A_FIRST] >= min_step:
+                        if t_k - r[c, A_FIRST] >= min_step and big_enough(cfg, f, r, c, kind):
                             _confirm(cfg, iv, f, s, r, cy, c, step_f, step_i, n_step,
                                      cyc_f, cyc_i, cyc_x, n_cyc)
-                        _remember(f, iv, c, t_k, v_k, i_k, kind)
+                        _remember(f, iv, c, t_k, v_k, i_k, kind, st, slab)
                         continue
-                    # The candidate run ended here; it stands as a step if long enough.
-                    if t_k - r[c, A_FIRST] >= min_step:
+                    # The candidate run ended here; it stands as a step if long enough
+                    # and, for a charge or discharge, carrying enough charge to matter.
+                    if t_k - r[c, A_FIRST] >= min_step and big_enough(cfg, f, r, c, cand_kind):
                         _confirm(cfg, iv, f, s, r, cy, c, step_f, step_i, n_step,
                                  cyc_f, cyc_i, cyc_x, n_cyc)
                     else:
@@ -436,7 +469,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     step_kind = iv[c, I_STEP_KIND]
                 if kind == step_kind:
                     if gap:
-                        s[c, A_GAPS] += 1.0
+                        acc_gap(s, c, dt, pi, i_k)
                     else:
                         acc_interval(s, c, pv, pi, v_k, i_k, dt)
                     acc_sample(s, c, t_k, v_k, i_k, temp_k)
@@ -447,27 +480,29 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                     iv[c, I_CAND_KIND] = kind
                     r[c, A_START] = f[c, F_PREV_TS]
                     if gap:
-                        r[c, A_GAPS] += 1.0
+                        acc_gap(r, c, dt, pi, i_k)
                         f[c, F_CAND_IR] = np.nan
                     else:
                         acc_interval(r, c, v_k, i_k, v_k, i_k, dt)
                         f[c, F_CAND_IR] = _ir(cfg, f, c, v_k, i_k, dt)
                         f[c, F_CAND_DI] = abs(i_k - pi)
                     acc_sample(r, c, t_k, v_k, i_k, temp_k)
-                    if min_step <= 0.0:
+                    if min_step <= 0.0 and big_enough(cfg, f, r, c, kind):
                         _confirm(cfg, iv, f, s, r, cy, c, step_f, step_i, n_step,
                                  cyc_f, cyc_i, cyc_x, n_cyc)
-        _remember(f, iv, c, t_k, v_k, i_k, kind)
+        _remember(f, iv, c, t_k, v_k, i_k, kind, st, slab)
     return n
 
 
 @nb.njit(cache=True, nogil=True)
 def _remember(f: np.ndarray, iv: np.ndarray, c: int, t: float, v: float, i: float,
-              kind: int) -> None:
+              kind: int, st: float, slab: int) -> None:
     f[c, F_PREV_TS] = t
     f[c, F_PREV_V] = v
     f[c, F_PREV_I] = i
+    f[c, F_PREV_ST] = st
     iv[c, I_PREV_KIND] = kind
+    iv[c, I_PREV_SLAB] = slab
 
 
 @nb.njit(cache=True, nogil=True)
@@ -477,7 +512,7 @@ def _confirm(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: n
              n_cyc: np.ndarray) -> None:
     """The candidate run becomes the open step."""
     kind = iv[c, I_CAND_KIND]
-    _close_step(iv, f, s, cy, c, step_f, step_i, n_step)
+    _close_step(cfg, iv, f, s, cy, c, step_f, step_i, n_step)
     _start_step(cfg, iv, f, s, cy, c, kind, NULL_LABEL, False, cyc_f, cyc_i, cyc_x, n_cyc)
     acc_merge(s, c, r, c)
     s[c, A_START] = r[c, A_START]
@@ -502,13 +537,16 @@ def finish(slots: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
 
 
 @nb.njit(cache=True, nogil=True)
-def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, max_ts: np.ndarray,
+def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray,
+                        max_ts: np.ndarray, max_lab: np.ndarray,
                         lateness: float) -> np.ndarray:
     """Classify rows (grouped by cell, in arrival order) as 0 ok, 1 late, 2 duplicate.
 
     A row is late when its ts is older than the newest earlier ts of its cell minus the
-    lateness window. ``max_ts`` (per cell) is updated in place. With no lateness window
-    the newest sample is processed at once, so a repeat of its ts is a duplicate here;
+    lateness window. ``max_ts`` and ``max_lab`` (per cell: the newest ts and the step
+    label logged at it) are updated in place. With no lateness window the newest sample
+    is processed at once, so a repeat of its ts is a duplicate here -- unless it carries
+    a new step label (cyclers log a step's end and the next one's start at one instant);
     other duplicates (inside a window) are found by the caller.
     """
     n = ts.shape[0]
@@ -520,9 +558,13 @@ def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, max_ts: np.ndarray,
         if not math.isnan(m) and t < m - lateness:
             out[k] = 1
         elif lateness <= 0.0 and t == m:
-            out[k] = 2
+            if labels[k] == max_lab[c]:
+                out[k] = 2
+            else:
+                max_lab[c] = labels[k]
         elif math.isnan(m) or t > m:
             max_ts[c] = t
+            max_lab[c] = labels[k]
     return out
 
 
@@ -555,11 +597,21 @@ def is_strictly_sorted(slots: np.ndarray, ts: np.ndarray) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def duplicate_mask(slots: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Rows (sorted by cell, ts) whose ts equals the previous row's of the same cell."""
+def duplicate_mask(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows (sorted by cell, ts) that repeat an earlier row of the same cell, ts and step label.
+
+    A row sharing its ts with the previous one but carrying another step label is real:
+    a step's last point and the next step's first logged at one instant.
+    """
     n = ts.shape[0]
     out = np.zeros(n, dtype=np.bool_)
+    first = 0  # first row of the current (slot, ts) run
     for k in range(1, n):
         if slots[k] == slots[k - 1] and ts[k] == ts[k - 1]:
-            out[k] = True
+            for j in range(first, k):
+                if not out[j] and labels[j] == labels[k]:
+                    out[k] = True
+                    break
+        else:
+            first = k
     return out

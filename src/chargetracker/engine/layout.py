@@ -26,7 +26,7 @@ A_NT = 14         # number of temperature samples
 A_MAXT = 15
 A_MINT = 16
 A_N = 17          # samples
-A_GAPS = 18       # intervals longer than the gap limit
+A_GAPS = 18       # intervals judged data gaps (not integrated)
 A_START = 19      # start of the span, s since epoch
 A_END = 20        # last sample, s since epoch
 A_STARTV = 21     # first sample's voltage, V
@@ -35,14 +35,16 @@ A_IR = 23         # internal resistance at the largest current step in the span,
 A_IR_DI = 24      # |dI| of that current step, A (0: none)
 A_FIRST = 25      # first sample's ts (the run start for debouncing), s
 A_STEPS = 26      # number of steps folded in (cycles only)
-NA = 27
+A_GAP_S = 27      # time excluded as data gaps, s
+A_GAP_AS = 28     # estimated charge in those gaps (trapezoid of |I|), A*s
+NA = 29
 
 # Per-cell scalar floats --------------------------------------------------------
 F_EPS = 0         # current threshold, A
 F_PREV_TS = 1
 F_PREV_V = 2
 F_PREV_I = 3
-F_DT_REF = 4      # reference sampling interval, s (nan until known)
+F_DTMAX_ALL = 4   # longest interval integrated so far in any kind of step, s
 F_REF_DIS = 5     # retention reference discharge, A*s
 F_THROUGHPUT = 6  # cumulative charge+discharge of closed cycles, A*s
 F_NOMINAL_AH = 7  # nominal capacity, Ah (nan when unknown)
@@ -51,7 +53,11 @@ F_LAST_IR = 9     # internal resistance measured at the open step's start (nan)
 F_CAND_IR = 10    # internal resistance at the candidate's start (nan)
 F_LAST_DI = 11    # |dI| of the current step behind F_LAST_IR, A
 F_CAND_DI = 12
-NF = 13
+F_DTMAX = 13      # 13..15: longest integrated interval per kind (discharge, rest, charge), s
+F_PREV_ST = 16    # step time of the previous sample, s (nan when the file has none)
+F_IMAX = 17       # largest sustained |I| so far (two consecutive samples), A
+F_CAP_AS = 18     # learnt capacity: largest discharge of a complete cycle, A*s
+NF = 19
 
 # Per-cell scalar ints -----------------------------------------------------------
 I_HAS_PREV = 0
@@ -64,11 +70,42 @@ I_CYCLE_LABELLED = 6
 I_SEEN_OPP = 7    # the open cycle has seen the kind opposite to cycle_start
 I_HAS_CAND = 8
 I_CAND_KIND = 9
-I_DT_COUNT = 10   # reference intervals collected
+I_DT_COUNT = 10   # intervals integrated (any kind)
 I_REF_COUNT = 11  # cycles folded into the retention reference
 I_STEP_CYCLE = 12  # cycle of the open step
-NI = 13
+I_DTN = 13        # 13..15: intervals integrated per kind (discharge, rest, charge)
+I_SEEN_START = 16  # the open cycle has a step of the cycle_start kind
+I_CYC_PARTIAL = 17  # the open cycle is known to be partial (data started inside it)
+I_N_CYCLES = 18   # cycles emitted so far
+I_LAST_ACTIVE = 19  # kind of the open cycle's last charge/discharge step (0: none)
+I_EPS_LEARN = 20  # 1: epsilon is learnt from the cell's own currents
+I_PREV_SLAB = 21  # raw step label of the previous sample (NULL_LABEL when none)
+NI = 22
 
 NULL_LABEL = -(2**62)
 
+#: Cycle status codes in the kernel's output.
+STATUS_CLOSED, STATUS_OPEN, STATUS_PARTIAL = 0, 1, 2
+STATUS_NAMES = {STATUS_CLOSED: "closed", STATUS_OPEN: "open", STATUS_PARTIAL: "partial"}
+
 KIND_NAMES = {1: "charge", -1: "discharge", 0: "rest"}
+
+# Config vector layout (floats) --------------------------------------------------
+C_MIN_STEP = 0
+C_HYST = 1
+C_GAP_FIXED = 2     # nan = from evidence
+C_GAP_FACTOR = 3
+C_GAP_MIN = 4
+C_DT_K = 5
+C_CYCLE_START = 6   # +1 charge, -1 discharge
+C_USE_CYC = 7
+C_USE_STEP = 8
+C_REF_CYCLES = 9
+C_IR_MIN_DEPS = 10
+C_IR_MAX_DT = 11
+C_EPS_FRAC = 12     # learnt epsilon = this x largest sustained |I|
+C_EPS_FLOOR = 13    # A
+C_MIN_STEP_Q = 14   # a charge/discharge run needs this fraction of the capacity
+C_START_ST = 15     # step time (s) up to which a first sample is at its step's start
+C_MAX_FIRST_CE = 16  # a first cycle with more discharge than this x its charge is partial
+NC = 17

@@ -1,8 +1,8 @@
 """The engine's carried state: small per cell, serializable, versioned.
 
-Per cell the state holds a few scalars, three accumulators (open step, pending
-candidate run, open cycle) and a short ring of reference intervals: about 1 KiB,
-whatever the length of the stream. Samples still inside the lateness window are
+Per cell the state holds a few scalars (among them what the cell's logger does in each
+kind of step, the learnt current threshold and capacity) and three accumulators (open
+step, pending candidate run, open cycle): under 1 KiB, whatever the length of the stream. Samples still inside the lateness window are
 kept (``pending``) until the watermark passes them.
 """
 
@@ -21,20 +21,24 @@ from ..config import EngineConfig
 from ..errors import EngineStateError
 from .layout import (
     F_CAND_IR,
-    F_DT_REF,
     F_EPS,
     F_LAST_IR,
     F_MAX_TS,
     F_NOMINAL_AH,
+    F_PREV_ST,
     F_REF_DIS,
+    I_EPS_LEARN,
+    I_PREV_SLAB,
     NA,
     NF,
     NI,
+    NULL_LABEL,
 )
 
 __all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
 
-STATE_VERSION = 1
+#: 2: evidence-based gaps, learnt epsilon and capacity, partial cycles (layout changed).
+STATE_VERSION = 2
 _MAGIC = b"CTES"
 
 #: Columns of the pending buffer: accepted samples still inside the lateness window.
@@ -51,9 +55,15 @@ def empty_pending() -> dict[str, np.ndarray]:
 
 def _new_f(n: int) -> np.ndarray:
     f = np.zeros((n, NF), dtype=np.float64)
-    for col in (F_DT_REF, F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR):
+    for col in (F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR, F_PREV_ST):
         f[:, col] = np.nan
     return f
+
+
+def _new_iv(n: int) -> np.ndarray:
+    iv = np.zeros((n, NI), dtype=np.int64)
+    iv[:, I_PREV_SLAB] = NULL_LABEL
+    return iv
 
 
 @dataclass
@@ -63,20 +73,15 @@ class EngineState:
     config: EngineConfig
     cell_ids: list[str] = field(default_factory=list)
     f: np.ndarray = field(default_factory=lambda: _new_f(0))
-    iv: np.ndarray = field(default_factory=lambda: np.zeros((0, NI), dtype=np.int64))
+    iv: np.ndarray = field(default_factory=lambda: _new_iv(0))
     s: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     r: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     cy: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
-    ring: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
     pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
     index: dict[str, int] = field(default_factory=dict)
     _slot_frame: pl.DataFrame | None = None
     _id_series: pl.Series | None = None
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        if self.ring.shape[1] != self.config.dt_ref_intervals:
-            self.ring = np.zeros((self.f.shape[0], self.config.dt_ref_intervals))
 
     # -- cells --------------------------------------------------------------------
     @property
@@ -108,20 +113,25 @@ class EngineState:
         if need > cap:
             newcap = max(need, 2 * cap, 16)
             self.f = np.concatenate([self.f, _new_f(newcap - cap)])
-            self.iv = np.concatenate([self.iv, np.zeros((newcap - cap, NI), dtype=np.int64)])
+            self.iv = np.concatenate([self.iv, _new_iv(newcap - cap)])
             self.s = np.concatenate([self.s, np.zeros((newcap - cap, NA))])
             self.r = np.concatenate([self.r, np.zeros((newcap - cap, NA))])
             self.cy = np.concatenate([self.cy, np.zeros((newcap - cap, NA))])
-            self.ring = np.concatenate([self.ring, np.zeros((newcap - cap, self.ring.shape[1]))])
         for k, cid in enumerate(new):
             self.index[cid] = start + k
         self.cell_ids.extend(new)
         nominal_ah = nominal_ah or {}
         for k, cid in enumerate(new):
             self.f[start + k, F_NOMINAL_AH] = nominal_ah.get(cid, np.nan)
-            self.f[start + k, F_EPS] = self.epsilon_for(nominal_ah.get(cid))
+            self._set_epsilon(start + k, nominal_ah.get(cid))
 
-    def epsilon_for(self, nominal_ah: float | None) -> float:
+    def _set_epsilon(self, slot: int, nominal_ah: float | None) -> None:
+        eps = self.epsilon_for(nominal_ah)
+        self.f[slot, F_EPS] = self.config.epsilon_floor_a if eps is None else eps
+        self.iv[slot, I_EPS_LEARN] = 1 if eps is None else 0
+
+    def epsilon_for(self, nominal_ah: float | None) -> float | None:
+        """The fixed rest threshold of a cell, A; ``None``: learnt from its own currents."""
         cfg = self.config
         if cfg.current_epsilon_a is not None:
             return float(cfg.current_epsilon_a)
@@ -137,7 +147,7 @@ class EngineState:
                 continue
             if self.iv[slot, 0] == 0:  # no sample processed: threshold may still change
                 self.f[slot, F_NOMINAL_AH] = cap
-                self.f[slot, F_EPS] = self.epsilon_for(cap)
+                self._set_epsilon(slot, cap)
 
     # -- serialization ---------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -150,7 +160,7 @@ class EngineState:
         buf = io.BytesIO()
         arrays: dict[str, Any] = {
             "f": self.f[:n], "iv": self.iv[:n], "s": self.s[:n], "r": self.r[:n],
-            "cy": self.cy[:n], "ring": self.ring[:n],
+            "cy": self.cy[:n],
         }
         arrays.update({f"p_{k}": v for k, v in self.pending.items()})
         np.savez(buf, **arrays)
@@ -166,7 +176,9 @@ class EngineState:
             version, hlen = struct.unpack("<II", data[4:12])
             if version != STATE_VERSION:
                 raise EngineStateError(
-                    f"engine state version {version} is not supported (expected {STATE_VERSION})"
+                    f"engine state version {version} is not supported (expected {STATE_VERSION}): "
+                    "it was written by a ChargeTracker whose gap, rest-threshold and cycle rules "
+                    "differ; re-analyse from the archive (backfill) or start from an empty state"
                 )
             header = json.loads(data[12 : 12 + hlen])
             arrays = np.load(io.BytesIO(data[12 + hlen :]), allow_pickle=False)
@@ -189,7 +201,6 @@ class EngineState:
         st.s = arrays["s"].copy()
         st.r = arrays["r"].copy()
         st.cy = arrays["cy"].copy()
-        st.ring = arrays["ring"].copy()
         pend = {k: arrays[f"p_{k}"].astype(dt) for k, dt in PENDING_FIELDS.items()}
         st.pending = pend
         return st

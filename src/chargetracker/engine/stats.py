@@ -1,7 +1,10 @@
 """Group statistics, deviations and outlier flags over cycle metrics.
 
-Statistics are taken over **closed** cycles only (an open, half-finished cycle is
-never averaged with finished ones). Per group and cycle: n, mean, std (sample,
+Statistics are taken over **closed** cycles only (an open, half-finished cycle or a
+partial one -- the data starts or stops inside it -- is never averaged with finished
+ones). A (group, cycle) mean stands for the group only where enough of the group's cells
+have closed that cycle (:func:`mark_complete`); before, it is the mean of the cells that
+happen to be ahead, shown as in progress. Per group and cycle: n, mean, std (sample,
 ddof=1), median, MAD (unscaled median absolute deviation), min, max. Per cell:
 z = (x - mean) / std, robust z = 0.6745 (x - median) / MAD, percent deviation
 = 100 (x - mean) / mean, and an outlier flag by the configured rule (and at least
@@ -22,7 +25,7 @@ import polars as pl
 
 from ..config import StatsConfig
 
-__all__ = ["RunningStats", "group_stats", "deviations", "outliers"]
+__all__ = ["RunningStats", "group_stats", "mark_complete", "deviations", "outliers"]
 
 _ROBUST = 0.6745  # makes robust z comparable to z for normal data
 
@@ -46,6 +49,23 @@ def group_stats(values: pl.DataFrame, *, value: str = "value",
         .with_columns(pl.col("n").cast(pl.Int64))
         .sort(list(by))
     )
+
+
+def mark_complete(stats: pl.DataFrame, min_cell_share: float = 0.8, *,
+                  group: str = "group") -> pl.DataFrame:
+    """Add ``group_cells`` and ``complete`` to :func:`group_stats` output.
+
+    ``group_cells`` is the number of the group's cells that have closed any cycle (the
+    largest n over its cycles); a (group, cycle) is ``complete`` when at least
+    ``min_cell_share`` of them have closed it (n >= share x group_cells). Works on stats
+    assembled from pieces (any subset of cycles, concatenated), as the dashboard's
+    incremental refresh does.
+    """
+    if not 0.0 <= min_cell_share <= 1.0:
+        raise ValueError(f"min_cell_share must be in [0, 1], got {min_cell_share}")
+    cells = pl.col("n").max().over(group) if group in stats.columns else pl.col("n").max()
+    return stats.with_columns(cells.cast(pl.Int64).alias("group_cells")).with_columns(
+        (pl.col("n").cast(pl.Float64) >= min_cell_share * pl.col("group_cells")).alias("complete"))
 
 
 def deviations(values: pl.DataFrame, config: StatsConfig | None = None, *, value: str = "value",

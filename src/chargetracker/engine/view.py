@@ -26,10 +26,19 @@ from .state import EngineState
 __all__ = ["ACCUMULATORS", "FLOATS", "INTS", "Part", "StateView"]
 
 
+_PER_KIND = ("F_DTMAX", "I_DTN")
+_KINDS = ("discharge", "rest", "charge")
+
+
 def _fields(prefix: str, count: str) -> dict[str, int]:
     n = getattr(layout, count)
     out = {name[len(prefix):].lower(): int(v) for name, v in vars(layout).items()
            if name.startswith(prefix) and isinstance(v, int) and 0 <= v < n}
+    # Per-kind blocks (discharge, rest, charge) start at one named index.
+    for name, start in list(out.items()):
+        if prefix + name.upper() in _PER_KIND:
+            del out[name]
+            out.update({f"{name}_{kind}": start + k for k, kind in enumerate(_KINDS)})
     return dict(sorted(out.items(), key=lambda kv: kv[1]))
 
 

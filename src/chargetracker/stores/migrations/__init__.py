@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial
+from . import v0001_initial, v0002_gap_accounting
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
 
@@ -32,6 +32,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", v0001_initial.STATEMENTS),
+    Migration(2, "gap_accounting", v0002_gap_accounting.STATEMENTS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: Bumped when a table layout changes; stored in ``store_meta``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Upper bound on one page of cells / alerts / dead letters (limit is clamped to it).
 MAX_PAGE = 10_000
 #: How far back the ingest page's samples/s series is kept, s.
@@ -37,7 +37,7 @@ DEFAULT_SERIES_RETENTION_S = 24 * 3600.0
 RATE_WINDOW_S = 60.0
 
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
-STATUSES = ("open", "closed")
+STATUSES = ("open", "closed", "partial")
 
 
 # ---------------------------------------------------------------------------------
@@ -169,10 +169,19 @@ CELLS = Table(
     key=("cell_id",),
 )
 MEASUREMENTS = Table("measurements", _from_schema(MEASUREMENT_SCHEMA), key=("cell_id", "ts"))
-STEPS = Table("steps", _from_schema(STEP_SCHEMA) + (("updated_at", "float"),),
-              key=("cell_id", "step"))
-CYCLES = Table("cycles", _from_schema(CYCLE_SCHEMA) + (("updated_at", "float"),),
-               key=("cell_id", "cycle"))
+#: Columns added by schema version 2 (gap accounting); they follow ``updated_at``, where
+#: ALTER TABLE ... ADD COLUMN puts them in stores made by version 1.
+V2_COLUMNS = ("gap_excluded_s", "gap_missing_ah")
+
+
+def _with_updated_at(schema: Mapping[str, pl.DataType]) -> tuple[tuple[str, str], ...]:
+    cols = _from_schema(schema)
+    return (tuple(c for c in cols if c[0] not in V2_COLUMNS) + (("updated_at", "float"),)
+            + tuple(c for c in cols if c[0] in V2_COLUMNS))
+
+
+STEPS = Table("steps", _with_updated_at(STEP_SCHEMA), key=("cell_id", "step"))
+CYCLES = Table("cycles", _with_updated_at(CYCLE_SCHEMA), key=("cell_id", "cycle"))
 ALERTS = Table(
     "alerts",
     (("id", "int"),) + _from_schema(ALERT_SCHEMA)
@@ -261,6 +270,9 @@ def ddl(d: Dialect, extra: Sequence[Table] = ()) -> list[str]:
     out: list[str] = []
     for t in (*TABLES, *extra):
         out.extend(table_ddl(d, t, primary_key=t is not MEASUREMENTS or d.measurements_pk))
+    for t in (STEPS, CYCLES):  # a store made by schema version 1 gains the v2 columns
+        out.extend(f"ALTER TABLE {quote(t.name)} ADD COLUMN IF NOT EXISTS {quote(c)} {d.types['float']}"
+                   for c in V2_COLUMNS)
     return out
 
 
