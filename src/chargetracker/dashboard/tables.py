@@ -156,6 +156,8 @@ _CYCLE_COLUMNS: tuple[tuple[str, str, str | None, int], ...] = (
     ("internal_resistance_ohm", "IR (mΩ)", "internal_resistance_ohm", 2),
     ("max_temperature_c", "max T (°C)", "max_temperature_c", 2),
     ("gap_count", "gaps", None, 0),
+    ("gap_excluded_s", "gap time (s)", None, 0),
+    ("gap_missing_ah", "est. missing (Ah)", None, 4),
 )
 
 
@@ -173,7 +175,8 @@ def cycle_table(cycles: pl.DataFrame) -> tuple[list[dict[str, Any]], list[dict[s
             columns.append(_num(col, name, _fixed(decimals)))
         else:
             exprs.append(pl.col(col))
-            columns.append(_text(col, name) if col == "status" else _num(col, name))
+            columns.append(_text(col, name) if col == "status"
+                           else _num(col, name, _fixed(decimals) if decimals else None))
     if cycles.height == 0:
         return [], columns
     frame = cycles.sort("cycle", descending=True).select(

@@ -195,6 +195,8 @@ a { color:var(--ct-accent); }
 .ct-control { display:flex; flex-direction:column; gap:4px; min-width:180px; }
 .ct-control label { font-size:12px; color:var(--ct-muted); }
 .ct-note { color:var(--ct-muted); font-size:13px; margin:6px 0; }
+.ct-warning { color:#7a2e0e; background:#fffaeb; border:1px solid #fedf89; padding:8px 10px;
+  border-radius:6px; font-size:13px; margin:6px 0; }
 .ct-empty { color:var(--ct-muted); padding:24px; text-align:center; }
 .ct-error { color:var(--ct-bad); padding:10px; border:1px solid #fecdca; background:#fef3f2;
             border-radius:6px; }

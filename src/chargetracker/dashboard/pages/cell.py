@@ -203,7 +203,28 @@ def render_cycles(data: DashboardData, cell_id: str) -> tuple[Any, ...]:
     trend = data.cell_trend(cell_id) if cycles.height else None
     fig = cell_capacity_figure(cycles, trend, cell_id=cell_id)
     rows, columns = cycle_table(cycles)
-    return fig, trend_items(trend), rows, columns, meta_items(cell or {})
+    items = trend_items(trend)
+    warning = gap_warning(cycles)
+    return fig, items if warning is None else html.Div([warning, items]), rows, columns, \
+        meta_items(cell or {})
+
+
+def gap_warning(cycles: pl.DataFrame) -> html.Div | None:
+    """A warning naming the cycles whose data had gaps (time not integrated, estimated
+    missing charge in Ah), or None when no cycle had any."""
+    if cycles.height == 0 or "gap_excluded_s" not in cycles.columns:
+        return None
+    hit = cycles.filter(pl.col("gap_excluded_s").fill_nan(0.0).fill_null(0.0) > 0)
+    if hit.height == 0:
+        return None
+    total_s = float(hit["gap_excluded_s"].fill_nan(0.0).sum())
+    missing = float(hit["gap_missing_ah"].fill_nan(0.0).fill_null(0.0).sum())
+    listed = ", ".join(str(c) for c in hit["cycle"].head(10).to_list())
+    more = f" and {hit.height - 10} more" if hit.height > 10 else ""
+    return html.Div(
+        f"Data gaps in {hit.height} cycle(s) ({listed}{more}): {total_s:,.0f} s not integrated, "
+        f"about {missing:.4g} Ah estimated missing. Their capacity and energy are low by that much.",
+        className="ct-warning", id="cp-gap-warning")
 
 
 def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
