@@ -4,9 +4,9 @@ flags, format auto), per-cycle Ah/Wh and CE/EE against the cycler's own counters
 Tolerances (issue 9's acceptance): Ah and Wh within 0.5 % on full cycles, CE and EE within
 0.005. Files whose voltage reaches 0 V or below (BioLogic half cells vs. a reference,
 a Neware channel at -0.09 V) have a cycler energy that is not V·I (see docs/readers.md): their
-Wh/EE are not compared. Files marked xfail fail only through engine defects of issue 9
-(sparse logging seen as gaps, a partial first cycle, step-boundary rows dropped as
-duplicates) that are fixed on the engine side, not in the readers.
+Wh/EE are not compared. A file marked xfail misses a tolerance for a reason still open
+(its entry in ENGINE_XFAIL says which number and why); the shared-data skip applies only
+where ../shared/data is absent (users' machines), never in CI.
 """
 
 from __future__ import annotations
