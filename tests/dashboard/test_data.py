@@ -149,3 +149,17 @@ def test_deep_dive_defaults_to_latest_complete_cycle(store: DuckDBStore) -> None
     data = DashboardData(Queries(store))
     cycle, dev = data.deep_dive("g1", None, "discharge_ah", token=data.status()[1])
     assert cycle == 5 and dev.height == 4
+
+
+@pytest.mark.parametrize(("share", "ahead"), [(0.8, [2]), (0.1, [])])
+def test_overview_honours_the_configured_cell_share(store: DuckDBStore, share: float, ahead: list[int]) -> None:
+    # Group g1 (c0-c3): all four closed cycle 1, one closed cycle 2 (25 %).
+    from chargetracker.config import StatsConfig
+    from chargetracker.dashboard.pages.overview import render
+
+    commit_cycles(store, ["c0", "c1", "c2", "c3"], range(1, 2))
+    commit_cycles(store, ["c0"], range(2, 3))
+    data = DashboardData(Queries(store, StatsConfig(min_cell_share=share)))
+    fig, _, _ = render(data, None, "discharge_ah", "group", ["g1"], None, None)
+    drawn = [list(t.x) for t in fig.data if (t.meta or {}).get("role") == "ahead"]
+    assert drawn == ([ahead] if ahead else [])

@@ -116,7 +116,8 @@ def render(data: DashboardData, token: Any, metric: str, by: str, groups: list[s
     filters = build_filters(by, groups, fkey, fvalues)
     t0 = time.perf_counter()
     closed, opened = data.trend(metric, group_key=by, filters=filters, token=token)
-    fig = group_trend_figure(closed, opened, metric, group_label=by)
+    fig = group_trend_figure(closed, opened, metric, group_label=by,
+                             min_cell_share=data.queries.stats.min_cell_share)
     if closed.height == 0 and opened.height == 0:
         return fig, None, summary_table(closed, metric, by)
     n_groups = closed.get_column("group").n_unique() if closed.height else 0
