@@ -22,6 +22,11 @@ from plotly.subplots import make_subplots
 
 from ..config import StatsConfig
 from ..engine.stats import mark_complete
+from .canvas import BAD as _BAD
+from .canvas import OK as _OK
+from .canvas import TEMPLATE, empty_figure
+from .canvas import datetimes as _datetimes
+from .cell_figures import FORECAST_LIMIT, cell_capacity_figure, cell_timeseries_figure, fade_fit
 from .theme import group_styles, metric_spec, rgba
 
 __all__ = [
@@ -41,14 +46,6 @@ __all__ = [
 
 #: Label for cycles of cells without a group (no metadata).
 NO_GROUP = "(no group)"
-
-# The template and the empty figure are shared with cell_figures.py (canvas.py); the cell
-# figures are re-exported here so the pages keep one import.
-from .canvas import BAD as _BAD  # noqa: E402
-from .canvas import OK as _OK  # noqa: E402
-from .canvas import TEMPLATE, empty_figure  # noqa: E402
-from .canvas import datetimes as _datetimes  # noqa: E402
-from .cell_figures import FORECAST_LIMIT, cell_capacity_figure, cell_timeseries_figure, fade_fit  # noqa: E402
 
 
 def _groups(frame: pl.DataFrame) -> pl.DataFrame:
