@@ -45,6 +45,8 @@ import polars as pl
 from .errors import ConfigError, SchemaError
 
 __all__ = [
+    "ALERT_EPISODE_KEY",
+    "ALERT_EPISODE_SCHEMA",
     "EPISODE_SCHEMA",
     "EpisodeKeys",
     "EpisodePolicy",
@@ -85,6 +87,14 @@ EPISODE_SCHEMA: dict[str, pl.DataType] = {
     "message": pl.Utf8(),
     "notified": pl.Boolean(),
 }
+
+#: Episodes of cells as stored (``alert_episodes``): EPISODE_SCHEMA with the subject as
+#: ``cell_id`` and cycle numbers as positions; keyed by (cell_id, rule, start_ts).
+ALERT_EPISODE_SCHEMA: dict[str, pl.DataType] = {
+    {"subject": "cell_id"}.get(c, c.replace("_pos", "_cycle")): (pl.Int64() if c.endswith("_pos") else t)
+    for c, t in EPISODE_SCHEMA.items()
+}
+ALERT_EPISODE_KEY: tuple[str, ...] = ("cell_id", "rule", "start_ts")
 
 #: Per (subject, rule): the last position judged, the clean run since the last hit and,
 #: while an episode is open, its fields. A resolved episode leaves a row with ``open``
