@@ -39,7 +39,6 @@ import polars as pl
 
 from ..config import AlertConfig
 from ..engine.alerts import JUDGED_SCHEMA
-from ..frames import conform_frame
 from ..episodes import (
     EpisodeKeys,
     EpisodePolicy,
@@ -49,6 +48,7 @@ from ..episodes import (
     observations,
     update_episodes,
 )
+from ..frames import conform_frame
 from ..kinds.base import AlertContext, AlertRule, KindOutput, TelemetryKind
 from ..schema import DEAD_LETTER_SCHEMA, Validated
 from ..stores.base import Checkpoint, CommitBatch, ReadPort

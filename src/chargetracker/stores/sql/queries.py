@@ -267,7 +267,8 @@ def alert_episodes_query(d: Dialect, state: str | None, cell_id: str | None, rul
     """Episodes newest start first, each joined to its notification (the alert with the
     episode's identity: ts = start_ts, cell_id, rule, cycle = start_cycle) for its id and
     acknowledgement."""
-    conds, params = ["TRUE"], []
+    conds: list[str] = ["TRUE"]
+    params: list[Any] = []
     if state is not None and state != "all":
         if state not in EPISODE_STATES:
             raise ValidationError(f"state must be one of {(*EPISODE_STATES, 'all')}, got {state!r}",
