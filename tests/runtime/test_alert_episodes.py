@@ -143,3 +143,21 @@ def test_episodes_off_raise_one_alert_per_cycle(tmp_path: Path) -> None:
         cycles = store.alerts(limit=1000).filter(pl.col("cell_id") == OUTLIER)["cycle"].to_list()
         assert cycles == [18]  # the rule's own "becomes an outlier" filter, as before
         assert store.alert_episodes().height == 0
+
+
+def test_step_without_a_checkpoint_keeps_episodes_within_its_batch() -> None:
+    from chargetracker.kinds.cell import CellKind
+    from chargetracker.runtime.step import AlertPolicy, StepContext, step
+
+    frame = _fleet({"a2": set(range(5, 10))})
+    kind = CellKind(Settings(alerts=AlertConfig(min_coulombic_efficiency=None)))
+    _, commit, result = step(kind.new_state(), frame, StepContext(kind, "t"))
+    assert commit.alerts is not None and commit.alerts.select("cell_id", "rule", "cycle").rows() == [
+        ("a2", "over_temperature", 5)]
+    assert result.alerts == 1 and not commit.checkpoints
+    assert commit.alert_episodes is not None and commit.alert_episodes["occurrences"].to_list() == [5]
+    _, commit, _ = step(kind.new_state(), frame, StepContext(kind, "t", checkpoint="cp"))
+    assert [c.name for c in commit.checkpoints] == ["cp", episode_checkpoint("cp")]
+    _, per_hit, _ = step(kind.new_state(), frame, StepContext(kind, "t", alerts=AlertPolicy(episodes=False)))
+    assert per_hit.alerts is not None and per_hit.alerts["cycle"].to_list() == [5, 6, 7, 8, 9]
+    assert per_hit.alert_episodes is None

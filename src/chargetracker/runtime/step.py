@@ -319,7 +319,7 @@ def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
     notified new episode (its first hit), and -- when the context names a checkpoint --
     the new episode state beside the engine's (loaded from ``ctx.history``, the store,
     which holds every earlier commit when this runs). Without a checkpoint the episode
-    state lives for this batch only. Hits without a cycle bypass the episodes.
+    state lives for this batch only. Hits without a cell, cycle or ts bypass the episodes.
     """
     tables = dict(step_.output.tables)
     raw_table = ctx.kind.raw_table
@@ -331,8 +331,8 @@ def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
         step_.alerts_raised = True
         return step_
     judged, hits = judge_for(tables, ctx)
-    plain = hits.filter(pl.col("cycle").is_null())
-    hits = hits.filter(pl.col("cycle").is_not_null())
+    placed = pl.col("cycle").is_not_null() & pl.col("ts").is_not_null() & pl.col("cell_id").is_not_null()
+    plain, hits = hits.filter(~placed), hits.filter(placed)
     if hits.height == 0 and judged.height == 0:
         step_.commit.alerts = plain
         step_.alerts_raised = True
