@@ -138,6 +138,13 @@ class AlertConfig:
     #: Also notify (an ``info`` alert) when an episode resolves.
     notify_resolved: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.resolve_after_cycles, bool) or int(self.resolve_after_cycles) < 1:
+            raise ConfigError("alerts.resolve_after_cycles must be an integer >= 1")
+        limit = self.max_new_episodes_per_hour
+        if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
+            raise ConfigError("alerts.max_new_episodes_per_hour must be >= 0 (or None: no limit)")
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:

@@ -161,3 +161,17 @@ def test_step_without_a_checkpoint_keeps_episodes_within_its_batch() -> None:
     _, per_hit, _ = step(kind.new_state(), frame, StepContext(kind, "t", alerts=AlertPolicy(episodes=False)))
     assert per_hit.alerts is not None and per_hit.alerts["cycle"].to_list() == [5, 6, 7, 8, 9]
     assert per_hit.alert_episodes is None
+
+
+def test_episode_settings_are_checked_where_they_are_read() -> None:
+    import pytest
+
+    from chargetracker.errors import ConfigError
+    from chargetracker.runtime.config import pipeline_config_from_mapping
+
+    cfg = pipeline_config_from_mapping({"alerts": {"resolve_after_cycles": 5, "notify_resolved": True,
+                                                   "max_new_episodes_per_hour": 2}})
+    assert cfg.settings.alerts.resolve_after_cycles == 5 and cfg.settings.alerts.notify_resolved
+    for bad in ({"resolve_after_cycles": 0}, {"max_new_episodes_per_hour": -1}):
+        with pytest.raises(ConfigError, match="alerts"):
+            pipeline_config_from_mapping({"alerts": bad})
