@@ -122,13 +122,28 @@ class StatsConfig:
 
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
-    """Limit alerts; ``None`` disables a rule."""
+    """Limit alerts (``None`` disables a rule) and alert episodes (docs/alerts.md)."""
 
     over_voltage_v: float | None = None
     under_voltage_v: float | None = None
     over_temperature_c: float | None = 60.0
     min_coulombic_efficiency: float | None = 0.95
     outliers: bool = True
+    #: One notification per episode of a condition instead of one per cycle.
+    episodes: bool = True
+    #: Consecutive clean cycles that resolve an episode.
+    resolve_after_cycles: int = 3
+    #: New episodes notified per rule per hour of data time (None: no limit).
+    max_new_episodes_per_hour: int | None = 20
+    #: Also notify (an ``info`` alert) when an episode resolves.
+    notify_resolved: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.resolve_after_cycles, bool) or int(self.resolve_after_cycles) < 1:
+            raise ConfigError("alerts.resolve_after_cycles must be an integer >= 1")
+        limit = self.max_new_episodes_per_hour
+        if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
+            raise ConfigError("alerts.max_new_episodes_per_hour must be >= 0 (or None: no limit)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,17 @@ class Queries:
         """The operator acknowledges an alert; False when no alert has that id."""
         return self.store.ack_alert(alert_id, by=by)
 
+    def alert_episodes(self, *, state: str | None = None, cell_id: str | None = None,
+                       rule: str | None = None, notified: bool | None = None,
+                       limit: int = 100, offset: int = 0) -> pl.DataFrame:
+        """Alert episodes, newest first, with their notification's acknowledgement."""
+        return self.store.alert_episodes(state=state, cell_id=cell_id, rule=rule,
+                                         notified=notified, limit=limit, offset=offset)
+
+    def episode_counts(self) -> pl.DataFrame:
+        """Per rule: episodes open, resolved and suppressed by the rate limit."""
+        return self.store.episode_counts()
+
     def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
         return self.store.dead_letters(limit=limit)
 

@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from ..readers import FORMATS
 from ..schema import CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
 from ..stores.base import ALERT_SCHEMA, TREND_METRICS
+from ..stores.sql import ALERT_EPISODE_ROW_SCHEMA
 
 __all__ = [
     "CELL_ID_PATTERN", "GROUP_KEY_PATTERN", "MetricName", "FileFormat",
     "CellIn", "CellRecord", "Cell", "CellDetail", "CellPage",
     "Cycle", "Step", "Measurement", "CyclePage", "StepPage", "MeasurementSeries",
     "CellTrend", "GroupTrendRow", "GroupTrend", "DeepDiveRow", "GroupCycle", "Outliers",
-    "Alert", "AlertPage", "AckIn", "AckOut",
+    "Alert", "AlertPage", "AlertEpisode", "AlertEpisodePage", "AckIn", "AckOut",
     "RowError", "IngestResponse", "FileIngestResponse", "Health", "Ready",
     "MeasurementIn", "IngestEnvelope",
 ]
@@ -268,6 +269,26 @@ class Outliers(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[Alert]  # type: ignore[valid-type]
+
+
+AlertEpisode = _row_model(
+    "AlertEpisode", ALERT_EPISODE_ROW_SCHEMA,
+    "One episode of a (cell, rule) condition: open while it lasts, resolved after "
+    "`resolve_after_cycles` clean cycles. `alert_id` and `acknowledged*` are those of its "
+    "notification (null when the rate limit suppressed it: `notified` false).",
+    required=("cell_id", "rule", "start_ts", "state", "occurrences"))
+
+
+class EpisodeCount(BaseModel):
+    rule: str
+    open: int = Field(description="Episodes still open.")
+    resolved: int = Field(description="Episodes resolved.")
+    suppressed: int = Field(description="Episodes the per-rule rate limit kept from notifying.")
+
+
+class AlertEpisodePage(BaseModel):
+    counts: list[EpisodeCount] = Field(description="Per rule, over every stored episode.")
+    items: list[AlertEpisode]  # type: ignore[valid-type]
 
 
 class AckIn(BaseModel):

@@ -24,6 +24,7 @@ from .models import (
     GROUP_KEY_PATTERN,
     AckIn,
     AckOut,
+    AlertEpisodePage,
     AlertPage,
     CellDetail,
     CellIn,
@@ -309,6 +310,30 @@ def list_alerts(
     frame = get_ctx(request).queries.alerts(since_id=since_id, acknowledged=acknowledged,
                                           limit=limit)
     return envelope({}, frame)
+
+
+@router.get("/alerts/episodes", tags=["alerts"], summary="Alert episodes, newest first",
+            description="One episode per (cell, rule) condition for as long as it lasts "
+                        "(docs/alerts.md): first and last cycle, occurrences, worst value, "
+                        "open or resolved, and the acknowledgement of its notification "
+                        "(acknowledge with `POST /alerts/{alert_id}/ack`).",
+            response_model=AlertEpisodePage, responses=_R, dependencies=_READ,
+            response_class=JSONBytes)
+def list_alert_episodes(
+    request: Request,
+    state: Annotated[Literal["open", "resolved", "all"], Query()] = "all",
+    cell_id: Annotated[str | None, Query(pattern=CELL_ID_PATTERN)] = None,
+    rule: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
+    notified: Annotated[bool | None, Query(description="false: only the episodes the rate "
+                                           "limit suppressed.")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JSONBytes:
+    queries = get_ctx(request).queries
+    frame = queries.alert_episodes(state=state, cell_id=cell_id, rule=rule, notified=notified,
+                                   limit=limit, offset=offset)
+    counts = queries.episode_counts().to_dicts()
+    return envelope({"counts": counts}, frame)
 
 
 @router.post("/alerts/{alert_id}/ack", tags=["alerts"], summary="Acknowledge an alert",

@@ -237,6 +237,14 @@ class DashboardData:
     def alerts(self, *, since_id: int | None = None, limit: int = 200) -> pl.DataFrame:
         return self.queries.alerts(since_id=since_id, limit=limit)
 
+    def alert_episodes(self, *, limit: int = 500) -> pl.DataFrame:
+        """Alert episodes, newest start first, with their notification's acknowledgement."""
+        return self.queries.alert_episodes(limit=limit)
+
+    def episode_counts(self) -> pl.DataFrame:
+        """Per rule: episodes open, resolved and suppressed by the rate limit."""
+        return self.queries.episode_counts()
+
     def ack(self, alert_id: int, by: str | None = None) -> bool:
         return self.queries.ack_alert(alert_id, by=by)
 

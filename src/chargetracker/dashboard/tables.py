@@ -31,6 +31,9 @@ __all__ = [
     "alert_table_rows",
     "alert_styles",
     "ALERT_COLUMNS",
+    "EPISODE_COLUMNS",
+    "episode_table_rows",
+    "episode_styles",
     "ACK_LABEL",
     "sources_table",
     "dead_letters_table",
@@ -247,6 +250,55 @@ def alert_table_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "state": "acknowledged" if acked else "open",
         })
     return out
+
+
+#: Columns of the episodes grid: one row per (cell, rule) condition while it lasts.
+EPISODE_COLUMNS: list[dict[str, Any]] = [
+    _text("state", "state"),
+    ALERT_COLUMNS[2],  # severity, coloured
+    {**_text("cell_id", "cell"), "cellStyle": _LINK},
+    _text("group", "group"),
+    _text("rule", "rule"),
+    _num("start_cycle", "first cycle"),
+    _num("last_cycle", "last cycle"),
+    _num("occurrences", "cycles hit"),
+    _num("worst_value", "worst value"),
+    _num("threshold", "threshold"),
+    _text("first", "first seen (UTC)"),
+    _text("last", "last seen (UTC)"),
+    _text("resolved", "resolved (UTC)"),
+    _text("notice", "notification"),
+]
+
+
+def episode_table_rows(episodes: pl.DataFrame) -> list[dict[str, Any]]:
+    """Episode frame (ALERT_EPISODE_ROW_SCHEMA) -> grid rows, newest start first."""
+    out = []
+    for r in episodes.to_dicts():
+        if not r.get("notified"):
+            notice = "suppressed (rate limit)"
+        elif r.get("acknowledged"):
+            notice = f"✓ {r.get('acknowledged_by') or 'someone'} {fmt_ts(r.get('acknowledged_at'))}"
+        else:
+            notice = f"alert #{r['alert_id']}" if r.get("alert_id") is not None else "sent"
+        out.append({
+            "key": f"{r['cell_id']}|{r['rule']}|{r['start_ts']!r}", "state": r.get("state") or "",
+            "severity": r.get("severity") or "warning", "cell_id": r.get("cell_id") or "",
+            "group": r.get("group") or "", "rule": r.get("rule") or "",
+            "start_cycle": r.get("start_cycle"), "last_cycle": r.get("last_cycle"),
+            "occurrences": r.get("occurrences"), "worst_value": _sig(r.get("worst_value")),
+            "threshold": _sig(r.get("threshold")), "first": fmt_ts(r.get("start_ts")),
+            "last": fmt_ts(r.get("last_ts")),
+            "resolved": fmt_ts(r.get("resolved_ts")) if r.get("resolved_ts") is not None else "",
+            "notice": notice,
+        })
+    return out
+
+
+def episode_styles() -> dict[str, Any]:
+    """Row style of the episodes grid: resolved episodes greyed out."""
+    return {"styleConditions": [{"condition": "params.data.state === 'resolved'",
+                                 "style": {"color": "#9aa5b1"}}]}
 
 
 def alert_styles() -> dict[str, Any]:

@@ -12,12 +12,53 @@ import polars as pl
 from ..config import AlertConfig
 from ..vocabulary import ALERT_SCHEMA
 
-__all__ = ["ALERT_SCHEMA", "empty_alerts", "limit_alerts", "outlier_alerts"]
+__all__ = ["ALERT_SCHEMA", "JUDGED_SCHEMA", "empty_alerts", "empty_judged", "judged_limits",
+           "limit_alerts", "limit_rules", "outlier_alerts"]
+
+#: Positions a rule evaluated (hit or clean), for alert episodes: the entity, the alert
+#: rule, the cycle and its start (s since epoch).
+JUDGED_SCHEMA: dict[str, pl.DataType] = {
+    "cell_id": pl.Utf8(), "rule": pl.Utf8(), "cycle": pl.Int64(), "ts": pl.Float64(),
+}
 
 
 def empty_alerts() -> pl.DataFrame:
     """An alert frame without rows (ALERT_SCHEMA)."""
     return pl.DataFrame(schema=ALERT_SCHEMA)
+
+
+def empty_judged() -> pl.DataFrame:
+    """A judged-positions frame without rows (JUDGED_SCHEMA)."""
+    return pl.DataFrame(schema=JUDGED_SCHEMA)
+
+
+def limit_rules(config: AlertConfig) -> list[str]:
+    """Names of the limit rules ``config`` switches on."""
+    return [name for name, on in (
+        ("over_voltage", config.over_voltage_v is not None),
+        ("under_voltage", config.under_voltage_v is not None),
+        ("over_temperature", config.over_temperature_c is not None),
+        ("low_coulombic_efficiency", config.min_coulombic_efficiency is not None)) if on]
+
+
+def judged_limits(cycles: pl.DataFrame, config: AlertConfig) -> pl.DataFrame:
+    """Every (cell, limit rule, cycle) whose verdict is final (JUDGED_SCHEMA).
+
+    A cycle still running is not judged clean (its extremes may still cross a limit):
+    voltage and temperature are judged on closed and partial cycles, coulombic
+    efficiency on closed cycles with charge (where :func:`limit_alerts` applies it).
+    """
+    rules = limit_rules(config)
+    if cycles.height == 0 or not rules:
+        return empty_judged()
+    final = pl.col("status").is_in(["closed", "partial"])
+    ce_ok = (pl.col("status") == "closed") & (pl.col("charge_ah") > 0)
+    parts = []
+    for rule in rules:
+        cond = ce_ok if rule == "low_coulombic_efficiency" else final
+        parts.append(cycles.filter(cond.fill_null(False)).select(
+            "cell_id", pl.lit(rule).alias("rule"), "cycle", pl.col("start_ts").alias("ts")))
+    return pl.concat(parts).cast(JUDGED_SCHEMA)  # type: ignore[arg-type]
 
 
 def limit_alerts(cycles: pl.DataFrame, config: AlertConfig) -> pl.DataFrame:

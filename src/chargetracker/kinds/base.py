@@ -122,12 +122,18 @@ class AlertRule:
     """A named alert rule: ``evaluate(tables, context)`` -> ALERT_SCHEMA frame.
 
     ``needs_history``: the rule reads earlier results through ``context.history``.
+    ``judge`` (optional, for alert episodes, :mod:`chargetracker.episodes`): every
+    position the rule evaluated on ``tables`` -- (cell_id, rule, cycle, ts) rows, hit
+    or clean -- and the hits as ALERT_SCHEMA rows, one per (cell_id, rule, cycle) that
+    holds (no "only when it becomes true" filtering: the episodes do that).
     """
 
     name: str
     evaluate: Callable[[Mapping[str, pl.DataFrame], AlertContext], pl.DataFrame]
     needs_history: bool = False
     description: str = ""
+    judge: Callable[[Mapping[str, pl.DataFrame], AlertContext],
+                    tuple[pl.DataFrame, pl.DataFrame]] | None = None
 
 
 @runtime_checkable

@@ -11,7 +11,14 @@ import polars as pl
 
 from ..config import Settings
 from ..engine import EngineState, flush, new_state, summarize, update_checked
-from ..engine.alerts import empty_alerts, limit_alerts, outlier_alerts
+from ..engine.alerts import (
+    JUDGED_SCHEMA,
+    empty_alerts,
+    empty_judged,
+    judged_limits,
+    limit_alerts,
+    outlier_alerts,
+)
 from ..engine.core import EngineOutput
 from ..engine.stats import deviations
 from ..schema import (
@@ -97,10 +104,63 @@ def _outliers(tables: Mapping[str, pl.DataFrame], ctx: AlertContext) -> pl.DataF
     return outlier_alerts(dev, metric=OUTLIER_METRIC, start_ts=starts)
 
 
+def _judge_limits(tables: Mapping[str, pl.DataFrame],
+                  ctx: AlertContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The limits on the batch's cycles for episodes: (judged positions, hits)."""
+    cycles = tables.get("cycles")
+    if cycles is None or cycles.height == 0:
+        return empty_judged(), empty_alerts()
+    return judged_limits(cycles, ctx.settings.alerts), _limits(tables, ctx)
+
+
+def _judge_outliers(tables: Mapping[str, pl.DataFrame],
+                    ctx: AlertContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Group outliers for episodes: every (group, cycle) that just gained a closed cycle
+    is re-evaluated; each cell in it is judged where the group is big enough to tell
+    (n >= 3), and every flagged cell is a hit (persistence is the episodes' business).
+
+    Clean verdicts are kept for the cells whose cycle closed in this batch only: a later
+    re-evaluation of an older cycle cannot clean anything (see chargetracker.episodes).
+    """
+    cycles = tables.get("cycles")
+    if cycles is None or cycles.height == 0 or ctx.history is None:
+        return empty_judged(), empty_alerts()
+    settings = ctx.settings
+    closed = _with_groups(cycles, ctx.groups).filter(pl.col("status") == "closed")
+    if closed.height == 0 or "group" not in closed.columns:
+        return empty_judged(), empty_alerts()
+    touched = closed.select("group", "cycle").unique().drop_nulls()
+    if touched.height == 0:
+        return empty_judged(), empty_alerts()
+    first = int(touched.get_column("cycle").min())  # type: ignore[arg-type]
+    values = ctx.history.metric_values(OUTLIER_METRIC, group_key=settings.stats.group_key,
+                                       since_cycle=first)
+    fresh = closed.select("group", "cell_id", "cycle", pl.col(OUTLIER_METRIC).alias("value"))
+    values = pl.concat([values.select("group", "cell_id", "cycle", "value"), fresh]).unique(
+        subset=["cell_id", "cycle"], keep="last").join(touched, on=["group", "cycle"], how="inner")
+    dev = deviations(values, settings.stats).filter(pl.col("n") >= 3)
+    rule = f"outlier_{OUTLIER_METRIC}"
+    starts = closed.select("cell_id", "cycle", "start_ts")
+    judged = dev.join(starts, on=["cell_id", "cycle"], how="inner").select(
+        "cell_id", pl.lit(rule).alias("rule"), "cycle", pl.col("start_ts").alias("ts"))
+    flagged = dev.filter(pl.col("outlier")).select("cell_id", "cycle")
+    missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
+    if missing.height:
+        # Flagged cells whose cycle closed in an earlier batch: their start.
+        older = pl.concat([
+            ctx.history.cycles(cid, status="closed").select("cell_id", "cycle", "start_ts")
+            for cid in missing.get_column("cell_id").unique().sort().to_list()
+        ])
+        starts = pl.concat([starts, older]).unique(subset=["cell_id", "cycle"], keep="first")
+    return judged.cast(JUDGED_SCHEMA), outlier_alerts(dev, metric=OUTLIER_METRIC, start_ts=starts)  # type: ignore[arg-type]
+
+
 LIMITS = AlertRule("limits", _limits, description="voltage / temperature / coulombic "
-                   "efficiency limits of AlertConfig on open and closed cycles")
+                   "efficiency limits of AlertConfig on open and closed cycles",
+                   judge=_judge_limits)
 OUTLIERS = AlertRule("outliers", _outliers, needs_history=True,
-                     description=f"group outliers of {OUTLIER_METRIC} (StatsConfig rule)")
+                     description=f"group outliers of {OUTLIER_METRIC} (StatsConfig rule)",
+                     judge=_judge_outliers)
 
 
 def _output(out: EngineOutput, checked: Validated | None = None) -> KindOutput:

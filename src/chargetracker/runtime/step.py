@@ -37,7 +37,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..kinds.base import AlertContext, KindOutput, TelemetryKind
+from ..config import AlertConfig
+from ..engine.alerts import JUDGED_SCHEMA
+from ..episodes import (
+    EpisodeKeys,
+    EpisodePolicy,
+    EpisodeState,
+    episode_frame,
+    notification_frame,
+    observations,
+    update_episodes,
+)
+from ..frames import conform_frame
+from ..kinds.base import AlertContext, AlertRule, KindOutput, TelemetryKind
 from ..schema import DEAD_LETTER_SCHEMA, Validated
 from ..stores.base import Checkpoint, CommitBatch, ReadPort
 from ..vocabulary import ALERT_SCHEMA
@@ -50,11 +62,17 @@ __all__ = [
     "advance",
     "alerts_for",
     "combine",
+    "episode_checkpoint",
+    "episode_policy_from",
+    "judge_for",
     "finish",
     "raise_alerts",
     "screen",
     "step",
 ]
+
+#: Alert rows' columns for episodes: the entity, the rule, the cycle as position.
+CELL_EPISODE_KEYS = EpisodeKeys(subject="cell_id", rule="rule", position="cycle", ts="ts")
 
 #: The cell kind's result tables, which CommitBatch carries as named fields.
 _NAMED_TABLES = ("steps", "cycles")
@@ -62,19 +80,25 @@ _NAMED_TABLES = ("steps", "cycles")
 
 @dataclass(frozen=True, slots=True)
 class AlertPolicy:
-    """Which of a kind's alert rules run: one visible switch per rule name.
+    """Which of a kind's alert rules run: one visible switch per rule name, and whether
+    their hits become alert episodes (docs/alerts.md).
 
     A rule not named is on. ``AlertPolicy(limits=True, outliers=False)`` reads as what
-    it does; :meth:`none` turns every rule off.
+    it does; :meth:`none` turns every rule off. ``episodes``: ``True`` (default) takes the
+    :class:`~chargetracker.episodes.EpisodePolicy` from the kind's ``settings.alerts``
+    (on unless ``episodes = false`` there), an EpisodePolicy sets it, ``False`` raises one
+    alert per hit as the rules report them.
     """
 
     switches: Mapping[str, bool] = field(default_factory=dict)
     all_off: bool = False
+    episodes: EpisodePolicy | bool = True
 
     def __init__(self, switches: Mapping[str, bool] | None = None, *, all_off: bool = False,
-                 **rules: bool) -> None:
+                 episodes: EpisodePolicy | bool = True, **rules: bool) -> None:
         object.__setattr__(self, "switches", {**(switches or {}), **rules})
         object.__setattr__(self, "all_off", all_off)
+        object.__setattr__(self, "episodes", episodes)
 
     @classmethod
     def none(cls) -> AlertPolicy:
@@ -82,6 +106,35 @@ class AlertPolicy:
 
     def enabled(self, rule: str) -> bool:
         return not self.all_off and bool(self.switches.get(rule, True))
+
+    def episode_policy(self, settings: Any) -> EpisodePolicy | None:
+        """The episode policy in force (None: episodes off)."""
+        if isinstance(self.episodes, EpisodePolicy):
+            return self.episodes
+        if not self.episodes:
+            return None
+        return episode_policy_from(getattr(settings, "alerts", None))
+
+
+def episode_policy_from(config: AlertConfig | None) -> EpisodePolicy | None:
+    """The :class:`EpisodePolicy` of an AlertConfig (None when its episodes are off)."""
+    if config is None:
+        return EpisodePolicy()
+    if not config.episodes:
+        return None
+    return EpisodePolicy(resolve_after=config.resolve_after_cycles,
+                         max_new_per_window=config.max_new_episodes_per_hour,
+                         window_s=3600.0, notify_resolved=config.notify_resolved)
+
+
+def episode_checkpoint(name: str) -> str:
+    """Checkpoint name of the alert-episode state beside the engine checkpoint ``name``
+    (a prefix of its own, so prefix loads of engine checkpoints never see it)."""
+    return f"{EPISODE_CHECKPOINT_PREFIX}{name}"
+
+
+#: Prefix of the alert-episode checkpoints.
+EPISODE_CHECKPOINT_PREFIX = "alert-episodes/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +196,8 @@ class StepOutcome:
     rejected: pl.DataFrame
     raw: pl.DataFrame | None = None
     alerts_raised: bool = False
+    #: New alert episodes the rate limit kept from notifying in this step.
+    episodes_suppressed: int = 0
 
     @property
     def closed(self) -> int:
@@ -211,29 +266,97 @@ def finish(state: Any, ctx: StepContext) -> tuple[Any, StepOutcome]:
 
 
 def alerts_for(tables: Mapping[str, pl.DataFrame], ctx: StepContext) -> pl.DataFrame:
-    """The enabled alert rules of ``ctx.kind`` on result ``tables`` (ALERT_SCHEMA).
+    """The enabled alert rules of ``ctx.kind`` on result ``tables`` (ALERT_SCHEMA), one
+    row per hit as the rules report them (no episodes).
 
     Rules that read history see ``ctx.history`` (the store with every earlier batch);
     without history they are skipped.
     """
-    actx = AlertContext(getattr(ctx.kind, "settings", None), ctx.groups, ctx.history)
-    parts = [rule.evaluate(tables, actx) for rule in ctx.kind.alert_rules
-             if ctx.alerts.enabled(rule.name) and (ctx.history is not None or not rule.needs_history)]
-    parts = [p for p in parts if p.height]
+    parts = [rule.evaluate(tables, _alert_context(ctx)) for rule in _rules(ctx)]
+    return _concat_or_empty(parts, ALERT_SCHEMA)
+
+
+def judge_for(tables: Mapping[str, pl.DataFrame],
+              ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The enabled rules' verdicts for alert episodes: (judged positions, hits).
+
+    A rule with a ``judge`` reports every position it evaluated and all its hits; a rule
+    without one reports its alerts, which are then its only judged positions.
+    """
+    actx = _alert_context(ctx)
+    judged, hits = [], []
+    for rule in _rules(ctx):
+        if rule.judge is not None:
+            j, h = rule.judge(tables, actx)
+            judged.append(j)
+        else:
+            h = rule.evaluate(tables, actx)
+        hits.append(h)
+    return _concat_or_empty(judged, JUDGED_SCHEMA), _concat_or_empty(hits, ALERT_SCHEMA)
+
+
+def _alert_context(ctx: StepContext) -> AlertContext:
+    return AlertContext(getattr(ctx.kind, "settings", None), ctx.groups, ctx.history)
+
+
+def _rules(ctx: StepContext) -> list[AlertRule]:
+    return [rule for rule in ctx.kind.alert_rules
+            if ctx.alerts.enabled(rule.name) and (ctx.history is not None or not rule.needs_history)]
+
+
+def _concat_or_empty(parts: Sequence[pl.DataFrame], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    parts = [conform_frame(p, schema, table="alerts") for p in parts if p.height]
     if not parts:
-        return pl.DataFrame(schema=ALERT_SCHEMA)
+        return pl.DataFrame(schema=schema)
     return parts[0] if len(parts) == 1 else pl.concat(parts)
 
 
 def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
-    """Evaluate the alert policy on the step's results; the commit then carries them."""
+    """Evaluate the alert policy on the step's results; the commit then carries them.
+
+    With episodes (the default), the rules' verdicts advance the alert-episode state:
+    the commit carries the episodes the batch opened, updated or resolved, one alert per
+    notified new episode (its first hit), and -- when the context names a checkpoint --
+    the new episode state beside the engine's (loaded from ``ctx.history``, the store,
+    which holds every earlier commit when this runs). Without a checkpoint the episode
+    state lives for this batch only. Hits without a cell, cycle or ts bypass the episodes.
+    """
     tables = dict(step_.output.tables)
     raw_table = ctx.kind.raw_table
     if raw_table is not None and step_.raw is not None:
         tables[raw_table.name] = step_.raw  # e.g. spike rules look at the readings
-    step_.commit.alerts = alerts_for(tables, ctx)
+    policy = ctx.alerts.episode_policy(getattr(ctx.kind, "settings", None))
+    if policy is None:
+        step_.commit.alerts = alerts_for(tables, ctx)
+        step_.alerts_raised = True
+        return step_
+    judged, hits = judge_for(tables, ctx)
+    placed = pl.col("cycle").is_not_null() & pl.col("ts").is_not_null() & pl.col("cell_id").is_not_null()
+    plain, hits = hits.filter(~placed), hits.filter(placed)
+    if hits.height == 0 and judged.height == 0:
+        step_.commit.alerts = plain
+        step_.alerts_raised = True
+        return step_
+    state = _load_episode_state(ctx)
+    state, update = update_episodes(state, observations(hits, judged, keys=CELL_EPISODE_KEYS), policy)
+    notes = notification_frame(update.notifications, CELL_EPISODE_KEYS).select(list(ALERT_SCHEMA))
+    step_.commit.alerts = pl.concat([notes.cast(ALERT_SCHEMA), plain])  # type: ignore[arg-type]
+    step_.commit.alert_episodes = episode_frame(update.episodes, CELL_EPISODE_KEYS)
+    step_.episodes_suppressed = update.suppressed
+    if ctx.checkpoint is not None:
+        step_.commit.checkpoints.append(Checkpoint(
+            episode_checkpoint(ctx.checkpoint), state.to_bytes(),
+            {"episodes_open": state.open_count}))
     step_.alerts_raised = True
     return step_
+
+
+def _load_episode_state(ctx: StepContext) -> EpisodeState:
+    load = getattr(ctx.history, "load_checkpoint", None)
+    if ctx.checkpoint is None or load is None:
+        return EpisodeState()
+    cp = load(episode_checkpoint(ctx.checkpoint))
+    return EpisodeState() if cp is None else EpisodeState.from_bytes(cp.state)
 
 
 def step(state: Any, frame: pl.DataFrame, ctx: StepContext) -> tuple[Any, CommitBatch, IngestResult]:
@@ -260,7 +383,8 @@ def combine(commits: Iterable[CommitBatch]) -> CommitBatch:
     concatenated, checkpoints listed, counters added."""
     commits = list(commits)
     out = CommitBatch()
-    for name in ("measurements", "steps", "cycles", "dead_letters", "alerts", "cells"):
+    for name in ("measurements", "steps", "cycles", "dead_letters", "alerts", "alert_episodes",
+                 "cells"):
         setattr(out, name, _concat([getattr(c, name) for c in commits]))
     names = {n for c in commits for n in c.tables}
     for n in sorted(names):

@@ -60,6 +60,9 @@ class CommitBatch:
     dead_letters: pl.DataFrame | None = None
     alerts: pl.DataFrame | None = None
     cells: pl.DataFrame | None = None
+    #: Alert episodes opened, updated or resolved (ALERT_EPISODE_SCHEMA), upserted by
+    #: (cell_id, rule, start_ts).
+    alert_episodes: pl.DataFrame | None = None
     checkpoints: list[Checkpoint] = field(default_factory=list)
     #: Ingest counters to add: {"source name": {"accepted": n, "rejected": m}}.
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -143,6 +146,17 @@ class ReadPort(abc.ABC):
 
     @abc.abstractmethod
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool: ...
+
+    @abc.abstractmethod
+    def alert_episodes(self, *, state: str | None = None, cell_id: str | None = None,
+                       rule: str | None = None, notified: bool | None = None,
+                       limit: int = 100, offset: int = 0) -> pl.DataFrame:
+        """Alert episodes (``ALERT_EPISODE_ROW_SCHEMA``), newest start first; ``state``
+        open | resolved | None; ``notified`` False: only those the rate limit suppressed."""
+
+    @abc.abstractmethod
+    def episode_counts(self) -> pl.DataFrame:
+        """(rule, open, resolved, suppressed) episode counts per rule, by rule."""
 
     @abc.abstractmethod
     def dead_letters(self, *, limit: int = 100) -> pl.DataFrame: ...

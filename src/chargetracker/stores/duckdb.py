@@ -251,6 +251,8 @@ class DuckDBStore(SqlStore):
             self._insert(cur, b.cycles.select("cell_id").unique(), q.ensure_cells_from)
         if b.alerts is not None:
             self._insert(cur, b.alerts, q.insert_alerts_from)
+        if b.alert_episodes is not None:
+            self._insert(cur, b.alert_episodes, lambda s: q.upsert_from(q.ALERT_EPISODES, s))
         if b.dead_letters is not None:
             self._insert(cur, b.dead_letters, q.insert_dead_letters_from)
         for name, frame in b.tables.items():

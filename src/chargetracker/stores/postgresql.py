@@ -102,6 +102,7 @@ _STAGES: dict[str, tuple[q.Table, tuple[str, ...]]] = {
     "steps": (q.STEPS, q.STEPS.insert_columns),
     "cycles": (q.CYCLES, q.CYCLES.insert_columns),
     "alerts": (q.ALERTS, tuple(q.ALERT_SCHEMA)),
+    "alert_episodes": (q.ALERT_EPISODES, q.ALERT_EPISODES.insert_columns),
     "dead_letters": (q.DEAD_LETTERS, q.DEAD_LETTERS.insert_columns),
 }
 
@@ -383,6 +384,7 @@ class PostgresStore(SqlStore):
             "steps": _sorted(b.steps, ["cell_id", "step"]),
             "cycles": _sorted(b.cycles, ["cell_id", "cycle"]),
             "alerts": b.alerts,
+            "alert_episodes": _sorted(b.alert_episodes, list(q.ALERT_EPISODES.key)),
             "dead_letters": b.dead_letters,
         }
         for name, frame in b.tables.items():
@@ -407,6 +409,8 @@ class PostgresStore(SqlStore):
             conn.execute(q.upsert_from(q.CYCLES, _stage("cycles")))
         if b.alerts is not None:
             conn.execute(q.insert_alerts_ignore_from(_stage("alerts")))
+        if b.alert_episodes is not None:
+            conn.execute(q.upsert_from(q.ALERT_EPISODES, _stage("alert_episodes")))
         if b.dead_letters is not None:
             conn.execute(q.insert_dead_letters_from(_stage("dead_letters")))
         for name in b.tables:

@@ -140,6 +140,20 @@ class SqlStore(Store):
                                      limit_ if limit_ is not None else q.MAX_PAGE)
         return self._frame(sql, params, q.ALERT_ROW_SCHEMA)
 
+    def alert_episodes(self, *, state: str | None = None, cell_id: str | None = None,
+                       rule: str | None = None, notified: bool | None = None,
+                       limit: int = 100, offset: int = 0) -> pl.DataFrame:
+        """Alert episodes newest start first (ALERT_EPISODE_ROW_SCHEMA), each with the id
+        and acknowledgement of its notification (null when suppressed)."""
+        limit_, offset = q.page(limit, offset)
+        sql, params = q.alert_episodes_query(self.dialect, state, cell_id, rule, notified,
+                                             limit_ if limit_ is not None else q.MAX_PAGE, offset)
+        return self._frame(sql, params, q.ALERT_EPISODE_ROW_SCHEMA)
+
+    def episode_counts(self) -> pl.DataFrame:
+        """Per rule: episodes open, resolved and suppressed by the rate limit."""
+        return self._frame(q.EPISODE_COUNTS_QUERY, None, q.EPISODE_COUNTS_SCHEMA)
+
     def dead_letters(self, *, limit: int = 100) -> pl.DataFrame:
         """Dead letters newest first: id, received_at (wall s) + DEAD_LETTER_SCHEMA."""
         limit_, _ = q.page(limit, 0)

@@ -1,4 +1,9 @@
-"""Alerts: the live feed, newest first, with an acknowledge action per open alert.
+"""Alerts: the episodes of each condition, and the live feed of notifications, newest
+first, with an acknowledge action per open alert.
+
+An episode (docs/alerts.md) is one row per (cell, rule) condition while it lasts: first
+and last cycle, cycles hit, worst value, open or resolved, and what became of its
+notification (the alert below, its acknowledgement, or suppressed by the rate limit).
 
 The page keeps the rows it has shown in the browser and, on each data change, asks the
 store only for alerts with an id above the newest one it has (``since_id``). The feed
@@ -19,11 +24,14 @@ from ..data import DashboardData
 from ..tables import (
     ACK_LABEL,
     ALERT_COLUMNS,
+    EPISODE_COLUMNS,
     alert_rows,
     alert_styles,
     alert_table_rows,
     cell_href,
     data_grid,
+    episode_styles,
+    episode_table_rows,
 )
 from .common import card, control, dropdown, error_box, log_error
 
@@ -31,6 +39,8 @@ __all__ = ["layout", "register", "merge_alerts", "filter_alerts", "MAX_ROWS"]
 
 #: Rows kept in the feed (older ones drop off the bottom).
 MAX_ROWS = 500
+#: Episodes shown (newest start first).
+MAX_EPISODES = 500
 
 
 def layout(data: DashboardData | None = None) -> html.Div:
@@ -47,6 +57,13 @@ def layout(data: DashboardData | None = None) -> html.Div:
                                                 persistence=True, persistence_type="local",
                                                 style={"height": "36px"})),
         ], className="ct-controls"),
+        card("Episodes",
+             html.Div(id="al-ep-note", className="ct-note"),
+             html.Div("Loading…", className="ct-empty", id="al-ep-empty"),
+             html.Div(data_grid("al-episodes", EPISODE_COLUMNS, page_size=10, filters=True,
+                                row_id="key", row_style=episode_styles()),
+                      id="al-ep-box", style={"display": "none"})),
+        html.H2("Notifications", className="ct-title"),
         html.Div(id="al-note", className="ct-note"),
         card(None,
              html.Div("Loading…", className="ct-empty", id="al-empty"),
@@ -90,6 +107,33 @@ def register(app: dash.Dash, data: DashboardData, settings: Settings) -> None:
         except Exception as exc:
             log_error("alerts", exc)
             return {**(current or {"rows": [], "max_id": 0}), "error": str(exc)}
+
+    @app.callback(Output("al-episodes", "rowData"), Output("al-ep-box", "style"),
+                  Output("al-ep-empty", "children"), Output("al-ep-empty", "style"),
+                  Output("al-ep-note", "children"),
+                  Input("version", "data"), Input("ack-count", "data"))
+    def _episodes(token: Any, acks: Any) -> tuple[Any, ...]:
+        try:
+            rows = episode_table_rows(data.alert_episodes(limit=MAX_EPISODES))
+            counts = data.episode_counts()
+        except Exception as exc:
+            log_error("alert episodes", exc)
+            return [], {"display": "none"}, None, {"display": "none"}, error_box(exc)
+        n_open = int(counts.get_column("open").sum()) if counts.height else 0
+        n_res = int(counts.get_column("resolved").sum()) if counts.height else 0
+        n_sup = int(counts.get_column("suppressed").sum()) if counts.height else 0
+        note = (f"{n_open:,} open · {n_res:,} resolved · {n_sup:,} suppressed by the rate limit "
+                "· one row per condition while it lasts, one notification each")
+        if not rows:
+            return [], {"display": "none"}, "No episodes yet.", None, note
+        return rows, None, None, {"display": "none"}, note
+
+    @app.callback(Output("url", "href", allow_duplicate=True), Output("al-episodes", "cellClicked"),
+                  Input("al-episodes", "cellClicked"), prevent_initial_call=True)
+    def _episode_click(active: dict[str, Any] | None) -> Any:
+        if not active or active.get("colId") != "cell_id" or not active.get("value"):
+            return dash.no_update, dash.no_update
+        return cell_href(str(active["value"])), None
 
     @app.callback(Output("al-data", "data", allow_duplicate=True), Output("ack-count", "data"),
                   Output("al-table", "cellClicked"), Output("url", "href", allow_duplicate=True),

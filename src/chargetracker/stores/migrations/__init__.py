@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import v0001_initial, v0002_gap_accounting
+from . import v0001_initial, v0002_gap_accounting, v0003_alert_episodes
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
 
@@ -33,6 +33,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", v0001_initial.STATEMENTS),
     Migration(2, "gap_accounting", v0002_gap_accounting.STATEMENTS),
+    Migration(3, "alert_episodes", v0003_alert_episodes.STATEMENTS),
 )
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -17,9 +17,11 @@ from ...vocabulary import check_metric
 from .batch import ConformedBatch, conform_frame, prepare_batch
 from .ddl import *  # noqa: F403 - the package's face
 from .ddl import (
+    ALERT_EPISODE_ROW_SCHEMA,
     ALERT_ROW_SCHEMA,
     DEAD_LETTER_ROW_SCHEMA,
     DEFAULT_SERIES_RETENTION_S,
+    EPISODE_COUNTS_SCHEMA,
     INGEST_SERIES_SCHEMA,
     METRIC_VALUES_SCHEMA,
     RATE_WINDOW_S,
@@ -31,7 +33,7 @@ from .queries import Query, page
 from .writes import *  # noqa: F403
 
 __all__ = [
-    "ALERT_ROW_SCHEMA", "ConformedBatch", "DEAD_LETTER_ROW_SCHEMA", "DEFAULT_SERIES_RETENTION_S",
+    "ALERT_EPISODE_ROW_SCHEMA", "ALERT_ROW_SCHEMA", "ConformedBatch", "EPISODE_COUNTS_SCHEMA", "DEAD_LETTER_ROW_SCHEMA", "DEFAULT_SERIES_RETENTION_S",
     "INGEST_SERIES_SCHEMA", "METRIC_VALUES_SCHEMA", "Query", "RATE_WINDOW_S", "check_metric",
     "column_list", "conform_frame", "page", "prepare_batch", "table_from_spec",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ...episodes import ALERT_EPISODE_KEY, ALERT_EPISODE_SCHEMA
 from ...errors import SchemaError, ValidationError
 from ...frames import conform_frame
 from ...kinds.base import TableSpec
@@ -38,6 +39,8 @@ class ConformedBatch:
     now: float
     #: Plug-in kinds' tables: name -> frame in the table's layout.
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    #: Alert episodes (ALERT_EPISODE_SCHEMA + updated_at), one row per key.
+    alert_episodes: pl.DataFrame | None = None
 
 
 def _check_attributes(cells: pl.DataFrame) -> pl.DataFrame:
@@ -129,6 +132,16 @@ def prepare_batch(batch: CommitBatch, now: float,
         alerts = conform_frame(alerts, ALERT_SCHEMA, table="alerts", required=("ts", "rule"))
         alerts = alerts.with_columns(pl.col("severity").fill_null("warning")).unique(
             subset=list(ALERT_KEY), keep="first", maintain_order=True)
+    episodes = nonempty(batch.alert_episodes)
+    if episodes is not None:
+        episodes = conform_frame(episodes, ALERT_EPISODE_SCHEMA, table="alert_episodes",
+                                 required=ALERT_EPISODE_KEY, fill_nan=True)
+        bad = episodes.filter(~pl.col("state").is_in(["open", "resolved"]))
+        if bad.height:
+            raise SchemaError(f"episode state must be open or resolved, got {bad['state'][0]!r}",
+                              field="state", source="alert_episodes")
+        episodes = _dedupe(episodes, ALERT_EPISODE_KEY).with_columns(
+            pl.lit(now, pl.Float64).alias("updated_at"))
     dead = nonempty(batch.dead_letters)
     if dead is not None:
         dead = conform_frame(dead, DEAD_LETTER_SCHEMA, table="dead_letters", required=("reason",))
@@ -154,4 +167,4 @@ def prepare_batch(batch: CommitBatch, now: float,
             raise ValidationError("counters must be >= 0", field="counters", source=source)
         counters.append((str(source), acc, rej))
     return ConformedBatch(meas, steps, cycles, dead, alerts, cells, checkpoints, counters, now,
-                          tables)
+                          tables, episodes)

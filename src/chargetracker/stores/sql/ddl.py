@@ -16,19 +16,20 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ...episodes import ALERT_EPISODE_KEY, ALERT_EPISODE_SCHEMA
 from ...kinds.base import TableSpec
 from ...schema import CELL_SCHEMA, CYCLE_SCHEMA, DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
 from ...vocabulary import ALERT_SCHEMA
 
 __all__ = [
-    "ALERTS", "CELLS", "CELL_FILTER_COLUMNS", "CHECKPOINTS", "CYCLES", "DEAD_LETTERS",
+    "ALERTS", "ALERT_EPISODES", "CELLS", "CELL_FILTER_COLUMNS", "CHECKPOINTS", "CYCLES", "DEAD_LETTERS",
     "DUCKDB", "Dialect", "INGEST_COUNTERS", "INGEST_SERIES", "MAX_PAGE", "MEASUREMENTS",
     "POSTGRESQL", "SCHEMA_VERSION", "STEPS", "STORE_META", "TABLES", "Table", "column_ddl",
     "ddl", "plugin_tables", "quote", "table_ddl",
 ]
 
 #: Bumped when a table layout changes; stored in ``store_meta``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Upper bound on one page of cells / alerts / dead letters (limit is clamped to it).
 MAX_PAGE = 10_000
 #: How far back the ingest page's samples/s series is kept, s.
@@ -190,6 +191,13 @@ ALERTS = Table(
     not_null=("rule", "acknowledged"),
     defaults={"acknowledged": "FALSE"},
 )
+#: Alert episodes (schema version 3): one row per episode of a (cell, rule) condition,
+#: upserted as it is updated and resolved (see chargetracker.episodes).
+ALERT_EPISODES = Table(
+    "alert_episodes",
+    _from_schema(ALERT_EPISODE_SCHEMA) + (("updated_at", "float"),),
+    key=ALERT_EPISODE_KEY,
+)
 DEAD_LETTERS = Table(
     "dead_letters",
     (("id", "int"), ("received_at", "float")) + _from_schema(DEAD_LETTER_SCHEMA),
@@ -214,13 +222,23 @@ STORE_META = Table("store_meta", (("key", "text"), ("value", "text")), key=("key
 
 TABLES: tuple[Table, ...] = (
     STORE_META, CELLS, MEASUREMENTS, STEPS, CYCLES, ALERTS, DEAD_LETTERS, CHECKPOINTS,
-    INGEST_COUNTERS, INGEST_SERIES,
+    INGEST_COUNTERS, INGEST_SERIES, ALERT_EPISODES,
 )
 
 # Result layouts of the reads, identical for every backend.
 ALERT_ROW_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(), **ALERT_SCHEMA, "acknowledged": pl.Boolean(),
     "acknowledged_by": pl.Utf8(), "acknowledged_at": pl.Float64(),
+}
+#: An episode as read: its row, when stored, and the acknowledgement of its notification
+#: (the alert with the episode's identity; null ``alert_id`` for a suppressed episode).
+ALERT_EPISODE_ROW_SCHEMA: dict[str, pl.DataType] = {
+    **ALERT_EPISODE_SCHEMA, "updated_at": pl.Float64(), "alert_id": pl.Int64(),
+    "acknowledged": pl.Boolean(), "acknowledged_by": pl.Utf8(), "acknowledged_at": pl.Float64(),
+}
+#: Episode counts per rule (:meth:`episode_counts`).
+EPISODE_COUNTS_SCHEMA: dict[str, pl.DataType] = {
+    "rule": pl.Utf8(), "open": pl.Int64(), "resolved": pl.Int64(), "suppressed": pl.Int64(),
 }
 DEAD_LETTER_ROW_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(), "received_at": pl.Float64(), **DEAD_LETTER_SCHEMA,

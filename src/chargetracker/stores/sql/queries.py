@@ -18,6 +18,7 @@ from ...errors import ValidationError
 from ...schema import CELL_SCHEMA, CYCLE_SCHEMA, MEASUREMENT_SCHEMA, STEP_SCHEMA
 from ...vocabulary import check_metric
 from .ddl import (
+    ALERT_EPISODES,
     ALERT_ROW_SCHEMA,
     ATTRIBUTE_KEY,
     CELL_FILTER_COLUMNS,
@@ -256,6 +257,48 @@ def alerts_query(d: Dialect, since_id: int | None, acknowledged: bool | None,
     sql = (f'SELECT {column_list(ALERT_ROW_SCHEMA)} FROM "alerts" WHERE {" AND ".join(conds)} '  # noqa: S608
            'ORDER BY "id" DESC')
     return sql + _limit_clause(d, limit, 0, params), params
+
+
+EPISODE_STATES = ("open", "resolved")
+
+
+def alert_episodes_query(d: Dialect, state: str | None, cell_id: str | None, rule: str | None,
+                         notified: bool | None, limit: int, offset: int) -> Query:
+    """Episodes newest start first, each joined to its notification (the alert with the
+    episode's identity: ts = start_ts, cell_id, rule, cycle = start_cycle) for its id and
+    acknowledgement."""
+    conds: list[str] = ["TRUE"]
+    params: list[Any] = []
+    if state is not None and state != "all":
+        if state not in EPISODE_STATES:
+            raise ValidationError(f"state must be one of {(*EPISODE_STATES, 'all')}, got {state!r}",
+                                  field="state")
+        conds.append(f'e."state" = {d.ph}')
+        params.append(state)
+    for name, value in (("cell_id", cell_id), ("rule", rule)):
+        if value is not None:
+            conds.append(f"e.{quote(name)} = {d.ph}")
+            params.append(str(value))
+    if notified is not None:
+        conds.append(f'e."notified" = {d.ph}')
+        params.append(bool(notified))
+    cols = column_list(ALERT_EPISODES.column_names, "e.")
+    sql = (f'SELECT {cols}, a."id" AS "alert_id", a."acknowledged", a."acknowledged_by", '  # noqa: S608 - constant identifiers
+           'a."acknowledged_at" FROM "alert_episodes" AS e LEFT JOIN "alerts" AS a '
+           'ON a."ts" = e."start_ts" AND a."cell_id" = e."cell_id" AND a."rule" = e."rule" '
+           'AND a."cycle" IS NOT DISTINCT FROM e."start_cycle" '
+           f'WHERE {" AND ".join(conds)} ORDER BY e."start_ts" DESC, e."cell_id", e."rule"')
+    return sql + _limit_clause(d, limit, offset, params), params
+
+
+#: Episodes per rule: open, resolved, suppressed (never notified).
+EPISODE_COUNTS_QUERY = (
+    'SELECT "rule", '
+    "CAST(coalesce(sum(CASE WHEN \"state\" = 'open' THEN 1 ELSE 0 END), 0) AS BIGINT) AS \"open\", "
+    "CAST(coalesce(sum(CASE WHEN \"state\" = 'resolved' THEN 1 ELSE 0 END), 0) AS BIGINT) AS \"resolved\", "
+    'CAST(coalesce(sum(CASE WHEN "notified" THEN 0 ELSE 1 END), 0) AS BIGINT) AS "suppressed" '
+    'FROM "alert_episodes" GROUP BY "rule" ORDER BY "rule"'
+)
 
 
 def dead_letters_query(d: Dialect, limit: int) -> Query:
