@@ -127,15 +127,13 @@ def _lookup_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float])
         index = state.index
         run_slots = np.fromiter((index[x] for x in run_ids), dtype=np.int64, count=len(run_ids))
         return np.repeat(run_slots, np.diff(np.append(starts, n)))
-    frame = ids.to_frame("cell_id")
-    joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
-    slot = joined.get_column("__slot")
-    if slot.null_count():
-        new_ids = frame.filter(slot.is_null()).get_column("cell_id").unique(maintain_order=True).to_list()
-        state.add_cells(new_ids, nominal)
-        joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
-        slot = joined.get_column("__slot")
-    return slot.to_numpy().astype(np.int64, copy=False)
+    # Interleaved cells: a cast to an Enum of the known ids maps each row to its slot
+    # (the Enum's physical code is the slot: categories are in slot order).
+    known = state.index
+    fresh = [x for x in ids.unique(maintain_order=True).to_list() if x not in known]
+    if fresh:
+        state.add_cells(fresh, nominal)
+    return ids.cast(state.id_enum()).to_physical().to_numpy().astype(np.int64)
 
 
 def _arrays(good: pl.DataFrame, slots: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,20 +234,12 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
         slots = _assign_slots(state, good.get_column("cell_id"), nominal)
         new = _arrays(good, slots, rows)
-        # Arrival order within each cell decides lateness (independent of batching).
-        grouped = bool(np.all(slots[1:] >= slots[:-1]))
-        order = None if grouped else np.argsort(slots, kind="stable")
-        sl = slots if order is None else slots[order]
-        tss = new["ts"] if order is None else new["ts"][order]
-        labs = new["step"] if order is None else new["step"][order]
+        # Arrival order within each cell decides lateness (independent of batching);
+        # the check keeps per-cell state only, so interleaved cells need no grouping.
         max_ts = state.f[:, F_MAX_TS].copy()
         max_lab = state.iv[:, I_PREV_SLAB].copy()
-        flags = K.late_and_duplicates(sl, tss, labs, max_ts, max_lab, cfg.lateness_s)
+        flags = K.late_and_duplicates(slots, new["ts"], new["step"], max_ts, max_lab, cfg.lateness_s)
         state.f[:, F_MAX_TS] = max_ts
-        if order is not None:
-            unsorted = np.empty_like(flags)
-            unsorted[order] = flags
-            flags = unsorted
         dup = flags == 2
         if dup.any():
             rejected.append(_letters(
@@ -314,11 +304,15 @@ def _advance(
     accepted = 0
     accepted_rows = np.zeros(0, dtype=np.int64)
     if len(allr["ts"]):
-        if not K.is_strictly_sorted(allr["slot"], allr["ts"]):
+        n_cells = state.n_cells
+        # Rows are processed in arrival order when each cell's rows already come in time
+        # order (grouped files and interleaved live fleets alike): nothing to sort, and
+        # no duplicates are possible (a duplicate repeats a ts).
+        if not K.in_cell_order(allr["slot"], allr["ts"], n_cells):
             # Stable: among equal (slot, ts) the earliest arrival comes first and wins.
-            # Usually only the cells need grouping (each cell's rows already in time
-            # order): a stable sort by slot is enough and much cheaper than lexsort.
-            order = np.argsort(allr["slot"], kind="stable")
+            # Usually only the cells need grouping (each cell's rows in time order but a
+            # late row): a counting sort by slot, then lexsort only if that is not enough.
+            order = K.slot_order(allr["slot"], n_cells)
             if not K.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
                 order = np.lexsort((allr["ts"], allr["slot"]))
             allr = _take(allr, order)
@@ -331,8 +325,7 @@ def _advance(
                 allr = _take(allr, np.flatnonzero(~dup))
         fresh = allr["row"][allr["row"] >= 0]
         accepted = len(fresh)
-        accepted_rows = fresh if K.is_strictly_sorted(np.zeros(len(fresh), dtype=np.int64),
-                                                      fresh.astype(np.float64)) else np.sort(fresh)
+        accepted_rows = fresh if bool(np.all(fresh[1:] > fresh[:-1])) else np.sort(fresh)
         if final:
             ready = allr
             keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
@@ -365,8 +358,10 @@ class _Out:
     cyc_x: np.ndarray
 
 
-def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfgv: np.ndarray) -> _Out:
-    """Run the kernel over rows lo..hi (whole cells), growing output buffers as needed."""
+def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
+             cells: tuple[int, int], cfgv: np.ndarray) -> _Out:
+    """Run the kernel over rows lo..hi of the cells (slots) ``cells[0]..cells[1]-1``,
+    growing output buffers as needed."""
     n = hi - lo
     cap_s = max(64, n // 64 + 16)
     cap_c = max(32, n // 512 + 16)
@@ -380,7 +375,7 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfg
     args = [r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")]
     pos = 0
     while pos < n:
-        pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
+        pos = K.process(*args, pos, cells[0], cells[1], cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
                         step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
             step_f = np.concatenate([step_f, np.empty_like(step_f)])
@@ -399,23 +394,35 @@ _PARALLEL_ROWS = 400_000
 def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     n = len(ready["ts"])
     slots = ready["slot"]
-    # Rows are sorted by slot: unique slots are where the slot changes.
-    touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
+    n_cells = state.n_cells
+    grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
     if final:
-        touched = np.arange(state.n_cells, dtype=np.int64)
+        touched = np.arange(n_cells, dtype=np.int64)
+    elif grouped:
+        # Rows are sorted by slot: unique slots are where the slot changes.
+        touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
+    else:
+        touched = K.touched_slots(slots, n_cells)
     cfgv = _cfg_vector(state.config)
     outs: list[_Out] = []
+    everyone = (0, n_cells)
     if n >= _PARALLEL_ROWS:
-        # Cells are independent: split at a cell boundary near the middle. The kernel
-        # releases the GIL, so both halves run at once.
-        mid = int(np.searchsorted(slots, slots[n // 2], side="left")) or int(
-            np.searchsorted(slots, slots[n // 2], side="right"))
+        # Cells are independent: two threads take half of the rows each, split at a cell
+        # boundary (grouped rows: a row range; interleaved rows: a slot range, each
+        # thread skipping the other's rows). The kernel releases the GIL.
+        if grouped:
+            mid = int(np.searchsorted(slots, slots[n // 2], side="left")) or int(
+                np.searchsorted(slots, slots[n // 2], side="right"))
+            jobs = [(0, mid, everyone), (mid, n, everyone)]
+        else:
+            rows_to = np.cumsum(np.bincount(slots, minlength=n_cells))
+            split = int(np.searchsorted(rows_to, n // 2)) + 1
+            jobs = [(0, n, (0, split)), (0, n, (split, n_cells))]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(_process, state, ready, 0, mid, cfgv),
-                    pool.submit(_process, state, ready, mid, n, cfgv)]
+            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
             outs = [f.result() for f in futs]
     elif n:
-        outs = [_process(state, ready, 0, n, cfgv)]
+        outs = [_process(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
     # Only cells that have seen a sample have open records.

@@ -331,11 +331,13 @@ def _ir(cfg: np.ndarray, f: np.ndarray, c: int, v: float, i: float, dt: float) -
 @nb.njit(cache=True, nogil=True)
 def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
             temp: np.ndarray, cyc_lab: np.ndarray, step_lab: np.ndarray,
-            step_time: np.ndarray, start: int, cfg: np.ndarray, f: np.ndarray,
-            iv: np.ndarray, s: np.ndarray, r: np.ndarray, cy: np.ndarray,
+            step_time: np.ndarray, start: int, slot_lo: int, slot_hi: int, cfg: np.ndarray,
+            f: np.ndarray, iv: np.ndarray, s: np.ndarray, r: np.ndarray, cy: np.ndarray,
             step_f: np.ndarray, step_i: np.ndarray, n_step: np.ndarray, cyc_f: np.ndarray,
             cyc_i: np.ndarray, cyc_x: np.ndarray, n_cyc: np.ndarray) -> int:
-    """Process samples ``start..`` in order; returns the index reached.
+    """Process the samples ``start..`` of cells ``slot_lo..slot_hi-1`` in order (other
+    rows are skipped: two threads can share one interleaved batch); returns the index
+    reached.
 
     Returns early (before the sample it could not finish) when the output buffers are
     nearly full, so the caller can grow them and resume.
@@ -349,6 +351,8 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
         if n_step[0] + 2 > step_f.shape[0] or n_cyc[0] + 2 > cyc_f.shape[0]:
             return k
         c = slots[k]
+        if c < slot_lo or c >= slot_hi:
+            continue
         t_k = ts[k]
         v_k = v[k]
         i_k = cur[k]
@@ -615,3 +619,42 @@ def duplicate_mask(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray) -> np.
         else:
             first = k
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def in_cell_order(slots: np.ndarray, ts: np.ndarray, n_cells: int) -> bool:
+    """True when each cell's rows are strictly increasing in ts, in row order (cells may
+    be interleaved: a live fleet, a time-ordered dump)."""
+    last = np.full(n_cells, -np.inf)
+    for k in range(ts.shape[0]):
+        c = slots[k]
+        if not ts[k] > last[c]:
+            return False
+        last[c] = ts[k]
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def slot_order(slots: np.ndarray, n_cells: int) -> np.ndarray:
+    """Stable permutation grouping rows by slot (a counting sort: O(rows + cells))."""
+    n = slots.shape[0]
+    start = np.zeros(n_cells + 1, dtype=np.int64)
+    for k in range(n):
+        start[slots[k] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    order = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        c = slots[k]
+        order[start[c]] = k
+        start[c] += 1
+    return order
+
+
+@nb.njit(cache=True, nogil=True)
+def touched_slots(slots: np.ndarray, n_cells: int) -> np.ndarray:
+    """The distinct slots of ``slots``, ascending."""
+    seen = np.zeros(n_cells, dtype=np.bool_)
+    for k in range(slots.shape[0]):
+        seen[slots[k]] = True
+    return np.flatnonzero(seen)

@@ -79,7 +79,7 @@ class EngineState:
     cy: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
     index: dict[str, int] = field(default_factory=dict)
-    _slot_frame: pl.DataFrame | None = None
+    _id_enum: pl.Enum | None = None
     _id_series: pl.Series | None = None
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
 
@@ -94,13 +94,11 @@ class EngineState:
             self._id_series = pl.Series("cell_id", self.cell_ids, dtype=pl.Utf8)
         return self._id_series
 
-    def slot_frame(self) -> pl.DataFrame:
-        if self._slot_frame is None or self._slot_frame.height != self.n_cells:
-            self._slot_frame = pl.DataFrame(
-                {"cell_id": self.cell_ids, "__slot": np.arange(self.n_cells, dtype=np.int64)},
-                schema={"cell_id": pl.Utf8, "__slot": pl.Int64},
-            )
-        return self._slot_frame
+    def id_enum(self) -> pl.Enum:
+        """An Enum of the cell ids in slot order: a cast to it maps an id to its slot."""
+        if self._id_enum is None or len(self._id_enum.categories) != self.n_cells:
+            self._id_enum = pl.Enum(self.cell_ids)
+        return self._id_enum
 
     def add_cells(self, ids: list[str], nominal_ah: dict[str, float] | None = None) -> None:
         """Allocate slots for new cells (in the given order)."""
