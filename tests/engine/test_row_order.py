@@ -66,3 +66,35 @@ def test_interleaved_with_late_and_duplicate_rows_equals_grouped(threads: str) -
     assert set(rejected.get_column("reason").str.slice(0, 9).to_list()) == {"duplicate"}
     assert_frame_equal(steps, grouped.steps, check_exact=True)
     assert_frame_equal(cycles, grouped.cycles, check_exact=True)
+
+
+def test_snapshot_timer_emits_fewer_snapshots_and_the_same_result() -> None:
+    """With ``snapshot_interval_s`` an open snapshot comes when a cell's step or cycle
+    closed, or once per interval of data time; a store upserting every output still ends
+    with the batch result after flush."""
+    timed = interleave(GROUPED)
+    cuts = list(range(0, timed.height, 25))  # five seconds of the fleet per batch
+    every = EngineConfig(default_epsilon_a=0.002, lateness_s=0.0)
+    timer = EngineConfig(default_epsilon_a=0.002, lateness_s=0.0, snapshot_interval_s=30.0)
+    counts = {}
+    for name, cfg in (("every", every), ("timer", timer)):
+        state = core.new_state(cfg)
+        n_open = 0
+        gaps: list[float] = []
+        last_seen: dict[str, float] = {}
+        for a, b in zip(cuts, [*cuts[1:], timed.height], strict=True):
+            state, out = core.update(state, timed.slice(a, b - a))
+            snaps = out.steps.filter(pl.col("status") == "open")
+            n_open += snaps.height
+            for cid, end in snaps.select("cell_id", "end_ts").iter_rows():
+                if cid in last_seen:
+                    gaps.append(end - last_seen[cid])
+                last_seen[cid] = end
+        counts[name] = (n_open, max(gaps))
+    assert counts["every"][1] <= 5.2  # every batch (5 s of data) moved every cell
+    assert counts["timer"][1] <= 35.2  # at most the interval + one batch of data
+    assert counts["timer"][0] < counts["every"][0] / 3
+    grouped = summarize(GROUPED, timer)
+    steps, cycles, _ = run_incremental(timed, cuts, timer)
+    assert_frame_equal(steps, grouped.steps, check_exact=True)
+    assert_frame_equal(cycles, grouped.cycles, check_exact=True)

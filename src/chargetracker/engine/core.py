@@ -22,7 +22,9 @@ from .layout import (
     A_CHG_AS,
     A_DIS_AS,
     F_MAX_TS,
+    F_PREV_TS,
     F_REF_DIS,
+    F_SNAP_TS,
     F_THROUGHPUT,
     I_CYCLE_NO,
     I_PREV_SLAB,
@@ -127,11 +129,20 @@ def _lookup_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float])
         index = state.index
         run_slots = np.fromiter((index[x] for x in run_ids), dtype=np.int64, count=len(run_ids))
         return np.repeat(run_slots, np.diff(np.append(starts, n)))
-    # Interleaved cells: a cast to an Enum of the known ids maps each row to its slot
-    # (the Enum's physical code is the slot: categories are in slot order).
-    known = state.index
-    fresh = [x for x in ids.unique(maintain_order=True).to_list() if x not in known]
-    if fresh:
+    if n < 4 * max(state.n_cells, 1):
+        # Few rows per known cell (a live fleet's batch): a join on the slot table.
+        frame = ids.to_frame("cell_id")
+        slot = frame.join(state.slot_frame(), on="cell_id", how="left",
+                          maintain_order="left").get_column("__slot")
+        if not slot.null_count():
+            return slot.to_numpy().astype(np.int64, copy=False)
+        new_ids = frame.filter(slot.is_null()).get_column("cell_id").unique(maintain_order=True)
+        state.add_cells(new_ids.to_list(), nominal)
+    else:
+        # Many rows per cell (an interleaved dump): new ids from the distinct ones, then
+        # a cast to an Enum of the ids in slot order, whose physical code is the slot.
+        known = state.index
+        fresh = [x for x in ids.unique(maintain_order=True).to_list() if x not in known]
         state.add_cells(fresh, nominal)
     return ids.cast(state.id_enum()).to_physical().to_numpy().astype(np.int64)
 
@@ -436,6 +447,16 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     else:
         step_f, step_i = np.empty((0, NA)), np.empty((0, K.NSO), dtype=np.int64)
         cyc_f, cyc_i, cyc_x = np.empty((0, NA)), np.empty((0, K.NCO), dtype=np.int64), np.empty((0, K.NCX))
+    interval = state.config.snapshot_interval_s
+    if not final and interval > 0.0 and len(touched):
+        # Snapshots on a timer (data time): a cell whose step or cycle closed now shows
+        # its new open records at once, the others once per interval.
+        closed = np.zeros(state.n_cells, dtype=np.bool_)
+        closed[step_i[:, K.SO_SLOT]] = True
+        closed[cyc_i[:, K.CO_SLOT]] = True
+        since = state.f[touched, F_PREV_TS] - state.f[touched, F_SNAP_TS]
+        touched = touched[closed[touched] | ~(since < interval)]  # nan: never shown yet
+    state.f[touched, F_SNAP_TS] = state.f[touched, F_PREV_TS]
     m = len(touched)
     open_s = np.empty((m, NA))
     open_c = np.empty((m, NA))

@@ -57,7 +57,8 @@ F_DTMAX = 13      # 13..15: longest integrated interval per kind (discharge, res
 F_PREV_ST = 16    # step time of the previous sample, s (nan when the file has none)
 F_IMAX = 17       # largest sustained |I| so far (two consecutive samples), A
 F_CAP_AS = 18     # learnt capacity: largest discharge of a complete cycle, A*s
-NF = 19
+F_SNAP_TS = 19    # ts of the last sample in the cell's last open snapshot (nan: none yet)
+NF = 20
 
 # Per-cell scalar ints -----------------------------------------------------------
 I_HAS_PREV = 0

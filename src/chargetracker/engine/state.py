@@ -27,6 +27,7 @@ from .layout import (
     F_NOMINAL_AH,
     F_PREV_ST,
     F_REF_DIS,
+    F_SNAP_TS,
     I_EPS_LEARN,
     I_PREV_SLAB,
     NA,
@@ -38,7 +39,8 @@ from .layout import (
 __all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
 
 #: 2: evidence-based gaps, learnt epsilon and capacity, partial cycles (layout changed).
-STATE_VERSION = 2
+#: 3: per-cell time of the last open snapshot (F_SNAP_TS).
+STATE_VERSION = 3
 _MAGIC = b"CTES"
 
 #: Columns of the pending buffer: accepted samples still inside the lateness window.
@@ -55,7 +57,7 @@ def empty_pending() -> dict[str, np.ndarray]:
 
 def _new_f(n: int) -> np.ndarray:
     f = np.zeros((n, NF), dtype=np.float64)
-    for col in (F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR, F_PREV_ST):
+    for col in (F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR, F_PREV_ST, F_SNAP_TS):
         f[:, col] = np.nan
     return f
 
@@ -80,6 +82,7 @@ class EngineState:
     pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
     index: dict[str, int] = field(default_factory=dict)
     _id_enum: pl.Enum | None = None
+    _slot_frame: pl.DataFrame | None = None
     _id_series: pl.Series | None = None
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
 
@@ -93,6 +96,15 @@ class EngineState:
         if self._id_series is None or len(self._id_series) != self.n_cells:
             self._id_series = pl.Series("cell_id", self.cell_ids, dtype=pl.Utf8)
         return self._id_series
+
+    def slot_frame(self) -> pl.DataFrame:
+        """cell_id -> __slot, for joins."""
+        if self._slot_frame is None or self._slot_frame.height != self.n_cells:
+            self._slot_frame = pl.DataFrame(
+                {"cell_id": self.cell_ids, "__slot": np.arange(self.n_cells, dtype=np.int64)},
+                schema={"cell_id": pl.Utf8, "__slot": pl.Int64},
+            )
+        return self._slot_frame
 
     def id_enum(self) -> pl.Enum:
         """An Enum of the cell ids in slot order: a cast to it maps an id to its slot."""
@@ -175,8 +187,9 @@ class EngineState:
             if version != STATE_VERSION:
                 raise EngineStateError(
                     f"engine state version {version} is not supported (expected {STATE_VERSION}): "
-                    "it was written by a ChargeTracker whose gap, rest-threshold and cycle rules "
-                    "differ; re-analyse from the archive (backfill) or start from an empty state"
+                    "it was written by a ChargeTracker whose state layout or gap, rest-threshold "
+                    "and cycle rules differ; re-analyse from the archive (backfill) or start "
+                    "from an empty state"
                 )
             header = json.loads(data[12 : 12 + hlen])
             arrays = np.load(io.BytesIO(data[12 + hlen :]), allow_pickle=False)
