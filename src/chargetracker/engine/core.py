@@ -18,6 +18,7 @@ from ..config import EngineConfig
 from ..schema import DEAD_LETTER_SCHEMA, Limits, Validated, validate
 from . import kernel as K
 from . import layout as L
+from . import order as O
 from .layout import (
     A_CHG_AS,
     A_DIS_AS,
@@ -48,6 +49,10 @@ class EngineOutput:
 
     ``steps``/``cycles`` hold closed records and snapshots of open ones (``status``);
     a consumer upserts them by (cell_id, step) / (cell_id, cycle), later rows winning.
+    Open snapshots come only for cells the batch moved, and with
+    ``EngineConfig.snapshot_interval_s`` > 0 only when the cell's step or cycle closed or
+    its data advanced that far since its last snapshot; :func:`flush` shows every cell.
+    Rows come in processing order (cells may be interleaved), each key's rows in order.
     ``accepted`` is the number of samples taken in; ``rejected`` the dead letters.
     """
 
@@ -249,7 +254,7 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         # the check keeps per-cell state only, so interleaved cells need no grouping.
         max_ts = state.f[:, F_MAX_TS].copy()
         max_lab = state.iv[:, I_PREV_SLAB].copy()
-        flags = K.late_and_duplicates(slots, new["ts"], new["step"], max_ts, max_lab, cfg.lateness_s)
+        flags = O.late_and_duplicates(slots, new["ts"], new["step"], max_ts, max_lab, cfg.lateness_s)
         state.f[:, F_MAX_TS] = max_ts
         dup = flags == 2
         if dup.any():
@@ -319,15 +324,15 @@ def _advance(
         # Rows are processed in arrival order when each cell's rows already come in time
         # order (grouped files and interleaved live fleets alike): nothing to sort, and
         # no duplicates are possible (a duplicate repeats a ts).
-        if not K.in_cell_order(allr["slot"], allr["ts"], n_cells):
+        if not O.in_cell_order(allr["slot"], allr["ts"], n_cells):
             # Stable: among equal (slot, ts) the earliest arrival comes first and wins.
             # Usually only the cells need grouping (each cell's rows in time order but a
             # late row): a counting sort by slot, then lexsort only if that is not enough.
-            order = K.slot_order(allr["slot"], n_cells)
-            if not K.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
+            order = O.slot_order(allr["slot"], n_cells)
+            if not O.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
                 order = np.lexsort((allr["ts"], allr["slot"]))
             allr = _take(allr, order)
-            dup = K.duplicate_mask(allr["slot"], allr["ts"], allr["step"])
+            dup = O.duplicate_mask(allr["slot"], allr["ts"], allr["step"])
             if dup.any():
                 rejected.append(_letters(
                     state, _take(allr, np.flatnonzero(dup)),
@@ -376,24 +381,21 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
     n = hi - lo
     cap_s = max(64, n // 64 + 16)
     cap_c = max(32, n // 512 + 16)
-    step_f = np.empty((cap_s, NA))
-    step_i = np.empty((cap_s, K.NSO), dtype=np.int64)
-    cyc_f = np.empty((cap_c, NA))
-    cyc_i = np.empty((cap_c, K.NCO), dtype=np.int64)
-    cyc_x = np.empty((cap_c, K.NCX))
-    n_step = np.zeros(1, dtype=np.int64)
-    n_cyc = np.zeros(1, dtype=np.int64)
-    args = [r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")]
+    out = K.Records(np.empty((cap_s, NA)), np.empty((cap_s, K.NSO), dtype=np.int64),
+                    np.zeros(1, dtype=np.int64), np.empty((cap_c, NA)),
+                    np.empty((cap_c, K.NCO), dtype=np.int64), np.empty((cap_c, K.NCX)),
+                    np.zeros(1, dtype=np.int64))
+    samples = K.Samples(*(r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")))
+    arrays = state.arrays()
     pos = 0
     while pos < n:
-        pos = K.process(*args, pos, cells[0], cells[1], cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
-                        step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
+        pos = K.process(samples, pos, cells[0], cells[1], cfgv, arrays, out)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
-            step_f = np.concatenate([step_f, np.empty_like(step_f)])
-            step_i = np.concatenate([step_i, np.empty_like(step_i)])
-            cyc_f = np.concatenate([cyc_f, np.empty_like(cyc_f)])
-            cyc_i = np.concatenate([cyc_i, np.empty_like(cyc_i)])
-            cyc_x = np.concatenate([cyc_x, np.empty_like(cyc_x)])
+            out = out._replace(**{
+                name: np.concatenate([a, np.empty_like(a)]) for name, a in out._asdict().items()
+                if name not in ("n_step", "n_cycle")})
+    step_f, step_i, cyc_f, cyc_i, cyc_x = out.step_f, out.step_i, out.cycle_f, out.cycle_i, out.cycle_x
+    n_step, n_cyc = out.n_step, out.n_cycle
     ns, nc = int(n_step[0]), int(n_cyc[0])
     return _Out(step_f[:ns], step_i[:ns], cyc_f[:nc], cyc_i[:nc], cyc_x[:nc])
 
@@ -413,7 +415,7 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
         # Rows are sorted by slot: unique slots are where the slot changes.
         touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
     else:
-        touched = K.touched_slots(slots, n_cells)
+        touched = O.touched_slots(slots, n_cells)
     cfgv = _cfg_vector(state.config)
     outs: list[_Out] = []
     everyone = (0, n_cells)

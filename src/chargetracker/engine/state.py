@@ -34,6 +34,7 @@ from .layout import (
     NF,
     NI,
     NULL_LABEL,
+    CellArrays,
 )
 
 __all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
@@ -85,6 +86,11 @@ class EngineState:
     _slot_frame: pl.DataFrame | None = None
     _id_series: pl.Series | None = None
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
+
+    def arrays(self) -> CellArrays:
+        """The per-cell arrays by name (the compiled kernel's view; rows beyond
+        ``n_cells`` are spare capacity)."""
+        return CellArrays(self.f, self.iv, self.s, self.r, self.cy)
 
     # -- cells --------------------------------------------------------------------
     @property
