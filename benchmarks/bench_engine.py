@@ -6,13 +6,17 @@
 
 Batch: ``cells`` x ``samples`` at 1 Hz (default 1,000 x 20,000 = 20 M samples) in one
 frame grouped by cell, nominal capacity per cell passed in the ``cells`` frame, timed
-``summarize`` (best of ``--repeat``). Target >= 10 M samples/s. The same samples in time
-order (cells interleaved, as a fleet dump comes) are timed too (``--orders``).
+``summarize`` (best of ``--repeat``), and the same samples in time order (cells
+interleaved, as a fleet dump or a replayed topic comes), in the same run: wall and CPU
+seconds of each and their ratio. Targets (issue 14): >= 15 M samples per CPU-s for both,
+time-ordered >= 0.8x grouped.
 
-Incremental: ``--inc-cells`` cells (default 10,000) fed one second at a time, each batch
-one sample per cell with the rows in a fresh random order (as a live fleet's messages
-arrive); rate over the batches after ``--warmup``. Target >= 2 M samples/s. Also the
-serialized state size per cell and a check that the incremental output equals
+Incremental: ``--inc-cells`` cells (default 10,000 and 100,000) fed one second at a
+time, each batch one sample per cell with the rows in a fresh random order (as a live
+fleet's messages arrive), once per ``--snapshot-intervals`` value (the engine's
+``snapshot_interval_s``: 0 = open snapshots of every moved cell every batch); rate over
+the batches after ``--warmup``, latency per batch (p50/p99/max), serialized state size.
+Target >= 5 M samples/s at 10,000 cells. Also a check that the incremental output equals
 ``summarize`` of the same samples. When the rate misses the target (or ``--profile
 always``) a cProfile of further batches shows where the time goes per batch.
 
@@ -37,10 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, emit, fmt_rate, load_average, machine_info, peak_rss_mb  # noqa: E402
 from fleetgen import batch_frame, cells_frame, make_fleet, to_frame  # noqa: E402
 
+from chargetracker.config import EngineConfig  # noqa: E402
 from chargetracker.engine import flush, new_state, summarize, update  # noqa: E402
 
-BATCH_TARGET = 10e6        # samples/s
-INCREMENTAL_TARGET = 2e6   # samples/s
+BATCH_TARGET = 15e6        # samples per CPU-s, grouped and time-ordered
+ORDER_RATIO_TARGET = 0.8   # time-ordered speed / grouped speed (CPU), same run
+INCREMENTAL_TARGET = 5e6   # samples/s at 10,000 cells
 
 
 def _sim_frame(cells: int, samples: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
@@ -74,21 +80,35 @@ def bench_batch(args: argparse.Namespace) -> None:
     print(f"  input: {frame.height:,} rows from {source} generator in {time.perf_counter() - t0:.1f} s")
     # Load the compiled kernels (Numba cache) outside the timed runs.
     summarize(frame.head(50_000), cells=meta)
+    cpu_by_order: dict[str, float] = {}
+    wall_by_order: dict[str, float] = {}
     for order in args.orders.split(","):
         if order == "grouped":
             # Rows grouped by cell, each cell in time order (a file per cell, a sorted archive).
             rows = frame.sort("cell_id", "ts", maintain_order=True) if source == "sim" else frame
-            _time_summarize(args, rows, meta, "engine.batch", "grouped by cell", source, target=True)
+            label = "grouped by cell"
+            wall_by_order[order], cpu_by_order[order] = _time_summarize(
+                args, rows, meta, "engine.batch", label, source)
         elif order == "time":
             # Rows in time order, cells interleaved (a fleet dump, a topic replayed).
-            _time_summarize(args, frame.sort("ts", "cell_id"), meta, "engine.batch.time_ordered",
-                            "time-ordered, cells interleaved", source, target=False)
+            wall_by_order[order], cpu_by_order[order] = _time_summarize(
+                args, frame.sort("ts", "cell_id"), meta, "engine.batch.time_ordered",
+                "time-ordered, cells interleaved", source)
         else:
             raise SystemExit(f"unknown --orders entry {order!r}: use grouped and/or time")
+    if len(cpu_by_order) == 2:
+        ratio_cpu = cpu_by_order["grouped"] / cpu_by_order["time"]
+        ratio_wall = wall_by_order["grouped"] / wall_by_order["time"]
+        print(f"  time-ordered vs grouped, same run: {ratio_cpu:.2f}x by CPU-s, {ratio_wall:.2f}x by"
+              f" wall (target >= {ORDER_RATIO_TARGET}x)")
+        emit("engine.batch.order_ratio", "time_vs_grouped_cpu", round(ratio_cpu, 3), "x",
+             target=ORDER_RATIO_TARGET, wall_ratio=round(ratio_wall, 3),
+             cpu_s=cpu_by_order, wall_s=wall_by_order)
 
 
 def _time_summarize(args: argparse.Namespace, frame: pl.DataFrame, meta: pl.DataFrame, bench: str,
-                    label: str, source: str, *, target: bool) -> None:
+                    label: str, source: str) -> tuple[float, float]:
+    """Best wall and least CPU seconds of ``summarize(frame)``."""
     n = frame.height
     load0 = load_average()
     cpu: list[float] = []
@@ -105,20 +125,21 @@ def _time_summarize(args: argparse.Namespace, frame: pl.DataFrame, meta: pl.Data
     closed = res.cycles.filter(pl.col("status") == "closed")
     # Each cell's first cycle starts wherever the cell happened to be: leave it out.
     ce = closed.filter(pl.col("cycle") >= 2).get_column("coulombic_efficiency").median()
-    goal = f"  (target >= {fmt_rate(BATCH_TARGET)}samples/s)" if target else ""
     print(f"  [{label}] summarize: best {best:.3f} s of {', '.join(f'{t:.3f}' for t in times)} s"
-          f"  ->  {fmt_rate(rate)}samples/s{goal}")
-    print(f"    CPU time (all threads): least {cpu_best:.3f} s  ->  {fmt_rate(n / cpu_best)}samples per CPU-s")
+          f"  ->  {fmt_rate(rate)}samples/s")
+    print(f"    CPU time (all threads): least {cpu_best:.3f} s  ->  {fmt_rate(n / cpu_best)}samples per CPU-s"
+          f"  (target >= {fmt_rate(BATCH_TARGET)}samples per CPU-s)")
     print(f"    output: {res.steps.height:,} steps, {res.cycles.height:,} cycles "
           f"({closed.height:,} closed, median CE {'n/a' if ce is None else f'{ce:.4f}'}), "
           f"{res.rejected.height:,} rejected; peak RSS {peak_rss_mb():,.0f} MiB; "
           f"load avg {load0} -> {load_average()}")
-    emit(bench, "samples_per_s", round(rate), "samples/s", target=BATCH_TARGET if target else None,
-         order=label, seconds=round(best, 4), runs_s=[round(t, 4) for t in times],
-         cpu_s=round(cpu_best, 4), samples_per_cpu_s=round(n / cpu_best), rows=n,
+    emit(bench, "samples_per_cpu_s", round(n / cpu_best), "samples/CPU-s", target=BATCH_TARGET,
+         order=label, samples_per_s=round(rate), seconds=round(best, 4), runs_s=[round(t, 4) for t in times],
+         cpu_s=round(cpu_best, 4), rows=n,
          cells=args.cells, samples_per_cell=args.samples, source=source, steps=res.steps.height,
          cycles=res.cycles.height, rejected=res.rejected.height,
          peak_rss_mib=round(peak_rss_mb()), loadavg_before=load0, loadavg_after=load_average())
+    return best, cpu_best
 
 
 def _profile(state, batches: list[pl.DataFrame], n_cells: int) -> None:
@@ -138,7 +159,8 @@ def _profile(state, batches: list[pl.DataFrame], n_cells: int) -> None:
         rows.append((ct, tt, ncalls, f"{Path(fname).name}:{line}({func})"))
     top_cum = sorted(rows, key=lambda r: -r[0])
     chargetracker = [r for r in top_cum if "core.py" in r[3] or "schema.py" in r[3]
-                     or "state.py" in r[3] or "kernel.py" in r[3]]
+                     or "state.py" in r[3] or "kernel.py" in r[3] or "records.py" in r[3]
+                     or "order.py" in r[3]]
     print("  by cumulative time (ChargeTracker functions), ms per batch:")
     for ct, tt, ncalls, name in chargetracker[:18]:
         print(f"    {1e3 * ct / nb:8.3f} cum {1e3 * tt / nb:8.3f} own  {ncalls / nb:7.1f} calls  {name}")
@@ -153,29 +175,41 @@ def _profile(state, batches: list[pl.DataFrame], n_cells: int) -> None:
 
 
 def bench_incremental(args: argparse.Namespace) -> None:
-    cells, seconds, warm = args.inc_cells, args.inc_seconds, args.warmup
-    extra = args.profile_batches
-    print(f"\n== engine incremental: update() on {cells:,} cells, 1-second batches "
-          f"(one sample per cell, arrival order shuffled), {seconds} batches ==")
-    t0 = time.perf_counter()
-    fleet = make_fleet(cells, seconds + extra, seed=args.seed + 1)
-    meta = cells_frame(fleet)
-    ids = pl.Series("cell_id", fleet.cell_ids, dtype=pl.Utf8)
-    rng = np.random.default_rng(args.seed + 2)
-    batches = [batch_frame(fleet, k, rng.permutation(cells), ids) for k in range(seconds + extra)]
-    del fleet
-    print(f"  input: {seconds + extra} batches of {cells:,} rows built in {time.perf_counter() - t0:.1f} s")
+    for cells in (int(c) for c in str(args.inc_cells).split(",")):
+        # Bounded input per run: 100,000 cells get fewer batches than 10,000.
+        seconds = max(args.warmup + 10, min(args.inc_seconds, int(args.inc_max_samples // cells)))
+        extra = args.profile_batches
+        t0 = time.perf_counter()
+        fleet = make_fleet(cells, seconds + extra, seed=args.seed + 1)
+        meta = cells_frame(fleet)
+        ids = pl.Series("cell_id", fleet.cell_ids, dtype=pl.Utf8)
+        rng = np.random.default_rng(args.seed + 2)
+        batches = [batch_frame(fleet, k, rng.permutation(cells), ids) for k in range(seconds + extra)]
+        del fleet
+        print(f"\n  input: {seconds + extra} batches of {cells:,} rows built in "
+              f"{time.perf_counter() - t0:.1f} s")
+        for interval in (float(x) for x in str(args.snapshot_intervals).split(",")):
+            _incremental_run(args, cells, seconds, batches, meta, interval)
+
+
+def _incremental_run(args: argparse.Namespace, cells: int, seconds: int, batches: list[pl.DataFrame],
+                     meta: pl.DataFrame, interval: float) -> None:
+    warm = args.warmup
+    cfg = EngineConfig(snapshot_interval_s=interval)
+    print(f"\n== engine incremental: update() on {cells:,} cells, 1-second batches (one sample per "
+          f"cell, arrival order shuffled), {seconds} batches, snapshot_interval_s {interval:g} ==")
     # Kernel load (Numba cache) outside the timing: a throwaway state on a few batches.
-    s0 = new_state()
+    s0 = new_state(cfg)
     for b in batches[:3]:
         s0, _ = update(s0, b, cells=meta)
     del s0
 
-    state = new_state()
+    state = new_state(cfg)
     times: list[float] = []
     closed_steps: list[pl.DataFrame] = []
     closed_cycles: list[pl.DataFrame] = []
     cpu_times: list[float] = []
+    snapshots = 0
     load0 = load_average()
     for k, b in enumerate(batches[:seconds]):
         c, t = time.process_time(), time.perf_counter()
@@ -185,32 +219,39 @@ def bench_incremental(args: argparse.Namespace) -> None:
         # Kept for the incremental == batch check (outside the timing).
         closed_steps.append(out.steps.filter(pl.col("status") == "closed"))
         closed_cycles.append(out.cycles.filter(pl.col("status") == "closed"))
+        if k >= warm:
+            snapshots += out.steps.height - closed_steps[-1].height
     load1 = load_average()
     timed = np.array(times[warm:])
     rate = cells * len(timed) / timed.sum()
     p50, p99 = np.percentile(timed, [50, 99]) * 1e3
-    cpu_rate = cells * len(timed) / float(np.sum(cpu_times[warm:]))
+    cpu_s = float(np.sum(cpu_times[warm:]))
+    cpu_rate = cells * len(timed) / cpu_s
     t = time.perf_counter()
     blob = state.to_bytes()
     ser_s = time.perf_counter() - t
     per_cell = len(blob) / cells
     pending = sum(v.nbytes for v in state.pending.values())
+    goal = f" (target >= {fmt_rate(INCREMENTAL_TARGET)}samples/s)" if cells == 10_000 else ""
     print(f"  update: {rate / 1e6:.3f} M samples/s over {len(timed)} batches after {warm} warm-up"
-          f" (target >= {fmt_rate(INCREMENTAL_TARGET)}samples/s); per batch p50 {p50:.2f} ms,"
-          f" p99 {p99:.2f} ms, max {timed.max() * 1e3:.2f} ms (at p50: {cells / p50 / 1e3:.3f} M samples/s)")
-    print(f"  CPU time (all threads): {cpu_rate / 1e6:.3f} M samples per CPU-s")
+          f"{goal}; per batch p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {timed.max() * 1e3:.2f} ms"
+          f" (at p50: {cells / p50 / 1e3:.3f} M samples/s)")
+    print(f"  CPU time (all threads): {cpu_s:.3f} s = {cpu_rate / 1e6:.3f} M samples per CPU-s; "
+          f"open step snapshots per batch {snapshots / len(timed):,.0f}")
     print(f"  state: {len(blob):,} bytes serialized = {per_cell:,.0f} bytes/cell "
           f"(of which pending samples {pending / cells:,.0f} bytes/cell); to_bytes {ser_s * 1e3:.1f} ms")
+    tags = {"cells": cells, "snapshot_interval_s": interval}
     emit("engine.incremental", "samples_per_s", round(rate), "samples/s",
-         target=INCREMENTAL_TARGET, cells=cells, batches=len(timed), warmup_batches=warm,
-         batch_ms_p50=round(p50, 3), batch_ms_p99=round(p99, 3),
-         batch_ms_max=round(float(timed.max()) * 1e3, 3),
+         target=INCREMENTAL_TARGET if cells == 10_000 else None, batches=len(timed),
+         warmup_batches=warm, batch_ms_p50=round(p50, 3), batch_ms_p99=round(p99, 3),
+         batch_ms_max=round(float(timed.max()) * 1e3, 3), cpu_s=round(cpu_s, 3),
          # Less sensitive to other work on the machine than the mean rate.
          samples_per_s_at_p50=round(cells / (p50 / 1e3)), samples_per_cpu_s=round(cpu_rate),
-         loadavg_before=load0, loadavg_after=load1)
+         snapshots_per_batch=round(snapshots / len(timed)), loadavg_before=load0,
+         loadavg_after=load1, **tags)
     emit("engine.incremental", "state_bytes_per_cell", round(per_cell, 1), "bytes",
-         cells=cells, state_bytes=len(blob), pending_bytes_per_cell=round(pending / cells, 1),
-         to_bytes_ms=round(ser_s * 1e3, 2))
+         state_bytes=len(blob), pending_bytes_per_cell=round(pending / cells, 1),
+         to_bytes_ms=round(ser_s * 1e3, 2), **tags)
 
     if not args.no_check:
         # Incremental = batch on the same samples (the contract; cheap to confirm here).
@@ -219,14 +260,15 @@ def bench_incremental(args: argparse.Namespace) -> None:
             subset=["cell_id", "step"], keep="last", maintain_order=True).sort("cell_id", "step")
         inc_cycles = pl.concat([*closed_cycles, out.cycles]).unique(
             subset=["cell_id", "cycle"], keep="last", maintain_order=True).sort("cell_id", "cycle")
-        ref = summarize(pl.concat(batches[:seconds]), cells=meta)
+        ref = summarize(pl.concat(batches[:seconds]), cfg, cells=meta)
         same = inc_steps.equals(ref.steps) and inc_cycles.equals(ref.cycles)
         print(f"  incremental == summarize on the same {cells * seconds:,} samples: {same} "
               f"({inc_steps.height:,} steps, {inc_cycles.height:,} cycles)")
-        emit("engine.incremental", "equals_batch", same, "bool")
+        emit("engine.incremental", "equals_batch", same, "bool", **tags)
 
+    extra = len(batches) - seconds
     if extra and (args.profile == "always" or (args.profile == "auto" and rate < INCREMENTAL_TARGET)):
-        state = new_state()
+        state = new_state(cfg)
         for k, b in enumerate(batches[:seconds]):  # same state as the timed run had
             state, _ = update(state, b, cells=meta if k == 0 else None)
         _profile(state, batches[seconds:], cells)
@@ -237,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["batch", "incremental"], help="run one case")
     ap.add_argument("--cells", type=int, default=1000, help="batch: cells (default 1000)")
     ap.add_argument("--samples", type=int, default=20000, help="batch: samples per cell (default 20000)")
-    ap.add_argument("--inc-cells", type=int, default=10000, help="incremental: cells (default 10000)")
+    ap.add_argument("--inc-cells", default="10000,100000",
+                    help="incremental: cell counts, comma-separated (default 10000,100000)")
+    ap.add_argument("--inc-max-samples", type=float, default=6e6,
+                    help="incremental: at most this many samples per cell count (default 6e6)")
+    ap.add_argument("--snapshot-intervals", default="0,10",
+                    help="incremental: EngineConfig.snapshot_interval_s values, s (default 0,10)")
     ap.add_argument("--inc-seconds", type=int, default=300, help="incremental: timed 1-s batches (default 300)")
     ap.add_argument("--warmup", type=int, default=5, help="incremental: untimed first batches (default 5)")
     ap.add_argument("--repeat", type=int, default=3, help="batch: timed runs, best reported (default 3)")
@@ -255,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.cells, args.samples, args.repeat = 50, 4000, 1
-        args.inc_cells, args.inc_seconds, args.profile_batches = 500, 30, 10
+        args.inc_cells, args.inc_seconds, args.profile_batches = "500,5000", 30, 10
     info = machine_info()
     print(f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, {info['date']}")
     emit("engine", "machine", None, "", **info)

@@ -65,6 +65,10 @@ class EngineConfig:
     #: Out-of-order samples up to this far behind the newest are sorted in; older
     #: ones are rejected as late, s.
     lateness_s: float = 2.0
+    #: Open-step/open-cycle snapshots of a cell are emitted when its step or cycle closed
+    #: in the batch, else once its data has advanced this far since its last snapshot, s
+    #: (data time). 0: whenever a batch moved the cell (lowest latency).
+    snapshot_interval_s: float = 0.0
     #: A new cycle starts at the first ``charge`` after a discharge (or the first
     #: ``discharge`` after a charge). The cycler's labels win when present.
     cycle_start: Literal["charge", "discharge"] = "charge"
@@ -84,8 +88,8 @@ class EngineConfig:
     cv_v_std_v: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.min_step_s < 0 or self.lateness_s < 0:
-            raise ConfigError("min_step_s and lateness_s must be >= 0")
+        if self.min_step_s < 0 or self.lateness_s < 0 or self.snapshot_interval_s < 0:
+            raise ConfigError("min_step_s, lateness_s and snapshot_interval_s must be >= 0")
         if not 0 < self.hysteresis <= 1:
             raise ConfigError("hysteresis must be in (0, 1]")
         if self.cycle_start not in ("charge", "discharge"):

@@ -18,11 +18,14 @@ from ..config import EngineConfig
 from ..schema import DEAD_LETTER_SCHEMA, Limits, Validated, validate
 from . import kernel as K
 from . import layout as L
+from . import order as O
 from .layout import (
     A_CHG_AS,
     A_DIS_AS,
     F_MAX_TS,
+    F_PREV_TS,
     F_REF_DIS,
+    F_SNAP_TS,
     F_THROUGHPUT,
     I_CYCLE_NO,
     I_PREV_SLAB,
@@ -46,6 +49,10 @@ class EngineOutput:
 
     ``steps``/``cycles`` hold closed records and snapshots of open ones (``status``);
     a consumer upserts them by (cell_id, step) / (cell_id, cycle), later rows winning.
+    Open snapshots come only for cells the batch moved, and with
+    ``EngineConfig.snapshot_interval_s`` > 0 only when the cell's step or cycle closed or
+    its data advanced that far since its last snapshot; :func:`flush` shows every cell.
+    Rows come in processing order (cells may be interleaved), each key's rows in order.
     ``accepted`` is the number of samples taken in; ``rejected`` the dead letters.
     """
 
@@ -127,15 +134,22 @@ def _lookup_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float])
         index = state.index
         run_slots = np.fromiter((index[x] for x in run_ids), dtype=np.int64, count=len(run_ids))
         return np.repeat(run_slots, np.diff(np.append(starts, n)))
-    frame = ids.to_frame("cell_id")
-    joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
-    slot = joined.get_column("__slot")
-    if slot.null_count():
-        new_ids = frame.filter(slot.is_null()).get_column("cell_id").unique(maintain_order=True).to_list()
-        state.add_cells(new_ids, nominal)
-        joined = frame.join(state.slot_frame(), on="cell_id", how="left", maintain_order="left")
-        slot = joined.get_column("__slot")
-    return slot.to_numpy().astype(np.int64, copy=False)
+    if n < 4 * max(state.n_cells, 1):
+        # Few rows per known cell (a live fleet's batch): a join on the slot table.
+        frame = ids.to_frame("cell_id")
+        slot = frame.join(state.slot_frame(), on="cell_id", how="left",
+                          maintain_order="left").get_column("__slot")
+        if not slot.null_count():
+            return slot.to_numpy().astype(np.int64, copy=False)
+        new_ids = frame.filter(slot.is_null()).get_column("cell_id").unique(maintain_order=True)
+        state.add_cells(new_ids.to_list(), nominal)
+    else:
+        # Many rows per cell (an interleaved dump): new ids from the distinct ones, then
+        # a cast to an Enum of the ids in slot order, whose physical code is the slot.
+        known = state.index
+        fresh = [x for x in ids.unique(maintain_order=True).to_list() if x not in known]
+        state.add_cells(fresh, nominal)
+    return ids.cast(state.id_enum()).to_physical().to_numpy().astype(np.int64)
 
 
 def _arrays(good: pl.DataFrame, slots: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,20 +250,12 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
         slots = _assign_slots(state, good.get_column("cell_id"), nominal)
         new = _arrays(good, slots, rows)
-        # Arrival order within each cell decides lateness (independent of batching).
-        grouped = bool(np.all(slots[1:] >= slots[:-1]))
-        order = None if grouped else np.argsort(slots, kind="stable")
-        sl = slots if order is None else slots[order]
-        tss = new["ts"] if order is None else new["ts"][order]
-        labs = new["step"] if order is None else new["step"][order]
+        # Arrival order within each cell decides lateness (independent of batching);
+        # the check keeps per-cell state only, so interleaved cells need no grouping.
         max_ts = state.f[:, F_MAX_TS].copy()
         max_lab = state.iv[:, I_PREV_SLAB].copy()
-        flags = K.late_and_duplicates(sl, tss, labs, max_ts, max_lab, cfg.lateness_s)
+        flags = O.late_and_duplicates(slots, new["ts"], new["step"], max_ts, max_lab, cfg.lateness_s)
         state.f[:, F_MAX_TS] = max_ts
-        if order is not None:
-            unsorted = np.empty_like(flags)
-            unsorted[order] = flags
-            flags = unsorted
         dup = flags == 2
         if dup.any():
             rejected.append(_letters(
@@ -314,15 +320,19 @@ def _advance(
     accepted = 0
     accepted_rows = np.zeros(0, dtype=np.int64)
     if len(allr["ts"]):
-        if not K.is_strictly_sorted(allr["slot"], allr["ts"]):
+        n_cells = state.n_cells
+        # Rows are processed in arrival order when each cell's rows already come in time
+        # order (grouped files and interleaved live fleets alike): nothing to sort, and
+        # no duplicates are possible (a duplicate repeats a ts).
+        if not O.in_cell_order(allr["slot"], allr["ts"], n_cells):
             # Stable: among equal (slot, ts) the earliest arrival comes first and wins.
-            # Usually only the cells need grouping (each cell's rows already in time
-            # order): a stable sort by slot is enough and much cheaper than lexsort.
-            order = np.argsort(allr["slot"], kind="stable")
-            if not K.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
+            # Usually only the cells need grouping (each cell's rows in time order but a
+            # late row): a counting sort by slot, then lexsort only if that is not enough.
+            order = O.slot_order(allr["slot"], n_cells)
+            if not O.is_strictly_sorted(allr["slot"][order], allr["ts"][order]):
                 order = np.lexsort((allr["ts"], allr["slot"]))
             allr = _take(allr, order)
-            dup = K.duplicate_mask(allr["slot"], allr["ts"], allr["step"])
+            dup = O.duplicate_mask(allr["slot"], allr["ts"], allr["step"])
             if dup.any():
                 rejected.append(_letters(
                     state, _take(allr, np.flatnonzero(dup)),
@@ -331,8 +341,7 @@ def _advance(
                 allr = _take(allr, np.flatnonzero(~dup))
         fresh = allr["row"][allr["row"] >= 0]
         accepted = len(fresh)
-        accepted_rows = fresh if K.is_strictly_sorted(np.zeros(len(fresh), dtype=np.int64),
-                                                      fresh.astype(np.float64)) else np.sort(fresh)
+        accepted_rows = fresh if bool(np.all(fresh[1:] > fresh[:-1])) else np.sort(fresh)
         if final:
             ready = allr
             keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
@@ -365,29 +374,28 @@ class _Out:
     cyc_x: np.ndarray
 
 
-def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int, cfgv: np.ndarray) -> _Out:
-    """Run the kernel over rows lo..hi (whole cells), growing output buffers as needed."""
+def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
+             cells: tuple[int, int], cfgv: np.ndarray) -> _Out:
+    """Run the kernel over rows lo..hi of the cells (slots) ``cells[0]..cells[1]-1``,
+    growing output buffers as needed."""
     n = hi - lo
     cap_s = max(64, n // 64 + 16)
     cap_c = max(32, n // 512 + 16)
-    step_f = np.empty((cap_s, NA))
-    step_i = np.empty((cap_s, K.NSO), dtype=np.int64)
-    cyc_f = np.empty((cap_c, NA))
-    cyc_i = np.empty((cap_c, K.NCO), dtype=np.int64)
-    cyc_x = np.empty((cap_c, K.NCX))
-    n_step = np.zeros(1, dtype=np.int64)
-    n_cyc = np.zeros(1, dtype=np.int64)
-    args = [r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")]
+    out = K.Records(np.empty((cap_s, NA)), np.empty((cap_s, K.NSO), dtype=np.int64),
+                    np.zeros(1, dtype=np.int64), np.empty((cap_c, NA)),
+                    np.empty((cap_c, K.NCO), dtype=np.int64), np.empty((cap_c, K.NCX)),
+                    np.zeros(1, dtype=np.int64))
+    samples = K.Samples(*(r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")))
+    arrays = state.arrays()
     pos = 0
     while pos < n:
-        pos = K.process(*args, pos, cfgv, state.f, state.iv, state.s, state.r, state.cy,  # type: ignore[call-arg, arg-type]
-                        step_f, step_i, n_step, cyc_f, cyc_i, cyc_x, n_cyc)
+        pos = K.process(samples, pos, cells[0], cells[1], cfgv, arrays, out)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
-            step_f = np.concatenate([step_f, np.empty_like(step_f)])
-            step_i = np.concatenate([step_i, np.empty_like(step_i)])
-            cyc_f = np.concatenate([cyc_f, np.empty_like(cyc_f)])
-            cyc_i = np.concatenate([cyc_i, np.empty_like(cyc_i)])
-            cyc_x = np.concatenate([cyc_x, np.empty_like(cyc_x)])
+            out = out._replace(**{
+                name: np.concatenate([a, np.empty_like(a)]) for name, a in out._asdict().items()
+                if name not in ("n_step", "n_cycle")})
+    step_f, step_i, cyc_f, cyc_i, cyc_x = out.step_f, out.step_i, out.cycle_f, out.cycle_i, out.cycle_x
+    n_step, n_cyc = out.n_step, out.n_cycle
     ns, nc = int(n_step[0]), int(n_cyc[0])
     return _Out(step_f[:ns], step_i[:ns], cyc_f[:nc], cyc_i[:nc], cyc_x[:nc])
 
@@ -399,23 +407,35 @@ _PARALLEL_ROWS = 400_000
 def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     n = len(ready["ts"])
     slots = ready["slot"]
-    # Rows are sorted by slot: unique slots are where the slot changes.
-    touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
+    n_cells = state.n_cells
+    grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
     if final:
-        touched = np.arange(state.n_cells, dtype=np.int64)
+        touched = np.arange(n_cells, dtype=np.int64)
+    elif grouped:
+        # Rows are sorted by slot: unique slots are where the slot changes.
+        touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
+    else:
+        touched = O.touched_slots(slots, n_cells)
     cfgv = _cfg_vector(state.config)
     outs: list[_Out] = []
+    everyone = (0, n_cells)
     if n >= _PARALLEL_ROWS:
-        # Cells are independent: split at a cell boundary near the middle. The kernel
-        # releases the GIL, so both halves run at once.
-        mid = int(np.searchsorted(slots, slots[n // 2], side="left")) or int(
-            np.searchsorted(slots, slots[n // 2], side="right"))
+        # Cells are independent: two threads take half of the rows each, split at a cell
+        # boundary (grouped rows: a row range; interleaved rows: a slot range, each
+        # thread skipping the other's rows). The kernel releases the GIL.
+        if grouped:
+            mid = int(np.searchsorted(slots, slots[n // 2], side="left")) or int(
+                np.searchsorted(slots, slots[n // 2], side="right"))
+            jobs = [(0, mid, everyone), (mid, n, everyone)]
+        else:
+            rows_to = np.cumsum(np.bincount(slots, minlength=n_cells))
+            split = int(np.searchsorted(rows_to, n // 2)) + 1
+            jobs = [(0, n, (0, split)), (0, n, (split, n_cells))]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(_process, state, ready, 0, mid, cfgv),
-                    pool.submit(_process, state, ready, mid, n, cfgv)]
+            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
             outs = [f.result() for f in futs]
     elif n:
-        outs = [_process(state, ready, 0, n, cfgv)]
+        outs = [_process(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
     # Only cells that have seen a sample have open records.
@@ -429,6 +449,16 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     else:
         step_f, step_i = np.empty((0, NA)), np.empty((0, K.NSO), dtype=np.int64)
         cyc_f, cyc_i, cyc_x = np.empty((0, NA)), np.empty((0, K.NCO), dtype=np.int64), np.empty((0, K.NCX))
+    interval = state.config.snapshot_interval_s
+    if not final and interval > 0.0 and len(touched):
+        # Snapshots on a timer (data time): a cell whose step or cycle closed now shows
+        # its new open records at once, the others once per interval.
+        closed = np.zeros(state.n_cells, dtype=np.bool_)
+        closed[step_i[:, K.SO_SLOT]] = True
+        closed[cyc_i[:, K.CO_SLOT]] = True
+        since = state.f[touched, F_PREV_TS] - state.f[touched, F_SNAP_TS]
+        touched = touched[closed[touched] | ~(since < interval)]  # nan: never shown yet
+    state.f[touched, F_SNAP_TS] = state.f[touched, F_PREV_TS]
     m = len(touched)
     open_s = np.empty((m, NA))
     open_c = np.empty((m, NA))

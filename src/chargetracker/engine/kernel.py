@@ -1,7 +1,7 @@
 """Compiled per-cell state machine: segmentation, integration, step and cycle assembly.
 
-The samples of many cells are processed in one call, sorted by (cell, ts). Each
-sample touches only its own cell's row in the state arrays, so the work is a single
+The samples of many cells are processed in one call, each cell's rows in time order
+(cells grouped or interleaved). Each sample touches only its own cell's row in the state arrays, so the work is a single
 sequential pass in machine code (Numba) -- no Python per sample -- and the result does
 not depend on how the stream was split into batches: the state carried between calls
 is exactly the state the pass has at that sample. Floating-point sums are left folds in
@@ -15,6 +15,7 @@ import math
 import numba as nb
 import numpy as np
 
+from .accumulate import acc_interval, acc_merge, acc_reset, acc_sample, fold_ir
 from .evidence import (
     acc_gap,
     big_enough,
@@ -27,34 +28,11 @@ from .evidence import (
 )
 from .layout import (
     A_CHG_AS,
-    A_CHG_WS,
     A_DIS_AS,
-    A_DIS_WS,
-    A_DT,
-    A_END,
-    A_ENDV,
     A_FIRST,
-    A_GAP_AS,
-    A_GAP_S,
-    A_GAPS,
-    A_I2DT,
-    A_IDT,
-    A_IR,
-    A_IR_DI,
-    A_MAXI,
-    A_MAXT,
-    A_MAXV,
-    A_MINI,
-    A_MINT,
-    A_MINV,
     A_N,
-    A_NT,
     A_START,
-    A_STARTV,
     A_STEPS,
-    A_SUMT,
-    A_V2DT,
-    A_VDT,
     C_CYCLE_START,
     C_HYST,
     C_IR_MAX_DT,
@@ -98,6 +76,9 @@ from .layout import (
     NULL_LABEL,
     STATUS_CLOSED,
     STATUS_PARTIAL,
+    CellArrays,
+    Records,
+    Samples,
 )
 
 #: A cycler's current settles within about this long after a step starts, s.
@@ -105,6 +86,8 @@ _SETTLE_S = 1.0
 #: ... and a first point logged while settling stands for nothing when the next interval
 #: is this many times longer than the point's step time.
 _SETTLE_RATIO = 10.0
+
+__all__ = ["CellArrays", "Records", "Samples", "finish", "partial_state", "process"]
 
 # Emitted step record ints: slot, step_no, cycle_no, step_label, kind
 SO_SLOT, SO_STEP, SO_CYCLE, SO_LABEL, SO_KIND = 0, 1, 2, 3, 4
@@ -115,94 +98,6 @@ NCO = 3
 CX_RETENTION, CX_THROUGHPUT, CX_REF = 0, 1, 2
 NCX = 3
 
-
-@nb.njit(cache=True, nogil=True)
-def acc_reset(a: np.ndarray, c: int) -> None:
-    for k in range(NA):
-        a[c, k] = 0.0
-    a[c, A_MINV] = np.inf
-    a[c, A_MAXV] = -np.inf
-    a[c, A_MINI] = np.inf
-    a[c, A_MAXI] = -np.inf
-    a[c, A_MAXT] = -np.inf
-    a[c, A_MINT] = np.inf
-    a[c, A_START] = np.nan
-    a[c, A_END] = np.nan
-    a[c, A_STARTV] = np.nan
-    a[c, A_ENDV] = np.nan
-    a[c, A_FIRST] = np.nan
-    a[c, A_IR] = np.nan
-
-
-@nb.njit(cache=True, nogil=True)
-def acc_interval(a: np.ndarray, c: int, va: float, ia: float, vb: float, ib: float,
-                 dt: float) -> None:
-    """Trapezoid over one interval of ``dt`` seconds from (va, ia) to (vb, ib)."""
-    h = 0.5 * dt
-    pa = va * ia
-    pb = vb * ib
-    a[c, A_CHG_AS] += (max(ia, 0.0) + max(ib, 0.0)) * h
-    a[c, A_DIS_AS] += (max(-ia, 0.0) + max(-ib, 0.0)) * h
-    a[c, A_CHG_WS] += (max(pa, 0.0) + max(pb, 0.0)) * h
-    a[c, A_DIS_WS] += (max(-pa, 0.0) + max(-pb, 0.0)) * h
-    a[c, A_VDT] += (va + vb) * h
-    a[c, A_V2DT] += (va * va + vb * vb) * h
-    a[c, A_IDT] += (ia + ib) * h
-    a[c, A_I2DT] += (ia * ia + ib * ib) * h
-    a[c, A_DT] += dt
-
-
-@nb.njit(cache=True, nogil=True)
-def acc_sample(a: np.ndarray, c: int, ts: float, v: float, i: float, t: float) -> None:
-    if a[c, A_N] == 0.0:
-        a[c, A_STARTV] = v
-        a[c, A_FIRST] = ts
-        if math.isnan(a[c, A_START]):
-            a[c, A_START] = ts
-    a[c, A_N] += 1.0
-    a[c, A_END] = ts
-    a[c, A_ENDV] = v
-    if v < a[c, A_MINV]:
-        a[c, A_MINV] = v
-    if v > a[c, A_MAXV]:
-        a[c, A_MAXV] = v
-    if i < a[c, A_MINI]:
-        a[c, A_MINI] = i
-    if i > a[c, A_MAXI]:
-        a[c, A_MAXI] = i
-    if not math.isnan(t):
-        a[c, A_SUMT] += t
-        a[c, A_NT] += 1.0
-        if t > a[c, A_MAXT]:
-            a[c, A_MAXT] = t
-        if t < a[c, A_MINT]:
-            a[c, A_MINT] = t
-
-
-@nb.njit(cache=True, nogil=True)
-def acc_merge(dst: np.ndarray, cd: int, src: np.ndarray, cs: int) -> None:
-    """Fold ``src`` (a later span) into ``dst`` (an earlier one)."""
-    for k in (A_CHG_AS, A_DIS_AS, A_CHG_WS, A_DIS_WS, A_VDT, A_V2DT, A_IDT, A_I2DT, A_DT,
-              A_SUMT, A_NT, A_N, A_GAPS, A_STEPS, A_GAP_S, A_GAP_AS):
-        dst[cd, k] += src[cs, k]
-    if src[cs, A_IR_DI] > dst[cd, A_IR_DI]:
-        # Keep the estimate from the largest current step: least relative error.
-        dst[cd, A_IR_DI] = src[cs, A_IR_DI]
-        dst[cd, A_IR] = src[cs, A_IR]
-    dst[cd, A_MINV] = min(dst[cd, A_MINV], src[cs, A_MINV])
-    dst[cd, A_MAXV] = max(dst[cd, A_MAXV], src[cs, A_MAXV])
-    dst[cd, A_MINI] = min(dst[cd, A_MINI], src[cs, A_MINI])
-    dst[cd, A_MAXI] = max(dst[cd, A_MAXI], src[cs, A_MAXI])
-    dst[cd, A_MAXT] = max(dst[cd, A_MAXT], src[cs, A_MAXT])
-    dst[cd, A_MINT] = min(dst[cd, A_MINT], src[cs, A_MINT])
-    if math.isnan(dst[cd, A_START]):
-        dst[cd, A_START] = src[cs, A_START]
-    if math.isnan(dst[cd, A_FIRST]):
-        dst[cd, A_FIRST] = src[cs, A_FIRST]
-        dst[cd, A_STARTV] = src[cs, A_STARTV]
-    if src[cs, A_N] > 0.0:
-        dst[cd, A_END] = src[cs, A_END]
-        dst[cd, A_ENDV] = src[cs, A_ENDV]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -220,7 +115,7 @@ def _classify(i: float, eps: float, hyst: float, prev: int) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _emit_step(s: np.ndarray, c: int, iv: np.ndarray, f: np.ndarray, out_f: np.ndarray,
+def _emit_step(s: np.ndarray, c: int, iv: np.ndarray, out_f: np.ndarray,
                out_i: np.ndarray, n_out: np.ndarray) -> None:
     k = n_out[0]
     for j in range(NA):
@@ -262,7 +157,7 @@ def _emit_cycle(cfg: np.ndarray, cy: np.ndarray, c: int, iv: np.ndarray, f: np.n
 
 
 @nb.njit(cache=True, nogil=True)
-def _start_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
+def _start_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray,
                 cy: np.ndarray, c: int, kind: int, cyc_label: int, new_cycle_by_label: bool,
                 cyc_f: np.ndarray, cyc_i: np.ndarray, cyc_x: np.ndarray,
                 n_cyc: np.ndarray) -> None:
@@ -303,20 +198,13 @@ def _close_step(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, c
         note_kind(cfg, iv, c, kind)
     if iv[c, I_CYC_PARTIAL] == 2 and iv[c, I_STEP_NO] == 1:
         iv[c, I_CYC_PARTIAL] = 1 if real else 0
-    _fold_ir(s, c, f[c, F_LAST_IR], f[c, F_LAST_DI])
+    fold_ir(s, c, f[c, F_LAST_IR], f[c, F_LAST_DI])
     f[c, F_LAST_IR] = np.nan
     f[c, F_LAST_DI] = 0.0
     s[c, A_STEPS] = 1.0
-    _emit_step(s, c, iv, f, step_f, step_i, n_step)
+    _emit_step(s, c, iv, step_f, step_i, n_step)
     acc_merge(cy, c, s, c)
     acc_reset(s, c)
-
-
-@nb.njit(cache=True, nogil=True)
-def _fold_ir(a: np.ndarray, c: int, r_ohm: float, di: float) -> None:
-    if not math.isnan(r_ohm) and di > a[c, A_IR_DI]:
-        a[c, A_IR] = r_ohm
-        a[c, A_IR_DI] = di
 
 
 @nb.njit(cache=True, nogil=True)
@@ -329,17 +217,21 @@ def _ir(cfg: np.ndarray, f: np.ndarray, c: int, v: float, i: float, dt: float) -
 
 
 @nb.njit(cache=True, nogil=True)
-def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
-            temp: np.ndarray, cyc_lab: np.ndarray, step_lab: np.ndarray,
-            step_time: np.ndarray, start: int, cfg: np.ndarray, f: np.ndarray,
-            iv: np.ndarray, s: np.ndarray, r: np.ndarray, cy: np.ndarray,
-            step_f: np.ndarray, step_i: np.ndarray, n_step: np.ndarray, cyc_f: np.ndarray,
-            cyc_i: np.ndarray, cyc_x: np.ndarray, n_cyc: np.ndarray) -> int:
-    """Process samples ``start..`` in order; returns the index reached.
+def process(samples: Samples, start: int, slot_lo: int, slot_hi: int, cfg: np.ndarray,
+            cells: CellArrays, out: Records) -> int:
+    """Process the samples ``start..`` of cells ``slot_lo..slot_hi-1`` in order (other
+    rows are skipped: two threads can share one interleaved batch); returns the index
+    reached. ``cfg`` is the C_* vector of .layout; ``cells`` is advanced in place.
 
     Returns early (before the sample it could not finish) when the output buffers are
     nearly full, so the caller can grow them and resume.
     """
+    slots, ts, v, cur = samples.slot, samples.ts, samples.voltage_v, samples.current_a
+    temp, cyc_lab, step_lab = samples.temperature_c, samples.cycle_label, samples.step_label
+    step_time = samples.step_time_s
+    f, iv, s, r, cy = cells.floats, cells.ints, cells.step, cells.run, cells.cycle
+    step_f, step_i, n_step = out.step_f, out.step_i, out.n_step
+    cyc_f, cyc_i, cyc_x, n_cyc = out.cycle_f, out.cycle_i, out.cycle_x, out.n_cycle
     n = ts.shape[0]
     min_step = cfg[C_MIN_STEP]
     hyst = cfg[C_HYST]
@@ -349,6 +241,8 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
         if n_step[0] + 2 > step_f.shape[0] or n_cyc[0] + 2 > cyc_f.shape[0]:
             return k
         c = slots[k]
+        if c < slot_lo or c >= slot_hi:
+            continue
         t_k = ts[k]
         v_k = v[k]
         i_k = cur[k]
@@ -428,7 +322,7 @@ def process(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                             # The old step ran until the new one started: hold its last values.
                             acc_interval(s, c, pv, pi, pv, pi, split)
                     _close_step(cfg, iv, f, s, cy, c, step_f, step_i, n_step)
-                    _start_step(cfg, iv, f, s, cy, c, kind, clab, cyc_change,
+                    _start_step(cfg, iv, f, cy, c, kind, clab, cyc_change,
                                 cyc_f, cyc_i, cyc_x, n_cyc)
                     iv[c, I_STEP_LABEL] = slab if label_mode else NULL_LABEL
                     s[c, A_START] = f[c, F_PREV_TS] + split
@@ -513,7 +407,7 @@ def _confirm(cfg: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: n
     """The candidate run becomes the open step."""
     kind = iv[c, I_CAND_KIND]
     _close_step(cfg, iv, f, s, cy, c, step_f, step_i, n_step)
-    _start_step(cfg, iv, f, s, cy, c, kind, NULL_LABEL, False, cyc_f, cyc_i, cyc_x, n_cyc)
+    _start_step(cfg, iv, f, cy, c, kind, NULL_LABEL, False, cyc_f, cyc_i, cyc_x, n_cyc)
     acc_merge(s, c, r, c)
     s[c, A_START] = r[c, A_START]
     acc_reset(r, c)
@@ -537,38 +431,6 @@ def finish(slots: np.ndarray, iv: np.ndarray, f: np.ndarray, s: np.ndarray,
 
 
 @nb.njit(cache=True, nogil=True)
-def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray,
-                        max_ts: np.ndarray, max_lab: np.ndarray,
-                        lateness: float) -> np.ndarray:
-    """Classify rows (grouped by cell, in arrival order) as 0 ok, 1 late, 2 duplicate.
-
-    A row is late when its ts is older than the newest earlier ts of its cell minus the
-    lateness window. ``max_ts`` and ``max_lab`` (per cell: the newest ts and the step
-    label logged at it) are updated in place. With no lateness window the newest sample
-    is processed at once, so a repeat of its ts is a duplicate here -- unless it carries
-    a new step label (cyclers log a step's end and the next one's start at one instant);
-    other duplicates (inside a window) are found by the caller.
-    """
-    n = ts.shape[0]
-    out = np.zeros(n, dtype=np.int8)
-    for k in range(n):
-        c = slots[k]
-        m = max_ts[c]
-        t = ts[k]
-        if not math.isnan(m) and t < m - lateness:
-            out[k] = 1
-        elif lateness <= 0.0 and t == m:
-            if labels[k] == max_lab[c]:
-                out[k] = 2
-            else:
-                max_lab[c] = labels[k]
-        elif math.isnan(m) or t > m:
-            max_ts[c] = t
-            max_lab[c] = labels[k]
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
 def partial_state(iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: np.ndarray,
                   cy: np.ndarray, slots: np.ndarray, out_step: np.ndarray,
                   out_cycle: np.ndarray) -> None:
@@ -580,38 +442,6 @@ def partial_state(iv: np.ndarray, f: np.ndarray, s: np.ndarray, r: np.ndarray,
             out_cycle[idx, j] = cy[c, j]
         if iv[c, I_HAS_CAND] == 1:
             acc_merge(out_step, idx, r, c)
-        _fold_ir(out_step, idx, f[c, F_LAST_IR], f[c, F_LAST_DI])
+        fold_ir(out_step, idx, f[c, F_LAST_IR], f[c, F_LAST_DI])
         out_step[idx, A_STEPS] = 1.0
         acc_merge(out_cycle, idx, out_step, idx)
-
-
-
-
-@nb.njit(cache=True, nogil=True)
-def is_strictly_sorted(slots: np.ndarray, ts: np.ndarray) -> bool:
-    """True when rows are ordered by cell and strictly by time within each cell."""
-    for k in range(1, ts.shape[0]):
-        if slots[k] < slots[k - 1] or (slots[k] == slots[k - 1] and not ts[k] > ts[k - 1]):
-            return False
-    return True
-
-
-@nb.njit(cache=True, nogil=True)
-def duplicate_mask(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Rows (sorted by cell, ts) that repeat an earlier row of the same cell, ts and step label.
-
-    A row sharing its ts with the previous one but carrying another step label is real:
-    a step's last point and the next step's first logged at one instant.
-    """
-    n = ts.shape[0]
-    out = np.zeros(n, dtype=np.bool_)
-    first = 0  # first row of the current (slot, ts) run
-    for k in range(1, n):
-        if slots[k] == slots[k - 1] and ts[k] == ts[k - 1]:
-            for j in range(first, k):
-                if not out[j] and labels[j] == labels[k]:
-                    out[k] = True
-                    break
-        else:
-            first = k
-    return out

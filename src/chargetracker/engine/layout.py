@@ -7,6 +7,10 @@ time-weighted moments, s for time.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
+
 # Accumulator fields ------------------------------------------------------------
 A_CHG_AS = 0      # charge, A*s (positive current)
 A_DIS_AS = 1      # discharge, A*s (magnitude of negative current)
@@ -57,7 +61,8 @@ F_DTMAX = 13      # 13..15: longest integrated interval per kind (discharge, res
 F_PREV_ST = 16    # step time of the previous sample, s (nan when the file has none)
 F_IMAX = 17       # largest sustained |I| so far (two consecutive samples), A
 F_CAP_AS = 18     # learnt capacity: largest discharge of a complete cycle, A*s
-NF = 19
+F_SNAP_TS = 19    # ts of the last sample in the cell's last open snapshot (nan: none yet)
+NF = 20
 
 # Per-cell scalar ints -----------------------------------------------------------
 I_HAS_PREV = 0
@@ -109,3 +114,42 @@ C_MIN_STEP_Q = 14   # a charge/discharge run needs this fraction of the capacity
 C_START_ST = 15     # step time (s) up to which a first sample is at its step's start
 C_MAX_FIRST_CE = 16  # a first cycle with more discharge than this x its charge is partial
 NC = 17
+
+
+# Named views of the arrays the compiled kernel takes ---------------------------
+
+class CellArrays(NamedTuple):
+    """The engine state's per-cell arrays, one row per cell slot (a named view the
+    compiled code takes whole; inside the kernel they are ``f, iv, s, r, cy``)."""
+
+    floats: np.ndarray  # (cells, NF): scalar floats, F_* of .layout
+    ints: np.ndarray    # (cells, NI): scalar ints, I_*
+    step: np.ndarray    # (cells, NA): accumulator of the open step, A_*
+    run: np.ndarray     # (cells, NA): the candidate run that may become the next step
+    cycle: np.ndarray   # (cells, NA): the open cycle
+
+
+class Samples(NamedTuple):
+    """Canonical samples as arrays, rows of many cells; nulls are NaN / NULL_LABEL."""
+
+    slot: np.ndarray           # int64, the cell's slot
+    ts: np.ndarray             # s since epoch
+    voltage_v: np.ndarray
+    current_a: np.ndarray
+    temperature_c: np.ndarray
+    cycle_label: np.ndarray    # int64, the cycler's cycle number
+    step_label: np.ndarray     # int64, the cycler's step number
+    step_time_s: np.ndarray    # the cycler's step timer, s
+
+
+class Records(NamedTuple):
+    """Output buffers for closed steps and cycles, filled from row 0; ``n_step`` /
+    ``n_cycle`` (one-element arrays) count the rows written."""
+
+    step_f: np.ndarray   # (cap, NA) accumulators
+    step_i: np.ndarray   # (cap, NSO of .kernel) SO_* ints
+    n_step: np.ndarray
+    cycle_f: np.ndarray  # (cap, NA)
+    cycle_i: np.ndarray  # (cap, NCO of .kernel) CO_* ints
+    cycle_x: np.ndarray  # (cap, NCX of .kernel) CX_* floats
+    n_cycle: np.ndarray

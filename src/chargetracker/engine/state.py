@@ -27,18 +27,21 @@ from .layout import (
     F_NOMINAL_AH,
     F_PREV_ST,
     F_REF_DIS,
+    F_SNAP_TS,
     I_EPS_LEARN,
     I_PREV_SLAB,
     NA,
     NF,
     NI,
     NULL_LABEL,
+    CellArrays,
 )
 
 __all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
 
 #: 2: evidence-based gaps, learnt epsilon and capacity, partial cycles (layout changed).
-STATE_VERSION = 2
+#: 3: per-cell time of the last open snapshot (F_SNAP_TS).
+STATE_VERSION = 3
 _MAGIC = b"CTES"
 
 #: Columns of the pending buffer: accepted samples still inside the lateness window.
@@ -55,7 +58,7 @@ def empty_pending() -> dict[str, np.ndarray]:
 
 def _new_f(n: int) -> np.ndarray:
     f = np.zeros((n, NF), dtype=np.float64)
-    for col in (F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR, F_PREV_ST):
+    for col in (F_REF_DIS, F_MAX_TS, F_NOMINAL_AH, F_LAST_IR, F_CAND_IR, F_PREV_ST, F_SNAP_TS):
         f[:, col] = np.nan
     return f
 
@@ -79,9 +82,15 @@ class EngineState:
     cy: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
     index: dict[str, int] = field(default_factory=dict)
+    _id_enum: pl.Enum | None = None
     _slot_frame: pl.DataFrame | None = None
     _id_series: pl.Series | None = None
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
+
+    def arrays(self) -> CellArrays:
+        """The per-cell arrays by name (the compiled kernel's view; rows beyond
+        ``n_cells`` are spare capacity)."""
+        return CellArrays(self.f, self.iv, self.s, self.r, self.cy)
 
     # -- cells --------------------------------------------------------------------
     @property
@@ -95,12 +104,19 @@ class EngineState:
         return self._id_series
 
     def slot_frame(self) -> pl.DataFrame:
+        """cell_id -> __slot, for joins."""
         if self._slot_frame is None or self._slot_frame.height != self.n_cells:
             self._slot_frame = pl.DataFrame(
                 {"cell_id": self.cell_ids, "__slot": np.arange(self.n_cells, dtype=np.int64)},
                 schema={"cell_id": pl.Utf8, "__slot": pl.Int64},
             )
         return self._slot_frame
+
+    def id_enum(self) -> pl.Enum:
+        """An Enum of the cell ids in slot order: a cast to it maps an id to its slot."""
+        if self._id_enum is None or len(self._id_enum.categories) != self.n_cells:
+            self._id_enum = pl.Enum(self.cell_ids)
+        return self._id_enum
 
     def add_cells(self, ids: list[str], nominal_ah: dict[str, float] | None = None) -> None:
         """Allocate slots for new cells (in the given order)."""
@@ -177,8 +193,9 @@ class EngineState:
             if version != STATE_VERSION:
                 raise EngineStateError(
                     f"engine state version {version} is not supported (expected {STATE_VERSION}): "
-                    "it was written by a ChargeTracker whose gap, rest-threshold and cycle rules "
-                    "differ; re-analyse from the archive (backfill) or start from an empty state"
+                    "it was written by a ChargeTracker whose state layout or gap, rest-threshold "
+                    "and cycle rules differ; re-analyse from the archive (backfill) or start "
+                    "from an empty state"
                 )
             header = json.loads(data[12 : 12 + hlen])
             arrays = np.load(io.BytesIO(data[12 + hlen :]), allow_pickle=False)

@@ -8,7 +8,8 @@ and ``cy`` (the open cycle). The indices are the constants of :mod:`.layout`; th
 names them, so tests, debugging and tools read ``view.frame("cycle")["dis_as"]`` instead
 of ``state.cy[:, 1]``.
 
-Only a view: the kernel keeps the arrays (and its positional signature) for speed, and
+Only a view: the compiled kernel takes the same arrays as a named tuple
+(:class:`~chargetracker.engine.layout.CellArrays`, from ``EngineState.arrays()``), and
 :func:`~chargetracker.engine.update` advances the state **in place** (the returned state is
 the same object; undo = reload a checkpoint).
 """

@@ -1,0 +1,114 @@
+"""Row-order checks of the engine (compiled): lateness and duplicates in arrival order,
+whether rows need sorting, and a counting sort by cell slot. Each keeps per-cell state
+only, so cells may come interleaved (a live fleet) or grouped (a file per cell)."""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+__all__ = ["duplicate_mask", "in_cell_order", "is_strictly_sorted", "late_and_duplicates",
+           "slot_order", "touched_slots"]
+
+
+@nb.njit(cache=True, nogil=True)
+def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray,
+                        max_ts: np.ndarray, max_lab: np.ndarray,
+                        lateness: float) -> np.ndarray:
+    """Classify rows (grouped by cell, in arrival order) as 0 ok, 1 late, 2 duplicate.
+
+    A row is late when its ts is older than the newest earlier ts of its cell minus the
+    lateness window. ``max_ts`` and ``max_lab`` (per cell: the newest ts and the step
+    label logged at it) are updated in place. With no lateness window the newest sample
+    is processed at once, so a repeat of its ts is a duplicate here -- unless it carries
+    a new step label (cyclers log a step's end and the next one's start at one instant);
+    other duplicates (inside a window) are found by the caller.
+    """
+    n = ts.shape[0]
+    out = np.zeros(n, dtype=np.int8)
+    for k in range(n):
+        c = slots[k]
+        m = max_ts[c]
+        t = ts[k]
+        if not math.isnan(m) and t < m - lateness:
+            out[k] = 1
+        elif lateness <= 0.0 and t == m:
+            if labels[k] == max_lab[c]:
+                out[k] = 2
+            else:
+                max_lab[c] = labels[k]
+        elif math.isnan(m) or t > m:
+            max_ts[c] = t
+            max_lab[c] = labels[k]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def is_strictly_sorted(slots: np.ndarray, ts: np.ndarray) -> bool:
+    """True when rows are ordered by cell and strictly by time within each cell."""
+    for k in range(1, ts.shape[0]):
+        if slots[k] < slots[k - 1] or (slots[k] == slots[k - 1] and not ts[k] > ts[k - 1]):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def duplicate_mask(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows (sorted by cell, ts) that repeat an earlier row of the same cell, ts and step label.
+
+    A row sharing its ts with the previous one but carrying another step label is real:
+    a step's last point and the next step's first logged at one instant.
+    """
+    n = ts.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    first = 0  # first row of the current (slot, ts) run
+    for k in range(1, n):
+        if slots[k] == slots[k - 1] and ts[k] == ts[k - 1]:
+            for j in range(first, k):
+                if not out[j] and labels[j] == labels[k]:
+                    out[k] = True
+                    break
+        else:
+            first = k
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def in_cell_order(slots: np.ndarray, ts: np.ndarray, n_cells: int) -> bool:
+    """True when each cell's rows are strictly increasing in ts, in row order (cells may
+    be interleaved: a live fleet, a time-ordered dump)."""
+    last = np.full(n_cells, -np.inf)
+    for k in range(ts.shape[0]):
+        c = slots[k]
+        if not ts[k] > last[c]:
+            return False
+        last[c] = ts[k]
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def slot_order(slots: np.ndarray, n_cells: int) -> np.ndarray:
+    """Stable permutation grouping rows by slot (a counting sort: O(rows + cells))."""
+    n = slots.shape[0]
+    start = np.zeros(n_cells + 1, dtype=np.int64)
+    for k in range(n):
+        start[slots[k] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    order = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        c = slots[k]
+        order[start[c]] = k
+        start[c] += 1
+    return order
+
+
+@nb.njit(cache=True, nogil=True)
+def touched_slots(slots: np.ndarray, n_cells: int) -> np.ndarray:
+    """The distinct slots of ``slots``, ascending."""
+    seen = np.zeros(n_cells, dtype=np.bool_)
+    for k in range(slots.shape[0]):
+        seen[slots[k]] = True
+    return np.flatnonzero(seen)
