@@ -152,8 +152,9 @@ def unit_scale(unit: str | None, column: str) -> float:
         raise SchemaError(f"unsupported unit {unit!r} in column {column!r}", field=column) from None
 
 
-def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(value, fail condition, reason) for one field over a column of ``dtype``."""
+def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None, pl.Expr]:
+    """(value, fail condition, reason) for one field over a column of ``dtype``; the
+    condition is None where no value can fail (a number column read as a number)."""
     col = pl.col(f.source)
     is_text = dtype == pl.Utf8
     if is_text:
@@ -164,9 +165,10 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Exp
     present = s.is_not_null()
     shown = pl.concat_str([pl.lit("'"), s.cast(pl.Utf8), pl.lit("'")])
 
+    bad: pl.Expr | None
     if f.kind == "str":
         value = s.cast(pl.Utf8)
-        bad = pl.lit(False)
+        bad = None
         reason = pl.lit("")
     elif f.kind == "int":
         num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
@@ -200,12 +202,13 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Exp
     else:  # float / epoch
         num = s.cast(pl.Float64, strict=False)
         value = num * f.scale + f.offset if (f.scale != 1.0 or f.offset != 0.0) else num
-        bad = present & num.is_null()
+        # A number column (the typed fast path, Parquet) has nothing left to fail.
+        bad = None if dtype.is_numeric() else present & num.is_null()
         reason = pl.concat_str([pl.lit("not a number: "), shown])
     if not f.strict:
-        bad = pl.lit(False)
+        bad = None
     if f.required:
-        bad = bad | ~present
+        bad = ~present if bad is None else bad | ~present
         reason = pl.when(~present).then(pl.lit("missing value")).otherwise(reason)
     return value, bad, reason
 
