@@ -186,21 +186,26 @@ class TextReader(Reader):
         numeric = {f.source for f in wanted if f.kind in ("float", "int", "epoch")}
         required = {f.source for f in wanted if f.required} & numeric
         text = {f.source for f in wanted if f.kind in ("str", "datetime")}
+        durations = {f.source for f in wanted if f.kind == "duration"} - text
         idx = sorted(self.columns.index(c) for c in sources)
-        names = [self.columns[i] for i in idx]
-        # Without a header polars names columns column_1..N; rename after the projection.
-        schema = {f"column_{i + 1}": (pl.Utf8 if c in text or c not in numeric else pl.Float64)
-                  for i, c in zip(idx, names, strict=True)}
-        try:
-            df = pl.read_csv(
-                block, has_header=False, columns=idx, schema_overrides=schema,
-                separator=self.separator, quote_char='"', raise_if_empty=False,
-            )
-        except (pl.exceptions.PolarsError, ValueError):
+        # Durations written as seconds parse as numbers; "1d 02:03:04" ones only as text.
+        df = None
+        for as_number in ([durations, set()] if durations else [set()]):
+            # Every column by position (the header's names); only the projected ones are parsed.
+            schema = {c: (pl.Float64 if (c in numeric or c in as_number) and c not in text
+                          else pl.Utf8) for c in self.columns}
+            try:
+                df = pl.read_csv(
+                    block, has_header=False, columns=idx, schema=schema,
+                    separator=self.separator, quote_char='"', raise_if_empty=False,
+                )
+                break
+            except (pl.exceptions.PolarsError, ValueError):
+                continue
+        if df is None:
             return None
-        if df.width != len(names) or df.height == 0:
+        if df.width != len(idx) or df.height == 0:
             return None
-        df.columns = names
         if any(df.get_column(c).null_count() for c in required):
             return None
         # One row per line: a quoted field holding a newline would shift the line numbers.
