@@ -50,24 +50,37 @@ def process_chunk(reader: TextReader, raw: pl.DataFrame, lines: pl.Series | int)
 
     values: list[pl.Expr] = []
     checks: list[tuple[str, pl.Expr, pl.Expr]] = []
+    flags: list[pl.Expr] = []
+    fails: list[pl.Expr] = []
     for f in reader.fields:
         if f.probe_only:
             continue
         value, fail, reason = _field_exprs(f, raw.schema[f.source])
         values.append(value.alias(f.out))
-        if fail is not None:
-            checks.append((f.source, fail.fill_null(False), reason))
+        if fail is None:
+            continue
+        checks.append((f.source, fail.fill_null(False), reason))
+        # The parsed value is null exactly where a present value failed to parse, so the
+        # check reads the parsed column (the conversion, e.g. a regex, runs once).
+        col = pl.col(f.source)
+        present = (col.str.strip_chars() != "") if raw.schema[f.source] == pl.Utf8 else \
+            col.is_not_null()
+        flag = f"__present{len(flags)}"
+        flags.append(present.fill_null(False).alias(flag))
+        bad = pl.lit(False)
+        if f.strict:
+            bad = pl.col(flag) & pl.col(f.out).is_null()
+        if f.required:
+            bad = bad | ~pl.col(flag)
+        fails.append(bad)
     bad_parse = pl.DataFrame(schema={"__line": pl.Int64, "__field": pl.Utf8, "__reason": pl.Utf8})
-    if checks:
-        failed = raw.select(pl.any_horizontal([c for _, c, _ in checks]).alias("__bad"))
-        mask = failed.get_column("__bad")
+    parsed = raw.select(pl.col("__line"), *values, *flags)
+    if fails:
+        mask = parsed.select(pl.any_horizontal(fails).alias("__bad")).get_column("__bad")
         if mask.any():
             bad_parse = _first_failure(raw.filter(mask), checks)
-            ok = raw.filter(~mask).select(pl.col("__line"), *values)
-        else:
-            ok = raw.select(pl.col("__line"), *values)
-    else:
-        ok = raw.select(pl.col("__line"), *values)
+            parsed = parsed.filter(~mask)
+    ok = parsed.drop([f"__present{i}" for i in range(len(flags))])
 
     frame = reader._finish(ok)
     if "cell_id" not in frame.columns:

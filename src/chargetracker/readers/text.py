@@ -185,10 +185,11 @@ class TextReader(Reader):
         sources = list(dict.fromkeys(f.source for f in wanted))
         numeric = {f.source for f in wanted if f.kind in ("float", "int", "epoch")}
         required = {f.source for f in wanted if f.required} & numeric
-        text = {f.source for f in wanted if f.kind in ("str", "datetime")}
-        durations = {f.source for f in wanted if f.kind == "duration"} - text
+        text = {f.source for f in wanted if f.kind == "str"}
+        # Durations and times written as numbers (s, epoch s) parse as numbers; "1d 02:03:04"
+        # or "2024-05-01 12:00:00" only as text.
+        durations = {f.source for f in wanted if f.kind in ("duration", "datetime")} - text
         idx = sorted(self.columns.index(c) for c in sources)
-        # Durations written as seconds parse as numbers; "1d 02:03:04" ones only as text.
         df = None
         for as_number in ([durations, set()] if durations else [set()]):
             # Every column by position (the header's names); only the projected ones are parsed.
