@@ -170,6 +170,10 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None,
         value = s.cast(pl.Utf8)
         bad = None
         reason = pl.lit("")
+    elif f.kind == "int" and dtype.is_integer():
+        value = s.cast(pl.Int64)
+        bad = None
+        reason = pl.lit("")
     elif f.kind == "int":
         num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
         integral = num.is_finite() & (num == num.floor())

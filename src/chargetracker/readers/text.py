@@ -190,10 +190,14 @@ class TextReader(Reader):
         # or "2024-05-01 12:00:00" only as text.
         durations = {f.source for f in wanted if f.kind in ("duration", "datetime")} - text
         idx = sorted(self.columns.index(c) for c in sources)
+        ints = {f.source for f in wanted if f.kind == "int"} - text
         df = None
-        for as_number in ([durations, set()] if durations else [set()]):
+        # Labels as integers first ("1.0" needs the float attempt); then as text.
+        attempts = [(ints, durations), (set(), durations), (set(), set())]
+        for as_int, as_number in attempts[::2] if not durations else attempts:
             # Every column by position (the header's names); only the projected ones are parsed.
-            schema = {c: (pl.Float64 if (c in numeric or c in as_number) and c not in text
+            schema = {c: (pl.Int64 if c in as_int else pl.Float64
+                          if (c in numeric or c in as_number) and c not in text
                           else pl.Utf8) for c in self.columns}
             try:
                 df = pl.read_csv(
