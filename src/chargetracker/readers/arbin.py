@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from .base import OLE_EPOCH_DAYS, ColumnLookup, Field, TextReader, unit_scale
+from .fields import OLE_EPOCH_DAYS, ColumnLookup, Field, unit_scale
+from .text import TextReader
 
 __all__ = ["ArbinReader", "TableReader", "ole_to_epoch"]
 

@@ -32,9 +32,11 @@ import numpy as np
 import polars as pl
 
 from ..errors import ReaderError, SchemaError
-from .base import ColumnLookup, Field, TextReader, _decode, datetime_to_epoch, shown_columns
+from .base import shown_columns
+from .fields import ColumnLookup, Field, datetime_to_epoch
 from .frame import FrameReader
 from .source import open_raw
+from .text import TextReader, _decode
 
 __all__ = ["BioLogicMptReader", "BioLogicMprReader", "MPR_COLUMNS"]
 

@@ -18,7 +18,10 @@ from typing import Any
 import polars as pl
 
 from ..errors import ChargeTrackerError, ReaderError
-from .base import ColumnLookup, ReadChunk, Reader, TextReader, _dedupe, process_chunk
+from .base import ReadChunk, Reader
+from .chunk import process_chunk
+from .fields import ColumnLookup
+from .text import TextReader, _dedupe
 
 __all__ = ["FrameReader"]
 

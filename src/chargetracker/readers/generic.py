@@ -18,20 +18,10 @@ import polars as pl
 
 from ..errors import ReaderError, SchemaError
 from ..schema import MEASUREMENT_SCHEMA
-from .base import (
-    REFERENCE_COLUMNS,
-    ColumnLookup,
-    Field,
-    ReadChunk,
-    Reader,
-    TextReader,
-    _decode,
-    _split_header,
-    datetime_to_epoch,
-    process_chunk,
-    shown_columns,
-    time_scale,
-)
+from .base import REFERENCE_COLUMNS, ReadChunk, Reader, shown_columns
+from .chunk import process_chunk
+from .fields import ColumnLookup, Field, datetime_to_epoch, time_scale
+from .text import TextReader, _decode, _split_header
 
 __all__ = ["GenericOptions", "GenericReader", "is_parquet"]
 

@@ -24,16 +24,9 @@ from typing import BinaryIO
 import polars as pl
 
 from ..errors import SchemaError
-from .base import (
-    ColumnLookup,
-    Field,
-    TextReader,
-    _decode,
-    _norm,
-    _split_header,
-    shown_columns,
-    unit_scale,
-)
+from .base import shown_columns
+from .fields import ColumnLookup, Field, _norm, unit_scale
+from .text import TextReader, _decode, _split_header
 
 __all__ = ["MaccorReader", "parse_preamble"]
 

@@ -34,9 +34,10 @@ import polars as pl
 
 from ..errors import ReaderError
 from .arbin import TableReader
-from .base import ColumnLookup, Field, _decode, _split_header
+from .fields import ColumnLookup, Field
 from .frame import FrameReader, require_module
 from .source import open_raw
+from .text import _decode, _split_header
 
 __all__ = ["NewareCsvReader", "NewareNdaReader"]
 
@@ -101,8 +102,8 @@ class NewareCsvReader(TableReader):
         self._carry = (None, None)
 
     # -- 3-level layout -----------------------------------------------------------------
-    def _parse_block_typed(self, block: bytes, n_lines: int) -> pl.DataFrame | None:
-        return None if self._levels == 3 else super()._parse_block_typed(block, n_lines)
+    def _parse_block_typed(self, block: bytes) -> pl.DataFrame | None:
+        return None if self._levels == 3 else super()._parse_block_typed(block)
 
     def _parse_block(self, block: bytes) -> pl.DataFrame:
         if self._levels == 1:

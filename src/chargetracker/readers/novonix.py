@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from ..errors import SchemaError
 from .arbin import TableReader
-from .base import _decode, _split_header
+from .text import _decode, _split_header
 
 __all__ = ["NovonixReader"]
 

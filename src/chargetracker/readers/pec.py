@@ -16,7 +16,8 @@ from typing import BinaryIO
 
 from ..errors import SchemaError
 from .arbin import TableReader
-from .base import ColumnLookup, Field, _decode, _split_header, unit_scale
+from .fields import ColumnLookup, Field, unit_scale
+from .text import _decode, _split_header
 
 __all__ = ["PecReader"]
 

@@ -1,0 +1,82 @@
+"""Cut a byte stream of text lines into blocks, without a Python loop per line.
+
+:func:`read_blocks` yields blocks of whole lines of about ``size`` bytes (each read is cut
+at its last newline; a seekable stream seeks back to it, others carry the partial line
+into the next read). :func:`split_lines` cuts one block further into pieces of at most
+``n`` lines, finding the newlines with NumPy. Both keep memory bounded by the block size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+__all__ = ["read_blocks", "split_lines", "count_lines", "block_size"]
+
+#: Largest block read at once, bytes: 16 MiB keeps Polars' parser busy on every core while
+#: memory stays a small multiple of it.
+MAX_BLOCK = 1 << 24
+
+
+def block_size(chunk_rows: int) -> int:
+    """Bytes per read for chunks of ``chunk_rows`` lines (about 64 bytes a line, 64 KiB to
+    16 MiB)."""
+    return int(min(max(chunk_rows * 64, 1 << 16), MAX_BLOCK))
+
+
+def count_lines(block: bytes) -> int:
+    """Lines in ``block`` (a last line without its newline counts)."""
+    return block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+
+
+def read_blocks(fh: BinaryIO, size: int) -> Iterator[bytes]:
+    """Blocks of whole lines from ``fh``'s current position to its end."""
+    seekable = fh.seekable()
+    pos = fh.tell() if seekable else 0
+    carry = b""
+    while True:
+        data = fh.read(size)
+        if not data:
+            if carry:
+                yield carry
+            return
+        at_end = len(data) < size  # buffered streams return less only at the end
+        if carry:
+            data, carry = carry + data, b""
+        if at_end:
+            yield data
+            return
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # no newline yet: a line longer than the read
+            if seekable:
+                size *= 2
+                fh.seek(pos)
+            else:
+                carry = data
+            continue
+        if cut < len(data):
+            if seekable:
+                fh.seek(pos + cut)
+            else:
+                carry = data[cut:]
+            data = data[:cut]
+        pos += len(data)
+        yield data
+
+
+def split_lines(block: bytes, n: int) -> Iterator[tuple[bytes, int]]:
+    """(piece, lines in piece) with at most ``n`` lines each, covering ``block`` in order."""
+    total = count_lines(block)
+    if total <= n:
+        yield block, total
+        return
+    pos = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+    start = done = 0
+    for k in range(n - 1, len(pos), n):
+        end = int(pos[k]) + 1
+        yield block[start:end], n
+        start, done = end, done + n
+    if start < len(block):
+        yield block[start:], total - done

@@ -1,0 +1,288 @@
+"""Delimited text exports read in blocks of lines.
+
+:class:`TextReader` is the base of every text format: a subclass names its header layout
+(:meth:`TextReader._read_header`), its column plan (:meth:`TextReader._plan`) and how parsed
+columns become canonical ones (:meth:`TextReader._finish`). The file is read in blocks of
+about 16 MiB (:mod:`.blocks`); memory is bounded by the block size, never by the file size.
+
+Each block is first parsed by Polars' CSV parser with only the planned columns, numbers as
+numbers (the fast path: as fast as a plain typed ``polars.read_csv``). A block that is not
+clean (a value that is not a number, a blank or ragged line, odd quoting) is parsed again
+with every column as text, so that every bad line is found and named exactly; the good
+rows beside it are kept. Chunks hold at most ``chunk_rows`` rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import polars as pl
+
+from ..errors import ReaderError, SchemaError
+from .base import MAX_COLUMNS, REFERENCE_COLUMNS, ReadChunk, Reader, shown_columns
+from .blocks import block_size, count_lines, read_blocks, split_lines
+from .chunk import process_chunk
+from .fields import ColumnLookup, Field, _field_exprs
+from .source import open_text, skip
+
+__all__ = ["TextReader"]
+
+
+class TextReader(Reader):
+    """A delimited text file read in blocks of lines.
+
+    Subclasses define the header (:meth:`_read_header`), the column plan (:meth:`_plan`)
+    and the conversion of parsed columns into canonical ones (:meth:`_finish`).
+    """
+
+    separator: str = ","
+    probe_lines: int = 1000
+    #: Numbers written with a decimal comma (``3,71``): converted before parsing.
+    decimal_comma: bool = False
+    #: Epoch of the file's test time 0, s (set by :meth:`_calibrate_origin`).
+    _origin: float = 0.0
+
+    def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
+        super().__init__(path, **kw)
+        try:
+            with open_text(self.path, self.sniff) as fh:
+                self.columns, self._header_lines, self._data_offset = self._read_header(fh)
+                if len(self.columns) > MAX_COLUMNS:
+                    raise SchemaError(
+                        f"the header has {len(self.columns):,} columns; at most {MAX_COLUMNS:,} "
+                        "are read (is the separator right?)", source=self.name)
+                self.columns = _dedupe([c.strip() for c in self.columns])
+                self.fields: list[Field] = self._plan(ColumnLookup(self.columns))
+                probe = fh.read(1 << 20)
+        except OSError as exc:
+            raise ReaderError(f"{self.name}: cannot read: {exc.strerror or exc}") from None
+        # Calibrate (time origin, datetime layout) on the first lines, independently of
+        # chunk_rows, so that any chunking gives exactly the same frame.
+        cut = probe.rfind(b"\n") + 1 if len(probe) == (1 << 20) else len(probe)
+        lines = probe[:cut].split(b"\n")[: self.probe_lines]
+        raw = self._parse_block(self._transform_block(b"\n".join(lines)))
+        parsed, _ = self._parse_fields(raw)
+        self._calibrate(parsed)
+
+    # -- hooks --------------------------------------------------------------------------
+    def _transform_block(self, block: bytes) -> bytes:
+        """Rewrite a block of data lines before parsing (e.g. strip whole-line quotes)."""
+        return block
+
+    def _read_header(self, fh: BinaryIO) -> tuple[list[str], int, int]:
+        """Column names, number of lines before the data, byte offset of the data."""
+        line = fh.readline()
+        if not line:
+            raise SchemaError("empty file: no header line", source=self.name)
+        text = _decode(line)
+        return _split_header(text, self.separator), 1, len(line)
+
+    @abstractmethod
+    def _plan(self, cols: ColumnLookup) -> list[Field]:
+        """The fields to parse; raise SchemaError naming a missing required column."""
+
+    def _calibrate(self, probe: pl.DataFrame) -> None:
+        """Learn file-wide constants (e.g. the epoch of Test_Time = 0) from the first rows."""
+
+    @abstractmethod
+    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        """Parsed fields -> canonical (+ reference) columns. May add ``__reject_field`` and
+        ``__reject_reason`` (null = keep) to reject rows for format-specific reasons."""
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def _require(self, cols: ColumnLookup, label: str, *keys: str,
+                 prefix: bool = False) -> tuple[str, str | None]:
+        hit = cols.find(*keys, prefix=prefix)
+        if hit is None:
+            raise SchemaError(
+                f"{self.format} file lacks the {label!r} column; columns seen: "
+                f"{shown_columns(cols.columns)}", field=label, source=self.name,
+            )
+        return hit
+
+    def _origin_from(self, probe: pl.DataFrame, epoch: str, rel: str) -> float | None:
+        """Epoch of relative time 0 from the first row having both columns."""
+        if epoch not in probe.columns or rel not in probe.columns:
+            return None
+        both = probe.filter(pl.col(epoch).is_finite() & pl.col(rel).is_finite())
+        if both.height == 0:
+            return None
+        return float(both[epoch][0] - both[rel][0])
+
+    def _reference_names(self) -> list[str]:
+        return [f.out for f in self.fields if f.out in REFERENCE_COLUMNS]
+
+    def _calibrate_origin(self, probe: pl.DataFrame, how_from_file: str) -> None:
+        """Epoch of test time 0 (``self._origin``): the ``start_time`` option, else the
+        file's absolute time minus its test time on the first row having both."""
+        origin = self._origin_from(probe, "__epoch", "__test_time")
+        if self.start_time is not None:
+            self._origin, how = float(self.start_time), "start_time option"
+        elif origin is not None:
+            self._origin, how = origin, how_from_file
+        else:
+            self._origin, how = 0.0, "unknown (ts is the test time, relative)"
+        self._attributes["time_origin"] = how
+        self._attributes["test_start_epoch_s"] = self._origin
+
+    # -- iteration ----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[ReadChunk]:
+        self.bytes_read = self._data_offset
+        self.rows_read = 0
+        self.rows_rejected = 0
+        try:
+            fh = open_text(self.path, self.sniff)
+        except OSError as exc:
+            raise ReaderError(f"{self.name}: cannot read: {exc.strerror or exc}") from None
+        with fh:
+            skip(fh, self._data_offset)
+            line_no = self._header_lines + 1
+            for block in read_blocks(fh, block_size(self.chunk_rows)):
+                n_bytes = len(block)
+                block = self._transform_block(block)
+                raw = self._parse_block_typed(block)
+                if raw is not None:
+                    pieces = [(raw.slice(at, self.chunk_rows), line_no + at)
+                              for at in range(0, raw.height, self.chunk_rows)]
+                else:
+                    pieces = []
+                    at = line_no
+                    for part, n_lines in split_lines(block, self.chunk_rows):
+                        text = self._parse_block(part)
+                        if text.height != n_lines:  # pragma: no cover - _parse_block guarantees it
+                            raise ReaderError(f"{self.name}: internal line count mismatch near "
+                                              f"line {at}")
+                        pieces.append((text, at))
+                        at += n_lines
+                total = sum(p.height for p, _ in pieces)
+                start, done = self.bytes_read, 0
+                for piece, first in pieces:
+                    chunk = process_chunk(self, piece, first)
+                    done += piece.height
+                    # Decoded bytes of a compressed file outnumber the file's: clamp the progress.
+                    self.bytes_read = min(start + n_bytes * done // max(total, 1), self.total_bytes)
+                    self.rows_read += chunk.frame.height
+                    self.rows_rejected += chunk.rejected.height
+                    yield chunk
+                line_no += total
+        self.bytes_read = self.total_bytes
+
+    def _parse_block_typed(self, block: bytes) -> pl.DataFrame | None:
+        """Fast path: only the planned columns, numbers parsed as numbers, one row a line.
+
+        Returns None whenever the block is not clean (a value that is not a number, a
+        blank or ragged line, odd quoting): the text path then finds and names every bad
+        line exactly. Clean blocks, the usual case, skip the per-value text handling.
+        """
+        if not block or self.decimal_comma:
+            return None
+        wanted = [f for f in self.fields if not f.probe_only]
+        sources = list(dict.fromkeys(f.source for f in wanted))
+        numeric = {f.source for f in wanted if f.kind in ("float", "int", "epoch")}
+        required = {f.source for f in wanted if f.required} & numeric
+        text = {f.source for f in wanted if f.kind == "str"}
+        # Durations and times written as numbers (s, epoch s) parse as numbers; "1d 02:03:04"
+        # or "2024-05-01 12:00:00" only as text.
+        durations = {f.source for f in wanted if f.kind in ("duration", "datetime")} - text
+        idx = sorted(self.columns.index(c) for c in sources)
+        ints = {f.source for f in wanted if f.kind == "int"} - text
+        df = None
+        # Labels as integers first ("1.0" needs the float attempt); then as text.
+        attempts = [(ints, durations), (set(), durations), (set(), set())]
+        for as_int, as_number in attempts[::2] if not durations else attempts:
+            # Every column by position (the header's names); only the projected ones are parsed.
+            schema = {c: (pl.Int64 if c in as_int else pl.Float64
+                          if (c in numeric or c in as_number) and c not in text
+                          else pl.Utf8) for c in self.columns}
+            try:
+                df = pl.read_csv(
+                    block, has_header=False, columns=idx, schema=schema,
+                    separator=self.separator, quote_char='"', raise_if_empty=False,
+                )
+                break
+            except (pl.exceptions.PolarsError, ValueError):
+                continue
+        if df is None:
+            return None
+        if df.width != len(idx) or df.height == 0:
+            return None
+        if any(df.get_column(c).null_count() for c in required):
+            return None
+        # One row per line: a quoted field holding a newline would shift the line numbers.
+        if b'"' in block and df.height != count_lines(block):
+            return None
+        return df
+
+    def _parse_block(self, block: bytes) -> pl.DataFrame:
+        """Every line of ``block`` as one row of text columns (blank line -> all null)."""
+        names = self.columns
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+        if n_lines == 0:
+            return pl.DataFrame(schema={c: pl.Utf8 for c in names})
+        try:
+            df = pl.read_csv(
+                io.BytesIO(block), has_header=False, new_columns=names,
+                schema={c: pl.Utf8 for c in names}, separator=self.separator,
+                truncate_ragged_lines=True, encoding="utf8-lossy", quote_char='"',
+            )
+            if df.height == n_lines:
+                return df
+        except pl.exceptions.PolarsError:
+            pass
+        # Fallback (leading blank lines, odd quoting): split lines ourselves, still vectorized.
+        text = block.decode("utf-8", errors="replace")
+        if text.endswith("\n"):
+            text = text[:-1]
+        s = pl.Series("__l", text.split("\n"), dtype=pl.Utf8)
+        df = pl.DataFrame(s).select(
+            pl.col("__l").str.strip_chars_end("\r")
+            .str.split_exact(self.separator, len(names) - 1)
+            .struct.rename_fields(names)
+        ).unnest("__l")
+        return df.with_columns(
+            pl.col(c).str.strip_chars('"').replace("", None) for c in names
+        )
+
+    def _parse_fields(
+        self, raw: pl.DataFrame,
+    ) -> tuple[pl.DataFrame, list[tuple[Field, pl.Expr | None, pl.Expr]]]:
+        """Parsed values for every field, plus (field, fail condition or None, reason)."""
+        exprs: list[pl.Expr] = []
+        checks: list[tuple[Field, pl.Expr | None, pl.Expr]] = []
+        for f in self.fields:
+            value, fail, reason = _field_exprs(f, raw.schema[f.source])
+            exprs.append(value.alias(f.out))
+            checks.append((f, fail, reason))
+        return raw.select(exprs), checks
+
+
+def _decode(line: bytes) -> str:
+    text = line.decode("utf-8", errors="replace")
+    return text.lstrip("\ufeff").rstrip("\r\n")
+
+
+def _split_header(text: str, sep: str) -> list[str]:
+    try:
+        row = next(csv.reader([text], delimiter=sep, quotechar='"'), [])
+    except csv.Error:  # a stray CR or NUL inside the line: split it plainly
+        row = [c.strip('"') for c in text.replace("\r", " ").replace("\0", "").split(sep)]
+    # Trailing separators leave empty names; give them placeholder names.
+    return [c if c.strip() else f"__extra{i}" for i, c in enumerate(row)]
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}__{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
