@@ -7,7 +7,12 @@ micro-batch. Stop one (SIGTERM/Ctrl-C: it commits and leaves) or kill it (the ot
 its partitions over after the session timeout and replay from its last commit).
 
     chargetracker worker --broker kafka1:9092 --topic measurements \\
-        --store postgresql://ct@db/chargetracker --group-id ct-workers --metrics-port 9108
+        --store postgresql://ct@db/chargetracker --group-id ct-workers --metrics-port 9108 \\
+        --archive /data/ct-archive
+
+The topic must exist (``chargetracker topics create``); ``--create-topic N`` creates it
+on start (development). ``GET /readyz`` on the metrics port answers 200 once the worker
+has committed every assigned partition to its end ("caught up").
 
 Broker security and tuning go through ``-X key=value`` (librdkafka settings, e.g.
 ``-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN -X sasl.username=...``).
@@ -36,7 +41,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--broker", "--brokers", dest="broker", metavar="HOST:PORT[,HOST:PORT]",
                    help="Kafka bootstrap servers (default 127.0.0.1:9092)")
-    p.add_argument("--topic", help="measurements topic (default measurements)")
+    p.add_argument("--topic", help="topic (default: the kind's, measurements for cells)")
+    p.add_argument("--kind", default="cell",
+                   help="telemetry kind of the topic's messages (default cell)")
+    p.add_argument("--create-topic", dest="create_topic", type=int, metavar="PARTITIONS",
+                   help="create the topic with this many partitions when it does not exist "
+                   "(development; production: `chargetracker topics create`)")
+    p.add_argument("--create-topic-replication", dest="create_topic_replication", type=int,
+                   default=1, metavar="N", help="replication factor for --create-topic")
     p.add_argument("--store", metavar="URL", help="store URL, e.g. postgresql://user@host/db")
     p.add_argument("--group-id", dest="group_id", help="consumer group (default chargetracker-workers)")
     p.add_argument("--config", metavar="PIPELINE.toml",
@@ -89,6 +101,10 @@ def build_settings(args: argparse.Namespace) -> Settings:
         over["brokers"] = args.broker
     if args.topic:
         over["topic"] = args.topic
+    elif kafka.topic == KafkaConfig().topic:
+        from ..kafka.kinds import kafka_kind
+
+        over["topic"] = kafka_kind(getattr(args, "kind", "cell")).default_topic
     if args.group_id:
         over["group_id"] = args.group_id
     if args.dead_letter_topic:
@@ -101,6 +117,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..kafka.kinds import kafka_kind
     from ..kafka.worker import Worker, WorkerOptions
     from ..logs import configure_logging
     from ..stores.url import open_store, redact
@@ -120,9 +137,12 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         partition_check=args.partition_check,
         archive_dir=args.archive or settings.archive_dir,
+        create_topic_partitions=args.create_topic,
+        create_topic_replication=args.create_topic_replication,
     )
+    plugin = kafka_kind(args.kind)
     store = open_store(settings.store_url)
-    worker = Worker(store, settings, options)
+    worker = Worker(store, settings, options, plugin=plugin)
 
     def _stop(signum: int, frame: object) -> None:
         worker.stop()

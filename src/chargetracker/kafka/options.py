@@ -39,6 +39,11 @@ class WorkerOptions:
     partition_check: bool = True
     #: Raise limit alerts (voltage, temperature, coulombic efficiency) from cycles.
     alerts: bool = True
+    #: Create the topic on start with this many partitions when it does not exist
+    #: (development; None, the default: a missing topic is an error with a hint --
+    #: production topics are created on purpose, ``chargetracker topics create``).
+    create_topic_partitions: int | None = None
+    create_topic_replication: int = 1
     #: Store back-off while unreachable: first and longest wait, s.
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
@@ -48,5 +53,9 @@ class WorkerOptions:
             raise ConfigError("max_batch_bytes and max_batch_messages must be >= 1")
         if self.commit_interval_s < 0 or self.poll_timeout_s <= 0:
             raise ConfigError("commit_interval_s must be >= 0 and poll_timeout_s > 0")
+        if self.create_topic_partitions is not None and self.create_topic_partitions < 1:
+            raise ConfigError("create_topic_partitions must be >= 1")
+        if self.create_topic_replication < 1:
+            raise ConfigError("create_topic_replication must be >= 1")
         if self.until_idle_s is not None and self.until_idle_s <= 0:
             raise ConfigError("until_idle_s must be > 0")

@@ -46,7 +46,12 @@ class PartitionState:
     #: Offset of the next message to process; -1 when unknown (no checkpoint yet).
     next_offset: int
     final: bool = False
+    #: Partition EOF seen after the last received message (the worker is at the end).
     eof: bool = False
+    #: Offset after the last message received (-1: none yet): fetched lag.
+    fetched_offset: int = -1
+    #: Offset of the store checkpoint (what is durably done; -1: none): committed lag.
+    committed_offset: int = -1
 
 
 @dataclass
