@@ -209,3 +209,26 @@ def test_parse_day_forms() -> None:
     assert parse_day(T0 - 1.0) == dt.date(2025, 12, 31)
     assert parse_day(dt.datetime(2026, 1, 5, 12)) == dt.date(2026, 1, 5)
     assert parse_day(None) is None
+
+
+def test_cell_metadata_is_archived_latest_row_per_cell_wins(tmp_path: Path) -> None:
+    from chargetracker.stores.archive import ParquetArchive
+
+    arch = ParquetArchive(tmp_path / "a")
+    assert arch.cells().height == 0 and arch.engine_settings() is None
+    first = pl.DataFrame({"cell_id": ["a", "b"], "group": ["g", "g"],
+                          "nominal_capacity_ah": [2.5, 3.0]})
+    arch.put_cells(first, archived_at=1.0)
+    arch.put_cells(first, archived_at=1.5)       # same rows: the same file, replaced
+    arch.put_cells(pl.DataFrame({"cell_id": ["a"], "nominal_capacity_ah": [2.4]}), archived_at=2.0)
+    assert len(list((tmp_path / "a" / "_cells").glob("cells-*.parquet"))) == 2
+    got = arch.cells()
+    assert got.columns[:2] == ["cell_id", "group"]
+    assert got.select("cell_id", "group", "nominal_capacity_ah").rows() == [
+        ("a", None, 2.4), ("b", "g", 3.0)]
+    # Hive readers skip the metadata directory: the sample scan sees no extra files.
+    assert arch.files() == [] and arch.read().height == 0
+    assert arch.put_engine_settings({"min_step_s": 3.0}) is False
+    assert arch.put_engine_settings({"min_step_s": 3.0}) is False
+    assert arch.put_engine_settings({"min_step_s": 5.0}) is True   # changed: said so
+    assert arch.engine_settings() == {"min_step_s": 5.0}

@@ -62,6 +62,10 @@ class Committer:
                                 StepContext(self.kind, alerts=self.alert_policy, groups=self.groups))
             batch.alerts = alerts if alerts.height else None
         if self.archive is not None:
+            if batch.cells is not None and batch.cells.height:
+                # The metadata the numbers depend on (nominal capacity -> epsilon) travels
+                # with the samples: a backfill into a fresh store reproduces the stream.
+                self.archive.put_cells(batch.cells)
             for p, start, raw in out.archive:
                 self.archive.append(raw, groups=self.groups,
                                     batch_id=batch_id_for(f"kafka:{self.kafka.topic}/{p}",

@@ -82,10 +82,26 @@ class KafkaKind:
     make_kind: Callable[[Settings], TelemetryKind]
     make_processor: ProcessorFactory
     entities: Callable[[Store], pl.DataFrame] | None = None
+    #: Run once before joining the group (load compiled kernels, so the first batch and
+    #: a partition taken over from a failed worker are not delayed by compilation).
+    warm_up: Callable[[Settings], None] | None = None
+
+
+def warm_up_cells(settings: Settings) -> None:
+    """Compile the cell engine's kernels on a tiny stream."""
+    from ..engine import flush, new_state, update
+
+    n = 8
+    frame = pl.DataFrame({
+        "cell_id": ["__warm_up__"] * n, "ts": [float(i) for i in range(n)],
+        "voltage_v": [3.7] * n, "current_a": [1.0, 1.0, 1.0, 0.0, 0.0, -1.0, -1.0, 0.0],
+    })
+    state, _ = update(new_state(settings.engine), frame)
+    flush(state)
 
 
 KAFKA_KINDS: dict[str, KafkaKind] = {
-    "cell": KafkaKind("cell", "measurements", cell_kind, Processor, all_cells),
+    "cell": KafkaKind("cell", "measurements", cell_kind, Processor, all_cells, warm_up_cells),
 }
 
 

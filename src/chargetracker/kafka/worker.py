@@ -50,6 +50,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -213,7 +214,9 @@ class Worker:
         except KafkaException as exc:
             raise ConfigError(f"Kafka consumer: {exc}") from exc
         consumer = self._consumer
-        _warm_up(self.settings, self.kind)
+        if self.plugin.warm_up is not None:
+            self.plugin.warm_up(self.settings)
+        self._archive_settings()
         try:
             self._subscribe()
             while not self._stop.is_set():
@@ -239,6 +242,16 @@ class Worker:
                 self._metrics_server.close()
         log.info("worker stopped (%s)", self.exit_reason)
         return 0
+
+    def _archive_settings(self) -> None:
+        """Record the engine settings beside the archived samples (a backfill into a
+        fresh store analyses them the same way)."""
+        archive = self._committer.archive
+        if archive is None or self.kind.name != "cell":
+            return
+        if archive.put_engine_settings(asdict(self.settings.engine)):
+            log.warning("engine settings differ from those recorded in the archive %s: "
+                        "archived data was analysed with both", archive.root)
 
     def _subscribe(self) -> None:
         assert self._consumer is not None
@@ -347,6 +360,8 @@ class Worker:
         self._joined = True
         self._store_cells = None  # re-read: cells may have been registered since
         cells = self._cells_from_store() if partitions else None
+        if cells is not None and cells.height and self._committer.archive is not None:
+            self._committer.archive.put_cells(cells)  # registered through the API, say
         assert self._partitioner is not None
         for tp in partitions:
             if tp.topic != self.topic:
@@ -483,19 +498,3 @@ class Worker:
     # -- lag ------------------------------------------------------------------------
     def _update_lag(self, force: bool = False) -> None:
         self._lag.update(self._consumer, self._parts, force=force)
-
-
-def _warm_up(settings: Settings, kind: TelemetryKind) -> None:
-    """Load the engine's compiled kernels before joining the group, so the first batch
-    (and a partition taken over from a failed worker) is not delayed by it."""
-    if kind.name != "cell":
-        return
-    from ..engine import flush, new_state, update
-
-    n = 8
-    frame = pl.DataFrame({
-        "cell_id": ["__warm_up__"] * n, "ts": [float(i) for i in range(n)],
-        "voltage_v": [3.7] * n, "current_a": [1.0, 1.0, 1.0, 0.0, 0.0, -1.0, -1.0, 0.0],
-    })
-    state, _ = update(new_state(settings.engine), frame)
-    flush(state)

@@ -24,14 +24,26 @@ Guarantees:
   duplicates, which :mod:`chargetracker.batch.backfill` drops before analysis.
 
 The archive keeps the *accepted* samples of the live pipeline (what the engine consumed),
-so recomputing them gives the streaming results again.
+so recomputing them gives the streaming results again -- with the metadata the numbers
+depend on, kept beside the data (directories starting with ``_`` are skipped by every
+hive reader)::
+
+    root/_cells/cells-<uuid>.parquet     cell metadata (CELL_SCHEMA + archived_at, wall s)
+    root/_meta/engine.json               the engine settings the stream ran with
+
+A cell's nominal capacity sets its rest threshold (epsilon) and capacity-relative step
+filter, so a backfill into a fresh store needs it to reproduce the stream's steps and
+cycles: :meth:`ParquetArchive.cells` (latest row per cell) and
+:meth:`ParquetArchive.engine_settings` give them back.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -44,7 +56,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..schema import MEASUREMENT_SCHEMA, conform
+from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA, conform
 
 __all__ = [
     "ARCHIVE_SCHEMA",
@@ -65,6 +77,10 @@ PARTITION_SCHEMA: dict[str, pl.DataType] = {"group": pl.Utf8(), "date": pl.Utf8(
 #: uuid5 namespace of archive file names (fixed: names must not change between releases).
 _NAMESPACE = uuid.UUID("6f1c5a52-2d7e-4c35-9b1e-0c5d1b3a7e10")
 _SECONDS_PER_DAY = 86_400
+#: Metadata directories (leading underscore: hive readers skip them).
+CELLS_DIR = "_cells"
+META_DIR = "_meta"
+ARCHIVED_CELL_SCHEMA: dict[str, pl.DataType] = {**CELL_SCHEMA, "archived_at": pl.Float64()}
 Compression = Literal["zstd", "lz4", "snappy", "gzip", "brotli", "uncompressed"]
 
 
@@ -199,6 +215,71 @@ class ParquetArchive:
             rows = part.drop("__group", "__day").sort(["cell_id", "ts"], maintain_order=True)
             written.append(self._write_atomic(directory, name, rows))
         return written
+
+    # -- metadata --------------------------------------------------------------------
+    def put_cells(self, cells: pl.DataFrame, *, batch_id: str | None = None,
+                  archived_at: float | None = None) -> Path | None:
+        """Archive cell metadata rows (CELL_SCHEMA columns; missing ones null).
+
+        The latest row per cell (by ``archived_at``, wall s) wins on read. ``batch_id``
+        names the file (a replay replaces it); default: a hash of the rows, so the same
+        metadata written twice is one file.
+        """
+        if cells.height == 0:
+            return None
+        rows = cells.select([
+            (pl.col(c).cast(t) if c in cells.columns else pl.lit(None, dtype=t)).alias(c)
+            for c, t in CELL_SCHEMA.items()]).unique(subset=["cell_id"], keep="last",
+                                                     maintain_order=True)
+        if batch_id is None:
+            digest = hashlib.sha256(rows.sort("cell_id").write_csv().encode()).hexdigest()
+            batch_id = f"cells@{digest}"
+        rows = rows.with_columns(pl.lit(float(archived_at if archived_at is not None
+                                              else time.time())).alias("archived_at"))
+        name = f"cells-{uuid.uuid5(_NAMESPACE, batch_id)}.parquet"
+        return self._write_atomic(self.root / CELLS_DIR, name, rows)
+
+    def cells(self) -> pl.DataFrame:
+        """The archived cell metadata, latest row per cell (CELL_SCHEMA), sorted by id."""
+        files = sorted((self.root / CELLS_DIR).glob("cells-*.parquet"))
+        if not files:
+            return pl.DataFrame(schema=CELL_SCHEMA)
+        lf = pl.scan_parquet(files, schema=ARCHIVED_CELL_SCHEMA, hive_partitioning=False)
+        frame = collect(lf.sort("archived_at", maintain_order=True), self.root)
+        return (frame.unique(subset=["cell_id"], keep="last", maintain_order=True)
+                .drop("archived_at").sort("cell_id"))
+
+    def put_engine_settings(self, settings: Mapping[str, Any]) -> bool:
+        """Record the engine settings the stream runs with (JSON object); returns True
+        when they changed (the archive then mixes data analysed two ways live)."""
+        text = json.dumps(dict(settings), sort_keys=True, indent=1, allow_nan=False)
+        path = self.root / META_DIR / "engine.json"
+        old = path.read_text() if path.is_file() else None
+        if old == text:
+            return False
+        directory = path.parent
+        tmp = directory / f".engine.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreUnavailable(f"cannot write {str(path)!r}: {exc}") from exc
+        return old is not None
+
+    def engine_settings(self) -> dict[str, Any] | None:
+        """The engine settings recorded by :meth:`put_engine_settings`, or None."""
+        path = self.root / META_DIR / "engine.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {str(path)!r}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise StoreError(f"{str(path)!r} is not a JSON object")
+        return data
 
     def _write_atomic(self, directory: Path, name: str, rows: pl.DataFrame) -> Path:
         final = directory / name
