@@ -90,7 +90,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFrame,
                     chunks: list[pl.DataFrame], fmt: str, workers: int, partitions: int,
-                    logdir: Path, raw: bool = True) -> dict[str, object]:
+                    logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = ()) -> dict[str, object]:
     topic = f"bench-{name}"
     broker.create_topic(topic, partitions)
     cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
@@ -108,7 +108,14 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     print(f"  [{name}] produced {samples:,} samples in {messages:,} messages in {produce_s:.1f} s "
           f"({fmt_rate(samples / produce_s)} samples/s)", flush=True)
     load_before = load_average()
-    extra = ["--until-idle", "3", "--commit-interval", "0.5"] + ([] if raw else ["--no-raw"])
+    extra = ["--until-idle", "3", "--commit-interval", "0.5", *extra_args]
+    archive_dir = logdir / f"archive-{name}"
+    if raw in ("no", "archive"):
+        extra.append("--no-raw")
+    if raw == "archive" or raw.startswith("every"):
+        extra += ["--archive", str(archive_dir)]
+    if raw.startswith("every"):
+        extra += ["--raw-every", raw[len("every"):]]
     procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra) for i in range(workers)]
     stats = []
     for p in procs:
@@ -122,6 +129,15 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         ok = all(cp is not None and cp.position["final"] and cp.position["offset"] == ends[p] + 1
                  for p, cp in cps.items())
         counted = store.ingest_stats()["by_source"][f"kafka:{topic}"]
+        stored_raw = store.ingest_stats()["measurements_stored"]
+    archived = 0
+    if archive_dir.is_dir():
+        from chargetracker.stores.archive import ParquetArchive
+
+        archived = ParquetArchive(archive_dir).scan().select(pl.len()).collect().item()
+        import shutil
+
+        shutil.rmtree(archive_dir, ignore_errors=True)
     # Free the broker's memory (Tansu keeps topics in RAM) and the database's disk.
     admin(cfg).delete_topics([topic], operation_timeout=30)
     pg.drop_database(url.rsplit("/", 1)[1])  # type: ignore[attr-defined]
@@ -131,12 +147,19 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     span = max(lasts) - min(firsts)
     rate = total / span
     commit_s = sum(s["commit_seconds"] for s in stats)
+    cpu_s = sum(s.get("cpu_s", 0.0) for s in stats)
+    phases: dict[str, float] = {}
+    for s in stats:
+        for k, v in s.get("phase_seconds", {}).items():
+            phases[k] = round(phases.get(k, 0.0) + v, 3)
     res = {
         "case": name, "format": fmt, "workers": workers, "partitions": partitions, "raw": raw,
         "samples": samples, "messages": messages, "span_s": round(span, 3),
         "samples_per_s": rate, "per_worker": rate / workers,
         "messages_per_s": sum(s["messages"] for s in stats) / span,
         "commit_share": commit_s / (span * workers),
+        "worker_cpu_s": round(cpu_s, 3), "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
+        "phase_seconds": phases, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
     }
@@ -145,6 +168,9 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
           f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
           f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}",
           flush=True)
+    print(f"  [{name}] worker CPU {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
+          f"samples per worker CPU-s); phases (s, summed over workers) {phases}; raw rows in "
+          f"PostgreSQL {stored_raw:,}, archived {archived:,}", flush=True)
     return res
 
 
@@ -242,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-seconds", type=int, default=60)
     ap.add_argument("--only", default="arrow,json,latency", help="comma-separated cases")
     ap.add_argument("--workers", default="1,2", help="worker counts for throughput cases")
-    ap.add_argument("--raw", default="yes,no", help="store raw samples: yes, no or yes,no (both)")
+    ap.add_argument("--raw", default="yes,archive,no",
+                    help="where raw samples go, comma-separated variants: yes (PostgreSQL), "
+                    "archive (--no-raw --archive: Parquet, the store of record), no (nowhere), "
+                    "every<S> (PostgreSQL keeps one sample per cell per S s, archive all)")
     ap.add_argument("--quick", action="store_true", help="small sizes")
     args = ap.parse_args(argv)
     if args.quick:
@@ -256,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = TansuBroker(log_path=logdir / "tansu.log").start()
     pg = start_postgres()
     try:
-        variants = [v.strip() == "yes" for v in args.raw.split(",")]
+        variants = [v.strip() for v in args.raw.split(",")]
         for fmt in ("arrow", "json"):
             if fmt not in only:
                 continue
@@ -264,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             cells, chunks = fleet_frames(args.cells, minutes * 60, seed=1 if fmt == "arrow" else 2)
             for raw in variants:
                 for n in counts:
-                    suffix = "" if raw else "_noraw"
+                    suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
                     r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
                                         chunks, fmt, n, args.partitions, logdir, raw=raw)
                     if fmt == "arrow":

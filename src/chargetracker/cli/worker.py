@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
     p.add_argument("--no-raw", dest="store_raw", action="store_false",
                    help="do not store raw measurements (results, state and offsets only)")
+    p.add_argument("--raw-every", dest="raw_every", type=float, metavar="S",
+                   help="keep at most one raw sample per cell per S seconds in the store (the "
+                   "dashboard's raw view); with --archive the archive keeps every sample")
     p.add_argument("--archive", metavar="DIR",
                    help="also append accepted raw rows to this Parquet archive (batch layer)")
     p.add_argument("--commit-interval", dest="commit_interval", type=float, default=0.5, metavar="S",
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_bytes=int(args.max_batch_mb * 1024 * 1024),
         commit_interval_s=args.commit_interval,
         store_raw=args.store_raw,
+        raw_every_s=args.raw_every,
         until_idle_s=args.until_idle,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
@@ -164,5 +168,15 @@ def run(args: argparse.Namespace) -> int:
             "rejected": m.rejected_total, "commits": m.commits_total,
             "commit_seconds": round(m.commit_seconds, 6),
             "first_message_wall": m.first_message_wall, "last_commit_wall": m.last_commit_wall,
+            "cpu_s": round(_cpu_seconds(), 3),
+            "phase_seconds": {k: round(v, 3) for k, v in sorted(m.phase_seconds.items())},
         }), flush=True)
     return 0
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads, librdkafka's included)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime

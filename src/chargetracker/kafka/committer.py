@@ -61,6 +61,7 @@ class Committer:
             alerts = alerts_for({"cycles": batch.cycles},
                                 StepContext(self.kind, alerts=self.alert_policy, groups=self.groups))
             batch.alerts = alerts if alerts.height else None
+        t_archive = time.perf_counter()
         if self.archive is not None:
             if batch.cells is not None and batch.cells.height:
                 # The metadata the numbers depend on (nominal capacity -> epsilon) travels
@@ -70,9 +71,14 @@ class Committer:
                 self.archive.append(raw, groups=self.groups,
                                     batch_id=batch_id_for(f"kafka:{self.kafka.topic}/{p}",
                                                           {"offset": start}))
+        t_store = time.perf_counter()
         self.store.commit(batch)
         wall = time.time()
-        seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        seconds = t1 - t0
+        self.metrics.add_phase("combine", t_archive - t0)
+        self.metrics.add_phase("archive", t_store - t_archive)
+        self.metrics.add_phase("store", t1 - t_store)
         rejected = batch.dead_letters
         lat = None
         if out.timestamps_ms:

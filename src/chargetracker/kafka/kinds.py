@@ -64,7 +64,9 @@ class PartitionProcessor(Protocol):
         ...
 
 
-#: make_processor(topic, kind, *, partitioner, store_raw, archive, learn_cells)
+#: make_processor(topic, kind, *, partitioner, store_raw, archive, learn_cells, timings,
+#: raw_every_s); ``timings`` is a dict the processor adds its phase seconds to (decode,
+#: engine); ``raw_every_s`` thins the raw rows it puts in the store (None: all).
 ProcessorFactory = Callable[..., PartitionProcessor]
 
 

@@ -17,6 +17,8 @@
                                           watermark - the store checkpoint's offset): what
                                           is still to do; fetched-but-unprocessed counts
 ``committed_lag_total``                   sum over assigned partitions
+``phase_seconds{phase}``                  time per phase: poll, decode, engine, combine,
+                                          archive, store (the worker's own profile)
 ``caught_up``                             1 when every assigned partition is committed to
                                           its end and nothing is buffered, else 0
 ``assigned_partitions``                   partitions this worker owns
@@ -75,6 +77,9 @@ class WorkerMetrics:
         #: Wall clock when the first message was received (throughput = samples over
         #: last_commit_wall - first_message_wall for a finite replay).
         self.first_message_wall: float | None = None
+        #: Seconds per phase of the work (poll, decode, engine, combine, archive,
+        #: store): where a worker's time goes.
+        self.phase_seconds: dict[str, float] = {}
         self.lag: dict[int, int] = {}
         self.committed_lag: dict[int, int] = {}
         #: Readiness: (caught up?, reason when not), set by the worker's loop.
@@ -115,6 +120,10 @@ class WorkerMetrics:
         with self._lock:
             self.lag = dict(lag)
             self.committed_lag = dict(lag if committed is None else committed)
+
+    def add_phase(self, phase: str, seconds: float) -> None:
+        with self._lock:
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
 
     def set_ready(self, ready: bool, reason: str = "") -> None:
         with self._lock:
@@ -172,6 +181,7 @@ class _WorkerCollector(Collector):
             lag = dict(m.lag)
             committed = dict(m.committed_lag)
             ready = m.ready[0]
+            phases = dict(m.phase_seconds)
             last = m.last_commit_wall
         helps = {"messages": "Kafka messages processed (committed).",
                  "samples": "Samples accepted by the engine (committed).",
@@ -197,6 +207,12 @@ class _WorkerCollector(Collector):
             yield per
             yield _gauge(f"{name}_total", f"Messages not yet {what}, summed over assigned "
                          "partitions.", labels, values, sum(data.values()))
+        ph = CounterMetricFamily(f"{_P}phase_seconds", "Seconds spent per phase of the work "
+                                 "(poll, decode, engine, combine, archive, store).",
+                                 labels=[*labels, "phase"])
+        for name, sec in sorted(phases.items()):
+            ph.add_metric([*values, name], sec)
+        yield ph
         yield _gauge("caught_up", "1 when every assigned partition is committed to its end "
                      "and nothing is buffered.", labels, values, 1.0 if ready else 0.0)
         yield _gauge("messages_per_second", "Messages/s over the last 10 s.", labels, values, mps)

@@ -25,6 +25,10 @@ class WorkerOptions:
     #: Write raw measurements to the store (the dashboard's raw view); off when a
     #: Parquet archive holds them.
     store_raw: bool = True
+    #: With ``store_raw``: keep at most one raw row per cell per this many seconds in
+    #: the store (the dashboard's raw view; the Parquet archive keeps every sample, so
+    #: give ``archive_dir`` too). None: every accepted sample.
+    raw_every_s: float | None = None
     #: Exit after receiving nothing for this long, s, flushing partitions that have not
     #: seen an end-of-stream marker. None: run until stopped.
     until_idle_s: float | None = None
@@ -53,6 +57,8 @@ class WorkerOptions:
             raise ConfigError("max_batch_bytes and max_batch_messages must be >= 1")
         if self.commit_interval_s < 0 or self.poll_timeout_s <= 0:
             raise ConfigError("commit_interval_s must be >= 0 and poll_timeout_s > 0")
+        if self.raw_every_s is not None and not self.raw_every_s > 0:
+            raise ConfigError("raw_every_s must be > 0")
         if self.create_topic_partitions is not None and self.create_topic_partitions < 1:
             raise ConfigError("create_topic_partitions must be >= 1")
         if self.create_topic_replication < 1:

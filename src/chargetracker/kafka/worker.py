@@ -134,7 +134,8 @@ class Worker:
         archive = ParquetArchive(self.options.archive_dir) if self.options.archive_dir else None
         self._processor: PartitionProcessor = self.plugin.make_processor(
             self.topic, self.kind, partitioner=None, store_raw=self.options.store_raw,
-            archive=archive is not None, learn_cells=self._learn_groups)
+            archive=archive is not None, learn_cells=self._learn_groups,
+            timings=self.metrics.phase_seconds, raw_every_s=self.options.raw_every_s)
         self._committer = Committer(
             store, self.kind, self.kafka, counter=self._processor.counter, metrics=self.metrics,
             groups=self._groups, alert_policy=self.alert_policy if self.options.alerts else None,
@@ -262,6 +263,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------
     def _step(self, consumer: Consumer) -> None:
         opts = self.options
+        t0 = time.perf_counter()
         msgs: list[Any] = consumer.consume(num_messages=min(opts.max_batch_messages, 100_000),
                                            timeout=opts.poll_timeout_s)
         now = self._clock()
@@ -300,6 +302,7 @@ class Worker:
                 self._buffered += count
                 self._buffer_bytes += nbytes
                 self._last_activity = now
+            self.metrics.add_phase("poll", time.perf_counter() - t0)
         if self._buffered and (
             self._buffer_bytes >= opts.max_batch_bytes
             or self._buffered >= opts.max_batch_messages
