@@ -68,6 +68,38 @@ def fleet_frames(cells: int, seconds: float, seed: int = 1) -> tuple[pl.DataFram
     return fleet.cells, list(fleet.chunks(seconds=600))
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a process, its live descendants and its reaped
+    children (PostgreSQL's backends exit when a worker's pool closes; the postmaster
+    reaps them, so their time lands in its cutime/cstime)."""
+    if pid is None:
+        return 0.0
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        stats[int(entry)] = (int(fields[1]), fields)
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            f = stats[p][1]
+            total += int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if p == pid else 0)
+        todo.extend(children.get(p, []))
+    return total / _TICK
+
+
 def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())",
            "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
@@ -108,6 +140,7 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     print(f"  [{name}] produced {samples:,} samples in {messages:,} messages in {produce_s:.1f} s "
           f"({fmt_rate(samples / produce_s)} samples/s)", flush=True)
     load_before = load_average()
+    pg_cpu0, broker_cpu0 = tree_cpu_s(pg.pid), tree_cpu_s(broker.pid)  # type: ignore[attr-defined]
     extra = ["--until-idle", "3", "--commit-interval", "0.5", *extra_args]
     archive_dir = logdir / f"archive-{name}"
     if raw in ("no", "archive"):
@@ -124,6 +157,9 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         if p.returncode != 0 or not line:
             raise RuntimeError(f"worker failed ({p.returncode}); see {logdir}")
         stats.append(json.loads(line[-1]))
+    time.sleep(0.5)  # let the postmaster reap the workers' backends
+    pg_cpu = tree_cpu_s(pg.pid) - pg_cpu0  # type: ignore[attr-defined]
+    broker_cpu = tree_cpu_s(broker.pid) - broker_cpu0
     with open_store(url) as store:
         cps = {p: store.load_checkpoint(checkpoint_name(topic, p)) for p in range(partitions)}
         ok = all(cp is not None and cp.position["final"] and cp.position["offset"] == ends[p] + 1
@@ -158,7 +194,9 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "samples_per_s": rate, "per_worker": rate / workers,
         "messages_per_s": sum(s["messages"] for s in stats) / span,
         "commit_share": commit_s / (span * workers),
-        "worker_cpu_s": round(cpu_s, 3), "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
+        "worker_cpu_s": round(cpu_s, 3), "postgres_cpu_s": round(pg_cpu, 3),
+        "broker_cpu_s": round(broker_cpu, 3),
+        "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
         "phase_seconds": phases, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
@@ -168,8 +206,9 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
           f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
           f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}",
           flush=True)
-    print(f"  [{name}] worker CPU {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
-          f"samples per worker CPU-s); phases (s, summed over workers) {phases}; raw rows in "
+    print(f"  [{name}] CPU: workers {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
+          f"samples per worker CPU-s), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
+          f"({fmt_rate(res['samples_per_total_cpu_s'] or 0)} samples per CPU-s of all three); phases (s, summed over workers) {phases}; raw rows in "
           f"PostgreSQL {stored_raw:,}, archived {archived:,}", flush=True)
     return res
 

@@ -54,14 +54,14 @@ class Committer:
     def commit(self, out: Collected, consumer: Consumer | None) -> None:
         """Archive, then one store transaction, then metrics, advisory offsets and the
         dead-letter topic. Raises StoreUnavailable / StoreError from the store."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         batch = combine(out.commits)
         batch.counters.setdefault(self.counter, {"accepted": 0, "rejected": 0})
         if self.alert_policy is not None and batch.cycles is not None:
             alerts = alerts_for({"cycles": batch.cycles},
                                 StepContext(self.kind, alerts=self.alert_policy, groups=self.groups))
             batch.alerts = alerts if alerts.height else None
-        t_archive = time.perf_counter()
+        t_archive, c_archive = time.perf_counter(), time.thread_time()
         if self.archive is not None:
             if batch.cells is not None and batch.cells.height:
                 # The metadata the numbers depend on (nominal capacity -> epsilon) travels
@@ -71,14 +71,14 @@ class Committer:
                 self.archive.append(raw, groups=self.groups,
                                     batch_id=batch_id_for(f"kafka:{self.kafka.topic}/{p}",
                                                           {"offset": start}))
-        t_store = time.perf_counter()
+        t_store, c_store = time.perf_counter(), time.thread_time()
         self.store.commit(batch)
         wall = time.time()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         seconds = t1 - t0
-        self.metrics.add_phase("combine", t_archive - t0)
-        self.metrics.add_phase("archive", t_store - t_archive)
-        self.metrics.add_phase("store", t1 - t_store)
+        self.metrics.add_phase("combine", t_archive - t0, c_archive - c0)
+        self.metrics.add_phase("archive", t_store - t_archive, c_store - c_archive)
+        self.metrics.add_phase("store", t1 - t_store, c1 - c_store)
         rejected = batch.dead_letters
         lat = None
         if out.timestamps_ms:

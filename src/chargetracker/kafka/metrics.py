@@ -17,8 +17,11 @@
                                           watermark - the store checkpoint's offset): what
                                           is still to do; fetched-but-unprocessed counts
 ``committed_lag_total``                   sum over assigned partitions
-``phase_seconds{phase}``                  time per phase: poll, decode, engine, combine,
-                                          archive, store (the worker's own profile)
+``phase_seconds{phase}``                  wall time per phase: poll, decode, engine,
+                                          combine, archive, store (the worker's profile)
+``phase_cpu_seconds{phase}``              the main thread's CPU time per phase (robust
+                                          on a loaded machine; the store phase excludes
+                                          the database server's own CPU)
 ``caught_up``                             1 when every assigned partition is committed to
                                           its end and nothing is buffered, else 0
 ``assigned_partitions``                   partitions this worker owns
@@ -121,9 +124,13 @@ class WorkerMetrics:
             self.lag = dict(lag)
             self.committed_lag = dict(lag if committed is None else committed)
 
-    def add_phase(self, phase: str, seconds: float) -> None:
+    def add_phase(self, phase: str, seconds: float, cpu_s: float | None = None) -> None:
+        """Add wall seconds (and this thread's CPU seconds) to a phase of the work."""
         with self._lock:
-            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
+            p = self.phase_seconds
+            p[phase] = p.get(phase, 0.0) + seconds
+            if cpu_s is not None:
+                p[f"cpu:{phase}"] = p.get(f"cpu:{phase}", 0.0) + cpu_s
 
     def set_ready(self, ready: bool, reason: str = "") -> None:
         with self._lock:
@@ -207,12 +214,18 @@ class _WorkerCollector(Collector):
             yield per
             yield _gauge(f"{name}_total", f"Messages not yet {what}, summed over assigned "
                          "partitions.", labels, values, sum(data.values()))
-        ph = CounterMetricFamily(f"{_P}phase_seconds", "Seconds spent per phase of the work "
-                                 "(poll, decode, engine, combine, archive, store).",
+        ph = CounterMetricFamily(f"{_P}phase_seconds", "Wall seconds spent per phase of the "
+                                 "work (poll, decode, engine, combine, archive, store).",
                                  labels=[*labels, "phase"])
+        pc = CounterMetricFamily(f"{_P}phase_cpu_seconds", "CPU seconds of the worker's main "
+                                 "thread per phase of the work.", labels=[*labels, "phase"])
         for name, sec in sorted(phases.items()):
-            ph.add_metric([*values, name], sec)
+            if name.startswith("cpu:"):
+                pc.add_metric([*values, name[4:]], sec)
+            else:
+                ph.add_metric([*values, name], sec)
         yield ph
+        yield pc
         yield _gauge("caught_up", "1 when every assigned partition is committed to its end "
                      "and nothing is buffered.", labels, values, 1.0 if ready else 0.0)
         yield _gauge("messages_per_second", "Messages/s over the last 10 s.", labels, values, mps)

@@ -105,7 +105,8 @@ class Processor:
         #: Store at most one raw row per entity per this many seconds of ``ts`` (per
         #: micro-batch) in the store; the archive keeps every row.
         self.raw_every_s = raw_every_s
-        #: Seconds spent per phase ("decode", "engine"): the worker's profile.
+        #: Seconds spent per phase ("decode", "engine"; wall, and thread CPU under
+        #: "cpu:<phase>"): the worker's profile.
         self.timings = timings if timings is not None else {}
         self.kind = kind
         self.partitioner = partitioner
@@ -113,6 +114,11 @@ class Processor:
         self.archive = archive
         self.learn_cells = learn_cells
         self.counter = f"kafka:{topic}"
+
+    def _time(self, phase: str, wall_s: float, cpu_s: float) -> None:
+        t = self.timings
+        t[phase] = t.get(phase, 0.0) + wall_s
+        t[f"cpu:{phase}"] = t.get(f"cpu:{phase}", 0.0) + cpu_s
 
     def checkpoint(self, ps: PartitionState) -> CommitBatch:
         return CommitBatch(checkpoints=[Checkpoint(
@@ -233,10 +239,10 @@ class Processor:
     def _measurements(self, ps: PartitionState, values: list[bytes | None],
                       fmts: list[str | None], offsets: list[int], source: str,
                       out: Collected) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         dec = codec.decode_measurements(values, fmts, offsets, source=source)
-        t1 = time.perf_counter()
-        self.timings["decode"] = self.timings.get("decode", 0.0) + (t1 - t0)
+        t1, c1 = time.perf_counter(), time.thread_time()
+        self._time("decode", t1 - t0, c1 - c0)
         own = [dec.rejected] if dec.rejected.height else []
         frame, offs = dec.frame, dec.offsets
         if frame.height and self.partitioner is not None:
@@ -264,7 +270,7 @@ class Processor:
         ctx = StepContext(self.kind, source, rejected=rejected, row_positions=offs,
                           store_raw=self.store_raw or self.archive, counter=self.counter)
         ps.state, s = advance(ps.state, frame, ctx)
-        self.timings["engine"] = self.timings.get("engine", 0.0) + (time.perf_counter() - t1)
+        self._time("engine", time.perf_counter() - t1, time.thread_time() - c1)
         out.accepted += s.accepted
         if s.raw is not None:
             if self.archive:

@@ -263,7 +263,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------
     def _step(self, consumer: Consumer) -> None:
         opts = self.options
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         msgs: list[Any] = consumer.consume(num_messages=min(opts.max_batch_messages, 100_000),
                                            timeout=opts.poll_timeout_s)
         now = self._clock()
@@ -302,7 +302,7 @@ class Worker:
                 self._buffered += count
                 self._buffer_bytes += nbytes
                 self._last_activity = now
-            self.metrics.add_phase("poll", time.perf_counter() - t0)
+            self.metrics.add_phase("poll", time.perf_counter() - t0, time.thread_time() - c0)
         if self._buffered and (
             self._buffer_bytes >= opts.max_batch_bytes
             or self._buffered >= opts.max_batch_messages
