@@ -232,3 +232,22 @@ def test_cell_metadata_is_archived_latest_row_per_cell_wins(tmp_path: Path) -> N
     assert arch.put_engine_settings({"min_step_s": 3.0}) is False
     assert arch.put_engine_settings({"min_step_s": 5.0}) is True   # changed: said so
     assert arch.engine_settings() == {"min_step_s": 5.0}
+
+
+def test_append_many_writes_every_batch_and_a_replay_replaces_its_files(tmp_path: Path) -> None:
+    from chargetracker.stores.archive import ParquetArchive
+
+    arch = ParquetArchive(tmp_path / "a")
+
+    def rows(cell: str, t0: float) -> pl.DataFrame:
+        return pl.DataFrame({"cell_id": [cell] * 3, "ts": [t0, t0 + 1, t0 + 86_400.0],
+                             "voltage_v": [3.7] * 3, "current_a": [1.0] * 3})
+
+    batches = [(rows("a", 0.0), "p0@0"), (rows("b", 10.0), "p1@0")]
+    written = arch.append_many(batches, groups={"a": "g1", "b": "g2"})
+    assert len(written) == 4                 # 2 batches x 2 days
+    assert arch.append_many(batches, groups={"a": "g1", "b": "g2"}) == written
+    assert arch.read().height == 6
+    assert not list((tmp_path / "a").rglob("*.tmp"))
+    with pytest.raises(ConfigError):
+        arch.append_many([(rows("a", 0.0), "")])

@@ -53,6 +53,7 @@ def test_backfill_into_a_fresh_store_equals_the_stream(
     with open_store(f"duckdb:///{tmp_path / 'fresh.duckdb'}") as fresh:
         result = run_backfill(archive, fresh, engine="local")
         assert result.cycles == cycles.height
+        assert result.new_cells == stream.cells.height
         got_cycles, got_steps = _results(fresh)
         assert got_cycles.equals(cycles), _first_difference(got_cycles, cycles)
         assert got_steps.equals(steps), _first_difference(got_steps, steps)

@@ -342,12 +342,14 @@ def run_backfill(
     known_cells = load_cells(store)
     known = set(known_cells.get_column("cell_id").to_list())
     archived = arch.cells()
+    added = 0
     if archived.height:
         fresh = archived.filter(~pl.col("cell_id").is_in(list(known))) if known else archived
         if fresh.height:
             # Cells the store does not know: their archived metadata, in the store too.
             store.commit(CommitBatch(cells=fresh))
             known.update(fresh.get_column("cell_id").to_list())
+            added = fresh.height
         known_cells = pl.concat([known_cells, fresh.select(known_cells.columns)])
     nominal = _nominal(known_cells)
     if engine == "local":
@@ -358,6 +360,7 @@ def run_backfill(
         counts = _spark_backfill(root, store, url, cfg, nominal, known, cells, groups,
                                  since, until, spark, spark_config, spark_conf, partitions,
                                  sink, udf, chunk_rows)
+    counts.new_cells += added
     return BackfillResult(engine=engine, seconds=time.perf_counter() - t0, **counts.as_row())
 
 

@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             "rejected": m.rejected_total, "commits": m.commits_total,
             "commit_seconds": round(m.commit_seconds, 6),
             "first_message_wall": m.first_message_wall, "last_commit_wall": m.last_commit_wall,
-            "cpu_s": round(_cpu_seconds(), 3),
+            "cpu_s": round(_cpu_seconds(), 3), "first_message_cpu_s": m.first_message_cpu_s,
             "phase_seconds": {k: round(v, 3) for k, v in sorted(m.phase_seconds.items())},
         }), flush=True)
     return 0

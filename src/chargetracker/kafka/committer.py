@@ -67,10 +67,10 @@ class Committer:
                 # The metadata the numbers depend on (nominal capacity -> epsilon) travels
                 # with the samples: a backfill into a fresh store reproduces the stream.
                 self.archive.put_cells(batch.cells)
-            for p, start, raw in out.archive:
-                self.archive.append(raw, groups=self.groups,
-                                    batch_id=batch_id_for(f"kafka:{self.kafka.topic}/{p}",
-                                                          {"offset": start}))
+            if out.archive:
+                self.archive.append_many(
+                    [(raw, batch_id_for(f"kafka:{self.kafka.topic}/{p}", {"offset": start}))
+                     for p, start, raw in out.archive], groups=self.groups)
         t_store, c_store = time.perf_counter(), time.thread_time()
         self.store.commit(batch)
         wall = time.time()

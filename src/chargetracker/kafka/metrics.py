@@ -80,6 +80,9 @@ class WorkerMetrics:
         #: Wall clock when the first message was received (throughput = samples over
         #: last_commit_wall - first_message_wall for a finite replay).
         self.first_message_wall: float | None = None
+        #: Process CPU seconds when the first message arrived (start-up excluded from
+        #: the streaming CPU cost).
+        self.first_message_cpu_s: float | None = None
         #: Seconds per phase of the work (poll, decode, engine, combine, archive,
         #: store): where a worker's time goes.
         self.phase_seconds: dict[str, float] = {}

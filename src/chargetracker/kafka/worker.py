@@ -299,6 +299,7 @@ class Worker:
                     self._buffer_since = now
                     if self.metrics.first_message_wall is None:
                         self.metrics.first_message_wall = time.time()
+                        self.metrics.first_message_cpu_s = time.process_time()
                 self._buffered += count
                 self._buffer_bytes += nbytes
                 self._last_activity = now

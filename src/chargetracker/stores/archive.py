@@ -46,6 +46,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote, unquote
@@ -188,12 +189,43 @@ class ParquetArchive:
         when a required column is missing or of the wrong type, and
         :class:`~chargetracker.errors.StoreUnavailable` when the disk write fails.
         """
+        return self.append_many([(frame, batch_id or "")], groups=groups)
+
+    def append_many(self, batches: Sequence[tuple[pl.DataFrame, str]],
+                    groups: Mapping[str, str | None] | pl.DataFrame | None = None) -> list[Path]:
+        """:meth:`append` of several batches (frame, batch id) at once: every file is
+        written first, then all are flushed to disk together (concurrent ``fsync`` of
+        the files, then once per directory) before any is renamed into place -- one
+        round of disk flushes per call instead of two per file (a Kafka worker archives
+        one batch per partition and commit)."""
+        gframe = _groups_frame(groups)
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for frame, batch_id in batches:
+                staged.extend(self._stage_batch(frame, batch_id, gframe))
+            if self.fsync and staged:
+                _fsync_all([tmp for tmp, _ in staged])
+            for tmp, final in staged:
+                os.replace(tmp, final)
+            if self.fsync and staged:
+                _fsync_all(sorted({final.parent for _, final in staged}))
+        except OSError as exc:
+            for tmp, _ in staged:
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError:  # pragma: no cover - best effort cleanup
+                    pass
+            raise StoreUnavailable(f"cannot write archive files under {str(self.root)!r}: {exc}") from exc
+        return [final for _, final in staged]
+
+    def _stage_batch(self, frame: pl.DataFrame, batch_id: str,
+                     gframe: pl.DataFrame | None) -> list[tuple[Path, Path]]:
+        """Write one batch's files under temporary names: (temporary, final) paths."""
         if not batch_id:
             raise ConfigError("append needs a batch_id (e.g. batch_id_for(source, position))")
         data = conform(frame, source=f"archive batch {batch_id}")
         if data.height == 0:
             return []
-        gframe = _groups_frame(groups)
         if gframe is None:
             data = data.with_columns(pl.lit(None, dtype=pl.Utf8).alias("__group"))
         else:
@@ -207,14 +239,17 @@ class ParquetArchive:
             pl.when(pl.col("__group") == "").then(None).otherwise(pl.col("__group")).alias("__group"),
         )
         name = f"part-{uuid.uuid5(_NAMESPACE, batch_id)}.parquet"
-        written: list[Path] = []
+        out: list[tuple[Path, Path]] = []
         parts = data.partition_by(["__group", "__day"], as_dict=True, maintain_order=True)
         for (group, day), part in parts.items():
             directory = (self.root / f"group={encode_group(group)}"
                          / f"date={_day_string(cast(int, day))}")
             rows = part.drop("__group", "__day").sort(["cell_id", "ts"], maintain_order=True)
-            written.append(self._write_atomic(directory, name, rows))
-        return written
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            out.append((tmp, directory / name))
+            rows.write_parquet(tmp, compression=self.compression, statistics=True)
+        return out
 
     # -- metadata --------------------------------------------------------------------
     def put_cells(self, cells: pl.DataFrame, *, batch_id: str | None = None,
@@ -410,6 +445,25 @@ def collect(lf: pl.LazyFrame, root: Path | str = "archive") -> pl.DataFrame:
         return lf.collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StoreError(f"cannot read archive {str(root)!r}: {exc}") from exc
+
+
+def _fsync_one(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_all(paths: Sequence[Path]) -> None:
+    """fsync files or directories concurrently (the file system commits them in one
+    journal round instead of one per call)."""
+    if len(paths) == 1:
+        _fsync_one(paths[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        for fut in [pool.submit(_fsync_one, p) for p in paths]:
+            fut.result()
 
 
 def _arrow_type(dtype: pl.DataType) -> pa.DataType:
