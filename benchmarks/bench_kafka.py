@@ -188,9 +188,12 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     # group join excluded).
     startup_cpu_s = sum(s.get("first_message_cpu_s") or 0.0 for s in stats)
     phases: dict[str, float] = {}
+    threads: dict[str, float] = {}
     for s in stats:
         for k, v in s.get("phase_seconds", {}).items():
             phases[k] = round(phases.get(k, 0.0) + v, 3)
+        for k, v in s.get("thread_cpu_s", {}).items():
+            threads[k] = round(threads.get(k, 0.0) + v, 2)
     res = {
         "case": name, "format": fmt, "workers": workers, "partitions": partitions, "raw": raw,
         "samples": samples, "messages": messages, "span_s": round(span, 3),
@@ -203,7 +206,7 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "postgres_cpu_s": round(pg_cpu, 3),
         "broker_cpu_s": round(broker_cpu, 3),
         "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
-        "phase_seconds": phases, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
+        "phase_seconds": phases, "thread_cpu_s": threads, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
     }
@@ -216,7 +219,8 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
           f"samples per worker CPU-s; {fmt_rate(res['samples_per_streaming_worker_cpu_s'] or 0)} "
           f"without the {startup_cpu_s:.1f} s start-up), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
           f"({fmt_rate(res['samples_per_total_cpu_s'] or 0)} samples per CPU-s of all three); phases (s, summed over workers) {phases}; raw rows in "
-          f"PostgreSQL {stored_raw:,}, archived {archived:,}", flush=True)
+          f"PostgreSQL {stored_raw:,}, archived {archived:,}; worker CPU by thread {threads}",
+          flush=True)
     return res
 
 

@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             "first_message_wall": m.first_message_wall, "last_commit_wall": m.last_commit_wall,
             "cpu_s": round(_cpu_seconds(), 3), "first_message_cpu_s": m.first_message_cpu_s,
             "phase_seconds": {k: round(v, 3) for k, v in sorted(m.phase_seconds.items())},
+            "thread_cpu_s": _thread_cpu_seconds(),
         }), flush=True)
     return 0
 
@@ -180,3 +181,27 @@ def _cpu_seconds() -> float:
 
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def _thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds per thread name of this process (Linux ``/proc``; threads still alive:
+    the main thread, librdkafka's ``rdk:*``, the Polars/NumPy pools). Empty elsewhere."""
+    import os
+    from pathlib import Path
+
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        name = name.rstrip("0123456789-_") or name  # pool threads by family
+        f = text[text.rindex(")") + 2:].split()
+        out[name] = round(out.get(name, 0.0) + (int(f[11]) + int(f[12])) / tick, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
