@@ -143,10 +143,12 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     pg_cpu0, broker_cpu0 = tree_cpu_s(pg.pid), tree_cpu_s(broker.pid)  # type: ignore[attr-defined]
     extra = ["--until-idle", "3", "--commit-interval", "0.5", *extra_args]
     archive_dir = logdir / f"archive-{name}"
-    if raw in ("no", "archive"):
+    if raw in ("no", "archive", "archive-nofsync"):
         extra.append("--no-raw")
-    if raw == "archive" or raw.startswith("every"):
+    if raw.startswith("archive") or raw.startswith("every"):
         extra += ["--archive", str(archive_dir)]
+    if raw == "archive-nofsync":
+        extra += ["--archive-no-fsync"]
     if raw.startswith("every"):
         extra += ["--raw-every", raw[len("every"):]]
     procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra) for i in range(workers)]
@@ -320,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="1,2", help="worker counts for throughput cases")
     ap.add_argument("--raw", default="yes,archive,no",
                     help="where raw samples go, comma-separated variants: yes (PostgreSQL), "
-                    "archive (--no-raw --archive: Parquet, the store of record), no (nowhere), "
+                    "archive (--no-raw --archive: Parquet, the store of record), archive-nofsync "
+                    "(the same without fsync), no (nowhere), "
                     "every<S> (PostgreSQL keeps one sample per cell per S s, archive all)")
     ap.add_argument("--quick", action="store_true", help="small sizes")
     args = ap.parse_args(argv)

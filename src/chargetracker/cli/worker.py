@@ -71,6 +71,9 @@ def register(subparsers: Any) -> None:
                    "dashboard's raw view); with --archive the archive keeps every sample")
     p.add_argument("--archive", metavar="DIR",
                    help="also append accepted raw rows to this Parquet archive (batch layer)")
+    p.add_argument("--archive-no-fsync", dest="archive_fsync", action="store_false",
+                   help="do not fsync archive files (faster on slow disks; a process crash "
+                   "loses nothing, a power loss may lose archived rows)")
     p.add_argument("--commit-interval", dest="commit_interval", type=float, default=0.5, metavar="S",
                    help="longest time a message waits before its batch is committed when more "
                    "are coming (default 0.5; a caught-up worker commits at once)")
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         partition_check=args.partition_check,
         archive_dir=args.archive or settings.archive_dir,
+        archive_fsync=args.archive_fsync,
         create_topic_partitions=args.create_topic,
         create_topic_replication=args.create_topic_replication,
     )

@@ -39,6 +39,10 @@ class WorkerOptions:
     #: one file set per partition and batch, written before the store commit and
     #: replaced by a replay of the same batch.
     archive_dir: str | None = None
+    #: fsync archive files before the store commit (durable across power loss). Off:
+    #: a process crash still loses nothing (the page cache survives it), a power loss
+    #: may lose archived rows whose results were committed.
+    archive_fsync: bool = True
     #: Reject rows whose cell id murmur2-hashes to another partition.
     partition_check: bool = True
     #: Raise limit alerts (voltage, temperature, coulombic efficiency) from cycles.

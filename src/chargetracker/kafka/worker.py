@@ -131,7 +131,8 @@ class Worker:
         self._metrics_server: MetricsServer | None = None
         self._partitioner: Partitioner | None = None
         self._consumer: Consumer | None = None
-        archive = ParquetArchive(self.options.archive_dir) if self.options.archive_dir else None
+        archive = (ParquetArchive(self.options.archive_dir, fsync=self.options.archive_fsync)
+                   if self.options.archive_dir else None)
         self._processor: PartitionProcessor = self.plugin.make_processor(
             self.topic, self.kind, partitioner=None, store_raw=self.options.store_raw,
             archive=archive is not None, learn_cells=self._learn_groups,
