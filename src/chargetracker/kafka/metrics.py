@@ -62,6 +62,8 @@ __all__ = ["WorkerMetrics", "MetricsServer"]
 
 _P = "chargetracker_worker_"
 _RATE_WINDOW_S = 10.0
+#: Phases of a worker's work, in order.
+PHASES = ("poll", "decode", "engine", "combine", "archive", "store")
 
 
 class WorkerMetrics:
@@ -85,7 +87,10 @@ class WorkerMetrics:
         self.first_message_cpu_s: float | None = None
         #: Seconds per phase of the work (poll, decode, engine, combine, archive,
         #: store): where a worker's time goes.
-        self.phase_seconds: dict[str, float] = {}
+        #: Keys exist from the start: the processor adds to them without the lock, and
+        #: a scrape copying the dict must never see it change size.
+        self.phase_seconds: dict[str, float] = {
+            f"{pre}{p}": 0.0 for p in PHASES for pre in ("", "cpu:")}
         self.lag: dict[int, int] = {}
         self.committed_lag: dict[int, int] = {}
         #: Readiness: (caught up?, reason when not), set by the worker's loop.

@@ -29,11 +29,10 @@ the store's checkpoint is the truth.
 * When the store is unreachable the worker leaves the group (others may take over),
   waits with back-off and rejoins; uncommitted work is replayed.
 
-Bad input never stops a worker: unreadable messages, wrong types, NaN, an unknown
-``ct-format``, broken Arrow, rows out of range, late and duplicate samples, and rows
-whose cell id belongs to another partition (a producer not partitioning by murmur2)
-become dead letters with the field and reason, and optionally records on a dead-letter
-topic.
+Bad input never stops a worker: it becomes dead letters with the field and reason
+(docs/deployment.md lists the cases), optionally also on a dead-letter topic. The
+commit path is :mod:`.committer`, lags and readiness :mod:`.lag`, the per-kind seam
+:mod:`.kinds`.
 
 End of stream
 -------------
