@@ -68,6 +68,38 @@ def fleet_frames(cells: int, seconds: float, seed: int = 1) -> tuple[pl.DataFram
     return fleet.cells, list(fleet.chunks(seconds=600))
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a process, its live descendants and its reaped
+    children (PostgreSQL's backends exit when a worker's pool closes; the postmaster
+    reaps them, so their time lands in its cutime/cstime)."""
+    if pid is None:
+        return 0.0
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        stats[int(entry)] = (int(fields[1]), fields)
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            f = stats[p][1]
+            total += int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if p == pid else 0)
+        todo.extend(children.get(p, []))
+    return total / _TICK
+
+
 def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())",
            "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
@@ -90,7 +122,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFrame,
                     chunks: list[pl.DataFrame], fmt: str, workers: int, partitions: int,
-                    logdir: Path, raw: bool = True) -> dict[str, object]:
+                    logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = ()) -> dict[str, object]:
     topic = f"bench-{name}"
     broker.create_topic(topic, partitions)
     cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
@@ -108,7 +140,17 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     print(f"  [{name}] produced {samples:,} samples in {messages:,} messages in {produce_s:.1f} s "
           f"({fmt_rate(samples / produce_s)} samples/s)", flush=True)
     load_before = load_average()
-    extra = ["--until-idle", "3", "--commit-interval", "0.5"] + ([] if raw else ["--no-raw"])
+    pg_cpu0, broker_cpu0 = tree_cpu_s(pg.pid), tree_cpu_s(broker.pid)  # type: ignore[attr-defined]
+    extra = ["--until-idle", "3", "--commit-interval", "0.5", *extra_args]
+    archive_dir = logdir / f"archive-{name}"
+    if raw in ("no", "archive", "archive-nofsync"):
+        extra.append("--no-raw")
+    if raw.startswith("archive") or raw.startswith("every"):
+        extra += ["--archive", str(archive_dir)]
+    if raw == "archive-nofsync":
+        extra += ["--archive-no-fsync"]
+    if raw.startswith("every"):
+        extra += ["--raw-every", raw[len("every"):]]
     procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra) for i in range(workers)]
     stats = []
     for p in procs:
@@ -117,11 +159,23 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         if p.returncode != 0 or not line:
             raise RuntimeError(f"worker failed ({p.returncode}); see {logdir}")
         stats.append(json.loads(line[-1]))
+    time.sleep(0.5)  # let the postmaster reap the workers' backends
+    pg_cpu = tree_cpu_s(pg.pid) - pg_cpu0  # type: ignore[attr-defined]
+    broker_cpu = tree_cpu_s(broker.pid) - broker_cpu0
     with open_store(url) as store:
         cps = {p: store.load_checkpoint(checkpoint_name(topic, p)) for p in range(partitions)}
         ok = all(cp is not None and cp.position["final"] and cp.position["offset"] == ends[p] + 1
                  for p, cp in cps.items())
         counted = store.ingest_stats()["by_source"][f"kafka:{topic}"]
+        stored_raw = store.ingest_stats()["measurements_stored"]
+    archived = 0
+    if archive_dir.is_dir():
+        from chargetracker.stores.archive import ParquetArchive
+
+        archived = ParquetArchive(archive_dir).scan().select(pl.len()).collect().item()
+        import shutil
+
+        shutil.rmtree(archive_dir, ignore_errors=True)
     # Free the broker's memory (Tansu keeps topics in RAM) and the database's disk.
     admin(cfg).delete_topics([topic], operation_timeout=30)
     pg.drop_database(url.rsplit("/", 1)[1])  # type: ignore[attr-defined]
@@ -131,12 +185,30 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     span = max(lasts) - min(firsts)
     rate = total / span
     commit_s = sum(s["commit_seconds"] for s in stats)
+    cpu_s = sum(s.get("cpu_s", 0.0) for s in stats)
+    # Streaming CPU: from each worker's first message on (imports, kernel loading and the
+    # group join excluded).
+    startup_cpu_s = sum(s.get("first_message_cpu_s") or 0.0 for s in stats)
+    phases: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    for s in stats:
+        for k, v in s.get("phase_seconds", {}).items():
+            phases[k] = round(phases.get(k, 0.0) + v, 3)
+        for k, v in s.get("thread_cpu_s", {}).items():
+            threads[k] = round(threads.get(k, 0.0) + v, 2)
     res = {
         "case": name, "format": fmt, "workers": workers, "partitions": partitions, "raw": raw,
         "samples": samples, "messages": messages, "span_s": round(span, 3),
         "samples_per_s": rate, "per_worker": rate / workers,
         "messages_per_s": sum(s["messages"] for s in stats) / span,
         "commit_share": commit_s / (span * workers),
+        "worker_cpu_s": round(cpu_s, 3), "worker_startup_cpu_s": round(startup_cpu_s, 3),
+        "samples_per_streaming_worker_cpu_s": total / (cpu_s - startup_cpu_s)
+        if cpu_s > startup_cpu_s else None,
+        "postgres_cpu_s": round(pg_cpu, 3),
+        "broker_cpu_s": round(broker_cpu, 3),
+        "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
+        "phase_seconds": phases, "thread_cpu_s": threads, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
     }
@@ -144,6 +216,12 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
           f"{fmt_rate(rate / workers)}/worker, {fmt_rate(res['messages_per_s'])} messages/s, "
           f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
           f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}",
+          flush=True)
+    print(f"  [{name}] CPU: workers {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
+          f"samples per worker CPU-s; {fmt_rate(res['samples_per_streaming_worker_cpu_s'] or 0)} "
+          f"without the {startup_cpu_s:.1f} s start-up), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
+          f"({fmt_rate(res['samples_per_total_cpu_s'] or 0)} samples per CPU-s of all three); phases (s, summed over workers) {phases}; raw rows in "
+          f"PostgreSQL {stored_raw:,}, archived {archived:,}; worker CPU by thread {threads}",
           flush=True)
     return res
 
@@ -242,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-seconds", type=int, default=60)
     ap.add_argument("--only", default="arrow,json,latency", help="comma-separated cases")
     ap.add_argument("--workers", default="1,2", help="worker counts for throughput cases")
-    ap.add_argument("--raw", default="yes,no", help="store raw samples: yes, no or yes,no (both)")
+    ap.add_argument("--raw", default="yes,archive,no",
+                    help="where raw samples go, comma-separated variants: yes (PostgreSQL), "
+                    "archive (--no-raw --archive: Parquet, the store of record), archive-nofsync "
+                    "(the same without fsync), no (nowhere), "
+                    "every<S> (PostgreSQL keeps one sample per cell per S s, archive all)")
     ap.add_argument("--quick", action="store_true", help="small sizes")
     args = ap.parse_args(argv)
     if args.quick:
@@ -256,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = TansuBroker(log_path=logdir / "tansu.log").start()
     pg = start_postgres()
     try:
-        variants = [v.strip() == "yes" for v in args.raw.split(",")]
+        variants = [v.strip() for v in args.raw.split(",")]
         for fmt in ("arrow", "json"):
             if fmt not in only:
                 continue
@@ -264,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             cells, chunks = fleet_frames(args.cells, minutes * 60, seed=1 if fmt == "arrow" else 2)
             for raw in variants:
                 for n in counts:
-                    suffix = "" if raw else "_noraw"
+                    suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
                     r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
                                         chunks, fmt, n, args.partitions, logdir, raw=raw)
                     if fmt == "arrow":

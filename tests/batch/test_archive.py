@@ -209,3 +209,45 @@ def test_parse_day_forms() -> None:
     assert parse_day(T0 - 1.0) == dt.date(2025, 12, 31)
     assert parse_day(dt.datetime(2026, 1, 5, 12)) == dt.date(2026, 1, 5)
     assert parse_day(None) is None
+
+
+def test_cell_metadata_is_archived_latest_row_per_cell_wins(tmp_path: Path) -> None:
+    from chargetracker.stores.archive import ParquetArchive
+
+    arch = ParquetArchive(tmp_path / "a")
+    assert arch.cells().height == 0 and arch.engine_settings() is None
+    first = pl.DataFrame({"cell_id": ["a", "b"], "group": ["g", "g"],
+                          "nominal_capacity_ah": [2.5, 3.0]})
+    arch.put_cells(first, archived_at=1.0)
+    arch.put_cells(first, archived_at=1.5)       # same rows: the same file, replaced
+    arch.put_cells(pl.DataFrame({"cell_id": ["a"], "nominal_capacity_ah": [2.4]}), archived_at=2.0)
+    assert len(list((tmp_path / "a" / "_cells").glob("cells-*.parquet"))) == 2
+    got = arch.cells()
+    assert got.columns[:2] == ["cell_id", "group"]
+    assert got.select("cell_id", "group", "nominal_capacity_ah").rows() == [
+        ("a", None, 2.4), ("b", "g", 3.0)]
+    # Hive readers skip the metadata directory: the sample scan sees no extra files.
+    assert arch.files() == [] and arch.read().height == 0
+    assert arch.put_engine_settings({"min_step_s": 3.0}) is False
+    assert arch.put_engine_settings({"min_step_s": 3.0}) is False
+    assert arch.put_engine_settings({"min_step_s": 5.0}) is True   # changed: said so
+    assert arch.engine_settings() == {"min_step_s": 5.0}
+
+
+def test_append_many_writes_every_batch_and_a_replay_replaces_its_files(tmp_path: Path) -> None:
+    from chargetracker.stores.archive import ParquetArchive
+
+    arch = ParquetArchive(tmp_path / "a")
+
+    def rows(cell: str, t0: float) -> pl.DataFrame:
+        return pl.DataFrame({"cell_id": [cell] * 3, "ts": [t0, t0 + 1, t0 + 86_400.0],
+                             "voltage_v": [3.7] * 3, "current_a": [1.0] * 3})
+
+    batches = [(rows("a", 0.0), "p0@0"), (rows("b", 10.0), "p1@0")]
+    written = arch.append_many(batches, groups={"a": "g1", "b": "g2"})
+    assert len(written) == 4                 # 2 batches x 2 days
+    assert arch.append_many(batches, groups={"a": "g1", "b": "g2"}) == written
+    assert arch.read().height == 6
+    assert not list((tmp_path / "a").rglob("*.tmp"))
+    with pytest.raises(ConfigError):
+        arch.append_many([(rows("a", 0.0), "")])

@@ -20,24 +20,30 @@ driver (Arrow IPC blobs via ``toLocalIterator``) and commits there (DuckDB: one 
 ``sink="executors"`` opens the store in each Spark task and commits from there (a
 server store such as PostgreSQL, reachable from the workers).
 
-Cells in the archive that the store does not know yet are added with their archive
-group (other metadata stays empty); known cells' metadata is never touched.
+Metadata. The archive carries the cell metadata and the engine settings the stream ran
+with (:meth:`ParquetArchive.cells`, :meth:`ParquetArchive.engine_settings`): the store's
+cells table wins for the cells it knows, the archive's rows fill in the others (a fresh
+store), and without an explicit ``config`` the archived engine settings are used -- so a
+backfill into a fresh store gives the stream's steps and cycles. Cells the store does not
+know yet are added with their archived metadata (else just their archive group); known
+cells' metadata is never touched.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import polars as pl
 import pyarrow as pa
 
-from ..config import EngineConfig, SparkConfig
+from ..config import EngineConfig, SparkConfig, engine_config_from_mapping
 from ..errors import ChargeTrackerError, ConfigError
 from ..kinds.cell import nominal_capacities
 from ..runtime.step import put_tables
@@ -66,6 +72,7 @@ __all__ = [
     "BackfillOutput",
     "BackfillResult",
     "analyze_frame",
+    "archived_engine_config",
     "backfill",
     "collect_output",
     "iter_spark_results",
@@ -75,6 +82,8 @@ __all__ = [
     "spark_results",
     "split_results",
 ]
+
+log = logging.getLogger("chargetracker.batch.backfill")
 
 Engine = Literal["local", "spark"]
 Sink = Literal["driver", "executors"]
@@ -326,12 +335,23 @@ def run_backfill(
     _check_options(archive, engine=engine, sink=sink, chunk_rows=chunk_rows,
                    engine_rows=engine_rows)
     root = str(archive)
-    cfg = config or EngineConfig()
     t0 = time.perf_counter()
+    arch = ParquetArchive(root)
+    cfg = config or archived_engine_config(arch) or EngineConfig()
     url = store_url if store_url is not None else getattr(store, "url", None)
     known_cells = load_cells(store)
-    nominal = _nominal(known_cells)
     known = set(known_cells.get_column("cell_id").to_list())
+    archived = arch.cells()
+    added = 0
+    if archived.height:
+        fresh = archived.filter(~pl.col("cell_id").is_in(list(known))) if known else archived
+        if fresh.height:
+            # Cells the store does not know: their archived metadata, in the store too.
+            store.commit(CommitBatch(cells=fresh))
+            known.update(fresh.get_column("cell_id").to_list())
+            added = fresh.height
+        known_cells = pl.concat([known_cells, fresh.select(known_cells.columns)])
+    nominal = _nominal(known_cells)
     if engine == "local":
         frames = local_results(root, config=cfg, nominal=nominal, cells=cells, groups=groups,
                                since=since, until=until, engine_rows=engine_rows)
@@ -340,7 +360,22 @@ def run_backfill(
         counts = _spark_backfill(root, store, url, cfg, nominal, known, cells, groups,
                                  since, until, spark, spark_config, spark_conf, partitions,
                                  sink, udf, chunk_rows)
+    counts.new_cells += added
     return BackfillResult(engine=engine, seconds=time.perf_counter() - t0, **counts.as_row())
+
+
+def archived_engine_config(archive: ParquetArchive) -> EngineConfig | None:
+    """The engine settings recorded in the archive (settings this version does not know
+    are left out, with a warning), or None."""
+    data = archive.engine_settings()
+    if data is None:
+        return None
+    known = {f.name for f in fields(EngineConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        log.warning("archive %s: engine settings %s are unknown to this version; ignored",
+                    archive.root, unknown)
+    return engine_config_from_mapping({k: v for k, v in data.items() if k in known})
 
 
 def _spark_backfill(root: str, st: Store, store_url: str | None, cfg: EngineConfig,

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "backfill",
     "worker",
+    "topics",
     "alarm",
     "meters",
 )

@@ -122,8 +122,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--partitions must be >= 1")
     spark = replace(settings.spark, master=args.master) if args.master else settings.spark
     url = args.store or settings.store_url
+    base = settings.engine
+    if not args.config:
+        # The settings the stream ran with, recorded in the archive (a fresh store then
+        # gets the stream's numbers); a --config file's [engine] is explicit and wins.
+        from ..batch.backfill import archived_engine_config
+        from ..stores.archive import ParquetArchive
+
+        base = archived_engine_config(ParquetArchive(archive)) or base
     options: dict[str, Any] = {
-        "engine": args.engine, "config": _engine_config(args, settings.engine),
+        "engine": args.engine, "config": _engine_config(args, base),
         "cells": _split_list(args.cells), "groups": _split_list(args.groups),
         "since": args.since, "until": args.until, "spark_config": spark,
         "spark_conf": _spark_conf(args.conf), "partitions": args.partitions, "sink": args.sink,

@@ -7,7 +7,12 @@ micro-batch. Stop one (SIGTERM/Ctrl-C: it commits and leaves) or kill it (the ot
 its partitions over after the session timeout and replay from its last commit).
 
     chargetracker worker --broker kafka1:9092 --topic measurements \\
-        --store postgresql://ct@db/chargetracker --group-id ct-workers --metrics-port 9108
+        --store postgresql://ct@db/chargetracker --group-id ct-workers --metrics-port 9108 \\
+        --archive /data/ct-archive
+
+The topic must exist (``chargetracker topics create``); ``--create-topic N`` creates it
+on start (development). ``GET /readyz`` on the metrics port answers 200 once the worker
+has committed every assigned partition to its end ("caught up").
 
 Broker security and tuning go through ``-X key=value`` (librdkafka settings, e.g.
 ``-X security.protocol=SASL_SSL -X sasl.mechanism=PLAIN -X sasl.username=...``).
@@ -36,7 +41,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--broker", "--brokers", dest="broker", metavar="HOST:PORT[,HOST:PORT]",
                    help="Kafka bootstrap servers (default 127.0.0.1:9092)")
-    p.add_argument("--topic", help="measurements topic (default measurements)")
+    p.add_argument("--topic", help="topic (default: the kind's, measurements for cells)")
+    p.add_argument("--kind", default="cell",
+                   help="telemetry kind of the topic's messages (default cell)")
+    p.add_argument("--create-topic", dest="create_topic", type=int, metavar="PARTITIONS",
+                   help="create the topic with this many partitions when it does not exist "
+                   "(development; production: `chargetracker topics create`)")
+    p.add_argument("--create-topic-replication", dest="create_topic_replication", type=int,
+                   default=1, metavar="N", help="replication factor for --create-topic")
     p.add_argument("--store", metavar="URL", help="store URL, e.g. postgresql://user@host/db")
     p.add_argument("--group-id", dest="group_id", help="consumer group (default chargetracker-workers)")
     p.add_argument("--config", metavar="PIPELINE.toml",
@@ -54,8 +66,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
     p.add_argument("--no-raw", dest="store_raw", action="store_false",
                    help="do not store raw measurements (results, state and offsets only)")
+    p.add_argument("--raw-every", dest="raw_every", type=float, metavar="S",
+                   help="keep at most one raw sample per cell per S seconds in the store (the "
+                   "dashboard's raw view); with --archive the archive keeps every sample")
     p.add_argument("--archive", metavar="DIR",
                    help="also append accepted raw rows to this Parquet archive (batch layer)")
+    p.add_argument("--archive-no-fsync", dest="archive_fsync", action="store_false",
+                   help="do not fsync archive files (faster on slow disks; a process crash "
+                   "loses nothing, a power loss may lose archived rows)")
     p.add_argument("--commit-interval", dest="commit_interval", type=float, default=0.5, metavar="S",
                    help="longest time a message waits before its batch is committed when more "
                    "are coming (default 0.5; a caught-up worker commits at once)")
@@ -89,6 +107,10 @@ def build_settings(args: argparse.Namespace) -> Settings:
         over["brokers"] = args.broker
     if args.topic:
         over["topic"] = args.topic
+    elif kafka.topic == KafkaConfig().topic:
+        from ..kafka.kinds import kafka_kind
+
+        over["topic"] = kafka_kind(getattr(args, "kind", "cell")).default_topic
     if args.group_id:
         over["group_id"] = args.group_id
     if args.dead_letter_topic:
@@ -101,6 +123,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..kafka.kinds import kafka_kind
     from ..kafka.worker import Worker, WorkerOptions
     from ..logs import configure_logging
     from ..stores.url import open_store, redact
@@ -115,14 +138,19 @@ def run(args: argparse.Namespace) -> int:
         max_batch_bytes=int(args.max_batch_mb * 1024 * 1024),
         commit_interval_s=args.commit_interval,
         store_raw=args.store_raw,
+        raw_every_s=args.raw_every,
         until_idle_s=args.until_idle,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         partition_check=args.partition_check,
         archive_dir=args.archive or settings.archive_dir,
+        archive_fsync=args.archive_fsync,
+        create_topic_partitions=args.create_topic,
+        create_topic_replication=args.create_topic_replication,
     )
+    plugin = kafka_kind(args.kind)
     store = open_store(settings.store_url)
-    worker = Worker(store, settings, options)
+    worker = Worker(store, settings, options, plugin=plugin)
 
     def _stop(signum: int, frame: object) -> None:
         worker.stop()
@@ -144,5 +172,40 @@ def run(args: argparse.Namespace) -> int:
             "rejected": m.rejected_total, "commits": m.commits_total,
             "commit_seconds": round(m.commit_seconds, 6),
             "first_message_wall": m.first_message_wall, "last_commit_wall": m.last_commit_wall,
+            "cpu_s": round(_cpu_seconds(), 3), "first_message_cpu_s": m.first_message_cpu_s,
+            "phase_seconds": {k: round(v, 3) for k, v in sorted(m.phase_seconds.items())},
+            "thread_cpu_s": _thread_cpu_seconds(),
         }), flush=True)
     return 0
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads, librdkafka's included)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds per thread name of this process (Linux ``/proc``; threads still alive:
+    the main thread, librdkafka's ``rdk:*``, the Polars/NumPy pools). Empty elsewhere."""
+    import os
+    from pathlib import Path
+
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        name = name.rstrip("0123456789-_") or name  # pool threads by family
+        f = text[text.rindex(")") + 2:].split()
+        out[name] = round(out.get(name, 0.0) + (int(f[11]) + int(f[12])) / tick, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

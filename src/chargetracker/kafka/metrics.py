@@ -10,8 +10,20 @@
 ``commit_seconds_sum`` / ``_count``       time spent in store commits
 ``samples_per_second``                    accepted samples/s over the last 10 s
 ``messages_per_second``                   messages/s over the last 10 s
-``consumer_lag{partition}``               messages behind the partition's high watermark
+``consumer_lag{partition}``               messages not yet *fetched* by this worker (high
+                                          watermark - fetched position)
 ``consumer_lag_total``                    sum over assigned partitions
+``committed_lag{partition}``              messages not yet *committed* to the store (high
+                                          watermark - the store checkpoint's offset): what
+                                          is still to do; fetched-but-unprocessed counts
+``committed_lag_total``                   sum over assigned partitions
+``phase_seconds{phase}``                  wall time per phase: poll, decode, engine,
+                                          combine, archive, store (the worker's profile)
+``phase_cpu_seconds{phase}``              the main thread's CPU time per phase (robust
+                                          on a loaded machine; the store phase excludes
+                                          the database server's own CPU)
+``caught_up``                             1 when every assigned partition is committed to
+                                          its end and nothing is buffered, else 0
 ``assigned_partitions``                   partitions this worker owns
 ``latency_seconds{quantile}``             produce time (Kafka timestamp) -> committed, over
                                           the last 10,000 messages (0.5, 0.95, 0.99)
@@ -20,7 +32,10 @@
 
 every one labelled ``topic`` and ``group``, plus the process families shared by every
 ChargeTracker process (:mod:`chargetracker.prometheus`, docs/operations.md). Exposition
-is ``prometheus_client``'s; ``GET /healthz`` answers ``ok``. The same accepted/rejected
+is ``prometheus_client``'s; ``GET /healthz`` answers ``ok`` (the process is alive);
+``GET /readyz`` answers 200 ``caught up`` or 503 with the reason (joining the group,
+committed lag, buffered messages): a load balancer's or an orchestrator's readiness
+probe, and a replay script's "done" test. The same accepted/rejected
 counts also reach the store's ingest counters (source ``kafka:<topic>``) in each
 commit, exactly once.
 """
@@ -47,6 +62,8 @@ __all__ = ["WorkerMetrics", "MetricsServer"]
 
 _P = "chargetracker_worker_"
 _RATE_WINDOW_S = 10.0
+#: Phases of a worker's work, in order.
+PHASES = ("poll", "decode", "engine", "combine", "archive", "store")
 
 
 class WorkerMetrics:
@@ -65,7 +82,19 @@ class WorkerMetrics:
         #: Wall clock when the first message was received (throughput = samples over
         #: last_commit_wall - first_message_wall for a finite replay).
         self.first_message_wall: float | None = None
+        #: Process CPU seconds when the first message arrived (start-up excluded from
+        #: the streaming CPU cost).
+        self.first_message_cpu_s: float | None = None
+        #: Seconds per phase of the work (poll, decode, engine, combine, archive,
+        #: store): where a worker's time goes.
+        #: Keys exist from the start: the processor adds to them without the lock, and
+        #: a scrape copying the dict must never see it change size.
+        self.phase_seconds: dict[str, float] = {
+            f"{pre}{p}": 0.0 for p in PHASES for pre in ("", "cpu:")}
         self.lag: dict[int, int] = {}
+        self.committed_lag: dict[int, int] = {}
+        #: Readiness: (caught up?, reason when not), set by the worker's loop.
+        self.ready: tuple[bool, str] = (False, "starting")
         self._window: deque[tuple[float, int, int]] = deque()
         self._latency = np.zeros(10_000)
         self._lat_n = 0
@@ -97,9 +126,23 @@ class WorkerMetrics:
                 self._lat_pos = end % len(self._latency)
                 self._lat_n = min(len(self._latency), self._lat_n + k)
 
-    def set_lag(self, lag: dict[int, int]) -> None:
+    def set_lag(self, lag: dict[int, int], committed: dict[int, int] | None = None) -> None:
+        """Fetched lag and committed lag (messages) per assigned partition."""
         with self._lock:
             self.lag = dict(lag)
+            self.committed_lag = dict(lag if committed is None else committed)
+
+    def add_phase(self, phase: str, seconds: float, cpu_s: float | None = None) -> None:
+        """Add wall seconds (and this thread's CPU seconds) to a phase of the work."""
+        with self._lock:
+            p = self.phase_seconds
+            p[phase] = p.get(phase, 0.0) + seconds
+            if cpu_s is not None:
+                p[f"cpu:{phase}"] = p.get(f"cpu:{phase}", 0.0) + cpu_s
+
+    def set_ready(self, ready: bool, reason: str = "") -> None:
+        with self._lock:
+            self.ready = (ready, reason)
 
     def rates(self) -> tuple[float, float]:
         """(messages/s, samples/s) over the last 10 s."""
@@ -151,6 +194,9 @@ class _WorkerCollector(Collector):
                         "rejected": m.rejected_total, "commits": m.commits_total}
             commit_s, commits = m.commit_seconds, m.commits_total
             lag = dict(m.lag)
+            committed = dict(m.committed_lag)
+            ready = m.ready[0]
+            phases = dict(m.phase_seconds)
             last = m.last_commit_wall
         helps = {"messages": "Kafka messages processed (committed).",
                  "samples": "Samples accepted by the engine (committed).",
@@ -167,13 +213,29 @@ class _WorkerCollector(Collector):
         yield summary
         yield _gauge("assigned_partitions", "Partitions this worker owns.", labels, values,
                      len(lag))
-        per = GaugeMetricFamily(f"{_P}consumer_lag", "Messages behind the partition's high "
-                                "watermark.", labels=[*labels, "partition"])
-        for p, v in sorted(lag.items()):
-            per.add_metric([*values, str(p)], v)
-        yield per
-        yield _gauge("consumer_lag_total", "Messages behind, summed over assigned partitions.",
-                     labels, values, sum(lag.values()))
+        for name, data, what in (("consumer_lag", lag, "fetched by this worker"),
+                                 ("committed_lag", committed, "committed to the store")):
+            per = GaugeMetricFamily(f"{_P}{name}", f"Messages of the partition not yet {what} "
+                                    "(high watermark - position).", labels=[*labels, "partition"])
+            for p, v in sorted(data.items()):
+                per.add_metric([*values, str(p)], v)
+            yield per
+            yield _gauge(f"{name}_total", f"Messages not yet {what}, summed over assigned "
+                         "partitions.", labels, values, sum(data.values()))
+        ph = CounterMetricFamily(f"{_P}phase_seconds", "Wall seconds spent per phase of the "
+                                 "work (poll, decode, engine, combine, archive, store).",
+                                 labels=[*labels, "phase"])
+        pc = CounterMetricFamily(f"{_P}phase_cpu_seconds", "CPU seconds of the worker's main "
+                                 "thread per phase of the work.", labels=[*labels, "phase"])
+        for name, sec in sorted(phases.items()):
+            if name.startswith("cpu:"):
+                pc.add_metric([*values, name[4:]], sec)
+            else:
+                ph.add_metric([*values, name], sec)
+        yield ph
+        yield pc
+        yield _gauge("caught_up", "1 when every assigned partition is committed to its end "
+                     "and nothing is buffered.", labels, values, 1.0 if ready else 0.0)
         yield _gauge("messages_per_second", "Messages/s over the last 10 s.", labels, values, mps)
         yield _gauge("samples_per_second", "Samples/s over the last 10 s.", labels, values, sps)
         lat = Metric(f"{_P}latency_seconds", "Produce time (Kafka timestamp) to committed, s, "
@@ -204,8 +266,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """``/metrics`` (``prometheus_client``'s WSGI app) and ``/healthz`` on a background
-    thread."""
+    """``/metrics`` (``prometheus_client``'s WSGI app), ``/healthz`` and ``/readyz`` on a
+    background thread."""
 
     def __init__(self, metrics: WorkerMetrics, host: str = "127.0.0.1", port: int = 0) -> None:
         prom = make_wsgi_app(metrics.registry)
@@ -215,6 +277,14 @@ class MetricsServer:
             if path == "/healthz":
                 start_response("200 OK", [("Content-Type", "text/plain")])
                 return [b"ok\n"]
+            if path == "/readyz":
+                with metrics._lock:
+                    ready, reason = metrics.ready
+                if ready:
+                    start_response("200 OK", [("Content-Type", "text/plain")])
+                    return [b"caught up\n"]
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [f"not caught up: {reason}\n".encode()]
             if path != "/metrics":
                 start_response("404 Not Found", [("Content-Type", "text/plain")])
                 return [b"not found\n"]

@@ -10,6 +10,7 @@ offset. Dead letters name the Kafka offset as their row.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from ..stores.base import Checkpoint, CommitBatch
 from . import codec
 from .partitioner import Partitioner
 
-__all__ = ["Collected", "PartitionState", "Processor", "checkpoint_name"]
+__all__ = ["Collected", "PartitionState", "Processor", "checkpoint_name", "downsample"]
 
 log = logging.getLogger("chargetracker.kafka.worker")
 
@@ -46,7 +47,12 @@ class PartitionState:
     #: Offset of the next message to process; -1 when unknown (no checkpoint yet).
     next_offset: int
     final: bool = False
+    #: Partition EOF seen after the last received message (the worker is at the end).
     eof: bool = False
+    #: Offset after the last message received (-1: none yet): fetched lag.
+    fetched_offset: int = -1
+    #: Offset of the store checkpoint (what is durably done; -1: none): committed lag.
+    committed_offset: int = -1
 
 
 @dataclass
@@ -66,6 +72,21 @@ class Collected:
         return any(c.checkpoints for c in self.commits)
 
 
+def downsample(raw: pl.DataFrame, every_s: float, key: str = "cell_id") -> pl.DataFrame:
+    """The first row (by ``ts``) of each ``key`` in each ``every_s``-second bucket of
+    ``ts``: the store's raw view for the dashboard, a few rows per cell and minute
+    instead of every sample (a bucket cut by a micro-batch boundary may keep two)."""
+    if raw.height == 0 or "ts" not in raw.columns:
+        return raw
+    # Minimum per (entity, bucket) by a windowed min, not a sort of the whole batch
+    # (7x less CPU); the few rows kept are sorted afterwards.
+    b = "__ct_bucket"
+    return (raw.with_columns((pl.col("ts") / every_s).floor().alias(b))
+            .filter(pl.col("ts") == pl.col("ts").min().over(key, b))
+            .unique(subset=[key, b], keep="first", maintain_order=True)
+            .drop(b).sort(key, "ts"))
+
+
 def wrong_partition(owner: int, got: int) -> str:
     return (f"cell_id belongs to partition {owner} (murmur2 of the key), received on {got}: "
             "the producer must partition by murmur2(cell_id) (Java default, librdkafka "
@@ -81,14 +102,27 @@ class Processor:
 
     def __init__(self, topic: str, kind: TelemetryKind, *, partitioner: Partitioner | None,
                  store_raw: bool, archive: bool,
-                 learn_cells: Callable[[pl.DataFrame], None]) -> None:
+                 learn_cells: Callable[[pl.DataFrame], None],
+                 timings: dict[str, float] | None = None,
+                 raw_every_s: float | None = None) -> None:
         self.topic = topic
+        #: Store at most one raw row per entity per this many seconds of ``ts`` (per
+        #: micro-batch) in the store; the archive keeps every row.
+        self.raw_every_s = raw_every_s
+        #: Seconds spent per phase ("decode", "engine"; wall, and thread CPU under
+        #: "cpu:<phase>"): the worker's profile.
+        self.timings = timings if timings is not None else {}
         self.kind = kind
         self.partitioner = partitioner
         self.store_raw = store_raw
         self.archive = archive
         self.learn_cells = learn_cells
         self.counter = f"kafka:{topic}"
+
+    def _time(self, phase: str, wall_s: float, cpu_s: float) -> None:
+        t = self.timings
+        t[phase] = t.get(phase, 0.0) + wall_s
+        t[f"cpu:{phase}"] = t.get(f"cpu:{phase}", 0.0) + cpu_s
 
     def checkpoint(self, ps: PartitionState) -> CommitBatch:
         return CommitBatch(checkpoints=[Checkpoint(
@@ -209,7 +243,10 @@ class Processor:
     def _measurements(self, ps: PartitionState, values: list[bytes | None],
                       fmts: list[str | None], offsets: list[int], source: str,
                       out: Collected) -> None:
+        t0, c0 = time.perf_counter(), time.thread_time()
         dec = codec.decode_measurements(values, fmts, offsets, source=source)
+        t1, c1 = time.perf_counter(), time.thread_time()
+        self._time("decode", t1 - t0, c1 - c0)
         own = [dec.rejected] if dec.rejected.height else []
         frame, offs = dec.frame, dec.offsets
         if frame.height and self.partitioner is not None:
@@ -237,12 +274,16 @@ class Processor:
         ctx = StepContext(self.kind, source, rejected=rejected, row_positions=offs,
                           store_raw=self.store_raw or self.archive, counter=self.counter)
         ps.state, s = advance(ps.state, frame, ctx)
+        self._time("engine", time.perf_counter() - t1, time.thread_time() - c1)
         out.accepted += s.accepted
         if s.raw is not None:
             if self.archive:
                 out.archive.append((ps.partition, -1, s.raw))
             if not self.store_raw:
                 s.commit.measurements = None
+            elif self.raw_every_s and s.commit.measurements is not None:
+                s.commit.measurements = downsample(s.commit.measurements, self.raw_every_s,
+                                                   self.kind.entity_key)
         out.commits.append(s.commit)
 
     def flush(self, ps: PartitionState, out: Collected) -> None:

@@ -29,11 +29,10 @@ the store's checkpoint is the truth.
 * When the store is unreachable the worker leaves the group (others may take over),
   waits with back-off and rejoins; uncommitted work is replayed.
 
-Bad input never stops a worker: unreadable messages, wrong types, NaN, an unknown
-``ct-format``, broken Arrow, rows out of range, late and duplicate samples, and rows
-whose cell id belongs to another partition (a producer not partitioning by murmur2)
-become dead letters with the field and reason, and optionally records on a dead-letter
-topic.
+Bad input never stops a worker: it becomes dead letters with the field and reason
+(docs/deployment.md lists the cases), optionally also on a dead-letter topic. The
+commit path is :mod:`.committer`, lags and readiness :mod:`.lag`, the per-kind seam
+:mod:`.kinds`.
 
 End of stream
 -------------
@@ -50,9 +49,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 import polars as pl
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -65,17 +64,19 @@ from confluent_kafka import (
 
 from ..config import Settings
 from ..errors import ConfigError, SourceError, StoreUnavailable
-from ..kinds import TelemetryKind, cell_kind
-from ..runtime.step import AlertPolicy, StepContext, alerts_for, combine
-from ..stores.archive import ParquetArchive, batch_id_for
-from ..stores.base import Store, all_cells
+from ..kinds import TelemetryKind
+from ..runtime.step import AlertPolicy
+from ..stores.archive import ParquetArchive
+from ..stores.base import Store
 from . import codec
-from .client import client_config, partition_count
+from .client import client_config, ensure_topic, partition_count
+from .committer import Committer
+from .kinds import KafkaKind, PartitionProcessor, kafka_kind
+from .lag import LagTracker
 from .metrics import MetricsServer, WorkerMetrics
 from .options import WorkerOptions
 from .partitioner import Partitioner
-from .processing import Collected, PartitionState, Processor, checkpoint_name
-from .sink import DeadLetterPublisher
+from .processing import Collected, PartitionState, checkpoint_name
 
 __all__ = ["Worker", "WorkerOptions", "checkpoint_name"]
 
@@ -89,14 +90,19 @@ class Worker:
     topic, group and dead-letter topic; ``settings.engine`` / ``settings.alerts``
     configure the analysis. :meth:`run` blocks until :meth:`stop` (any thread, e.g. a
     signal handler) or the idle limit.
+
+    ``plugin`` is the telemetry kind as the worker runs it (:class:`~.kinds.KafkaKind`:
+    its processor decodes and analyses the messages; default: the registered kind
+    named ``kind.name``, or cells); ``kind`` overrides the kind the plugin would build.
     """
 
     def __init__(self, store: Store, settings: Settings, options: WorkerOptions | None = None,
                  *, clock: Callable[[], float] = time.monotonic,
-                 kind: TelemetryKind | None = None) -> None:
+                 kind: TelemetryKind | None = None, plugin: KafkaKind | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.kind: TelemetryKind = kind or cell_kind(settings)
+        self.plugin = plugin or kafka_kind(kind.name if kind is not None else "cell")
+        self.kind: TelemetryKind = kind or self.plugin.make_kind(settings)
         self.options = options or WorkerOptions()
         self.kafka = settings.kafka
         self.topic = self.kafka.topic
@@ -119,18 +125,21 @@ class Worker:
         self._store_cells: pl.DataFrame | None = None
         self._last_activity = 0.0
         self._lag_checked = 0.0
-        self._hw_checked: dict[int, float] = {}
         self.metrics = WorkerMetrics(self.topic, self.kafka.group_id)
+        self._lag = LagTracker(self.topic, self.metrics, clock)
         self._metrics_server: MetricsServer | None = None
-        self._dlq: DeadLetterPublisher | None = None
         self._partitioner: Partitioner | None = None
         self._consumer: Consumer | None = None
-        self._archive: ParquetArchive | None = (
-            ParquetArchive(self.options.archive_dir) if self.options.archive_dir else None)
-        self._processor = Processor(self.topic, self.kind, partitioner=None,
-                                    store_raw=self.options.store_raw,
-                                    archive=self._archive is not None,
-                                    learn_cells=self._learn_groups)
+        archive = (ParquetArchive(self.options.archive_dir, fsync=self.options.archive_fsync)
+                   if self.options.archive_dir else None)
+        self._processor: PartitionProcessor = self.plugin.make_processor(
+            self.topic, self.kind, partitioner=None, store_raw=self.options.store_raw,
+            archive=archive is not None, learn_cells=self._learn_groups,
+            timings=self.metrics.phase_seconds, raw_every_s=self.options.raw_every_s)
+        self._committer = Committer(
+            store, self.kind, self.kafka, counter=self._processor.counter, metrics=self.metrics,
+            groups=self._groups, alert_policy=self.alert_policy if self.options.alerts else None,
+            archive=archive)
         self.exit_reason = ""
         conf = self._consumer_config()
         # Incremental (cooperative) rebalancing hands over only the moved partitions.
@@ -163,10 +172,35 @@ class Worker:
             "queued.max.messages.kbytes": 256 * 1024,
         })
 
+    @property
+    def caught_up(self) -> bool:
+        """Every assigned partition committed to its end, nothing buffered (``/readyz``)."""
+        return self.metrics.ready[0]
+
+    def _partition_count(self) -> int:
+        """The topic's partitions; creates the topic when configured, else a missing
+        topic is an error saying how to create it."""
+        opts = self.options
+        if opts.create_topic_partitions is not None:
+            n = ensure_topic(self.kafka, partitions=opts.create_topic_partitions,
+                             replication_factor=opts.create_topic_replication)
+            log.info("topic %s: %d partitions", self.topic, n)
+            return n
+        try:
+            return partition_count(self.kafka)
+        except SourceError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            raise SourceError(
+                f"{exc}. Create it first: `chargetracker topics create --broker "
+                f"{self.kafka.brokers} --kind {self.kind.name} --topic {self.topic} "
+                "--partitions N` (N: the most workers you will run; it cannot shrink), or "
+                "start the worker with --create-topic N (development)") from None
+
     def run(self) -> int:
         """Consume until stopped or idle; returns 0 (errors raise)."""
         opts = self.options
-        self._partitioner = Partitioner(partition_count(self.kafka))
+        self._partitioner = Partitioner(self._partition_count())
         if opts.partition_check:
             self._processor.partitioner = self._partitioner
         if opts.metrics_port is not None:
@@ -181,7 +215,9 @@ class Worker:
         except KafkaException as exc:
             raise ConfigError(f"Kafka consumer: {exc}") from exc
         consumer = self._consumer
-        _warm_up(self.settings)
+        if self.plugin.warm_up is not None:
+            self.plugin.warm_up(self.settings)
+        self._archive_settings()
         try:
             self._subscribe()
             while not self._stop.is_set():
@@ -202,12 +238,21 @@ class Worker:
             except (KafkaException, RuntimeError, StoreUnavailable) as exc:
                 log.warning("closing the consumer: %s", exc)
             self._consumer = None
-            if self._dlq is not None:
-                self._dlq.close()
+            self._committer.close()
             if self._metrics_server is not None:
                 self._metrics_server.close()
         log.info("worker stopped (%s)", self.exit_reason)
         return 0
+
+    def _archive_settings(self) -> None:
+        """Record the engine settings beside the archived samples (a backfill into a
+        fresh store analyses them the same way)."""
+        archive = self._committer.archive
+        if archive is None or self.kind.name != "cell":
+            return
+        if archive.put_engine_settings(asdict(self.settings.engine)):
+            log.warning("engine settings differ from those recorded in the archive %s: "
+                        "archived data was analysed with both", archive.root)
 
     def _subscribe(self) -> None:
         assert self._consumer is not None
@@ -218,6 +263,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------
     def _step(self, consumer: Consumer) -> None:
         opts = self.options
+        t0, c0 = time.perf_counter(), time.thread_time()
         msgs: list[Any] = consumer.consume(num_messages=min(opts.max_batch_messages, 100_000),
                                            timeout=opts.poll_timeout_s)
         now = self._clock()
@@ -243,14 +289,21 @@ class Worker:
                 if v is not None:
                     nbytes += len(v)
                 count += 1
+            for p, lst in buf.items():
+                if lst:
+                    fps = parts.get(p)
+                    if fps is not None:
+                        fps.fetched_offset = lst[-1].offset() + 1
             if count:
                 if not self._buffered:
                     self._buffer_since = now
                     if self.metrics.first_message_wall is None:
                         self.metrics.first_message_wall = time.time()
+                        self.metrics.first_message_cpu_s = time.process_time()
                 self._buffered += count
                 self._buffer_bytes += nbytes
                 self._last_activity = now
+            self.metrics.add_phase("poll", time.perf_counter() - t0, time.thread_time() - c0)
         if self._buffered and (
             self._buffer_bytes >= opts.max_batch_bytes
             or self._buffered >= opts.max_batch_messages
@@ -261,6 +314,11 @@ class Worker:
         if now - self._lag_checked >= 1.0:
             self._lag_checked = now
             self._update_lag()
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        self._lag.refresh_ready(joined=self._joined, recovering=self._recovering,
+                                buffered=self._buffered, parts=self._parts)
 
     def _caught_up(self) -> bool:
         """Every partition with buffered messages has reached its end (a partition-EOF
@@ -306,6 +364,8 @@ class Worker:
         self._joined = True
         self._store_cells = None  # re-read: cells may have been registered since
         cells = self._cells_from_store() if partitions else None
+        if cells is not None and cells.height and self._committer.archive is not None:
+            self._committer.archive.put_cells(cells)  # registered through the API, say
         assert self._partitioner is not None
         for tp in partitions:
             if tp.topic != self.topic:
@@ -317,11 +377,11 @@ class Worker:
             else:
                 offset = int(cp.position["offset"])
                 ps = PartitionState(tp.partition, self.kind.state_from_bytes(cp.state), offset,
-                                    final=bool(cp.position.get("final")))
+                                    final=bool(cp.position.get("final")), committed_offset=offset)
                 tp.offset = offset
             if cells is not None and cells.height:
-                mine = cells.filter(pl.Series(self._partitioner.of_series(cells.get_column("cell_id"))
-                                              == tp.partition))
+                key = cells.get_column(self.kind.entity_key)
+                mine = cells.filter(pl.Series(self._partitioner.of_series(key) == tp.partition))
                 if mine.height:
                     self._processor.add_entities(ps, mine, "store")
             self._parts[tp.partition] = ps
@@ -339,6 +399,7 @@ class Worker:
             self._drain()  # commit what we hold while the partitions are still ours
         for tp in partitions:
             self._parts.pop(tp.partition, None)
+            self._buffer.pop(tp.partition, None)
             log.info("revoked %s[%d]", self.topic, tp.partition)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
@@ -390,6 +451,7 @@ class Worker:
         """Process and commit the buffered messages (one store transaction)."""
         if not self._buffered:
             return
+        self._update_lag()  # cached watermarks: lags as of the fetch, before the commit
         by_part, self._buffer = self._buffer, {}
         self._buffered = self._buffer_bytes = 0
         out = Collected()
@@ -415,92 +477,28 @@ class Worker:
             self._commit(out)
 
     def _commit(self, out: Collected) -> None:
-        t0 = time.perf_counter()
-        batch = combine(out.commits)
-        counter = self._processor.counter
-        batch.counters.setdefault(counter, {"accepted": 0, "rejected": 0})
-        if self.options.alerts and batch.cycles is not None:
-            alerts = alerts_for({"cycles": batch.cycles},
-                                StepContext(self.kind, alerts=self.alert_policy, groups=self._groups))
-            batch.alerts = alerts if alerts.height else None
-        if self._archive is not None:
-            # Before the commit: a crash in between replays the batch from the same
-            # start offset, whose files replace these (same batch id).
-            for p, start, raw in out.archive:
-                self._archive.append(raw, groups=self._groups,
-                                     batch_id=batch_id_for(f"kafka:{self.topic}/{p}", {"offset": start}))
-        self.store.commit(batch)
-        wall = time.time()
-        seconds = time.perf_counter() - t0
-        rejected = batch.dead_letters
-        n_rej = rejected.height if rejected is not None else 0
-        lat = None
-        if out.timestamps_ms:
-            ts = np.concatenate(out.timestamps_ms)
-            ts = ts[ts > 0]
-            lat = wall - ts / 1000.0
-        self.metrics.record_commit(messages=out.messages, samples=out.accepted, rejected=n_rej,
-                                   seconds=seconds, latencies_s=lat)
-        if out.offsets and self._consumer is not None:
-            try:  # advisory only, for lag tooling; the store's checkpoint is the truth
-                self._consumer.commit(offsets=out.offsets, asynchronous=True)
-            except KafkaException as exc:
-                log.debug("advisory offset commit: %s", exc)
-        if rejected is not None and self.kafka.dead_letter_topic:
-            self._publish_dead_letters(rejected)
-
-    def _publish_dead_letters(self, rejected: pl.DataFrame) -> None:
-        """Dead letters to the dead-letter topic, after the store commit (at least once:
-        a crash right here re-sends on replay)."""
-        if self._dlq is None:
-            self._dlq = DeadLetterPublisher(self.kafka)
-        self._dlq.publish(rejected)
+        self._committer.commit(out, self._consumer)
+        for tp in out.offsets:  # durable now: the committed lag moves
+            ps = self._parts.get(tp.partition)
+            if ps is not None:
+                ps.committed_offset = max(ps.committed_offset, int(tp.offset))
 
     # -- cells, groups, alerts ------------------------------------------------------
     def _cells_from_store(self) -> pl.DataFrame | None:
-        """Cell metadata already in the store (e.g. registered through the API)."""
+        """Entity metadata already in the store (e.g. cells registered through the API)."""
+        if self.plugin.entities is None:
+            return None
         if self._store_cells is None:
-            self._store_cells = all_cells(self.store)
+            self._store_cells = self.plugin.entities(self.store)
             self._learn_groups(self._store_cells)
         return self._store_cells
 
     def _learn_groups(self, cells: pl.DataFrame) -> None:
-        if cells.height:
-            self._groups.update(zip(cells.get_column("cell_id").to_list(),
+        key = self.kind.entity_key
+        if cells.height and "group" in cells.columns and key in cells.columns:
+            self._groups.update(zip(cells.get_column(key).to_list(),
                                     cells.get_column("group").to_list(), strict=True))
 
     # -- lag ------------------------------------------------------------------------
     def _update_lag(self, force: bool = False) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        lag: dict[int, int] = {}
-        now = self._clock()
-        for p, ps in list(self._parts.items()):
-            tp = TopicPartition(self.topic, p)
-            try:
-                lo, hi = consumer.get_watermark_offsets(tp, cached=True)
-                if hi < 0 and (force or now - self._hw_checked.get(p, 0.0) >= 5.0):
-                    self._hw_checked[p] = now
-                    lo, hi = consumer.get_watermark_offsets(tp, timeout=1.0)
-            except KafkaException:
-                continue
-            if hi is None or hi < 0:
-                continue
-            pos = ps.next_offset if ps.next_offset >= 0 else lo
-            lag[p] = max(0, int(hi) - int(pos))
-        self.metrics.set_lag(lag)
-
-
-def _warm_up(settings: Settings) -> None:
-    """Load the engine's compiled kernels before joining the group, so the first batch
-    (and a partition taken over from a failed worker) is not delayed by it."""
-    from ..engine import flush, new_state, update
-
-    n = 8
-    frame = pl.DataFrame({
-        "cell_id": ["__warm_up__"] * n, "ts": [float(i) for i in range(n)],
-        "voltage_v": [3.7] * n, "current_a": [1.0, 1.0, 1.0, 0.0, 0.0, -1.0, -1.0, 0.0],
-    })
-    state, _ = update(new_state(settings.engine), frame)
-    flush(state)
+        self._lag.update(self._consumer, self._parts, force=force)

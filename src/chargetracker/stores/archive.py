@@ -24,16 +24,29 @@ Guarantees:
   duplicates, which :mod:`chargetracker.batch.backfill` drops before analysis.
 
 The archive keeps the *accepted* samples of the live pipeline (what the engine consumed),
-so recomputing them gives the streaming results again.
+so recomputing them gives the streaming results again -- with the metadata the numbers
+depend on, kept beside the data (directories starting with ``_`` are skipped by every
+hive reader)::
+
+    root/_cells/cells-<uuid>.parquet     cell metadata (CELL_SCHEMA + archived_at, wall s)
+    root/_meta/engine.json               the engine settings the stream ran with
+
+A cell's nominal capacity sets its rest threshold (epsilon) and capacity-relative step
+filter, so a backfill into a fresh store needs it to reproduce the stream's steps and
+cycles: :meth:`ParquetArchive.cells` (latest row per cell) and
+:meth:`ParquetArchive.engine_settings` give them back.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote, unquote
@@ -44,7 +57,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..schema import MEASUREMENT_SCHEMA, conform
+from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA, conform
 
 __all__ = [
     "ARCHIVE_SCHEMA",
@@ -65,6 +78,10 @@ PARTITION_SCHEMA: dict[str, pl.DataType] = {"group": pl.Utf8(), "date": pl.Utf8(
 #: uuid5 namespace of archive file names (fixed: names must not change between releases).
 _NAMESPACE = uuid.UUID("6f1c5a52-2d7e-4c35-9b1e-0c5d1b3a7e10")
 _SECONDS_PER_DAY = 86_400
+#: Metadata directories (leading underscore: hive readers skip them).
+CELLS_DIR = "_cells"
+META_DIR = "_meta"
+ARCHIVED_CELL_SCHEMA: dict[str, pl.DataType] = {**CELL_SCHEMA, "archived_at": pl.Float64()}
 Compression = Literal["zstd", "lz4", "snappy", "gzip", "brotli", "uncompressed"]
 
 
@@ -172,12 +189,43 @@ class ParquetArchive:
         when a required column is missing or of the wrong type, and
         :class:`~chargetracker.errors.StoreUnavailable` when the disk write fails.
         """
+        return self.append_many([(frame, batch_id or "")], groups=groups)
+
+    def append_many(self, batches: Sequence[tuple[pl.DataFrame, str]],
+                    groups: Mapping[str, str | None] | pl.DataFrame | None = None) -> list[Path]:
+        """:meth:`append` of several batches (frame, batch id) at once: every file is
+        written first, then all are flushed to disk together (concurrent ``fsync`` of
+        the files, then once per directory) before any is renamed into place -- one
+        round of disk flushes per call instead of two per file (a Kafka worker archives
+        one batch per partition and commit)."""
+        gframe = _groups_frame(groups)
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for frame, batch_id in batches:
+                staged.extend(self._stage_batch(frame, batch_id, gframe))
+            if self.fsync and staged:
+                _fsync_all([tmp for tmp, _ in staged])
+            for tmp, final in staged:
+                os.replace(tmp, final)
+            if self.fsync and staged:
+                _fsync_all(sorted({final.parent for _, final in staged}))
+        except OSError as exc:
+            for tmp, _ in staged:
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError:  # pragma: no cover - best effort cleanup
+                    pass
+            raise StoreUnavailable(f"cannot write archive files under {str(self.root)!r}: {exc}") from exc
+        return [final for _, final in staged]
+
+    def _stage_batch(self, frame: pl.DataFrame, batch_id: str,
+                     gframe: pl.DataFrame | None) -> list[tuple[Path, Path]]:
+        """Write one batch's files under temporary names: (temporary, final) paths."""
         if not batch_id:
             raise ConfigError("append needs a batch_id (e.g. batch_id_for(source, position))")
         data = conform(frame, source=f"archive batch {batch_id}")
         if data.height == 0:
             return []
-        gframe = _groups_frame(groups)
         if gframe is None:
             data = data.with_columns(pl.lit(None, dtype=pl.Utf8).alias("__group"))
         else:
@@ -191,14 +239,82 @@ class ParquetArchive:
             pl.when(pl.col("__group") == "").then(None).otherwise(pl.col("__group")).alias("__group"),
         )
         name = f"part-{uuid.uuid5(_NAMESPACE, batch_id)}.parquet"
-        written: list[Path] = []
+        out: list[tuple[Path, Path]] = []
         parts = data.partition_by(["__group", "__day"], as_dict=True, maintain_order=True)
         for (group, day), part in parts.items():
             directory = (self.root / f"group={encode_group(group)}"
                          / f"date={_day_string(cast(int, day))}")
             rows = part.drop("__group", "__day").sort(["cell_id", "ts"], maintain_order=True)
-            written.append(self._write_atomic(directory, name, rows))
-        return written
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            out.append((tmp, directory / name))
+            rows.write_parquet(tmp, compression=self.compression, statistics=True)
+        return out
+
+    # -- metadata --------------------------------------------------------------------
+    def put_cells(self, cells: pl.DataFrame, *, batch_id: str | None = None,
+                  archived_at: float | None = None) -> Path | None:
+        """Archive cell metadata rows (CELL_SCHEMA columns; missing ones null).
+
+        The latest row per cell (by ``archived_at``, wall s) wins on read. ``batch_id``
+        names the file (a replay replaces it); default: a hash of the rows, so the same
+        metadata written twice is one file.
+        """
+        if cells.height == 0:
+            return None
+        rows = cells.select([
+            (pl.col(c).cast(t) if c in cells.columns else pl.lit(None, dtype=t)).alias(c)
+            for c, t in CELL_SCHEMA.items()]).unique(subset=["cell_id"], keep="last",
+                                                     maintain_order=True)
+        if batch_id is None:
+            digest = hashlib.sha256(rows.sort("cell_id").write_csv().encode()).hexdigest()
+            batch_id = f"cells@{digest}"
+        rows = rows.with_columns(pl.lit(float(archived_at if archived_at is not None
+                                              else time.time())).alias("archived_at"))
+        name = f"cells-{uuid.uuid5(_NAMESPACE, batch_id)}.parquet"
+        return self._write_atomic(self.root / CELLS_DIR, name, rows)
+
+    def cells(self) -> pl.DataFrame:
+        """The archived cell metadata, latest row per cell (CELL_SCHEMA), sorted by id."""
+        files = sorted((self.root / CELLS_DIR).glob("cells-*.parquet"))
+        if not files:
+            return pl.DataFrame(schema=CELL_SCHEMA)
+        lf = pl.scan_parquet(files, schema=ARCHIVED_CELL_SCHEMA, hive_partitioning=False)
+        frame = collect(lf.sort("archived_at", maintain_order=True), self.root)
+        return (frame.unique(subset=["cell_id"], keep="last", maintain_order=True)
+                .drop("archived_at").sort("cell_id"))
+
+    def put_engine_settings(self, settings: Mapping[str, Any]) -> bool:
+        """Record the engine settings the stream runs with (JSON object); returns True
+        when they changed (the archive then mixes data analysed two ways live)."""
+        text = json.dumps(dict(settings), sort_keys=True, indent=1, allow_nan=False)
+        path = self.root / META_DIR / "engine.json"
+        old = path.read_text() if path.is_file() else None
+        if old == text:
+            return False
+        directory = path.parent
+        tmp = directory / f".engine.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreUnavailable(f"cannot write {str(path)!r}: {exc}") from exc
+        return old is not None
+
+    def engine_settings(self) -> dict[str, Any] | None:
+        """The engine settings recorded by :meth:`put_engine_settings`, or None."""
+        path = self.root / META_DIR / "engine.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {str(path)!r}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise StoreError(f"{str(path)!r} is not a JSON object")
+        return data
 
     def _write_atomic(self, directory: Path, name: str, rows: pl.DataFrame) -> Path:
         final = directory / name
@@ -329,6 +445,25 @@ def collect(lf: pl.LazyFrame, root: Path | str = "archive") -> pl.DataFrame:
         return lf.collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StoreError(f"cannot read archive {str(root)!r}: {exc}") from exc
+
+
+def _fsync_one(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_all(paths: Sequence[Path]) -> None:
+    """fsync files or directories concurrently (the file system commits them in one
+    journal round instead of one per call)."""
+    if len(paths) == 1:
+        _fsync_one(paths[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        for fut in [pool.submit(_fsync_one, p) for p in paths]:
+            fut.result()
 
 
 def _arrow_type(dtype: pl.DataType) -> pa.DataType:

@@ -2,8 +2,8 @@
 
 Every read query and every upsert comes from :mod:`chargetracker.stores.sql` (shared
 with the DuckDB store, so both answer the same questions the same way); this module adds
-the connection pool, transactions, schema migrations, the COPY write path and the
-partitioned raw table.
+the connection pool, transactions, schema migrations and the partitioned raw table;
+the COPY write path is :mod:`chargetracker.stores.pgwrite`.
 
 Writes. :meth:`PostgresStore.commit` writes one micro-batch in ONE transaction: every
 frame is COPYed (CSV, vectorized by Polars) into a session-local staging table, then
@@ -70,6 +70,7 @@ from . import sql as q
 from .base import CommitBatch
 from .migrations.apply import MIGRATION_LOCK_KEY, apply_migrations, check_migrated
 from .pgurl import split_url
+from .pgwrite import write_batch
 from .sqlstore import SqlStore
 from .url import redact
 
@@ -86,43 +87,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Days with a named partition: 1970-01-01 .. 9999-12-31; other ts go to the default one.
 _MAX_DAY = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH).days
 _PARTITION_RE = re.compile(r"^measurements_p(\d{8})$")
-#: Rows per CSV chunk sent through COPY (bounds the memory of the text form).
-COPY_CHUNK_ROWS = 100_000
 # Advisory lock key (64-bit, arbitrary but fixed): "ct-part".
 PARTITION_LOCK_KEY = int.from_bytes(b"ct-part", "big")
 
-_PG_TYPES = {"text": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN",
-             "blob": "BYTEA", "json": "JSON"}
-
-#: Staging (session-local temp) table per written table: (target, columns COPYed). The
-#: columns are those of the frames :func:`~chargetracker.stores.sql.prepare_batch` returns.
-_STAGES: dict[str, tuple[q.Table, tuple[str, ...]]] = {
-    "cells": (q.CELLS, q.CELLS.insert_columns),
-    "measurements": (q.MEASUREMENTS, q.MEASUREMENTS.insert_columns),
-    "steps": (q.STEPS, q.STEPS.insert_columns),
-    "cycles": (q.CYCLES, q.CYCLES.insert_columns),
-    "alerts": (q.ALERTS, tuple(q.ALERT_SCHEMA)),
-    "alert_episodes": (q.ALERT_EPISODES, q.ALERT_EPISODES.insert_columns),
-    "dead_letters": (q.DEAD_LETTERS, q.DEAD_LETTERS.insert_columns),
-}
-
-_ENSURE_CELLS = ('INSERT INTO "cells" ("cell_id") SELECT unnest(CAST(%s AS TEXT[])) '
-                 'ON CONFLICT DO NOTHING')
 _MISSING_RELATIONS = ("SELECT n FROM unnest(CAST(%s AS TEXT[])) AS n "
                       "WHERE to_regclass(quote_ident(n)) IS NULL ORDER BY n")
 _PARTITIONS = ('SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid '
                'WHERE i.inhparent = CAST(\'"measurements"\' AS regclass) ORDER BY c.relname')
 _STATS_READ = 'SELECT "n_rows", "max_ts" FROM "measurement_stats"'
-_STATS_ADD = ('UPDATE "measurement_stats" SET "n_rows" = "n_rows" + %s, '
-              '"max_ts" = GREATEST("max_ts", (SELECT max("ts") FROM pg_temp."_ct_stage_measurements"))')
 _STATS_REMOVE = ('UPDATE "measurement_stats" SET "n_rows" = GREATEST("n_rows" - %s, 0), '
                  '"max_ts" = CASE WHEN "n_rows" - %s <= 0 THEN NULL ELSE "max_ts" END')
 _SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-
-
-def _stage(name: str) -> str:
-    """The staging relation for ``name`` (a key of :data:`_STAGES`, never user input)."""
-    return f'pg_temp."_ct_stage_{name}"'
 
 
 def partition_name(day: int) -> str:
@@ -314,34 +289,6 @@ class PostgresStore(SqlStore):
                schema: dict[str, pl.DataType]) -> pl.DataFrame:
         return _to_frame(self._rows(query, params), schema)
 
-    @staticmethod
-    def _copy(conn: psycopg.Connection[Any], name: str, frame: pl.DataFrame) -> None:
-        """COPY ``frame`` into the staging table ``name`` as CSV (Polars writes the text
-        vectorized; floats in shortest round-trip form, so values arrive bit-exact)."""
-        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            sql.SQL(_stage(name)), sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
-        with conn.cursor() as cur, cur.copy(stmt) as cp:
-            for chunk in frame.iter_slices(COPY_CHUNK_ROWS):
-                cp.write(chunk.write_csv(include_header=False).encode())
-
-    def _stage_layout(self, name: str) -> tuple[q.Table, tuple[str, ...]]:
-        if name in _STAGES:
-            return _STAGES[name]
-        table = self._plugins[name][0]
-        return table, table.insert_columns
-
-    def _create_stages(self, conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
-        # Temp tables live as long as the pooled session: created once per connection
-        # (IF NOT EXISTS), emptied at every commit, so no catalog churn per batch.
-        stmts = []
-        for name in names:
-            table, columns = self._stage_layout(name)
-            types = dict(table.columns)
-            cols = ", ".join(f"{q.quote(c)} {_PG_TYPES[types[c]]}" for c in columns)
-            stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {_stage(name)} ({cols}) "
-                         "ON COMMIT DELETE ROWS")
-        conn.execute("; ".join(stmts))
-
     def _ensure_partitions(self, conn: psycopg.Connection[Any], days: list[int]) -> None:
         """Create the day partitions that do not exist yet, each in a short transaction
         of its own (serialized between processes by an advisory lock)."""
@@ -374,63 +321,7 @@ class PostgresStore(SqlStore):
             if days:
                 self._ensure_partitions(conn, days)
             with conn.transaction():
-                self._write(conn, b)
-
-    def _write(self, conn: psycopg.Connection[Any], b: q.ConformedBatch) -> None:
-        # Sorted by key: concurrent writers touch shared rows in the same order.
-        frames = {
-            "cells": _sorted(b.cells, ["cell_id"]),
-            "measurements": _sorted(b.measurements, ["cell_id", "ts"]),
-            "steps": _sorted(b.steps, ["cell_id", "step"]),
-            "cycles": _sorted(b.cycles, ["cell_id", "cycle"]),
-            "alerts": b.alerts,
-            "alert_episodes": _sorted(b.alert_episodes, list(q.ALERT_EPISODES.key)),
-            "dead_letters": b.dead_letters,
-        }
-        for name, frame in b.tables.items():
-            frames[name] = _sorted(frame, list(self._plugins[name][1].key))
-        present = {k: _without_nul(f) for k, f in frames.items() if f is not None}
-        if present:
-            self._create_stages(conn, list(present))
-            for name, frame in present.items():
-                self._copy(conn, name, frame)
-        if b.cells is not None:
-            conn.execute(q.upsert_from(q.CELLS, _stage("cells")))
-        ids = _cell_ids(*(present.get(k) for k in ("measurements", "steps", "cycles")))
-        if ids:
-            conn.execute(_ENSURE_CELLS, [ids])
-        inserted = 0
-        if b.measurements is not None:
-            cur = conn.execute(q.insert_ignore_from(q.MEASUREMENTS, _stage("measurements")))
-            inserted = max(cur.rowcount, 0)
-        if b.steps is not None:
-            conn.execute(q.upsert_from(q.STEPS, _stage("steps")))
-        if b.cycles is not None:
-            conn.execute(q.upsert_from(q.CYCLES, _stage("cycles")))
-        if b.alerts is not None:
-            conn.execute(q.insert_alerts_ignore_from(_stage("alerts")))
-        if b.alert_episodes is not None:
-            conn.execute(q.upsert_from(q.ALERT_EPISODES, _stage("alert_episodes")))
-        if b.dead_letters is not None:
-            conn.execute(q.insert_dead_letters_from(_stage("dead_letters")))
-        for name in b.tables:
-            layout, spec = self._plugins[name]
-            conn.execute(q.plugin_write_from(layout, spec.mode, _stage(name)))
-        if b.checkpoints:
-            with conn.cursor() as cur:
-                cur.executemany(q.upsert_checkpoint(_D), [
-                    (name, state, position, b.now)
-                    for name, state, position in sorted(b.checkpoints, key=lambda c: c[0])])
-        # Rows every writer shares come last (held locked until COMMIT: keep it short).
-        if inserted:
-            conn.execute(_STATS_ADD, [inserted])
-        if b.counters:
-            with conn.cursor() as cur:
-                counters = sorted(b.counters)
-                cur.executemany(q.add_counters(_D), [(s, a, r, b.now) for s, a, r in counters])
-                cur.executemany(q.add_series_row(_D), [(b.now, s, a, r) for s, a, r in counters])
-            conn.execute(q.prune_series(_D), [b.now - self._series_retention_s])
-        conn.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
+                write_batch(conn, b, self._plugins, self._series_retention_s)
 
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
         """Acknowledge an alert; False when no alert has that id. Acknowledging twice
@@ -512,29 +403,3 @@ def _to_frame(rows: list[tuple[Any, ...]], schema: dict[str, pl.DataType]) -> pl
     if not rows:
         return pl.DataFrame(schema=schema)
     return pl.DataFrame(rows, schema=schema, orient="row")
-
-
-def _sorted(frame: pl.DataFrame | None, key: list[str]) -> pl.DataFrame | None:
-    return frame.sort(key, nulls_last=True) if frame is not None and frame.height > 1 and key else frame
-
-
-def _without_nul(frame: pl.DataFrame) -> pl.DataFrame:
-    """PostgreSQL text cannot hold NUL: store it as U+FFFD instead of failing the whole
-    batch (a dead letter's payload may be binary garbage; bad input must not stop ingest)."""
-    text = [c for c, t in frame.schema.items() if t == pl.Utf8]
-    if not text:
-        return frame
-    hit = frame.select(pl.any_horizontal(
-        [pl.col(c).str.contains("\x00", literal=True).any() for c in text])).item()
-    if not hit:
-        return frame
-    return frame.with_columns(pl.col(c).str.replace_all("\x00", "\ufffd", literal=True)
-                              for c in text)
-
-
-def _cell_ids(*frames: pl.DataFrame | None) -> list[str]:
-    ids: set[str] = set()
-    for f in frames:
-        if f is not None:
-            ids.update(f.get_column("cell_id").drop_nulls().unique().to_list())
-    return sorted(ids)
