@@ -193,12 +193,15 @@ class Predictor:
         w = windows_from_batch84(rows)
         return self._frame(rows.vins, rows.dates, self.probabilities(w))
 
-    def contributions(self, w: Windows, top: int = 5) -> list[list[dict[str, float | str]]]:
+    def contributions(self, w: Windows, top: int = 5, *, x: np.ndarray | None = None
+                      ) -> list[list[dict[str, float | str]]]:
         """Per sample, the ``top`` features by |contribution| to the log-odds (SHAP),
-        with the feature's value (None when missing)."""
+        with the feature's value (None when missing); ``x`` the feature matrix of ``w``
+        when the caller has it already."""
         if len(w) == 0:
             return []
-        x = feature_matrix(w, self.artifact.features)
+        if x is None:
+            x = feature_matrix(w, self.artifact.features)
         c = self.artifact.model.booster.contributions(x)[:, :-1]
         names = self.artifact.features
         order = np.argsort(-np.abs(c), axis=1)[:, :top]
