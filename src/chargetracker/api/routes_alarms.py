@@ -131,13 +131,29 @@ class RecordsOut(BaseModel):
 
 
 # -- state -----------------------------------------------------------------------------
+#: The model directory of apps without ``app.state.alarm_model_dir`` (``serve
+#: --alarm-model``); None = the packaged default.
+_default_model_dir: str | None = None
+
+
+def use_model_dir(path: str | None) -> None:
+    """Make ``path`` the alarm model of every app that names none (checked here, so a
+    bad directory fails at start, not at the first request)."""
+    global _default_model_dir
+    if path is not None:
+        from ..stores.models import load_model
+
+        load_model(path)
+    _default_model_dir = path
+
+
 def _state(request: Request) -> tuple[Predictor, Any]:
     app = request.app
     with _lock:
         if getattr(app.state, "alarm_predictor", None) is None:
             from ..stores.models import load_default_model, load_model
 
-            where = getattr(app.state, "alarm_model_dir", None)
+            where = getattr(app.state, "alarm_model_dir", None) or _default_model_dir
             art = load_model(where) if where else load_default_model()
             app.state.alarm_predictor = Predictor(art)
         if getattr(app.state, "pack_store", None) is None:
