@@ -110,7 +110,7 @@ def bench_http(n_requests: int) -> dict[str, float]:
             except httpx.TransportError:
                 time.sleep(0.1)
         lat = []
-        with httpx.Client(base_url=url) as c:
+        with httpx.Client(base_url=url, timeout=120) as c:
             body = {"vin": "JH4PC6DU52KF7SVMZ", "records": rows}
             for _ in range(20):
                 c.post("/api/v1/alarms/predict", json=body).raise_for_status()

@@ -76,3 +76,58 @@ def test_typed_input_and_no_label() -> None:
 def test_unreadable_csv() -> None:
     with pytest.raises(ValidationError):
         validate_records(parse_records_csv(b"\xff\xfe\x00garbage\n\x00"))
+
+
+def _json_rows() -> list[dict[str, object]]:
+    import csv
+
+    from tests.ml.conftest import SERIES
+
+    out: list[dict[str, object]] = []
+    for r in csv.DictReader(SERIES.open()):
+        if r["VIN"] != "JH4PC6DU52KF7SVMZ":
+            continue
+        out.append({k: (r[k] if k in ("VIN", "Date") else
+                        (None if r[k] == "" else float(r[k]))) for k in r})
+    return out[-30:]
+
+
+def test_small_path_equals_full_validation() -> None:
+    from chargetracker.ml.records import validate_small
+
+    rows = _json_rows()
+    rows[5] = {**rows[5], **{k: None for k in rows[5] if k not in ("VIN", "Date")}}
+    fast = validate_small(rows)
+    assert fast is not None
+    full = validate_records(pl.DataFrame(
+        {k: [None if r[k] is None else str(r[k]) for r in rows] for k in rows[0]})).records
+    assert fast.equals(full)
+    # the top-level VIN fills rows without one
+    bare = [{k: v for k, v in r.items() if k != "VIN"} for r in rows]
+    fast_vin = validate_small(bare, vin="JH4PC6DU52KF7SVMZ")
+    assert fast_vin is not None and fast_vin.equals(full)
+
+
+@pytest.mark.parametrize("change", [
+    {"TotalVoltage": "abc"}, {"TotalVoltage": "350.1"}, {"CellMaxVoltage": 11.0},
+    {"CellMinVoltage": 4.5, "CellMaxVoltage": 4.0}, {"Label": 2}, {"Label": True},
+    {"Date": "2019-13-01"}, {"Date": "12/01/2019"}, {"VIN": ""}, {"VIN": "A\x01"},
+    {"MaxTemperature": float("inf")}, {"MinTemperature": 30.0, "MaxTemperature": 20.0},
+])
+def test_small_path_defers_anything_unusual(change: dict[str, object]) -> None:
+    """Any value the full checks would reject (or must parse) goes to them: None."""
+    from chargetracker.ml.records import validate_small
+
+    rows = _json_rows()
+    rows[3] = {**rows[3], **change}
+    assert validate_small(rows) is None
+
+
+def test_small_path_defers_duplicates_and_missing_columns() -> None:
+    from chargetracker.ml.records import validate_small
+
+    rows = _json_rows()
+    assert validate_small([*rows, rows[0]]) is None
+    assert validate_small([{k: v for k, v in r.items() if k != "TotalCurrent"}
+                           for r in rows]) is None
+    assert validate_small([]) is None

@@ -68,3 +68,61 @@ def test_inbox_end_to_end_and_restart(tmp_path: Path, predictor: Predictor) -> N
         assert not (inbox_dir / "batch84.csv").exists()
         files = store.inbox_files()
         assert sorted(files["status"].to_list()) == ["processed", "processed", "rejected"]
+
+
+def _wait(cond, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def test_serve_alarm_inbox_scores_once_across_restarts(tmp_path: Path) -> None:
+    """``serve --alarm-inbox``: a dropped file is scored and queryable over HTTP; after a
+    restart the same file dropped again is moved aside, not scored twice."""
+    from tests.api.conftest import start_server
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    lines = SERIES.read_text().splitlines()
+    vin = lines[1].split(",")[0]
+    body = "\n".join([lines[0], *[x for x in lines[1:] if x.startswith(vin + ",")]]) + "\n"
+
+    def drop(name: str) -> None:
+        part = inbox / f"{name}.part"  # written aside, renamed into place when complete
+        part.write_text(body)
+        _aged(part)
+        os.replace(part, inbox / name)
+
+    args = ("--no-dashboard", "--alarm-inbox", str(inbox), "--alarm-interval", "0.2")
+    drop("day1.csv")
+    server = start_server(tmp_path, *args)
+    try:
+        with server.client() as c:
+            def scored() -> bool:
+                r = c.get("/api/v1/alarms/predictions", params={"vin": vin, "limit": 1})
+                return r.status_code == 200 and r.json()["total"] > 0
+            _wait(scored)
+            first = c.get("/api/v1/alarms/predictions",
+                          params={"vin": vin, "limit": 1000}).json()
+        assert (inbox / "processed" / "day1.csv").exists()
+        assert first["total"] > 0 and {r["source"] for r in first["items"]} == {"batch"}
+    finally:
+        server.stop()
+
+    drop("day1.csv")  # the same file again (a producer retrying), then a restart
+    server = start_server(tmp_path, *args)
+    try:
+        _wait(lambda: not (inbox / "day1.csv").exists())
+        with server.client() as c:
+            again = c.get("/api/v1/alarms/predictions",
+                          params={"vin": vin, "limit": 1000}).json()
+    finally:
+        server.stop()
+    assert again["total"] == first["total"]
+    assert [r["created_at"] for r in again["items"]] == [r["created_at"] for r in first["items"]]
+    assert len(list((inbox / "processed").glob("day1*.csv"))) == 2

@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
 import numpy as np
@@ -23,8 +24,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ..ml import Predictor
+from ..ml.features import feature_matrix
 from ..ml.predict import BatchRows, score_bytes, windows_from_batch84
-from ..ml.records import SIGNALS, parse_records_csv, validate_records
+from ..ml.records import SIGNALS, parse_records_csv, validate_records, validate_small
 from ..ml.windows import CONTEXT_DAYS, build_panel, build_windows
 from .context import API_PREFIX, get_ctx
 from .errors import ApiError, responses
@@ -37,6 +39,8 @@ router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
 VIN_PATTERN = r"^[^\x00-\x1f\x7f]{1,64}$"
 _MAX_ERRORS = 100
 _lock = threading.Lock()
+#: Writes single HTTP predictions beside the rest of the request (see _predict_one).
+_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-store")
 
 
 # -- models --------------------------------------------------------------------------
@@ -127,13 +131,29 @@ class RecordsOut(BaseModel):
 
 
 # -- state -----------------------------------------------------------------------------
+#: The model directory of apps without ``app.state.alarm_model_dir`` (``serve
+#: --alarm-model``); None = the packaged default.
+_default_model_dir: str | None = None
+
+
+def use_model_dir(path: str | None) -> None:
+    """Make ``path`` the alarm model of every app that names none (checked here, so a
+    bad directory fails at start, not at the first request)."""
+    global _default_model_dir
+    if path is not None:
+        from ..stores.models import load_model
+
+        load_model(path)
+    _default_model_dir = path
+
+
 def _state(request: Request) -> tuple[Predictor, Any]:
     app = request.app
     with _lock:
         if getattr(app.state, "alarm_predictor", None) is None:
             from ..stores.models import load_default_model, load_model
 
-            where = getattr(app.state, "alarm_model_dir", None)
+            where = getattr(app.state, "alarm_model_dir", None) or _default_model_dir
             art = load_model(where) if where else load_default_model()
             app.state.alarm_predictor = Predictor(art)
         if getattr(app.state, "pack_store", None) is None:
@@ -247,13 +267,16 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     if body.records is not None and body.features is not None:
         raise ApiError(422, "give either records or features, not both", field="records")
     if body.records is not None:
-        checked = validate_records(_records_frame(body.records, body.vin), source="records")
-        if checked.n_rejected:
-            r = checked.rejected.row(0, named=True)
-            raise ApiError(422, f"records[{r['row']}] (date {r['date']!r}): {r['reason']}",
-                           field=f"records.{r['row']}.{r['field']}",
-                           details={"rejected": _rejected(checked.rejected)})
-        recs = checked.records
+        fast = validate_small(body.records, vin=body.vin)
+        if fast is None:  # something to reject or unusual: the full checks say what
+            checked = validate_records(_records_frame(body.records, body.vin),
+                                       source="records")
+            if checked.n_rejected:
+                r = checked.rejected.row(0, named=True)
+                raise ApiError(422, f"records[{r['row']}] (date {r['date']!r}): {r['reason']}",
+                               field=f"records.{r['row']}.{r['field']}",
+                               details={"rejected": _rejected(checked.rejected)})
+        recs = checked.records if fast is None else fast
         days = recs.get_column("date").cast(pl.Int32).to_numpy()
         span = int(days.max()) - int(days.min()) + 1
         if span < CONTEXT_DAYS:
@@ -268,7 +291,9 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     else:
         raise ApiError(422, "give records (14+ daily records) or features (84 values)",
                        field="records")
-    p = float(predictor.probabilities(w)[0])
+    # Features once, for both the probability and the contributions.
+    x = feature_matrix(w, predictor.artifact.features)
+    p = float(predictor.artifact.model.predict(x)[0])
     has = ~np.isnan(np.stack([w.signal(k) for k in range(len(SIGNALS))], axis=2)).all(axis=2)
     n_days = int(has.sum())
     if n_days == 0:
@@ -276,15 +301,22 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
                         "rests on the vehicle having stopped reporting")
     date = str(w.dates()[0])
     thr = predictor.artifact.threshold
-    out = {"vin": body.vin, "date": date, "probability": p, "alarm": p >= thr, "threshold": thr,
-           "model_version": predictor.model_version, "days_with_data": n_days,
-           "contributions": predictor.contributions(w)[0], "warnings": warnings,
-           "request_id": rid}
+    stored: Future[int] | None = None
     if body.store:
         frame = pl.DataFrame({"vin": [body.vin], "date": [dt.date.fromisoformat(date)],
                               "probability": [p], "alarm": [p >= thr], "threshold": [thr],
                               "model_version": [predictor.model_version]})
-        packs.upsert_predictions(frame, source="http", request_id=rid)
+        # The store write (a DuckDB commit: the largest single cost) runs beside the SHAP
+        # contributions; the reply still waits for it, so a stored prediction is durable
+        # before the client hears of it, and a failed write fails the request.
+        stored = _writer.submit(packs.upsert_predictions, frame, source="http",
+                                request_id=rid)
+    out = {"vin": body.vin, "date": date, "probability": p, "alarm": p >= thr, "threshold": thr,
+           "model_version": predictor.model_version, "days_with_data": n_days,
+           "contributions": predictor.contributions(w, x=x)[0], "warnings": warnings,
+           "request_id": rid}
+    if stored is not None:
+        stored.result()
     return out
 
 

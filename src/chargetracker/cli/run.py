@@ -59,7 +59,14 @@ def register(subparsers: Any) -> None:
     rt.add_argument("--log-commits", action="store_true",
                     help="print one JSON line per commit on stdout (source, position, counts)")
     rt.add_argument("--serve", action="store_true", help="also start the web server (API + dashboard)")
+    _add_alarm_inbox_arguments(p)
     p.set_defaults(func=run)
+
+
+def _add_alarm_inbox_arguments(p: argparse.ArgumentParser) -> None:
+    from ..sources.alarm_inbox import add_inbox_arguments
+
+    add_inbox_arguments(p)
 
 
 def build_pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -159,8 +166,10 @@ def run(args: argparse.Namespace) -> int:
     pcfg = build_pipeline_config(args)
     store, pipeline, sources = open_runtime(pcfg)
     server = None
+    inbox = None
     try:
         print(f"chargetracker run: {describe(sources, pcfg.settings)}", file=sys.stderr, flush=True)
+        inbox = _start_alarm_inbox(args, pcfg.settings.store_url)
         if args.serve:
             from .web import start_server
 
@@ -179,9 +188,18 @@ def run(args: argparse.Namespace) -> int:
         if server is not None and not stats.stopped:
             server.wait_for_interrupt()
     finally:
+        if inbox is not None:
+            inbox.stop()
         if server is not None:
             server.stop()
         for s in sources:
             s.close()
         store.close()
     return 0
+
+
+def _start_alarm_inbox(args: argparse.Namespace, store_url: str) -> Any:
+    """The consistency-alarm inbox worker beside the pipeline (``--alarm-inbox``)."""
+    from ..sources.alarm_inbox import start_inbox
+
+    return start_inbox(args, store_url)

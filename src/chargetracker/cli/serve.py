@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..config import ApiConfig, KafkaConfig, Settings
 from ..errors import ConfigError
@@ -53,6 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--log-format", default="text", choices=["text", "json"],
                    help="log lines as text or as JSON objects with request ids (default text)")
     p.set_defaults(func=run)
+    _add_alarm_inbox_arguments(p)
+
+
+def _add_alarm_inbox_arguments(p: argparse.ArgumentParser) -> None:
+    from ..sources.alarm_inbox import add_inbox_arguments
+
+    add_inbox_arguments(p)
 
 
 def _keys(args: argparse.Namespace) -> tuple[str, ...]:
@@ -109,9 +117,20 @@ def run(args: argparse.Namespace) -> int:
 
     # Opened here, before binding: a locked store or a bad URL fails fast.
     store = open_store(settings.store_url)
+    inbox = None
     try:
+        inbox = _start_alarm_inbox(args, settings.store_url)
         serve(settings, store=store, log_level=args.log_level, access_log=not args.no_access_log,
               log_format=args.log_format)
     finally:
+        if inbox is not None:
+            inbox.stop()
         store.close()
     return 0
+
+
+def _start_alarm_inbox(args: argparse.Namespace, store_url: str) -> Any:
+    """The consistency-alarm inbox worker beside the server (``--alarm-inbox``)."""
+    from ..sources.alarm_inbox import start_inbox
+
+    return start_inbox(args, store_url)

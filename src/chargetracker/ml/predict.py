@@ -13,6 +13,7 @@ real pack has -1 V total voltage); any other -1 (e.g. -1 A current) is kept as a
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,7 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
 }
 _N84 = CONTEXT_DAYS * len(SIGNALS)
 #: Rows scored per chunk: bounds the memory of the (n, 14) temporaries.
-_CHUNK_DAYS = 250_000
+_CHUNK_DAYS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +126,20 @@ class Predictor:
     def probabilities(self, w: Windows) -> np.ndarray:
         if len(w) == 0:
             return np.zeros(0)
-        return self.artifact.model.predict(feature_matrix(w, self.artifact.features))
+        return self.artifact.model.predict(feature_matrix(w, self.artifact.features,
+                                                          dtype=np.float32))
 
-    def _frame(self, vins: list[str] | np.ndarray, dates: np.ndarray,
+    def _frame(self, vins: list[str] | np.ndarray | pl.Series, dates: np.ndarray,
                p: np.ndarray) -> pl.DataFrame:
         thr = self.artifact.threshold
+        # Constant columns as polars literals, VINs as a gather from the panel's VIN
+        # list: no Python object per prediction (it cost more than the prediction).
         return pl.DataFrame({
-            "vin": list(vins), "date": dates.astype("datetime64[D]"), "probability": p,
-            "alarm": p >= thr, "threshold": np.full(p.size, thr),
-            "model_version": [self.model_version] * p.size,
-        }, schema=PREDICTION_SCHEMA)
+            "vin": vins if isinstance(vins, pl.Series) else pl.Series(list(vins), dtype=pl.Utf8),
+            "date": dates.astype("datetime64[D]"), "probability": p, "alarm": p >= thr,
+        }).with_columns(pl.lit(thr, pl.Float64).alias("threshold"),
+                        pl.lit(self.model_version, pl.Utf8).alias("model_version")
+                        ).select(list(PREDICTION_SCHEMA)).cast(PREDICTION_SCHEMA)  # type: ignore[arg-type]
 
     def predict_records(self, records: pl.DataFrame, *, next_day: bool = True,
                         latest_only: bool = False) -> pl.DataFrame:
@@ -147,24 +152,39 @@ class Predictor:
         if records.height == 0:
             return pl.DataFrame(schema=PREDICTION_SCHEMA)
         records = records.sort("vin", "date")
-        vin = records.get_column("vin").to_numpy()
-        starts = np.flatnonzero(np.r_[True, vin[1:] != vin[:-1]])
-        bounds = np.r_[starts, vin.size]
-        out: list[pl.DataFrame] = []
+        vin = records.get_column("vin")
+        # VIN boundaries without materialising a Python string per row.
+        starts = np.flatnonzero((vin != vin.shift(1)).fill_null(True).to_numpy())
+        bounds = np.r_[starts, vin.len()]
+        parts: list[pl.DataFrame] = []
         i = 0
         while i < starts.size:
             # Whole VINs per chunk, at least one.
             j = int(np.searchsorted(bounds, bounds[i] + _CHUNK_DAYS, side="right")) - 1
             j = min(max(j, i + 1), starts.size)
-            part = records.slice(int(bounds[i]), int(bounds[j] - bounds[i]))
+            parts.append(records.slice(int(bounds[i]), int(bounds[j] - bounds[i])))
+            i = j
+
+        def score(part: pl.DataFrame) -> pl.DataFrame | None:
             w = build_windows(build_panel(part, extend_days=1 if next_day else 0),
                               include_next_day=next_day)
             if latest_only and len(w):
                 last = np.r_[w.vin[1:] != w.vin[:-1], True]
                 w = w.take(last)
-            if len(w):
-                out.append(self._frame(w.vin_names(), w.dates(), self.probabilities(w)))
-            i = j
+            if not len(w):
+                return None
+            vins = pl.Series(list(w.panel.vins), dtype=pl.Utf8).gather(w.vin)
+            return self._frame(vins, w.dates(), self.probabilities(w))
+
+        if len(parts) == 1:
+            scored = [score(parts[0])]
+        else:
+            # Two chunks in flight: numpy releases the GIL in its array loops, so one
+            # chunk's features are built while the other's trees are evaluated (the
+            # booster serializes its own predictions). Order is kept.
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-score") as pool:
+                scored = list(pool.map(score, parts))
+        out = [f for f in scored if f is not None]
         if not out:
             return pl.DataFrame(schema=PREDICTION_SCHEMA)
         return pl.concat(out)
@@ -173,12 +193,15 @@ class Predictor:
         w = windows_from_batch84(rows)
         return self._frame(rows.vins, rows.dates, self.probabilities(w))
 
-    def contributions(self, w: Windows, top: int = 5) -> list[list[dict[str, float | str]]]:
+    def contributions(self, w: Windows, top: int = 5, *, x: np.ndarray | None = None
+                      ) -> list[list[dict[str, float | str]]]:
         """Per sample, the ``top`` features by |contribution| to the log-odds (SHAP),
-        with the feature's value (None when missing)."""
+        with the feature's value (None when missing); ``x`` the feature matrix of ``w``
+        when the caller has it already."""
         if len(w) == 0:
             return []
-        x = feature_matrix(w, self.artifact.features)
+        if x is None:
+            x = feature_matrix(w, self.artifact.features)
         c = self.artifact.model.booster.contributions(x)[:, :-1]
         names = self.artifact.features
         order = np.argsort(-np.abs(c), axis=1)[:, :top]

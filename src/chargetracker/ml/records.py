@@ -19,7 +19,10 @@ naming the first of them, for callers (training) that need a clean file.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,7 @@ __all__ = [
     "parse_records_csv",
     "require_valid",
     "validate_records",
+    "validate_small",
 ]
 
 #: The six daily signals, in the reference's column order (also the order of the 84
@@ -242,3 +246,85 @@ def empty_records() -> pl.DataFrame:
 def signal_matrix(records: pl.DataFrame) -> np.ndarray:
     """The six signals as a float64 (n, 6) array, NaN where missing."""
     return records.select(SIGNALS).to_numpy().astype(np.float64, copy=False)
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _fast_number(v: object) -> tuple[bool, float | None]:
+    """(ok, value) of a JSON scalar for the small-input path: None/NaN is missing; a
+    bool, text or infinity is not handled here (ok False: the full path decides)."""
+    if v is None:
+        return True, None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False, None
+    f = float(v)
+    if math.isnan(f):
+        return True, None
+    return (math.isfinite(f), f)
+
+
+def validate_small(rows: list[dict[str, object]], *, vin: str | None = None
+                   ) -> pl.DataFrame | None:
+    """The accepted records of a few JSON rows (one HTTP prediction), checked in plain
+    Python, or None when :func:`validate_records` must decide.
+
+    The polars checks have a fixed cost of several ms per call, which dominated a single
+    prediction. This path accepts only input that passes every rule of
+    :func:`validate_records` (typed numbers, ISO dates, known column names, no
+    duplicates); anything else -- any bad or unusual value -- returns None so that the
+    full validation produces its exact rejections. The result then equals
+    ``validate_records(...).records``.
+    """
+    if not rows or len(rows) > 400:
+        return None
+    cols: dict[str, list[object]] = {k: [] for k in PACK_SCHEMA}
+    seen: set[tuple[str, dt.date]] = set()
+    for r in rows:
+        canon: dict[str, object] = {}
+        for k, v in r.items():
+            c = ALIASES.get(str(k).strip().lower())
+            if c is not None:
+                if c in canon:
+                    return None
+                canon[c] = v
+        if vin is not None:
+            given = canon.get("vin")
+            if given is not None and given != vin:
+                return None
+            canon["vin"] = vin
+        v_ = canon.get("vin")
+        d_ = canon.get("date")
+        if not isinstance(v_, str) or not 0 < len(v_) <= _MAX_VIN or not v_.isprintable():
+            return None
+        if not isinstance(d_, str) or not _ISO_DAY.match(d_):
+            return None
+        try:
+            day = dt.date.fromisoformat(d_[:10])
+        except ValueError:
+            return None
+        if (v_, day) in seen:
+            return None
+        seen.add((v_, day))
+        vals: dict[str, float | None] = {}
+        for s in SIGNALS:
+            if s not in canon:
+                return None
+            ok, f = _fast_number(canon[s])
+            lo, hi = _RANGES[s]
+            if not ok or (f is not None and not lo <= f <= hi):
+                return None
+            vals[s] = f
+        for a, b in (("cell_min_v", "cell_max_v"), ("min_temperature_c", "max_temperature_c")):
+            lo_v, hi_v = vals[a], vals[b]
+            if lo_v is not None and hi_v is not None and lo_v > hi_v:
+                return None
+        ok, lab = _fast_number(canon.get("label"))
+        if not ok or lab not in (None, 0.0, 1.0):
+            return None
+        cols["vin"].append(v_)
+        cols["date"].append(day)
+        for s in SIGNALS:
+            cols[s].append(vals[s])
+        cols["label"].append(None if lab is None else int(lab))
+    return pl.DataFrame(cols, schema=PACK_SCHEMA).sort("vin", "date")

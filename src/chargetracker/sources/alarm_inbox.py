@@ -19,9 +19,11 @@ Safety:
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from ..ml import Predictor
 from ..ml.predict import score_bytes
 from ..stores.packs import PackStore
 
-__all__ = ["AlarmInbox", "InboxResult"]
+__all__ = ["AlarmInbox", "InboxResult", "InboxWorker", "add_inbox_arguments", "start_inbox"]
 
 log = logging.getLogger("chargetracker.alarm_inbox")
 
@@ -144,3 +146,79 @@ class AlarmInbox:
 
 class _Reject(Exception):
     pass
+
+
+class InboxWorker:
+    """An :class:`AlarmInbox` polled on a background thread, beside a pipeline or the web
+    server (``chargetracker run/serve --alarm-inbox DIR``).
+
+    It opens its own pack store on ``store_url`` (the same database the rest of the
+    process uses) so the ledger of scored files is shared with ``alarm inbox`` and
+    survives restarts. A file that fails unexpectedly is logged and retried at the next
+    poll; the thread never dies of one bad file.
+    """
+
+    def __init__(self, directory: str | Path, store_url: str, *, model_dir: str | None = None,
+                 interval_s: float = 2.0, settle_s: float = 2.0) -> None:
+        from ..stores.models import load_default_model, load_model
+        from ..stores.packs import open_pack_store
+
+        art = load_model(model_dir) if model_dir else load_default_model()
+        self.predictor = Predictor(art)
+        self.store = open_pack_store(store_url)
+        self.inbox = AlarmInbox(directory, self.predictor, self.store, settle_s=settle_s)
+        self.interval_s = max(0.05, float(interval_s))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="alarm-inbox", daemon=True)
+        self.polls = 0
+
+    def start(self) -> InboxWorker:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.inbox.poll()
+            except Exception:  # an I/O or store error: keep watching, say why
+                log.exception("inbox: poll of %s failed; retrying", self.inbox.dir)
+            self.polls += 1
+            self._stop.wait(self.interval_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop after the file in hand (never halfway through one) and close the store."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self.store.close()
+
+
+def add_inbox_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--alarm-inbox DIR`` / ``--alarm-model DIR`` / ``--alarm-interval S`` for
+    ``run`` and ``serve``."""
+    g = parser.add_argument_group("consistency-alarm inbox")
+    g.add_argument("--alarm-inbox", metavar="DIR", help="also watch DIR: score each daily "
+                   "pack-record CSV dropped in, store the predictions, move it to "
+                   "processed/ or rejected/")
+    g.add_argument("--alarm-model", metavar="DIR", help="alarm model directory (default: "
+                   "the packaged model); also used by the API's alarm endpoints")
+    g.add_argument("--alarm-interval", type=float, default=2.0, metavar="S",
+                   help="inbox poll interval, s (default 2)")
+
+
+def start_inbox(args: argparse.Namespace, store_url: str) -> InboxWorker | None:
+    """The running worker when ``--alarm-inbox`` was given, else None; also makes
+    ``--alarm-model`` the API's alarm model."""
+    model_dir = getattr(args, "alarm_model", None)
+    if model_dir:
+        from ..api.routes_alarms import use_model_dir
+
+        use_model_dir(model_dir)
+    directory = getattr(args, "alarm_inbox", None)
+    if not directory:
+        return None
+    worker = InboxWorker(directory, store_url, model_dir=model_dir,
+                         interval_s=getattr(args, "alarm_interval", 2.0))
+    print(f"alarm inbox: watching {worker.inbox.dir} with {worker.predictor.model_version}",
+          flush=True)
+    return worker.start()
