@@ -267,9 +267,16 @@ class DuckDBStore(SqlStore):
             return bool(cur.execute(q.alert_exists(_D), [int(alert_id)]).fetchall())
 
     def prune_measurements(self, older_than_ts: float) -> int:
-        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch)."""
+        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch) that the
+        results cover (never the open step's or open cycle's samples)."""
         with self._write_lock, self._errors("pruning measurements"):
             rows = self._cur().execute(q.prune_measurements(_D), [float(older_than_ts)]).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def prune_dead_letters(self, received_before: float) -> int:
+        """Delete dead letters received (wall s) before ``received_before``."""
+        with self._write_lock, self._errors("pruning dead letters"):
+            rows = self._cur().execute(q.prune_dead_letters(_D), [float(received_before)]).fetchall()
         return int(rows[0][0]) if rows else 0
 
     # -- reads -----------------------------------------------------------------------

@@ -143,8 +143,32 @@ def get_meta(d: Dialect) -> str:
     return f'SELECT "value" FROM "store_meta" WHERE "key" = {d.ph}'  # noqa: S608 - placeholder only
 
 
+#: The ts up to which a cell's raw samples are covered by its results: the start of its
+#: open step, else the end of its last step (NULL when it has no step yet: keep all).
+_COVERED = ('(SELECT COALESCE(MIN(s."start_ts") FILTER (WHERE s."status" = \'open\'), '
+            'MAX(s."end_ts")) FROM "steps" AS s WHERE s."cell_id" = "measurements"."cell_id")')
+_IN_OPEN_CYCLE = ('EXISTS (SELECT 1 FROM "cycles" AS c WHERE c."cell_id" = "measurements"."cell_id" '
+                  'AND c."status" = \'open\' AND c."start_ts" <= "measurements"."ts")')
+
+
 def prune_measurements(d: Dialect) -> str:
-    return f'DELETE FROM "measurements" WHERE "ts" < {d.ph}'  # noqa: S608 - placeholder only
+    """Delete raw samples older than the bound horizon that the results already cover:
+    never a sample of a cell's open step or open cycle, nor one no step has reached yet
+    (still pending in the engine)."""
+    return (f'DELETE FROM "measurements" WHERE "ts" < {d.ph} AND "ts" < {_COVERED} '  # noqa: S608 - placeholder only
+            f'AND NOT {_IN_OPEN_CYCLE}')
+
+
+def uncovered_floor() -> str:
+    """The earliest start of any open step or cycle (raw samples from there on are kept;
+    a store that drops whole partitions must not drop one at or after it)."""
+    return ('SELECT MIN("start_ts") FROM (SELECT "start_ts" FROM "steps" WHERE "status" = \'open\' '
+            'UNION ALL SELECT "start_ts" FROM "cycles" WHERE "status" = \'open\') AS u')
+
+
+def prune_dead_letters(d: Dialect) -> str:
+    """Delete dead letters received (wall s) before the bound time."""
+    return f'DELETE FROM "dead_letters" WHERE "received_at" < {d.ph}'  # noqa: S608 - placeholder only
 
 
 def ack_alert(d: Dialect) -> str:
