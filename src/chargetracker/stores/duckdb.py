@@ -102,7 +102,9 @@ class DuckDBStore(SqlStore):
     @property
     def url(self) -> str:
         """A URL :func:`~chargetracker.stores.url.open_store` reopens this store with."""
-        return "duckdb:///:memory:" if self._path == ":memory:" else f"duckdb:///{self._path}"
+        if self._path == ":memory:":
+            return "duckdb:///:memory:"
+        return f"duckdb:///{Path(self._path).resolve()}"   # duckdb:////abs/path: absolute
 
     @property
     def path(self) -> str:
