@@ -190,3 +190,19 @@ def test_dead_letters_have_a_retention(tmp_path: Path) -> None:
         stats = Runner(Pipeline(store, settings), [ListSource([bad], name="file:2")],
                        retention_interval_s=0.0).run()
         assert stats.pruned_dead_letters == 2 and store.dead_letters().height == 0
+
+
+def test_pipeline_toml_sets_horizon_and_dead_letter_retention() -> None:
+    from chargetracker.runtime.config import pipeline_config_from_mapping
+
+    cfg = pipeline_config_from_mapping({"dead_letter_retention_days": 2,
+                                        "runtime": {"future_horizon_s": 60}})
+    assert cfg.settings.dead_letter_retention_days == 2.0
+    assert cfg.settings.runtime.future_horizon_s == 60.0
+    assert pipeline_config_from_mapping(
+        {"dead_letter_retention_days": False}).settings.dead_letter_retention_days is None
+    import pytest
+
+    from chargetracker.errors import ConfigError
+    with pytest.raises(ConfigError, match="future_horizon_s"):
+        RuntimeConfig(future_horizon_s=float("nan"))
