@@ -160,10 +160,17 @@ def prune_measurements(d: Dialect) -> str:
 
 
 def uncovered_floor() -> str:
-    """The earliest start of any open step or cycle (raw samples from there on are kept;
-    a store that drops whole partitions must not drop one at or after it)."""
-    return ('SELECT MIN("start_ts") FROM (SELECT "start_ts" FROM "steps" WHERE "status" = \'open\' '
-            'UNION ALL SELECT "start_ts" FROM "cycles" WHERE "status" = \'open\') AS u')
+    """The earliest ts from which some cell has raw samples its results do not cover: the
+    start of an open step or cycle, the end of a cell's last step, or, for a cell without
+    steps, its first sample. A store that drops whole partitions of raw samples drops
+    none that reaches it (every sample before it is covered); NULL when nothing is kept."""
+    return ('SELECT MIN(x) FROM ('
+            'SELECT COALESCE(MIN("start_ts") FILTER (WHERE "status" = \'open\'), MAX("end_ts")) AS x '
+            'FROM "steps" GROUP BY "cell_id" '
+            'UNION ALL SELECT "start_ts" FROM "cycles" WHERE "status" = \'open\' '
+            'UNION ALL SELECT (SELECT MIN(m."ts") FROM "measurements" AS m WHERE m."cell_id" = c."cell_id") '
+            'FROM "cells" AS c WHERE NOT EXISTS '
+            '(SELECT 1 FROM "steps" AS s WHERE s."cell_id" = c."cell_id")) AS u')
 
 
 def prune_dead_letters(d: Dialect) -> str:
