@@ -13,19 +13,21 @@ multi-cell file (a ``cell_id`` column) gets one metadata row per cell it holds.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from .config import EngineConfig, StatsConfig
-from .engine import flush, new_state, update
+from .config import EngineConfig, Settings, StatsConfig
 from .engine.stats import deviations
 from .errors import ConfigError
+from .kinds import cell_kind
 from .readers import GenericOptions, open_reader
+from .runtime.step import AlertPolicy, StepContext, advance, finish
 from .schema import CELL_SCHEMA, DEAD_LETTER_SCHEMA
 
 __all__ = ["Analysis", "analyze", "analyze_files", "group_table", "companion_cells",
@@ -140,7 +142,15 @@ def analyze_files(
     ``cells``: a cells metadata table or file for every file (default: each file's
     companion, see :func:`companion_cells`); ``nominal_capacity_ah`` applies to every cell.
     """
-    state = new_state(config)
+    if nominal_capacity_ah is not None and not (math.isfinite(nominal_capacity_ah)
+                                                and nominal_capacity_ah > 0):
+        raise ConfigError(f"nominal capacity must be a finite number > 0 Ah, got "
+                          f"{nominal_capacity_ah!r}")
+    kind = cell_kind(Settings(engine=config or EngineConfig()))
+    # Offline: no alerts, no raw rows, no checkpoints, no live clock (a file is taken as
+    # it is; the live drivers judge the future horizon against theirs).
+    base = StepContext(kind, alerts=AlertPolicy.none(), store_raw=False)
+    state = kind.new_state()
     steps: list[pl.DataFrame] = []
     cycles: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
@@ -156,7 +166,6 @@ def analyze_files(
             known = read_cells(comp)
         seen: set[str] = set()
         for chunk in reader:
-            rejected.append(chunk.rejected)
             ids = chunk.frame.get_column("cell_id").unique(maintain_order=True).to_list() \
                 if chunk.frame.height else []
             new = [c for c in ids if c not in seen]
@@ -167,10 +176,13 @@ def analyze_files(
                 seen.update(new)
                 for r in cell_frame.iter_rows(named=True):
                     metas[r["cell_id"]] = r
-            state, out = update(state, chunk.frame, cells=cell_frame, source=reader.source)
-            steps.append(out.steps)
-            cycles.append(out.cycles)
-            # Engine rejections (late, duplicate) are named by the file, row = chunk row.
+            # The one micro-batch step of every driver (runtime/step.py); the reader's own
+            # rejects ride with it, then the engine's (late, duplicate; row = chunk row).
+            state, out = advance(state, chunk.frame, replace(
+                base, source=reader.source, entities=cell_frame,
+                rejected=chunk.rejected if chunk.rejected.height else None))
+            steps.append(out.output.tables["steps"])
+            cycles.append(out.output.tables["cycles"])
             rejected.append(out.rejected.with_columns(pl.lit(reader.source).alias("source")))
             if progress is not None:
                 progress(reader.source, reader.bytes_read, reader.total_bytes)
@@ -179,10 +191,10 @@ def analyze_files(
                                                         nominal_capacity_ah).row(0, named=True))
         files.append({"source": reader.source, "format": reader.format, "rows": reader.rows_read,
                       "rejected": reader.rows_rejected, "cells": len(seen)})
-    state, out = flush(state)
-    steps.append(out.steps)
-    cycles.append(out.cycles)
-    rejected.append(out.rejected)
+    state, end = finish(state, base)
+    steps.append(end.output.tables["steps"])
+    cycles.append(end.output.tables["cycles"])
+    rejected.append(end.output.rejected)
 
     def fold(parts: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
         return pl.concat(parts).unique(subset=keys, keep="last", maintain_order=True).sort(keys)

@@ -6,6 +6,7 @@ Units are in the field names (``_s`` seconds, ``_a`` amperes, ``_v`` volts).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -160,6 +161,15 @@ class RuntimeConfig:
     #: (back-pressure) instead of growing memory.
     max_queue_batches: int = 4
     time_acceleration: float = 3600.0
+    #: Samples stamped more than this after the clock (the wall clock, or a simulated or
+    #: replayed source's own clock) are dead letters, s. A logger with a wrong clock must
+    #: judge neither lateness nor retention (docs/operations.md).
+    future_horizon_s: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if not (self.future_horizon_s > 0 and math.isfinite(self.future_horizon_s)):
+            raise ConfigError(f"runtime.future_horizon_s must be a finite number > 0 s, "
+                              f"got {self.future_horizon_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +238,9 @@ class Settings:
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     raw_retention_days: float | None = 30.0
+    #: Dead letters older than this (by the wall time they were received) are pruned,
+    #: days; None keeps them forever.
+    dead_letter_retention_days: float | None = 30.0
     archive_dir: str | None = None      # Parquet archive of accepted raw rows (batch layer)
 
     def with_overrides(self, **kwargs: Any) -> Settings:

@@ -106,12 +106,41 @@ def test_nothing_acceptable_is_422_with_every_row(http: httpx.Client) -> None:
     assert all(e["reason"] == "NaN" for e in details["errors"])
 
 
-def test_replay_is_not_double_counted(http: httpx.Client) -> None:
+def _dead_letters_stored(http: httpx.Client) -> int:
+    text = http.get("/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("chargetracker_dead_letters_stored"))
+    return int(float(line.split()[-1]))
+
+
+def test_replay_is_idempotent_acknowledged_and_not_a_dead_letter(http: httpx.Client) -> None:
+    """Re-sending a stored batch (a client retrying after a timeout) is acknowledged as
+    already stored: 200, not counted twice, no dead letters (issue 10 #9; on main 422
+    ``no_acceptable_rows`` and the dead-letter table filled again)."""
     frame = cycling_frame("replay-1", cycles=1).head(100)
     assert _post(http, arrow_bytes(frame), ARROW).json()["accepted"] == 100
-    again = _post(http, arrow_bytes(frame), ARROW)
-    assert again.status_code == 422 and _error(again)["code"] == "no_acceptable_rows"
+    dead_before = _dead_letters_stored(http)
+    for _ in range(2):
+        again = _post(http, arrow_bytes(frame), ARROW)
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert (body["accepted"], body["already_stored"], body["rejected"]) == (0, 100, 0)
+    assert _dead_letters_stored(http) == dead_before
     assert http.get("/api/v1/cells/replay-1").json()["n_measurements"] == 100
+    # Half re-sent, half new: the new half is taken in, the rest acknowledged.
+    more = cycling_frame("replay-1", cycles=1).head(150).tail(100)
+    body = _post(http, json_rows(more), JSON).json()
+    assert (body["accepted"], body["already_stored"], body["rejected"]) == (50, 50, 0)
+    assert http.get("/api/v1/cells/replay-1").json()["n_measurements"] == 150
+
+
+def test_resend_with_different_values_is_a_conflict(http: httpx.Client) -> None:
+    """A row at a stored timestamp with other values is not a re-send: a dead letter."""
+    frame = cycling_frame("replay-2", cycles=1).head(20)
+    assert _post(http, json_rows(frame), JSON).json()["accepted"] == 20
+    changed = frame.with_columns(pl.col("voltage_v") + 0.5)
+    r = _post(http, json_rows(changed), JSON)
+    assert r.status_code == 422 and _error(r)["code"] == "no_acceptable_rows"
+    assert _error(r)["details"]["already_stored"] == 0  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("body", "ctype", "field", "needle"), [
@@ -227,3 +256,41 @@ def test_body_limit_declared_and_streamed(http: httpx.Client, live: LiveServer) 
     r = http.post(URL, content=chunks(), headers={**AUTH, "Content-Type": JSON})
     assert r.status_code == 413 and _error(r)["code"] == "payload_too_large"
     assert http.get("/healthz").status_code == 200  # the server is fine afterwards
+
+
+def test_future_timestamp_is_a_dead_letter_and_the_cell_goes_on(http: httpx.Client) -> None:
+    """One sample stamped year 3000 is refused with the reason (future horizon); later
+    real samples of the cell are accepted, and /metrics lag is not negative."""
+    import time
+
+    now = time.time()
+    frame = cycling_frame("future-1", cycles=1, t0=now - 3600.0).head(30)
+    assert _post(http, json_rows(frame.head(10)), JSON).json()["accepted"] == 10
+    bad = [{"cell_id": "future-1", "ts": 32503680000.0, "voltage_v": 3.7, "current_a": 0.5}]
+    r = _post(http, json.dumps(bad), JSON)
+    assert r.status_code == 422
+    assert "future horizon" in _error(r)["message"] and _error(r)["field"] == "ts"
+    assert _post(http, json_rows(frame.tail(20)), JSON).json()["accepted"] == 20
+    lag = next(x for x in http.get("/metrics").text.splitlines()
+               if x.startswith("chargetracker_pipeline_lag_seconds"))
+    assert float(lag.split()[-1]) >= 0.0
+
+
+def _no_nan(text: str) -> object:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-JSON number {name} in the reply")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_uncomputable_metrics_are_null_in_the_json(http: httpx.Client) -> None:
+    """A metric that cannot be computed is JSON null (docs/metrics.md), never NaN."""
+    frame = cycling_frame("nan-json", cycles=1).head(200)   # a charge only: no discharge
+    assert _post(http, json_rows(frame), JSON).status_code == 200
+    r = http.get("/api/v1/cells/nan-json/cycles")
+    assert r.status_code == 200
+    items = _no_nan(r.text)
+    rows = items["items"] if isinstance(items, dict) else items  # type: ignore[index]
+    assert rows, r.text
+    assert any(v is None for row in rows for k, v in row.items()
+               if k in ("retention", "energy_efficiency", "coulombic_efficiency",
+                        "mean_discharge_v", "internal_resistance_ohm"))

@@ -475,7 +475,9 @@ def test_ingest_stats_and_rate_series(store: Store, frames) -> None:
 # -- retention -----------------------------------------------------------------------
 def test_prune_measurements(store: Store, frames) -> None:
     store.commit(CommitBatch(measurements=pl.concat([
-        frames.measurements("c1", [1.0, 2.0, 3.0, 4.0]), frames.measurements("c2", [1.5, 5.0])])))
+        frames.measurements("c1", [1.0, 2.0, 3.0, 4.0]), frames.measurements("c2", [1.5, 5.0])]),
+        steps=frames.steps(frames.step("c1", 1, 1, start_ts=1.0, end_ts=4.0),
+                           frames.step("c2", 1, 1, start_ts=1.5, end_ts=5.0))))
     assert store.prune_measurements(3.0) == 3
     assert store.measurements("c1")["ts"].to_list() == [3.0, 4.0]
     assert store.measurements("c2")["ts"].to_list() == [5.0]
@@ -535,3 +537,57 @@ def test_reads_from_threads_while_committing(store: Store, frames) -> None:
     assert reads[0] > 0
     assert store.cycles("c1").height == 40
     assert store.ingest_stats()["samples_total"] == 40
+
+
+def test_prune_keeps_samples_the_results_do_not_cover(store: Store, frames) -> None:
+    """Retention deletes only raw samples that closed steps cover: never the open step's
+    or open cycle's, nor a cell's samples no step has reached (issue 10 #2)."""
+    closed = frames.step("c1", 1, 1, start_ts=0.0, end_ts=50.0)
+    open_ = frames.step("c1", 2, 1, status="open", start_ts=50.0, end_ts=90.0)
+    store.commit(CommitBatch(
+        measurements=pl.concat([frames.measurements("c1", [float(t) for t in range(0, 100, 10)]),
+                                frames.measurements("c2", [1.0, 2.0])]),
+        steps=frames.steps(closed, open_)))
+    # Everything is older than the horizon: only c1's samples before its open step go.
+    assert store.prune_measurements(1e12) == 5
+    assert store.measurements("c1")["ts"].to_list() == [50.0, 60.0, 70.0, 80.0, 90.0]
+    assert store.measurements("c2")["ts"].to_list() == [1.0, 2.0]   # no step yet
+    # An open cycle protects its samples too, even when its steps are closed.
+    store.commit(CommitBatch(steps=frames.steps({**open_, "status": "closed", "end_ts": 90.0}),
+                             cycles=frames.cycles(frames.cycle("c1", 1, status="open",
+                                                               start_ts=60.0, end_ts=90.0))))
+    assert store.prune_measurements(1e12) == 1
+    assert store.measurements("c1")["ts"].to_list() == [60.0, 70.0, 80.0, 90.0]
+
+
+def test_prune_dead_letters_by_received_time(store: Store, frames) -> None:
+    store.commit(CommitBatch(dead_letters=frames.dead_letters(
+        {"source": "api", "row": 0, "field": "ts", "reason": "bad"},
+        {"source": "api", "row": 1, "field": "ts", "reason": "bad"})))
+    assert store.prune_dead_letters(time.time() - 3600) == 0
+    assert store.dead_letters().height == 2
+    assert store.prune_dead_letters(time.time() + 1) == 2
+    assert store.dead_letters().height == 0
+    assert store.ingest_stats()["dead_letters_stored"] == 0
+
+
+_FLOAT_CYCLE_METRICS = [c for c, t in CYCLE_SCHEMA.items() if t == pl.Float64()
+                        and c not in ("start_ts", "end_ts")]
+
+
+def test_every_uncomputable_metric_reads_back_as_null(store: Store, frames) -> None:
+    """One meaning in every store (docs/metrics.md): a metric that cannot be computed is
+    NULL, whether the engine handed NaN or null; never NaN beside NULL (issue 10 #12)."""
+    nan_row = {**frames.cycle("c1", 1), **{c: float("nan") for c in _FLOAT_CYCLE_METRICS}}
+    null_row = {**frames.cycle("c1", 2), **{c: None for c in _FLOAT_CYCLE_METRICS}}
+    step_nan = frames.step("c1", 1, 1, **{c: float("nan") for c, t in STEP_SCHEMA.items()
+                                         if t == pl.Float64() and c not in ("start_ts", "end_ts")})
+    store.commit(CommitBatch(cycles=frames.cycles(nan_row, null_row), steps=frames.steps(step_nan)))
+    cycles = store.cycles("c1")
+    for c in _FLOAT_CYCLE_METRICS:
+        assert cycles[c].to_list() == [None, None], c
+        assert cycles[c].is_nan().sum() == 0, c
+    steps = store.steps("c1")
+    for c, t in STEP_SCHEMA.items():
+        if t == pl.Float64() and c not in ("start_ts", "end_ts"):
+            assert steps[c].to_list() == [None], c

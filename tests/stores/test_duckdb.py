@@ -17,19 +17,48 @@ from chargetracker.errors import ConfigError, StoreError, StoreUnavailable
 from chargetracker.schema import MEASUREMENT_SCHEMA
 from chargetracker.stores.base import CommitBatch
 from chargetracker.stores.duckdb import DuckDBStore
-from chargetracker.stores.url import open_store, parse_duckdb_url, redact
+from chargetracker.stores.url import open_store, parse_duckdb_url, redact, store_location
 
 
 @pytest.mark.parametrize(("url", "path"), [
+    # A bare name after three slashes: the working directory (the documented short form).
     ("duckdb:///chargetracker.duckdb", "chargetracker.duckdb"),
-    ("duckdb:///data/ct.duckdb", "data/ct.duckdb"),
+    # duckdb:///abs/path is absolute (issue 10 #7: on main it was silently relative).
+    ("duckdb:///data/ct.duckdb", "/data/ct.duckdb"),
+    ("duckdb:///var/lib/ct/store.duckdb", "/var/lib/ct/store.duckdb"),
     ("duckdb:////abs/ct.duckdb", "/abs/ct.duckdb"),
+    ("duckdb:////root.duckdb", "/root.duckdb"),
+    ("duckdb://data/ct.duckdb", "data/ct.duckdb"),
+    ("duckdb://ct.duckdb", "ct.duckdb"),
     ("duckdb:///:memory:", ":memory:"),
     ("duckdb://", ":memory:"),
-    ("./x.duckdb", "./x.duckdb"),
+    (":memory:", ":memory:"),
+    ("./x.duckdb", "x.duckdb"),
+    ("/srv/x.duckdb", "/srv/x.duckdb"),
 ])
 def test_parse_duckdb_url(url: str, path: str) -> None:
     assert parse_duckdb_url(url)[0] == path
+
+
+def test_home_folder_forms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for url in ("duckdb://~/ct.duckdb", "duckdb:///~/ct.duckdb", "~/ct.duckdb"):
+        assert parse_duckdb_url(url)[0] == str(tmp_path / "ct.duckdb"), url
+
+
+def test_store_location_names_the_resolved_file(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert store_location("duckdb:///ct.duckdb") == f"DuckDB file {tmp_path / 'ct.duckdb'}"
+    assert store_location("duckdb://sub/ct.duckdb") == f"DuckDB file {tmp_path / 'sub' / 'ct.duckdb'}"
+    assert store_location("duckdb:///srv/ct.duckdb") == "DuckDB file /srv/ct.duckdb"
+    assert store_location("duckdb:///:memory:").startswith("DuckDB in memory")
+    assert store_location("postgresql://u:pw@h/db") == "PostgreSQL postgresql://u:***@h/db"
+    # The store's own URL reopens the same file from any working directory.
+    with open_store("duckdb://rel.duckdb") as s:
+        url = s.url
+    monkeypatch.chdir("/")
+    assert parse_duckdb_url(url)[0] == str(tmp_path / "rel.duckdb")
 
 
 def test_url_parameters() -> None:

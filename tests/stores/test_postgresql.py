@@ -223,9 +223,20 @@ def test_migrated_schema_matches_shared_layout(postgres_url: str) -> None:
 
 
 # -- the COPY path, partitions, retention --------------------------------------------
+def _covering_steps(frame: pl.DataFrame, end_ts: float) -> pl.DataFrame:
+    """One closed step per cell covering its raw rows (retention only deletes covered ones)."""
+    from chargetracker.schema import STEP_SCHEMA
+
+    ids = frame.get_column("cell_id").unique().sort().to_list()
+    rows = [{"cell_id": c, "step": 1, "cycle": 1, "kind": "rest", "mode": "rest",
+             "status": "closed", "start_ts": T0, "end_ts": end_ts} for c in ids]
+    return pl.DataFrame([{k: r.get(k) for k in STEP_SCHEMA} for r in rows], schema=STEP_SCHEMA)
+
+
 def test_copy_200k_rows_partitions_replay_and_prune(pg: PostgresStore, postgres_url: str) -> None:
     frame = _raw(50, 4_000)  # 200k rows over 3 UTC days
-    pg.commit(CommitBatch(measurements=frame, counters={"bulk": {"accepted": frame.height}}))
+    pg.commit(CommitBatch(measurements=frame, counters={"bulk": {"accepted": frame.height}},
+                          steps=_covering_steps(frame, T0 + 100 * DAY)))
     days = [partition_name(int(T0 // DAY) + i) for i in range(3)]
     assert pg.partitions() == ["measurements_default", *days]
     assert days[0] == "measurements_p20231115"
@@ -265,10 +276,23 @@ def test_timestamps_outside_day_partitions(pg: PostgresStore) -> None:
     ts = [-86_400.5, -1.0, 0.0, 1e12, math.inf]
     frame = pl.DataFrame({"cell_id": ["c"] * 5, "ts": ts, "voltage_v": [3.0] * 5,
                           "current_a": [0.0] * 5}, schema_overrides=MEASUREMENT_SCHEMA)
-    pg.commit(CommitBatch(measurements=frame))
+    pg.commit(CommitBatch(measurements=frame, steps=_covering_steps(frame, math.inf)))
     assert pg.measurements("c")["ts"].to_list() == ts
     assert pg.partitions() == ["measurements_default", "measurements_p19700101"]
     assert pg.prune_measurements(0.0) == 2
+
+
+def test_partitions_with_uncovered_samples_are_not_dropped(pg: PostgresStore) -> None:
+    """Whole-partition drops obey the same rule as the row deletes: a day holding a
+    sample no step covers yet (a cell still pending in the engine) stays."""
+    frame = _raw(2, 300, span_s=3 * DAY)
+    pg.commit(CommitBatch(measurements=frame))           # no results yet
+    assert pg.prune_measurements(T0 + 100 * DAY) == 0
+    assert pg.ingest_stats()["measurements_stored"] == frame.height
+    pg.commit(CommitBatch(steps=_covering_steps(frame, T0 + 1.5 * DAY)))
+    expect = frame.filter(pl.col("ts") < T0 + 1.5 * DAY).height
+    assert pg.prune_measurements(T0 + 100 * DAY) == expect
+    assert pg.ingest_stats()["measurements_stored"] == frame.height - expect
 
 
 # -- atomicity -----------------------------------------------------------------------

@@ -314,6 +314,8 @@ class RowError(BaseModel):
 class IngestResponse(BaseModel):
     accepted: int = Field(description="Samples taken in.")
     rejected: int = Field(description="Samples refused (kept as dead letters with the reason).")
+    already_stored: int = Field(0, description="Exact copies of samples already stored (a "
+                                "re-sent batch): acknowledged, not counted again, not dead letters.")
     errors: list[RowError] = Field(description="One entry per rejected row, first rows first.")
     errors_truncated: bool = Field(description="True when more rows were rejected than listed.")
     closed_cycles: int = Field(description="Cycles this batch closed.")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import lzma
 import re
 import shutil
 import tempfile
 import time
+import zlib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,6 +75,7 @@ def _result_body(ctx: ApiContext, res: IngestResult, *, fmt: str, source: str, c
     return {
         "accepted": int(res.accepted),
         "rejected": int(res.rejected.height),
+        "already_stored": int(res.already_stored),
         "errors": errs,
         "errors_truncated": res.rejected.height > cap,
         "closed_cycles": int(res.closed_cycles),
@@ -112,7 +115,7 @@ def _ingest_body(ctx: ApiContext, body: bytes, fmt: str, charset: str | None,
     ctx.metrics.observe_ingest(fmt, res.accepted, res.rejected.height, time.perf_counter() - t0)
     out = _result_body(ctx, res, fmt=fmt, source=source, cells=n_cells,
                        ignored=parsed.ignored_columns)
-    if res.accepted == 0:
+    if res.accepted == 0 and res.already_stored == 0:
         raise _nothing_accepted(out)
     return out
 
@@ -122,7 +125,9 @@ def _publish(ctx: ApiContext, frame: pl.DataFrame, cells: pl.DataFrame | None,
     """Scale-out mode: validate here, publish good rows to Kafka for the workers (which
     run the rest of the step and count accepted samples); rejected rows are dead letters
     in the store right away."""
-    checked, dead = screen(frame, StepContext(ctx.pipeline.kind, source))
+    checked, dead = screen(frame, StepContext(
+        ctx.pipeline.kind, source, now=ctx.pipeline.now(),
+        future_horizon_s=ctx.settings.runtime.future_horizon_s))
     if cells is not None and cells.height:
         ctx.store.upsert_cells(cells)
         ctx.sink.send_cells(cells)
@@ -142,7 +147,11 @@ def _publish(ctx: ApiContext, frame: pl.DataFrame, cells: pl.DataFrame | None,
         "are kept even when others are rejected (200); each rejected row is listed with its "
         "0-based row index, field and reason, and stored as a dead letter. 422 when no row "
         "is acceptable, the body is malformed, or a column has the wrong type. Re-sending a "
-        "batch is safe: already-seen samples are rejected as duplicates, never counted twice. "
+        "batch is safe (idempotent): rows equal to stored samples are acknowledged as "
+        "`already_stored` (200), never counted twice nor kept as dead letters; a row that "
+        "differs from the stored sample at its timestamp is a dead letter. Rows stamped "
+        "beyond the future horizon (`runtime.future_horizon_s`, default 1 day ahead of the "
+        "clock) are dead letters. "
         f"Content types: {', '.join(sorted(MEDIA_TYPES))}."
     ),
     response_model=IngestResponse,
@@ -196,7 +205,7 @@ def _ingest_file(ctx: ApiContext, upload: UploadFile, *, fmt: str, cell_id: str 
         cid = str(reader.metadata.get("cell_id") or cell_id or Path(name).stem or "upload")
         cells = _file_cells(ctx, reader.metadata, cid)
         ctx.pipeline.register_cells(cells)
-        accepted = rejected = closed = alerts = chunks = 0
+        accepted = rejected = closed = alerts = chunks = stored = 0
         errors: list[dict[str, Any]] = []
         cap = ctx.settings.api.max_error_rows
         cell_ids: dict[str, None] = {}
@@ -215,6 +224,7 @@ def _ingest_file(ctx: ApiContext, upload: UploadFile, *, fmt: str, cell_id: str 
                         frame.get_column("cell_id").unique(maintain_order=True).to_list()))
                 res = ctx.pipeline.ingest(frame, source=source, rejected=dead if dead.height else None)
                 accepted += res.accepted
+                stored += res.already_stored
                 rejected += res.rejected.height
                 closed += res.closed_cycles
                 alerts += res.alerts
@@ -231,16 +241,22 @@ def _ingest_file(ctx: ApiContext, upload: UploadFile, *, fmt: str, cell_id: str 
                            "were accepted)", code="unreadable_file",
                            field=getattr(exc, "field", None),
                            details={"accepted": accepted, "rejected": rejected}) from None
+        except (OSError, EOFError, zlib.error, lzma.LZMAError):
+            # A compressed upload damaged past its first block fails while it is read.
+            raise ApiError(422, f"file {name!r}: compressed data is truncated or damaged "
+                           f"({accepted} samples from earlier chunks were accepted)",
+                           code="unreadable_file", field="file",
+                           details={"accepted": accepted, "rejected": rejected}) from None
         ctx.metrics.observe_ingest("file", accepted, rejected, time.perf_counter() - t0)
     body = {
-        "accepted": accepted, "rejected": rejected, "errors": errors,
+        "accepted": accepted, "rejected": rejected, "already_stored": stored, "errors": errors,
         "errors_truncated": rejected > len(errors), "closed_cycles": closed, "alerts": alerts,
         "cells_registered": cells.height, "ignored_columns": [],
         "format": "file", "source": source, "cell_id": next(iter(cell_ids), cid),
         "cell_ids": list(cell_ids), "file_format": file_format, "filename": name,
         "bytes": size, "chunks": chunks,
     }
-    if accepted == 0:
+    if accepted == 0 and stored == 0:
         if rejected == 0:
             raise ApiError(422, f"the file {name!r} holds no measurements", field="file",
                            code="empty_batch", details=body)

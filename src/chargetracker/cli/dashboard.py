@@ -6,6 +6,7 @@ For development and benchmarks; ``chargetracker serve`` serves dashboard and API
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..config import DashboardConfig, Settings
@@ -27,9 +28,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..dashboard.server import run_standalone  # Dash is the 'server' extra
     from ..queries import Queries
-    from ..stores.url import open_store
+    from ..stores.url import open_store, store_location
 
     settings = Settings(store_url=args.store, dashboard=DashboardConfig(refresh_ms=args.refresh_ms))
+    print(f"chargetracker dashboard: store {store_location(args.store)}", file=sys.stderr, flush=True)
     store = open_store(args.store)
     try:
         run_standalone(Queries(store, settings.stats), args.host, args.port, settings)

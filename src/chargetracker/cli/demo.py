@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--raw-days", type=float, default=2.0, metavar="DAYS",
                    help="keep raw samples of the last DAYS of simulated time (default 2; "
                    "cycles and steps are kept forever)")
+    p.add_argument("--future-horizon", type=float, default=86400.0, metavar="S",
+                   help="samples stamped more than S s ahead of the clock (the later of the "
+                   "wall clock and the simulated one) are dead letters (default 86400)")
     p.add_argument("--summary-interval", type=float, default=5.0, metavar="S")
     p.set_defaults(func=run)
 
@@ -62,16 +65,19 @@ def store_url_of(value: str) -> str:
 
 
 def _fresh(url: str) -> None:
-    if not url.startswith("duckdb:///") or url.endswith(":memory:"):
+    from ..stores.url import parse_duckdb_url
+
+    path_text = parse_duckdb_url(url)[0] if url.startswith("duckdb:") else ""
+    if not path_text or path_text == ":memory:":
         raise ConfigError("--fresh only deletes a DuckDB file store")
-    path = Path(url[len("duckdb:///"):])
+    path = Path(path_text)
     for p in (path, path.with_name(path.name + ".wal")):
         if p.exists():
             p.unlink()
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..stores.url import open_store
+    from ..stores.url import open_store, store_location
 
     if args.cells < 1:
         raise ConfigError("--cells must be >= 1")
@@ -95,10 +101,13 @@ def run(args: argparse.Namespace) -> int:
         api = replace(api, host=args.host or api.host, port=args.port or api.port)
     if not args.raw_days > 0:
         raise ConfigError("--raw-days must be > 0")
-    settings = Settings(store_url=url, api=api, raw_retention_days=args.raw_days)
+    from ..config import RuntimeConfig
+    settings = Settings(store_url=url, api=api, raw_retention_days=args.raw_days,
+                        runtime=RuntimeConfig(future_horizon_s=args.future_horizon))
     speed = "full speed" if not math.isfinite(accel) else f"{accel:g}x real time"
     print(f"chargetracker demo: {fleet.n_cells} simulated cells in {len(fleet.groups)} groups "
-          f"({', '.join(g.name for g in fleet.groups)}), {speed}, seed {args.seed} -> {url}",
+          f"({', '.join(g.name for g in fleet.groups)}), {speed}, seed {args.seed} -> "
+          f"{store_location(url)}",
           file=sys.stderr, flush=True)
     if args.fresh:
         _fresh(url)

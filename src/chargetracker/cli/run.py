@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
     rt.add_argument("--poll-interval", type=float, metavar="S")
     rt.add_argument("--queue", type=int, metavar="N", help="max batches between sources and store")
     rt.add_argument("--lateness", type=float, metavar="S", help="engine lateness window, s")
+    rt.add_argument("--future-horizon", type=float, metavar="S",
+                    help="samples stamped more than S seconds ahead of the clock (wall, or a "
+                    "simulation's own) are dead letters (default 86400: one day)")
     rt.add_argument("--no-summary", action="store_true", help="no live terminal summary")
     rt.add_argument("--summary-interval", type=float, default=5.0, metavar="S")
     rt.add_argument("--log-commits", action="store_true",
@@ -83,6 +86,8 @@ def build_pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         rt["poll_interval_s"] = args.poll_interval
     if args.queue is not None:
         rt["max_queue_batches"] = args.queue
+    if getattr(args, "future_horizon", None) is not None:
+        rt["future_horizon_s"] = args.future_horizon
     if rt:
         over["runtime"] = replace(settings.runtime, **rt)
     if args.lateness is not None:
@@ -159,7 +164,9 @@ def describe(sources: list[Source], settings: Settings) -> str:
             parts.append(f"{s.name} ({n} cells, {speed})")
         else:
             parts.append(s.name)
-    return f"{', '.join(parts)} -> {settings.store_url}"
+    from ..stores.url import store_location
+
+    return f"{', '.join(parts)} -> {store_location(settings.store_url)}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..config import ApiConfig, KafkaConfig, Settings
+from ..config import ApiConfig, KafkaConfig, RuntimeConfig, Settings
 from ..errors import ConfigError
 
 #: Environment variables read here (the CLI is the only place that reads them).
@@ -48,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "`chargetracker worker` instead of the in-process pipeline")
     p.add_argument("-X", dest="kafka_extra", action="append", default=[], metavar="KEY=VALUE",
                    help="librdkafka setting for --publish (security.protocol, sasl.*, ssl.*)")
+    p.add_argument("--future-horizon", type=float, default=RuntimeConfig().future_horizon_s,
+                   metavar="S", help="samples stamped more than S seconds ahead of the wall "
+                   "clock are dead letters (default %(default)g: one day)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
@@ -107,14 +111,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             extra.append((key.strip(), value))
         kafka = KafkaConfig(brokers=url.netloc, topic=topic, extra=tuple(extra))
         api = replace(api, publish_kafka=True)
-    return Settings(store_url=store, api=api, kafka=kafka)
+    return Settings(store_url=store, api=api, kafka=kafka,
+                    runtime=replace(RuntimeConfig(), future_horizon_s=args.future_horizon))
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from ..api.server import serve  # FastAPI/uvicorn are the 'server' extra
-    from ..stores.url import open_store
+    from ..stores.url import open_store, store_location
 
+    print(f"chargetracker serve: store {store_location(settings.store_url)}", file=sys.stderr,
+          flush=True)
     # Opened here, before binding: a locked store or a bad URL fails fast.
     store = open_store(settings.store_url)
     inbox = None

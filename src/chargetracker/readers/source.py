@@ -20,6 +20,7 @@ import io
 import lzma
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
@@ -166,7 +167,7 @@ def sniff(path: str | os.PathLike[str]) -> Sniff:
     try:
         with _decompressor(p, comp, None) as fh:
             ihead = fh.read(64 * 1024)
-    except (OSError, EOFError, lzma.LZMAError):
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
         raise ReaderError(f"{p.name}: looks {comp}-compressed but cannot be decompressed "
                           "(truncated or damaged)") from None
     return _classify(ihead, comp, None)

@@ -5,11 +5,13 @@
     store = "duckdb:///chargetracker.duckdb"   # the store URL (also: store_url)
     name = "embedded"                          # checkpoint name of this pipeline
     raw_retention_days = 30                    # false: keep raw measurements forever
+    dead_letter_retention_days = 30            # false: keep dead letters forever
 
     [runtime]                                  # RuntimeConfig
     poll_interval_s = 0.2
     max_batch_rows = 200000
     max_queue_batches = 4
+    future_horizon_s = 86400                   # samples further ahead: dead letters
 
     [engine]                                   # EngineConfig (see docs/metrics.md)
     lateness_s = 2.0
@@ -55,7 +57,7 @@ from ..tomlfile import read_toml
 
 __all__ = ["PipelineConfig", "load_pipeline_config", "pipeline_config_from_mapping"]
 
-_TOP = {"store", "store_url", "name", "raw_retention_days", "runtime", "engine", "alerts",
+_TOP = {"store", "store_url", "name", "raw_retention_days", "dead_letter_retention_days", "runtime", "engine", "alerts",
         "stats", "api", "dashboard", "sources"}
 
 
@@ -96,14 +98,16 @@ def pipeline_config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Pa
         if not isinstance(store, str):
             raise ConfigError("store must be a URL string, e.g. duckdb:///chargetracker.duckdb")
         over["store_url"] = store
-    if "raw_retention_days" in data:
-        days = data["raw_retention_days"]
+    for key in ("raw_retention_days", "dead_letter_retention_days"):
+        if key not in data:
+            continue
+        days = data[key]
         if days is False or days in ("forever", "never"):
-            over["raw_retention_days"] = None
+            over[key] = None
         elif isinstance(days, int | float) and not isinstance(days, bool) and days > 0:
-            over["raw_retention_days"] = float(days)
+            over[key] = float(days)
         else:
-            raise ConfigError(f"raw_retention_days must be > 0 or false, got {days!r}")
+            raise ConfigError(f"{key} must be > 0 or false, got {days!r}")
     if "engine" in data:
         try:
             over["engine"] = engine_config_from_mapping(dict(data["engine"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,10 @@ class Pipeline:
         self.kind: TelemetryKind = kind or cell_kind(self.settings)
         #: The alert rules this pipeline raises (one switch per rule).
         self.alert_policy = AlertPolicy(outliers=self.settings.alerts.outliers)
+        #: The data's own clock (s since the epoch) when a source has one (a simulated
+        #: fleet); the future horizon is judged against the later of it and the wall
+        #: clock. Set by the :class:`~chargetracker.runtime.Runner`.
+        self.source_clock: Callable[[], float] | None = None
         self._lock = threading.Lock()
         self._turn = threading.Condition()
         self._next_ticket = 0          # next ticket to hand out (under _lock)
@@ -128,9 +133,19 @@ class Pipeline:
         return self.write(self.prepare(frame, source=source, position=position, cells=cells,
                                        rejected=rejected))
 
+    def now(self) -> float:
+        """The clock that judges the future horizon, s since the epoch: the wall clock,
+        or a source's own clock when it runs ahead of it (an accelerated simulation)."""
+        wall = time.time()
+        if self.source_clock is None:
+            return wall
+        own = self.source_clock()
+        return max(wall, own) if own == own else wall  # noqa: PLR0124 - NaN check
+
     def _context(self, source: str, **kw: Any) -> StepContext:
         return StepContext(self.kind, source, self.alert_policy, self._groups, self.store,
-                           checkpoint=self.name, position=self._positions, **kw)
+                           checkpoint=self.name, position=self._positions, now=self.now(),
+                           future_horizon_s=self.settings.runtime.future_horizon_s, **kw)
 
     def prepare(self, frame: pl.DataFrame, *, source: str = "input",
                 position: Any = None, cells: pl.DataFrame | None = None,

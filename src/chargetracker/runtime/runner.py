@@ -25,9 +25,13 @@ and done, the engine is flushed (:meth:`Pipeline.finish`, settling pending sampl
 the last runs) and a marker is committed so that a later start does not flush again.
 
 Retention: every ``retention_interval_s`` the raw measurements older than
-``raw_retention_days`` before the newest committed sample are pruned. The horizon is
-measured on the data's clock (the newest ``ts``), not the wall clock, so replays of old
-files and accelerated simulations keep their recent raw data.
+``raw_retention_days`` before the retention clock are pruned, and dead letters older than
+``dead_letter_retention_days`` of wall time. The retention clock is a source's own clock
+when it has one (a simulated fleet: its simulated now), else the progress of the data
+capped by the wall clock: the median timestamp of the newest committed batch (a replay of
+old files keeps its recent raw data), never the newest single row, so one sample with a
+wrong clock cannot delete the others. The store never deletes raw samples its results do
+not yet cover (the open step or cycle of a cell, samples still pending in the engine).
 """
 
 from __future__ import annotations
@@ -42,12 +46,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import polars as pl
+
 from ..config import RuntimeConfig
 from ..errors import ChargeTrackerError, ConfigError, SourceError
 from ..sources.base import Batch, Source
 from .pipeline import IngestResult, Pipeline, PreparedStep
 
-__all__ = ["RUNNER_KEY", "RunStats", "Runner", "Snapshot"]
+
+def source_clock(source: Source) -> Callable[[], float] | None:
+    """A source's own clock (s since the epoch) when it has one: a simulated fleet's
+    start plus the simulated time delivered so far. None for sources of real data."""
+    sim_time = getattr(type(source), "sim_time_s", None)
+    config = getattr(source, "config", None)
+    start = getattr(config, "start_epoch", None)
+    if sim_time is None or start is None:
+        return None
+    return lambda: float(start) + float(source.sim_time_s)  # type: ignore[attr-defined]
+
+__all__ = ["RUNNER_KEY", "RunStats", "Runner", "Snapshot", "source_clock"]
 
 #: Position key under which the runner records that a finite run was flushed.
 RUNNER_KEY = "__runner__"
@@ -89,6 +106,7 @@ class RunStats:
     closed_cycles: int = 0
     alerts: int = 0
     pruned: int = 0
+    pruned_dead_letters: int = 0
     max_queue: int = 0
     finished: bool = False
     stopped: bool = False
@@ -170,7 +188,13 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._event_now = -math.inf        # newest committed sample ts (data clock)
+        # Progress of the data: max over committed batches of their median ts (one row
+        # with a wrong clock cannot move it).
+        self._data_now = -math.inf
+        self._source_clocks = [c for c in (source_clock(s) for s in self.sources) if c is not None]
+        if self._source_clocks and pipeline.source_clock is None:
+            clocks = self._source_clocks
+            pipeline.source_clock = lambda: max(c() for c in clocks)
         self._positions: dict[str, Any] = {}
         self.started = threading.Event()
         # Engine -> store hand-over: one batch prepared ahead of the one being written.
@@ -331,7 +355,7 @@ class Runner:
                         done.add(item.source)
                     else:
                         self._prepare(item)
-                if self.raw_retention_days is not None and now - last_prune >= self.retention_interval_s:
+                if now - last_prune >= self.retention_interval_s:
                     last_prune = now
                     self._prune()
                 if self.summary is not None and now - last_summary >= self.summary_interval_s:
@@ -353,8 +377,7 @@ class Runner:
         if self.finish_when_done and not (flushed and self._prepared_count == 0):
             self.pipeline.finish(source=RUNNER_KEY, position={"finished": True})
             self.stats.finished = True
-        if self.raw_retention_days is not None:
-            self._prune()
+        self._prune()
         if self.summary is not None:
             now = time.monotonic()
             self.summary(self.snapshot(t0, rate=(self.stats.accepted - last_accepted)
@@ -406,18 +429,31 @@ class Runner:
         st.max_queue = max(st.max_queue, self._queue.qsize())
         st.last_lag_s = time.monotonic() - item.polled_at
         self._positions[item.source] = batch.position
-        if batch.frame.height:
-            newest = batch.frame.get_column("ts").max()
-            if newest is not None and newest > self._event_now:  # type: ignore[operator]
-                self._event_now = float(newest)  # type: ignore[arg-type]
+        if batch.frame.height and "ts" in batch.frame.columns:
+            mid = batch.frame.get_column("ts").cast(pl.Float64, strict=False).median()
+            if mid is not None and mid > self._data_now:  # type: ignore[operator]
+                self._data_now = float(mid)  # type: ignore[arg-type]
         if self.on_commit is not None:
             self.on_commit(item.source, batch, result)
 
+    def retention_clock(self) -> float | None:
+        """The clock raw retention counts back from, s since the epoch (see the module
+        docstring); None before anything is known."""
+        if self._source_clocks:
+            return min(c() for c in self._source_clocks)
+        if not math.isfinite(self._data_now):
+            return None
+        return min(time.time(), self._data_now)
+
     def _prune(self) -> None:
-        if self.raw_retention_days is None or not math.isfinite(self._event_now):
+        store = self.pipeline.store
+        dl_days = self.pipeline.settings.dead_letter_retention_days
+        if dl_days is not None:
+            self.stats.pruned_dead_letters += store.prune_dead_letters(time.time() - dl_days * 86400.0)
+        clock = self.retention_clock()
+        if self.raw_retention_days is None or clock is None or not math.isfinite(clock):
             return
-        horizon = self._event_now - self.raw_retention_days * 86400.0
-        self.stats.pruned += self.pipeline.store.prune_measurements(horizon)
+        self.stats.pruned += store.prune_measurements(clock - self.raw_retention_days * 86400.0)
 
     def _drain(self) -> None:
         # Queued batches were never committed; their sources re-read them after a restart.

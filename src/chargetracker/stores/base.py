@@ -106,7 +106,14 @@ class WritePort(abc.ABC):
 
     @abc.abstractmethod
     def prune_measurements(self, older_than_ts: float) -> int:
-        """Delete raw measurements older than the retention horizon; returns rows removed."""
+        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch) that the
+        results already cover; a sample of a cell's open step or open cycle, or one no
+        step has reached yet, is kept whatever its age. Returns rows removed."""
+
+    @abc.abstractmethod
+    def prune_dead_letters(self, received_before: float) -> int:
+        """Delete dead letters received (wall s since epoch) before ``received_before``;
+        returns rows removed."""
 
 
 class ReadPort(abc.ABC):

@@ -102,7 +102,9 @@ class DuckDBStore(SqlStore):
     @property
     def url(self) -> str:
         """A URL :func:`~chargetracker.stores.url.open_store` reopens this store with."""
-        return "duckdb:///:memory:" if self._path == ":memory:" else f"duckdb:///{self._path}"
+        if self._path == ":memory:":
+            return "duckdb:///:memory:"
+        return f"duckdb:///{Path(self._path).resolve()}"   # duckdb:////abs/path: absolute
 
     @property
     def path(self) -> str:
@@ -269,9 +271,16 @@ class DuckDBStore(SqlStore):
             return bool(cur.execute(q.alert_exists(_D), [int(alert_id)]).fetchall())
 
     def prune_measurements(self, older_than_ts: float) -> int:
-        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch)."""
+        """Delete raw measurements with ts < ``older_than_ts`` (s since epoch) that the
+        results cover (never the open step's or open cycle's samples)."""
         with self._write_lock, self._errors("pruning measurements"):
             rows = self._cur().execute(q.prune_measurements(_D), [float(older_than_ts)]).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def prune_dead_letters(self, received_before: float) -> int:
+        """Delete dead letters received (wall s) before ``received_before``."""
+        with self._write_lock, self._errors("pruning dead letters"):
+            rows = self._cur().execute(q.prune_dead_letters(_D), [float(received_before)]).fetchall()
         return int(rows[0][0]) if rows else 0
 
     # -- reads -----------------------------------------------------------------------

@@ -336,9 +336,11 @@ class PostgresStore(SqlStore):
         horizon = float(older_than_ts)
         removed = 0
         with self._connection("pruning measurements") as conn, conn.transaction():
+            floor = conn.execute(q.uncovered_floor()).fetchone()[0]  # type: ignore[index]
+            whole = horizon if floor is None else min(horizon, float(floor))
             for (name,) in conn.execute(_PARTITIONS).fetchall():
                 day = _partition_day(name)
-                if day is None or (day + 1) * PARTITION_S > horizon:
+                if day is None or (day + 1) * PARTITION_S > whole:
                     continue
                 ident = sql.Identifier(name)
                 removed += int(conn.execute(
@@ -349,6 +351,11 @@ class PostgresStore(SqlStore):
             if removed:
                 conn.execute(_STATS_REMOVE, [removed, removed])
         return removed
+
+    def prune_dead_letters(self, received_before: float) -> int:
+        """Delete dead letters received (wall s) before ``received_before``."""
+        with self._connection("pruning dead letters") as conn:
+            return max(conn.execute(q.prune_dead_letters(_D), [float(received_before)]).rowcount, 0)
 
     # -- reads -----------------------------------------------------------------------
     def cell(self, cell_id: str) -> dict[str, Any] | None:

@@ -2,9 +2,14 @@
 
 Accepted forms:
 
-* ``duckdb:///chargetracker.duckdb`` -- a file relative to the working directory
-  (everything after ``duckdb:///`` is the path, as in SQLAlchemy);
-* ``duckdb:////var/lib/ct/store.duckdb`` -- an absolute path;
+* ``duckdb:///var/lib/ct/store.duckdb`` -- an absolute path (``/var/lib/ct/store.duckdb``),
+  as in a ``file:///`` URL; ``duckdb:////var/lib/ct/store.duckdb`` (SQLAlchemy's
+  spelling) names the same file;
+* ``duckdb:///chargetracker.duckdb`` -- a bare file name (no ``/`` after the three
+  slashes) is a file in the working directory: the short form these docs have always
+  used (a store at the filesystem root is never meant);
+* ``duckdb://data/ct.duckdb`` -- a path relative to the working directory;
+* ``duckdb://~/ct.duckdb``, ``duckdb:///~/ct.duckdb`` or ``~/ct.duckdb`` -- the home folder;
 * ``duckdb:///:memory:`` (or ``duckdb://``, ``:memory:``) -- an in-memory store;
 * a plain path ending ``.duckdb`` (or ``.db``), e.g. ``./data/ct.duckdb``;
 * ``postgresql://user[:password]@host[:port]/db`` (or ``postgres://``,
@@ -24,13 +29,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from .base import Store
 
-__all__ = ["BACKENDS", "open_store", "parse_duckdb_url", "redact"]
+__all__ = ["BACKENDS", "open_store", "parse_duckdb_url", "redact", "store_location"]
 
 #: scheme -> "module:callable(url_or_path, **kw) -> Store".
 BACKENDS: dict[str, str] = {
@@ -69,18 +75,30 @@ def redact(url: str) -> str:
 def parse_duckdb_url(url: str) -> tuple[str, dict[str, Any]]:
     """``(path, keyword arguments)`` of a DuckDB URL or plain path."""
     if not url.startswith("duckdb:"):
-        return url, {}
+        return (url if url == ":memory:" else str(Path(url).expanduser())), {}
     rest = url[len("duckdb:"):]
     path, _, query = rest.partition("?")
-    if path in ("", "//", "///"):
+    if path in ("", "//", "///", "//:memory:", "///:memory:", ":memory:"):
         path = ":memory:"
+    elif path.startswith("////"):
+        path = "/" + path[4:].lstrip("/")   # SQLAlchemy's absolute form
     elif path.startswith("///"):
-        path = path[3:]
+        tail = path[3:]
+        if tail.startswith("~"):
+            path = tail
+        elif "/" in tail:
+            path = "/" + tail          # duckdb:///abs/path
+        else:
+            path = tail                # duckdb:///name.duckdb: the working directory
+    elif path.startswith("//"):
+        path = path[2:]                # duckdb://relative/path
     else:
         raise ConfigError(
-            f"bad DuckDB store URL {url!r}: use duckdb:///relative/file.duckdb, "
-            "duckdb:////absolute/file.duckdb or duckdb:///:memory:"
+            f"bad DuckDB store URL {url!r}: use duckdb:///absolute/dir/file.duckdb, "
+            "duckdb://relative/file.duckdb, a plain path or duckdb:///:memory:"
         )
+    if path != ":memory:":
+        path = str(Path(path).expanduser())
     kw: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         conv = _DUCKDB_KW.get(key)
@@ -93,8 +111,29 @@ def parse_duckdb_url(url: str) -> tuple[str, dict[str, Any]]:
     return path, kw
 
 
+def store_location(url: str) -> str:
+    """Where a store URL points, for start-up messages: the absolute DuckDB file (or
+    "in memory"), or the PostgreSQL URL with its password redacted."""
+    try:
+        scheme = _scheme(url.strip())
+    except (AttributeError, ValueError):
+        return "<invalid store URL>"
+    if scheme == "duckdb":
+        try:
+            path, _ = parse_duckdb_url(url.strip())
+        except ConfigError:
+            return f"<invalid store URL {url!r}>"
+        if path == ":memory:":
+            return "DuckDB in memory (nothing is kept after exit)"
+        return f"DuckDB file {Path(path).resolve()}"
+    if scheme in ("postgresql", "postgres"):
+        return f"PostgreSQL {redact(url.strip())}"
+    return redact(url)
+
+
 def _scheme(url: str) -> str:
-    if url == ":memory:" or url.endswith((".duckdb", ".db")) and "://" not in url:
+    if url == ":memory:" or "://" not in url and not url.startswith("duckdb:") and (
+            url.endswith((".duckdb", ".db")) or url.startswith(("/", "./", "../", "~"))):
         return "duckdb"
     head, sep, _ = url.partition(":")
     if not sep:
@@ -131,8 +170,9 @@ def open_store(url: str, **kw: Any) -> Store:
     scheme = _scheme(url)
     if scheme not in BACKENDS:
         raise ConfigError(
-            f"unsupported store URL {redact(url)!r}: expected duckdb:///file.duckdb, "
-            "duckdb:///:memory:, a path ending .duckdb, or postgresql://..."
+            f"unsupported store URL {redact(url)!r}: expected duckdb:///abs/dir/file.duckdb, "
+            "duckdb://relative/file.duckdb, duckdb:///:memory:, a path ending .duckdb, "
+            "or postgresql://..."
         )
     factory = _load(scheme, url)
     if scheme == "duckdb":

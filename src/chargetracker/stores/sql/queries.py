@@ -359,7 +359,9 @@ def ingest_stats_dict(counters: list[tuple[Any, ...]], *, newest_ts: Any, n_meas
         "samples_per_s": rate(int(accepted_in_window), first_wall, now),
         "last_commit_wall": float(last_commit) if last_commit is not None else None,
         "newest_ts": newest,
-        "lag_s": (now - newest) if newest is not None else None,
+        # Data stamped ahead of the wall clock (within the future horizon: samples
+        # beyond it are dead letters) is not negative lag.
+        "lag_s": max(0.0, now - newest) if newest is not None else None,
         "measurements_stored": int(n_measurements),
         "dead_letters_stored": int(n_dead),
         "cells": int(n_cells),

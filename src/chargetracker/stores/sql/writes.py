@@ -143,8 +143,39 @@ def get_meta(d: Dialect) -> str:
     return f'SELECT "value" FROM "store_meta" WHERE "key" = {d.ph}'  # noqa: S608 - placeholder only
 
 
+#: The ts up to which a cell's raw samples are covered by its results: the start of its
+#: open step, else the end of its last step (NULL when it has no step yet: keep all).
+_COVERED = ('(SELECT COALESCE(MIN(s."start_ts") FILTER (WHERE s."status" = \'open\'), '
+            'MAX(s."end_ts")) FROM "steps" AS s WHERE s."cell_id" = "measurements"."cell_id")')
+_IN_OPEN_CYCLE = ('EXISTS (SELECT 1 FROM "cycles" AS c WHERE c."cell_id" = "measurements"."cell_id" '
+                  'AND c."status" = \'open\' AND c."start_ts" <= "measurements"."ts")')
+
+
 def prune_measurements(d: Dialect) -> str:
-    return f'DELETE FROM "measurements" WHERE "ts" < {d.ph}'  # noqa: S608 - placeholder only
+    """Delete raw samples older than the bound horizon that the results already cover:
+    never a sample of a cell's open step or open cycle, nor one no step has reached yet
+    (still pending in the engine)."""
+    return (f'DELETE FROM "measurements" WHERE "ts" < {d.ph} AND "ts" < {_COVERED} '  # noqa: S608 - placeholder only
+            f'AND NOT {_IN_OPEN_CYCLE}')
+
+
+def uncovered_floor() -> str:
+    """The earliest ts from which some cell has raw samples its results do not cover: the
+    start of an open step or cycle, the end of a cell's last step, or, for a cell without
+    steps, its first sample. A store that drops whole partitions of raw samples drops
+    none that reaches it (every sample before it is covered); NULL when nothing is kept."""
+    return ('SELECT MIN(x) FROM ('
+            'SELECT COALESCE(MIN("start_ts") FILTER (WHERE "status" = \'open\'), MAX("end_ts")) AS x '
+            'FROM "steps" GROUP BY "cell_id" '
+            'UNION ALL SELECT "start_ts" FROM "cycles" WHERE "status" = \'open\' '
+            'UNION ALL SELECT (SELECT MIN(m."ts") FROM "measurements" AS m WHERE m."cell_id" = c."cell_id") '
+            'FROM "cells" AS c WHERE NOT EXISTS '
+            '(SELECT 1 FROM "steps" AS s WHERE s."cell_id" = c."cell_id")) AS u')
+
+
+def prune_dead_letters(d: Dialect) -> str:
+    """Delete dead letters received (wall s) before the bound time."""
+    return f'DELETE FROM "dead_letters" WHERE "received_at" < {d.ph}'  # noqa: S608 - placeholder only
 
 
 def ack_alert(d: Dialect) -> str:
