@@ -125,7 +125,10 @@ def main() -> int:
     ap.add_argument("--archive", help="reuse/keep this Parquet archive")
     ap.add_argument("--compression", default="zstd", help="Parquet codec of a new archive")
     ap.add_argument("--workers", type=int, default=2, help="chunks processed at once")
+    ap.add_argument("--quick", action="store_true", help="small sizes (6 M batch, 2 M real-time)")
     args = ap.parse_args()
+    if args.quick:
+        args.readings, args.realtime = min(args.readings, 6e6), min(args.realtime, 2e6)
     print(machine_info())
     if args.readings > 0:
         with tempfile.TemporaryDirectory() as tmp:
