@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -68,7 +69,7 @@ def recompute(chunks: Iterable[pl.DataFrame], config: MeterConfig | None = None,
 
 def _pooled(jobs: Iterable[object], workers: int = 2) -> Iterator[ChunkResult]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = []
+        pending: list[Any] = []
         for job in jobs:
             pending.append(pool.submit(job))  # type: ignore[arg-type]
             if len(pending) > workers:
