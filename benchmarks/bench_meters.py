@@ -2,6 +2,7 @@
 archive) and real-time layer (micro-batches with spike detection).
 
     .venv/bin/python benchmarks/bench_meters.py --readings 60e6 [--realtime 20e6]
+        [--archive /tmp/readings.parquet] [--compression zstd|lz4|none] [--workers 2]
 
 The archive is meters x days at one reading per 90 s (30 days: 28,800 readings per meter),
 sorted by meter in row groups; gamma-distributed power with intermittent zeros and spikes.
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, fmt_rate, machine_info, peak_rss_mb  # noqa: E402
 
 from chargetracker.meters import MeterConfig, new_state, set_thresholds, update  # noqa: E402
-from chargetracker.meters.batch import recompute  # noqa: E402
+from chargetracker.meters.batch import archive_as_of, recompute_parquet  # noqa: E402
 
 START = 1767225600.0
 STEP = 90.0
@@ -43,7 +44,8 @@ def _meter_block(first: int, count: int, n: int, rng: np.random.Generator) -> pa
     return pa.table({"meter_id": dict_ids, "ts": ts, "power_w": p})
 
 
-def write_archive(path: Path, n_readings: float, days: float, meters_per_group: int) -> int:
+def write_archive(path: Path, n_readings: float, days: float, meters_per_group: int,
+                  compression: str = "zstd") -> int:
     n = int(days * 86400 / STEP)
     n_meters = max(1, int(n_readings // n))
     rng = np.random.default_rng(0)
@@ -51,34 +53,31 @@ def write_archive(path: Path, n_readings: float, days: float, meters_per_group: 
     for first in range(0, n_meters, meters_per_group):
         t = _meter_block(first, min(meters_per_group, n_meters - first), n, rng)
         if writer is None:
-            writer = pq.ParquetWriter(path, t.schema, compression="zstd")
+            writer = pq.ParquetWriter(path, t.schema, compression=compression)
         writer.write_table(t, row_group_size=t.num_rows)
     assert writer is not None
     writer.close()
     return n_meters * n
 
 
-def chunks(path: Path) -> object:
-    pf = pq.ParquetFile(path)
-    for k in range(pf.num_row_groups):
-        df = pl.from_arrow(pf.read_row_group(k))
-        assert isinstance(df, pl.DataFrame)
-        yield df.with_columns(pl.col("meter_id").cast(pl.Utf8))
-
-
-def bench_batch(path: Path, n: int) -> None:
+def bench_batch(path: Path, n: int, workers: int) -> None:
     cfg = MeterConfig()
-    as_of = pl.scan_parquet(path).select(pl.col("ts").max()).collect().item()
+    as_of = archive_as_of([path])
+    load0 = os.getloadavg()[0]
     w0, c0 = time.perf_counter(), time.process_time()
-    n_days = n_thr = 0
-    for res in recompute(chunks(path), cfg, as_of=as_of):  # type: ignore[arg-type]
+    n_days = n_thr = n_rej = 0
+    for res in recompute_parquet(path, cfg, as_of=as_of, workers=workers):
         n_days += res.days.height
         n_thr += res.thresholds.height
+        n_rej += res.rejected.height
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    print(f"batch: {n:,} readings -> {n_days:,} meter days, {n_thr:,} thresholds in {wall:.1f} s "
-          f"wall, {cpu:.1f} CPU-s = {fmt_rate(n / wall)} readings/s; peak RSS {peak_rss_mb():.0f} MB")
+    print(f"batch: {n:,} readings -> {n_days:,} meter days, {n_thr:,} thresholds, {n_rej} dead "
+          f"letters in {wall:.1f} s wall, {cpu:.1f} CPU-s = {fmt_rate(n / wall)} readings/s wall, "
+          f"{fmt_rate(n / cpu)} readings per CPU-s; load {load0:.1f}->{os.getloadavg()[0]:.1f}; "
+          f"peak RSS {peak_rss_mb():.0f} MB")
     emit("meters", f"batch_{n / 1e6:g}M_readings_per_s", n / wall, "readings/s", target=10e6,
-         wall_s=wall, cpu_s=cpu, peak_rss_mb=peak_rss_mb())
+         wall_s=wall, cpu_s=cpu, readings_per_cpu_s=n / cpu, workers=workers,
+         loadavg=load0, peak_rss_mb=peak_rss_mb())
 
 
 def bench_realtime(n_target: float, batch_rows: int) -> None:
@@ -124,19 +123,25 @@ def main() -> int:
     ap.add_argument("--realtime", type=float, default=20e6, help="readings for the real-time run (0: skip)")
     ap.add_argument("--batch-rows", type=int, default=200_000)
     ap.add_argument("--archive", help="reuse/keep this Parquet archive")
+    ap.add_argument("--compression", default="zstd", help="Parquet codec of a new archive")
+    ap.add_argument("--workers", type=int, default=2, help="chunks processed at once")
+    ap.add_argument("--quick", action="store_true", help="small sizes (6 M batch, 2 M real-time)")
     args = ap.parse_args()
+    if args.quick:
+        args.readings, args.realtime = min(args.readings, 6e6), min(args.realtime, 2e6)
     print(machine_info())
     if args.readings > 0:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(args.archive) if args.archive else Path(tmp) / "readings.parquet"
             if not path.exists():
                 w0 = time.perf_counter()
-                n = write_archive(path, args.readings, args.days, args.meters_per_group)
+                n = write_archive(path, args.readings, args.days, args.meters_per_group,
+                                  args.compression)
                 print(f"archive: {n:,} readings, {os.path.getsize(path) / 1e6:.0f} MB, written in "
                       f"{time.perf_counter() - w0:.1f} s")
             else:
                 n = pq.ParquetFile(path).metadata.num_rows
-            bench_batch(path, n)
+            bench_batch(path, n, args.workers)
     if args.realtime > 0:
         bench_realtime(args.realtime, args.batch_rows)
     return 0

@@ -1,4 +1,4 @@
-"""``chargetracker meters``: smart-meter watchdog commands (analyze, simulate, live)."""
+"""``chargetracker meters``: smart-meter watchdog commands (analyze, simulate, live, backfill)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
     _register_analyze(msub)
     _register_simulate(msub)
     _register_live(msub)
+    _register_backfill(msub)
 
 
 def _engine_args(g: argparse._ArgumentGroup) -> None:
@@ -285,4 +286,80 @@ def run_live(args: argparse.Namespace) -> int:
     except httpx.TransportError as exc:
         raise ConfigError(f"{args.url}: cannot reach the server: {exc}") from exc
     print(f"{sent} readings of {meters.height} meters sent to {args.url}", file=sys.stderr)
+    return 0
+
+
+def _register_backfill(msub: Any) -> None:
+    p = msub.add_parser("backfill", help="daily energy and thresholds recomputed from a Parquet archive",
+                        description="The batch layer: every meter's daily energy and its percentile "
+                        "threshold recomputed from an archive of readings (Parquet files or folders, "
+                        "grouped by meter), locally (compiled, 2 threads) or on Spark; same numbers.")
+    p.add_argument("archive", nargs="+", metavar="PATH", help="Parquet files or folders of them")
+    p.add_argument("--engine", choices=["local", "spark"], default="local")
+    p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    p.add_argument("--meters", metavar="FILE", help="meter metadata (csv/parquet: meter_id, "
+                   "house_id, appliance, zip, timezone)")
+    p.add_argument("--as-of", metavar="ISO", help="end of the threshold window (default: newest reading)")
+    p.add_argument("--out", required=True, metavar="daily.parquet|.csv", help="per meter and day")
+    p.add_argument("--thresholds", required=True, metavar="thr.csv|.parquet")
+    p.add_argument("--timezone", default="UTC", metavar="TZ",
+                   help="zone of meters without metadata (default UTC)")
+    _engine_args(p.add_argument_group("engine"))
+    p.set_defaults(func=run_backfill)
+
+
+def _parquet_files(paths: list[str]) -> list[str]:
+    from pathlib import Path
+
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(str(f) for f in sorted(path.rglob("*.parquet")))
+        elif path.exists():
+            out.append(str(path))
+        else:
+            raise ConfigError(f"{raw}: no such file or folder")
+    if not out:
+        raise ConfigError(f"no Parquet files in {paths}")
+    return out
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    import time
+
+    cfg = config_from_args(args)
+    meters = _read_table(args.meters) if args.meters else None
+    if meters is not None:
+        from ..meters.schema import validate_meters
+
+        meters = validate_meters(meters, default_timezone=cfg.default_timezone)
+    as_of = _iso_epoch(args.as_of) if args.as_of else None
+    t0 = time.perf_counter()
+    if args.engine == "local":
+        from ..meters.batch import recompute_parquet
+
+        results = list(recompute_parquet(_parquet_files(args.archive), cfg, meters=meters, as_of=as_of))
+        n = sum(r.n_readings for r in results)
+        days = pl.concat([r.days for r in results]).sort("meter_id", "date") if results else None
+        thr = pl.concat([r.thresholds for r in results]).sort("meter_id") if results else None
+        rejected = sum(r.rejected.height for r in results)
+    else:
+        from ..batch.session import session_scope
+        from ..config import SparkConfig
+        from ..meters.spark import collect_meter_results, spark_meter_results
+
+        with session_scope(SparkConfig(master=args.master)) as spark:
+            days, thr = collect_meter_results(spark_meter_results(
+                spark, args.archive, config=cfg, meters=meters, as_of=as_of))
+        n = int(days.get_column("n_readings").sum()) if days.height else 0
+        rejected = 0
+    if days is None or thr is None:
+        raise ConfigError(f"no readings in {args.archive}")
+    write_table(days, args.out)
+    write_table(thr, args.thresholds)
+    extra = f", {rejected} dead letters" if rejected else ""
+    print(f"{args.engine}: {n:,} readings -> {days.height:,} meter days, {thr.height:,} thresholds"
+          f"{extra} in {time.perf_counter() - t0:.1f} s -> {args.out}, {args.thresholds}",
+          file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ import polars as pl
 
 from .calendar import day_table
 from .config import MeterConfig
-from .kernel import close_episodes, order_flags, reject_flags, run
+from .kernel import accepted, close_episodes, reject_flags, run, scan
 from .layout import (
     C_FLOOR,
     C_GAP,
@@ -86,7 +86,7 @@ from .state import PENDING_FIELDS, MeterState
 
 __all__ = [
     "MeterOutput", "MeterSummary", "new_state", "register_meters", "set_thresholds",
-    "update", "flush", "summarize",
+    "update", "flush", "summarize", "as_summary", "process_arrays",
 ]
 
 
@@ -161,6 +161,11 @@ def summarize(readings: pl.DataFrame, config: MeterConfig | None = None, *,
     if thresholds is not None:
         set_thresholds(state, thresholds)
     state, out = _update(state, readings, source=source, limits=None, final=True)
+    return as_summary(out)
+
+
+def as_summary(out: MeterOutput) -> MeterSummary:
+    """A final :class:`MeterOutput` of a fresh state as the batch summary (one row per key)."""
     days = out.days.unique(subset=["meter_id", "date"], keep="last", maintain_order=True)
     alerts = out.alerts.unique(subset=["meter_id", "start_ts"], keep="last", maintain_order=True)
     return MeterSummary(days.sort("meter_id", "date"), alerts.sort("meter_id", "start_ts"),
@@ -223,11 +228,8 @@ def _take(arr: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
 
 def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
             limits: ReadingLimits | None, final: bool) -> tuple[MeterState, MeterOutput]:
-    cfg = state.config
     rejected = [pl.DataFrame(schema=DEAD_LETTER_SCHEMA)]
-    pend = dict(state.pending)
-    pend["row"] = np.full(len(pend["ts"]), -1, dtype=np.int64)
-    arr = pend
+    new: dict[str, np.ndarray] | None = None
     if readings is not None and readings.height:
         checked = validate_readings(readings, limits=limits, source=source)
         rejected.append(checked.rejected)
@@ -240,11 +242,32 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
                 "e": good.get_column("energy_wh").fill_null(np.nan).to_numpy(),
                 "row": checked.rows,
             }
-            arr = {k: np.concatenate([pend[k], new[k]]) for k in pend} if len(pend["ts"]) else new
+    return process_arrays(state, new, rejected, source=source, final=final)
+
+
+def process_arrays(state: MeterState, new: dict[str, np.ndarray] | None,
+                   rejected: list[pl.DataFrame], *, source: str, final: bool,
+                   track_rows: bool = True) -> tuple[MeterState, MeterOutput]:
+    """The engine after validation: ``new`` holds valid readings as arrays (``slot`` of
+    meters already in the state, ``ts`` s, ``p`` W, ``e`` Wh or NaN, ``row`` 0-based input
+    row), any order; none of them is written to. The batch layer calls this directly on
+    columns read from Parquet, with ``track_rows=False`` (no ``accepted_rows``)."""
+    cfg = state.config
+    rejected = rejected or [pl.DataFrame(schema=DEAD_LETTER_SCHEMA)]
+    pend = dict(state.pending)
+    pend["row"] = np.full(len(pend["ts"]), -1, dtype=np.int64)
+    arr = pend
+    if new is not None and len(new["ts"]):
+        arr = {k: np.concatenate([pend[k], new[k]]) for k in pend} if len(pend["ts"]) else new
     f, iv = state.f, state.iv
     n_slots = state.n_meters
+    counts = newest = None
+    t_lo = t_hi = 0.0
     if len(arr["ts"]):
-        if not order_flags(arr["slot"], arr["ts"]):
+        # Rejected rows below only ever narrow these (a duplicate or late reading is
+        # never a meter's newest), so tables built from them still cover what is kept.
+        ordered, counts, newest, t_lo, t_hi = scan(arr["slot"], arr["ts"], n_slots)
+        if not ordered:
             # Stable: among equal (meter, ts) the earliest arrival comes first and wins.
             arr = _take(arr, np.lexsort((arr["ts"], arr["slot"])))
         flags = reject_flags(arr["slot"], arr["ts"], f[:, F_PREV_TS])
@@ -259,17 +282,22 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
                                          "late: older than readings of this meter already processed",
                                          source))
             arr = _take(arr, np.flatnonzero(flags == 0))
-    accepted_rows = arr["row"][arr["row"] >= 0] if len(arr["ts"]) else np.zeros(0, np.int64)
-    if len(accepted_rows) > 1 and not bool(np.all(accepted_rows[1:] >= accepted_rows[:-1])):
-        accepted_rows = np.sort(accepted_rows)
-    wait = np.zeros(len(arr["ts"]), dtype=bool)
-    if len(arr["ts"]):
-        sl = arr["slot"]
-        last = np.flatnonzero(np.append(sl[1:] != sl[:-1], True))  # sorted: newest per meter
-        f[sl[last], F_MAX_SEEN] = np.maximum(f[sl[last], F_MAX_SEEN], arr["ts"][last])
+    accepted_rows = np.zeros(0, np.int64)
+    n_accepted = len(arr["ts"]) - len(state.pending["ts"])
+    if len(arr["ts"]) and track_rows:
+        accepted_rows, asc = accepted(arr["row"])
+        n_accepted = len(accepted_rows)
+        if not asc:
+            accepted_rows = np.sort(accepted_rows)
+    wait = np.zeros(0, dtype=bool)
+    present = np.zeros(0, dtype=np.int64)
+    if len(arr["ts"]) and counts is not None and newest is not None:
+        present = np.flatnonzero(counts)
+        f[present, F_MAX_SEEN] = np.maximum(f[present, F_MAX_SEEN], newest[present])
         if cfg.lateness_s > 0 and not final:
             wait = arr["ts"] > f[arr["slot"], F_MAX_SEEN] - cfg.lateness_s
-    go = _take(arr, np.flatnonzero(~wait)) if wait.any() else arr
+    waiting = bool(wait.any())
+    go = _take(arr, np.flatnonzero(~wait)) if waiting else arr
     iv[:n_slots, I_TOUCHED] = 0
     dd = np.zeros((0, ND))
     di = np.zeros((0, NDI), dtype=np.int64)
@@ -277,31 +305,34 @@ def _update(state: MeterState, readings: pl.DataFrame | None, *, source: str,
     ei = np.zeros((0, 3), dtype=np.int64)
     held = np.zeros(len(go["ts"]), dtype=bool)
     if len(go["ts"]):
-        bounds, bstart, blen, bfirst = _day_tables(state, go["slot"], go["ts"])
+        if waiting:
+            present = np.flatnonzero(np.bincount(go["slot"], minlength=n_slots))
+            t_lo, t_hi = float(go["ts"].min()), float(go["ts"].max())
+        bounds, bstart, blen, bfirst = _day_tables(state, present, t_lo, t_hi)
         dd, di, ef, ei, held = run(go["slot"], go["ts"], go["p"], go["e"], bounds, bstart, blen,
                                    bfirst, f, iv, _cfg_vector(cfg), final)
     if final:
         ef2, ei2 = close_episodes(f, iv, n_slots)
         ef, ei = np.concatenate([ef, ef2]), np.concatenate([ei, ei2])
-    keep = np.concatenate([np.flatnonzero(wait), np.flatnonzero(~wait)[held]]) if wait.any() \
+    keep = np.concatenate([np.flatnonzero(wait), np.flatnonzero(~wait)[held]]) if waiting \
         else np.flatnonzero(held)
     keep.sort()
     state.pending = {k: arr[k][keep].astype(t) for k, t in PENDING_FIELDS.items()}
     days = pl.concat([_closed_days(state, dd, di), _open_days(state)], how="vertical")
     out = MeterOutput(days=days, alerts=_alerts(state, ef, ei),
                       rejected=pl.concat(rejected, how="vertical"),
-                      accepted=len(accepted_rows), accepted_rows=accepted_rows)
+                      accepted=n_accepted, accepted_rows=accepted_rows)
     return state, out
 
 
-def _day_tables(state: MeterState, slot: np.ndarray, ts: np.ndarray
+def _day_tables(state: MeterState, present: np.ndarray, t_lo: float, t_hi: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Midnight tables of the zones of the batch's meters, covering every interval."""
+    """Midnight tables of the zones of the batch's meters (slots ``present``, readings in
+    ``[t_lo, t_hi]``), covering every interval."""
     f, iv = state.f, state.iv
-    present = np.flatnonzero(np.bincount(slot, minlength=state.n_meters))
     tz_of = iv[present, I_TZ]
     prev = f[present, F_PREV_TS]
-    t_lo, t_hi = float(ts.min()), float(ts.max())
+    t_lo, t_hi = float(t_lo), float(t_hi)
     n_tz = len(state.timezones)
     bstart = np.zeros(n_tz, dtype=np.int64)
     blen = np.zeros(n_tz, dtype=np.int64)

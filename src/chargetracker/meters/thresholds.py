@@ -15,7 +15,7 @@ import polars as pl
 from .config import MeterConfig
 from .schema import THRESHOLD_SCHEMA
 
-__all__ = ["compute_thresholds", "percentile_sorted"]
+__all__ = ["compute_thresholds", "percentile_sorted", "slot_thresholds"]
 
 
 def percentile_sorted(values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
@@ -60,6 +60,64 @@ def _order_stats(values: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: 
     return a, b
 
 
+def _lerp(a: np.ndarray, b: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """numpy's "linear" method, its virtual index and its lerp: bit-identical values."""
+    h = (counts.astype(np.float64) - 1.0) * q
+    t = h - np.floor(h)
+    diff = b - a
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t), np.nan)
+
+
+@nb.njit(cache=True, nogil=True)
+def _slot_order_stats(slot: np.ndarray, ts: np.ndarray, p: np.ndarray, n_slots: int,
+                      start: float, end: float, on_w: float, q: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slot: count of "on" readings in ``(start, end]`` and the two order statistics.
+
+    One counting pass, one scatter into per-slot segments, one selection per slot; the
+    input may be in any order (order statistics do not depend on it).
+    """
+    n = len(slot)
+    counts = np.zeros(n_slots, dtype=np.int64)
+    for i in range(n):
+        if ts[i] > start and ts[i] <= end and p[i] > on_w:
+            counts[slot[i]] += 1
+    offs = np.zeros(n_slots + 1, dtype=np.int64)
+    for s in range(n_slots):
+        offs[s + 1] = offs[s] + counts[s]
+    buf = np.empty(offs[n_slots])
+    pos = offs[:n_slots].copy()
+    for i in range(n):
+        if ts[i] > start and ts[i] <= end and p[i] > on_w:
+            s = slot[i]
+            buf[pos[s]] = p[i]
+            pos[s] += 1
+    a = np.full(n_slots, np.nan)
+    b = np.full(n_slots, np.nan)
+    for s in range(n_slots):
+        c = counts[s]
+        if c == 0:
+            continue
+        lo = int(np.floor((c - 1.0) * q))
+        seg = np.partition(buf[offs[s] : offs[s] + c], lo)
+        a[s] = seg[lo]
+        b[s] = seg[lo + 1 :].min() if lo + 1 < c else seg[lo]
+    return counts, a, b
+
+
+def slot_thresholds(slot: np.ndarray, ts: np.ndarray, power_w: np.ndarray, n_slots: int,
+                    config: MeterConfig, as_of: float) -> tuple[np.ndarray, np.ndarray]:
+    """Array form of :func:`compute_thresholds` for meters numbered ``0..n_slots-1``:
+    per slot the threshold (W, NaN without "on" readings) and the reading count, over
+    ``(as_of - window, as_of]``; values equal :func:`compute_thresholds` bit for bit."""
+    start = float(as_of) - config.window_days * 86_400.0
+    q = config.percentile / 100.0
+    counts, a, b = _slot_order_stats(slot, ts, power_w, n_slots, start, float(as_of),
+                                     config.on_w, q)
+    return _lerp(a, b, counts, q), counts
+
+
 def compute_thresholds(readings: pl.DataFrame | pl.LazyFrame, config: MeterConfig | None = None,
                        *, as_of: float | None = None, meter_ids: list[str] | None = None
                        ) -> pl.DataFrame:
@@ -91,11 +149,7 @@ def compute_thresholds(readings: pl.DataFrame | pl.LazyFrame, config: MeterConfi
     counts = np.diff(np.append(starts, on.height)).astype(np.int64)
     q = cfg.percentile / 100.0
     a, b = _order_stats(on.get_column("power_w").to_numpy(), starts, counts, q)
-    # numpy's "linear" method, its virtual index and its lerp: bit-identical values.
-    h = (counts.astype(np.float64) - 1.0) * q
-    t = h - np.floor(h)
-    diff = b - a
-    p = np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
+    p = _lerp(a, b, counts, q)
     table = pl.DataFrame({"meter_id": ids.gather(starts), "p97_w": p, "n_readings": counts},
                          schema={"meter_id": pl.Utf8, "p97_w": pl.Float64, "n_readings": pl.Int64})
     if meter_ids is not None:
