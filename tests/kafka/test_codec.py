@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from chargetracker.kafka import codec
+from chargetracker.kafka import cell_codec, codec
 from chargetracker.schema import MEASUREMENT_SCHEMA
 
 
@@ -152,21 +152,21 @@ def test_decoding_does_not_depend_on_batching() -> None:
 def test_cells_json_and_arrow() -> None:
     cells = pl.DataFrame({"cell_id": ["a", "b"], "group": ["g1", None], "nominal_capacity_ah": [2.5, math.nan],
                           "attributes": ['{"line": 3}', None]})
-    encoded = codec.encode_cells_json(cells)
+    encoded = cell_codec.encode_cells_json(cells)
     assert [cid for cid, _ in encoded] == ["a", "b"]
     assert json.loads(encoded[0][1])["attributes"] == {"line": 3}
-    df, letters = codec.decode_cells(encoded[0][1], codec.JSON, 5, source="t")
+    df, letters = cell_codec.decode_cells(encoded[0][1], codec.JSON, 5, source="t")
     assert letters.height == 0
     assert df.row(0, named=True)["nominal_capacity_ah"] == 2.5
     assert json.loads(df.row(0, named=True)["attributes"]) == {"line": 3}
     # Cells as Arrow: any table with a cell_id column.
     table = pl.DataFrame({"cell_id": ["x"], "group": ["g"], "nominal_capacity_ah": [3.0]})
-    df, letters = codec.decode_cells(_ipc(table), codec.ARROW, 6, source="t")
+    df, letters = cell_codec.decode_cells(_ipc(table), codec.ARROW, 6, source="t")
     assert df.height == 1 and letters.height == 0
     for value, field in [(b"{", "message"), (b'{"group": "g"}', "cell_id"),
                          (b'{"cell_id": "a", "nominal_capacity_ah": "big"}', "nominal_capacity_ah"),
                          (b'{"cell_id": "a", "nominal_capacity_ah": -1}', "nominal_capacity_ah")]:
-        df, letters = codec.decode_cells(value, codec.JSON, 7, source="t")
+        df, letters = cell_codec.decode_cells(value, codec.JSON, 7, source="t")
         assert df.height == 0
         assert letters.get_column("field").to_list() == [field], value
 
@@ -184,7 +184,7 @@ def _deep(n: int) -> str:
 
 HOSTILE_SCRIPT = """
 import json, sys
-from chargetracker.kafka import codec
+from chargetracker.kafka import cell_codec, codec
 good = [json.dumps({"cell_id": "g", "ts": 1.7e9 + i, "voltage_v": 3.7, "current_a": 0.0}).encode()
         for i in range(4)]
 deep = b'{"cell_id": "g", "ts": 1, "voltage_v": 3, "current_a": 0, "x": ' + b'{"a":' * 900 + b'1' + b'}' * 900 + b'}'
@@ -194,7 +194,7 @@ d = codec.decode_measurements(values, ["json"] * 6, list(range(6)), source="t")
 print(json.dumps({"rows": d.frame.height, "offsets": d.offsets.tolist(),
                   "dead": d.rejected.get_column("row").to_list(),
                   "reasons": d.rejected.get_column("reason").to_list()}))
-cells, dead = codec.decode_cell_messages([b'{"cell_id": "c", "attributes": ' + b'[' * 5000 + b']' * 5000 + b'}'],
+cells, dead = cell_codec.decode_cell_messages([b'{"cell_id": "c", "attributes": ' + b'[' * 5000 + b']' * 5000 + b'}'],
                                          ["json"], [7], source="t")
 print(json.dumps({"cells": cells.height, "dead": dead.get_column("reason").to_list()}))
 """

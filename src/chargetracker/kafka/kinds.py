@@ -65,8 +65,10 @@ class PartitionProcessor(Protocol):
 
 
 #: make_processor(topic, kind, *, partitioner, store_raw, archive, learn_cells, timings,
-#: raw_every_s); ``timings`` is a dict the processor adds its phase seconds to (decode,
-#: engine); ``raw_every_s`` thins the raw rows it puts in the store (None: all).
+#: raw_every_s, future_horizon_s); ``timings`` is a dict the processor adds its phase
+#: seconds to (decode, engine); ``raw_every_s`` thins the raw rows it puts in the store
+#: (None: all); rows stamped more than ``future_horizon_s`` after the wall clock are dead
+#: letters (None: no check).
 ProcessorFactory = Callable[..., PartitionProcessor]
 
 

@@ -23,7 +23,7 @@ from ..kinds.base import TelemetryKind
 from ..runtime.step import StepContext, advance, finish
 from ..schema import DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters
 from ..stores.base import Checkpoint, CommitBatch
-from . import codec
+from . import cell_codec, codec
 from .partitioner import Partitioner
 
 __all__ = ["Collected", "PartitionState", "Processor", "checkpoint_name", "downsample"]
@@ -104,8 +104,12 @@ class Processor:
                  store_raw: bool, archive: bool,
                  learn_cells: Callable[[pl.DataFrame], None],
                  timings: dict[str, float] | None = None,
-                 raw_every_s: float | None = None) -> None:
+                 raw_every_s: float | None = None,
+                 future_horizon_s: float | None = None) -> None:
         self.topic = topic
+        #: Rows stamped more than this after the wall clock are dead letters, s (None:
+        #: no check): a producer with a wrong clock must not block its cells for good.
+        self.future_horizon_s = future_horizon_s
         #: Store at most one raw row per entity per this many seconds of ``ts`` (per
         #: micro-batch) in the store; the archive keeps every row.
         self.raw_every_s = raw_every_s
@@ -206,7 +210,7 @@ class Processor:
                offsets: list[int], source: str, out: Collected) -> None:
         """Cell metadata messages: nominal capacities into the engine state (for cells
         without samples yet), rows into the store's cells table, groups for alerts."""
-        cells, letters = codec.decode_cell_messages(values, fmts, offsets, source=source)
+        cells, letters = cell_codec.decode_cell_messages(values, fmts, offsets, source=source)
         self._letters(out, letters)
         if cells.height:
             cells = self._own_cells(cells, ps, source, offsets[0], out)
@@ -272,7 +276,9 @@ class Processor:
                 self._letters(out, rejected)
             return
         ctx = StepContext(self.kind, source, rejected=rejected, row_positions=offs,
-                          store_raw=self.store_raw or self.archive, counter=self.counter)
+                          store_raw=self.store_raw or self.archive, counter=self.counter,
+                          now=time.time() if self.future_horizon_s else None,
+                          future_horizon_s=self.future_horizon_s)
         ps.state, s = advance(ps.state, frame, ctx)
         self._time("engine", time.perf_counter() - t1, time.thread_time() - c1)
         out.accepted += s.accepted

@@ -34,7 +34,7 @@ from confluent_kafka import KafkaException, Producer
 from ..config import KafkaConfig
 from ..errors import ConfigError, SourceError, SourceUnavailable
 from ..schema import conform
-from . import codec
+from . import cell_codec, codec
 from .client import client_config, ensure_topic, partition_count
 from .partitioner import Partitioner
 
@@ -210,7 +210,7 @@ class KafkaSink:
         """Produce cell metadata (CELL_SCHEMA columns), one JSON message per cell, keyed
         and partitioned like the cell's samples so workers see it before them."""
         n = 0
-        for cell_id, value in codec.encode_cells_json(cells):
+        for cell_id, value in cell_codec.encode_cells_json(cells):
             self._produce(value, self.partitioner(cell_id), cell_id.encode(), _CELL_HEADERS)
             n += 1
         self._producer.poll(0)

@@ -31,7 +31,7 @@ from ..config import KafkaConfig
 from ..errors import ConfigError, SourceError
 from ..schema import MEASUREMENT_SCHEMA, dead_letters
 from ..sources.base import Batch
-from . import codec
+from . import cell_codec, codec
 from .client import client_config, partition_count
 
 __all__ = ["KafkaSource"]
@@ -142,7 +142,7 @@ class KafkaSource:
                 v = m.value()
                 rows += 1 if fmt == codec.JSON or v is None else max(1, len(v) // 64)
             elif typ == codec.CELL:
-                c, letters = codec.decode_cells(m.value(), fmt, codec.offset_of(m), source=source)
+                c, letters = cell_codec.decode_cells(m.value(), fmt, codec.offset_of(m), source=source)
                 cells.append(c)
                 rejected.append(letters)
             elif typ == codec.END_OF_STREAM:

@@ -135,7 +135,8 @@ class Worker:
         self._processor: PartitionProcessor = self.plugin.make_processor(
             self.topic, self.kind, partitioner=None, store_raw=self.options.store_raw,
             archive=archive is not None, learn_cells=self._learn_groups,
-            timings=self.metrics.phase_seconds, raw_every_s=self.options.raw_every_s)
+            timings=self.metrics.phase_seconds, raw_every_s=self.options.raw_every_s,
+            future_horizon_s=settings.runtime.future_horizon_s)
         self._committer = Committer(
             store, self.kind, self.kafka, counter=self._processor.counter, metrics=self.metrics,
             groups=self._groups, alert_policy=self.alert_policy if self.options.alerts else None,
