@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import SchemaError, ValidationError
+from ..schema import DEAD_LETTER_SCHEMA as CELL_DEAD_LETTER_SCHEMA
 from .calendar import check_timezone
 
 __all__ = [
@@ -126,15 +127,9 @@ ALERT_SCHEMA: dict[str, pl.DataType] = {
     "n_readings": pl.Int64(),
 }
 
+#: The cell dead-letter schema with the entity named meter_id (same columns, same order).
 DEAD_LETTER_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.Utf8(),
-    "row": pl.Int64(),           # 0-based row (or line) in the source batch
-    "meter_id": pl.Utf8(),
-    "ts": pl.Float64(),
-    "field": pl.Utf8(),
-    "reason": pl.Utf8(),
-    "payload": pl.Utf8(),        # the rejected row as JSON
-}
+    ("meter_id" if name == "cell_id" else name): dtype for name, dtype in CELL_DEAD_LETTER_SCHEMA.items()}
 
 
 @dataclass(frozen=True, slots=True)
