@@ -141,10 +141,10 @@ def test_filtered_scans(streamed_fleet: StreamedFleet) -> None:
     accepted = streamed_fleet.accepted
     groups = streamed_fleet.groups
     some_cells = sorted(groups)[:3] + ["no-such-cell"]
-    got = arch.read(cells=some_cells)
+    got = arch.read(ids=some_cells)
     assert canonical_sorted(got).equals(
         canonical_sorted(accepted.filter(pl.col("cell_id").is_in(some_cells))))
-    assert canonical_sorted(arch.scan(cells=some_cells).collect()).equals(canonical_sorted(got))
+    assert canonical_sorted(arch.scan(ids=some_cells).collect()).equals(canonical_sorted(got))
 
     group = sorted(set(groups.values()))[1]
     members = [c for c, g in groups.items() if g == group]
@@ -161,7 +161,7 @@ def test_filtered_scans(streamed_fleet: StreamedFleet) -> None:
     assert later.height == accepted.filter(
         (pl.col("ts") >= T0 + DAY) & pl.col("cell_id").is_in(members)).height
     # Every filter at once, and filters that match nothing.
-    both = arch.read(cells=members[:1], groups=[group], since="2026-01-01", until="2026-01-02")
+    both = arch.read(ids=members[:1], groups=[group], since="2026-01-01", until="2026-01-02")
     assert both.get_column("cell_id").unique().to_list() == members[:1]
     assert arch.read(groups=["nope"]).height == 0
     assert arch.read(since="2030-01-01").height == 0
@@ -251,3 +251,29 @@ def test_append_many_writes_every_batch_and_a_replay_replaces_its_files(tmp_path
     assert not list((tmp_path / "a").rglob("*.tmp"))
     with pytest.raises(ConfigError):
         arch.append_many([(rows("a", 0.0), "")])
+
+
+def test_an_archive_holds_one_kind(tmp_path: Path) -> None:
+    """Any kind archives through its layout (meters: by house), and an archive is never
+    read as another kind's records."""
+    from chargetracker.errors import ConfigError, SchemaError
+    from chargetracker.stores.archive import CELL_ARCHIVE, METER_ARCHIVE
+
+    meters = pl.DataFrame({"meter_id": ["h1/mains", "h2/mains"], "house_id": ["h1", "h2"],
+                           "appliance": ["mains", "mains"], "timezone": ["UTC", "UTC"]})
+    readings = pl.DataFrame({"meter_id": ["h2/mains", "h1/mains", "h1/mains"],
+                             "ts": [T0 + 5, T0 + DAY + 1, T0 + 1], "power_w": [10.0, 20.0, 30.0]})
+    arch = ParquetArchive(tmp_path / "m", layout=METER_ARCHIVE, fsync=False)
+    arch.put_entities(meters)
+    arch.append(readings, groups=meters, batch_id=batch_id_for("t", 0))
+    arch.append(readings, groups=meters, batch_id=batch_id_for("t", 0))  # a replay replaces
+    assert [(g, d) for g, d, _ in arch.partitions()] == [
+        ("h1", "2026-01-01"), ("h1", "2026-01-02"), ("h2", "2026-01-01")]
+    got = arch.read(ids=["h1/mains"]).sort("ts")
+    assert got.get_column("power_w").to_list() == [30.0, 20.0]
+    assert got.get_column("energy_wh").null_count() == 2  # optional column, absent -> null
+    assert arch.entities().get_column("house_id").to_list() == ["h1", "h2"]
+    with pytest.raises(ConfigError, match="holds meter records"):
+        ParquetArchive(tmp_path / "m", layout=CELL_ARCHIVE)
+    with pytest.raises(SchemaError, match="power_w"):
+        arch.append(readings.drop("power_w"), batch_id=batch_id_for("t", 1))

@@ -146,7 +146,7 @@ def local_results(
     arch = archive if isinstance(archive, ParquetArchive) else ParquetArchive(archive)
     cfg = config or EngineConfig()
     caps = dict(nominal or {})
-    lf = arch.scan(cells=cells, groups=groups, since=since, until=until).select(
+    lf = arch.scan(ids=cells, groups=groups, since=since, until=until).select(
         *_MEASUREMENT_COLUMNS, "group")
     sizes = collect(lf.group_by("cell_id").len().sort("cell_id"), arch.root)
     if sizes.height == 0:

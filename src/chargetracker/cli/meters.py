@@ -294,7 +294,9 @@ def _register_backfill(msub: Any) -> None:
                         description="The batch layer: every meter's daily energy and its percentile "
                         "threshold recomputed from an archive of readings (Parquet files or folders, "
                         "grouped by meter), locally (compiled, 2 threads) or on Spark; same numbers.")
-    p.add_argument("archive", nargs="+", metavar="PATH", help="Parquet files or folders of them")
+    p.add_argument("archive", nargs="+", metavar="PATH",
+                   help="Parquet files or folders of them, or a meter archive folder written by "
+                   "`worker --kind meter --archive DIR` (its meter metadata is used unless --meters)")
     p.add_argument("--engine", choices=["local", "spark"], default="local")
     p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
     p.add_argument("--meters", metavar="FILE", help="meter metadata (csv/parquet: meter_id, "
@@ -315,7 +317,9 @@ def _parquet_files(paths: list[str]) -> list[str]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*.parquet")))
+            # Hive convention: "_meters/", "_meta/" and ".tmp" names are not data.
+            out.extend(str(f) for f in sorted(path.rglob("*.parquet"))
+                       if not any(part.startswith(("_", ".")) for part in f.relative_to(path).parts))
         elif path.exists():
             out.append(str(path))
         else:
@@ -325,21 +329,50 @@ def _parquet_files(paths: list[str]) -> list[str]:
     return out
 
 
+def _meter_archive(paths: list[str]) -> Any:
+    """The ParquetArchive at ``paths`` when it is one folder written as a meter archive
+    (``_meta/layout.json``, e.g. by ``worker --kind meter --archive DIR``), else None."""
+    from pathlib import Path
+
+    from ..stores.archive import METER_ARCHIVE, ParquetArchive
+
+    if len(paths) != 1 or not (Path(paths[0]) / "_meta" / "layout.json").is_file():
+        return None
+    return ParquetArchive(paths[0], layout=METER_ARCHIVE)  # refuses another kind's archive
+
+
+def _archive_chunks(archive: Any) -> Any:
+    """Whole meters, one house (archive group) at a time, sorted by meter and time."""
+    for group in archive.groups():
+        frame = archive.read(groups=[group]).drop("group", "date")
+        yield frame.sort("meter_id", "ts", maintain_order=True)
+
+
 def run_backfill(args: argparse.Namespace) -> int:
     import time
 
-    cfg = config_from_args(args)
-    meters = _read_table(args.meters) if args.meters else None
-    if meters is not None:
-        from ..meters.schema import validate_meters
+    from ..meters.schema import validate_meters
 
+    cfg = config_from_args(args)
+    archive = _meter_archive(args.archive)
+    meters = _read_table(args.meters) if args.meters else None
+    if meters is None and archive is not None and archive.entities().height:
+        meters = archive.entities()  # the metadata the stream ran with, kept beside the data
+    if meters is not None:
         meters = validate_meters(meters, default_timezone=cfg.default_timezone)
     as_of = _iso_epoch(args.as_of) if args.as_of else None
     t0 = time.perf_counter()
-    if args.engine == "local":
+    if args.engine == "local" and archive is not None:
+        from ..meters.batch import recompute
+
+        if as_of is None:  # one threshold window for every house: the archive's newest reading
+            as_of = archive.scan().select(pl.col("ts").max()).collect().item()
+        results = list(recompute(_archive_chunks(archive), cfg, meters=meters, as_of=as_of))
+    elif args.engine == "local":
         from ..meters.batch import recompute_parquet
 
         results = list(recompute_parquet(_parquet_files(args.archive), cfg, meters=meters, as_of=as_of))
+    if args.engine == "local":
         n = sum(r.n_readings for r in results)
         days = pl.concat([r.days for r in results]).sort("meter_id", "date") if results else None
         thr = pl.concat([r.thresholds for r in results]).sort("meter_id") if results else None
@@ -350,8 +383,9 @@ def run_backfill(args: argparse.Namespace) -> int:
         from ..meters.spark import collect_meter_results, spark_meter_results
 
         with session_scope(SparkConfig(master=args.master)) as spark:
+            paths = args.archive if archive is None else [str(f) for f in archive.files()]
             days, thr = collect_meter_results(spark_meter_results(
-                spark, args.archive, config=cfg, meters=meters, as_of=as_of))
+                spark, paths, config=cfg, meters=meters, as_of=as_of))
         n = int(days.get_column("n_readings").sum()) if days.height else 0
         rejected = 0
     if days is None or thr is None:

@@ -1,14 +1,17 @@
-"""The Parquet archive of raw measurements: the input of the batch layer (backfill).
+"""The Parquet archive of raw records: the input of the batch layer (backfill).
 
-Layout (hive style, readable by Spark, PyArrow, Polars and DuckDB)::
+Kind-generic: an archive holds one telemetry kind's accepted raw records, described by an
+:class:`~.archive_layout.ArchiveLayout` (the cell kind's, :data:`CELL_ARCHIVE`, by default;
+:func:`~.archive_layout.archive_layout` gives any kind's). Layout (hive style, readable by
+Spark, PyArrow, Polars and DuckDB)::
 
     root/group=<G>/date=<YYYY-MM-DD>/part-<uuid>.parquet
 
-``G`` is the cell's group, percent-encoded (``a/b`` -> ``a%2Fb``); cells without a group
-go to ``group=__HIVE_DEFAULT_PARTITION__``, which every hive reader reads back as null.
-``date`` is the UTC calendar day of ``ts``. Files hold the canonical measurement columns
-(:data:`~chargetracker.schema.MEASUREMENT_SCHEMA`) sorted by (cell_id, ts); the partition
-columns live only in the path.
+``G`` is the entity's group (a cell's group; for another kind the metadata column its
+layout names), percent-encoded (``a/b`` -> ``a%2Fb``); entities without one go to
+``group=__HIVE_DEFAULT_PARTITION__``, which every hive reader reads back as null.
+``date`` is the UTC calendar day of ``ts``. Files hold the layout's record columns sorted
+by (entity, ts); the partition columns live only in the path.
 
 Guarantees:
 
@@ -22,18 +25,21 @@ Guarantees:
   Use :func:`batch_id_for` (source + the position the batch was read from) as the id.
   Should a replay ever be cut differently (a different id), the rows it repeats are exact
   duplicates, which :mod:`chargetracker.batch.backfill` drops before analysis.
+* **one kind per archive**: the first write records the layout in ``_meta/layout.json``;
+  opening the folder with another kind's layout is refused (a meter archive is never read
+  as cell measurements).
 
-The archive keeps the *accepted* samples of the live pipeline (what the engine consumed),
+The archive keeps the *accepted* records of the live pipeline (what the engine consumed),
 so recomputing them gives the streaming results again -- with the metadata the numbers
 depend on, kept beside the data (directories starting with ``_`` are skipped by every
 hive reader)::
 
-    root/_cells/cells-<uuid>.parquet     cell metadata (CELL_SCHEMA + archived_at, wall s)
+    root/_cells/cells-<uuid>.parquet     entity metadata (cells: CELL_SCHEMA + archived_at)
     root/_meta/engine.json               the engine settings the stream ran with
 
 A cell's nominal capacity sets its rest threshold (epsilon) and capacity-relative step
 filter, so a backfill into a fresh store needs it to reproduce the stream's steps and
-cycles: :meth:`ParquetArchive.cells` (latest row per cell) and
+cycles: :meth:`ParquetArchive.entities` (latest row per entity) and
 :meth:`ParquetArchive.engine_settings` give them back.
 """
 
@@ -49,101 +55,68 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, cast
-from urllib.parse import quote, unquote
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA, conform
+from ..frames import conform_frame
+from .archive_layout import (
+    CELL_ARCHIVE,
+    METER_ARCHIVE,
+    NULL_PARTITION,
+    ArchiveLayout,
+    archive_layout,
+    arrow_type,
+    batch_id_for,
+    decode_group,
+    encode_group,
+    parse_day,
+)
 
 __all__ = [
     "ARCHIVE_SCHEMA",
+    "CELL_ARCHIVE",
     "NULL_PARTITION",
     "PARTITION_SCHEMA",
+    "ArchiveLayout",
+    "METER_ARCHIVE",
     "ParquetArchive",
+    "archive_layout",
     "batch_id_for",
     "collect",
     "parse_day",
 ]
 
-#: Hive's name for a null partition value (Spark, PyArrow and Polars read it as null).
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-#: Columns stored in the files.
-ARCHIVE_SCHEMA: dict[str, pl.DataType] = dict(MEASUREMENT_SCHEMA)
+#: Columns stored in the files of a cell archive.
+ARCHIVE_SCHEMA: dict[str, pl.DataType] = dict(CELL_ARCHIVE.schema)
 #: Columns encoded in the directory names.
 PARTITION_SCHEMA: dict[str, pl.DataType] = {"group": pl.Utf8(), "date": pl.Utf8()}
 #: uuid5 namespace of archive file names (fixed: names must not change between releases).
 _NAMESPACE = uuid.UUID("6f1c5a52-2d7e-4c35-9b1e-0c5d1b3a7e10")
 _SECONDS_PER_DAY = 86_400
-#: Metadata directories (leading underscore: hive readers skip them).
-CELLS_DIR = "_cells"
+#: Metadata directory (leading underscore: hive readers skip it).
 META_DIR = "_meta"
-ARCHIVED_CELL_SCHEMA: dict[str, pl.DataType] = {**CELL_SCHEMA, "archived_at": pl.Float64()}
 Compression = Literal["zstd", "lz4", "snappy", "gzip", "brotli", "uncompressed"]
 
 
-def batch_id_for(source: str, position: Any) -> str:
-    """A stable batch id from a source name and the position the batch starts at.
-
-    ``position`` is any JSON-serializable value (file offset, Kafka ``{partition:
-    offset}``, simulator clock); keys are sorted so equal positions give equal ids.
-    """
-    try:
-        pos = json.dumps(position, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"batch position of {source!r} is not JSON-serializable: {exc}") from exc
-    return f"{source}@{pos}"
-
-
-def parse_day(value: str | _dt.date | _dt.datetime | float | int | None) -> _dt.date | None:
-    """A UTC calendar day from ``YYYY-MM-DD``, an ISO datetime, a date or epoch seconds."""
-    if value is None:
-        return None
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(_dt.UTC)
-        return value.date()
-    if isinstance(value, _dt.date):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not np.isfinite(value):
-            raise ConfigError(f"day {value!r} is not a finite epoch time")
-        return _dt.datetime.fromtimestamp(float(value), tz=_dt.UTC).date()
-    text = str(value).strip()
-    try:
-        if len(text) == 10:
-            return _dt.date.fromisoformat(text)
-        return parse_day(_dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        raise ConfigError(f"cannot read {value!r} as a date; expected YYYY-MM-DD") from None
-
-
-def encode_group(group: str | None) -> str:
-    """Directory segment value of a group (percent-encoded; null -> NULL_PARTITION)."""
-    if group is None or group == "":
-        return NULL_PARTITION
-    return quote(group, safe="")
-
-
-def decode_group(segment: str) -> str | None:
-    return None if segment == NULL_PARTITION else unquote(segment)
-
-
-def _groups_frame(groups: Mapping[str, str | None] | pl.DataFrame | None) -> pl.DataFrame | None:
+def _groups_frame(groups: Mapping[str, str | None] | pl.DataFrame | None,
+                  layout: ArchiveLayout) -> pl.DataFrame | None:
     if groups is None:
         return None
+    key = layout.entity_key
     if isinstance(groups, pl.DataFrame):
-        if "cell_id" not in groups.columns or "group" not in groups.columns:
-            raise ConfigError("groups frame needs columns cell_id and group")
-        frame = groups.select(pl.col("cell_id").cast(pl.Utf8), pl.col("group").cast(pl.Utf8))
+        # A metadata frame partitions by its layout's group column (meters: house_id).
+        col = "group" if "group" in groups.columns else layout.group_column
+        if key not in groups.columns or col is None or col not in groups.columns:
+            raise ConfigError(f"groups frame needs columns {key} and {col or 'group'}")
+        frame = groups.select(pl.col(key).cast(pl.Utf8), pl.col(col).cast(pl.Utf8).alias("group"))
     else:
-        frame = pl.DataFrame({"cell_id": list(groups), "group": list(groups.values())},
-                             schema={"cell_id": pl.Utf8, "group": pl.Utf8})
-    # One group per cell: the last mapping given wins, as in a dict.
-    return frame.unique(subset=["cell_id"], keep="last")
+        frame = pl.DataFrame({key: list(groups), "group": list(groups.values())},
+                             schema={key: pl.Utf8, "group": pl.Utf8})
+    # One group per entity: the last mapping given wins, as in a dict.
+    return frame.unique(subset=[key], keep="last")
 
 
 def _day_string(day: int) -> str:
@@ -151,13 +124,16 @@ def _day_string(day: int) -> str:
 
 
 class ParquetArchive:
-    """Append-only, hive-partitioned Parquet archive of canonical measurements.
+    """Append-only, hive-partitioned Parquet archive of one kind's raw records.
 
     Parameters
     ----------
     root:
         Directory of the archive (created on the first append). Local file system
         (atomic rename); Spark may read the same layout from any file system.
+    layout:
+        What the archive holds (default: cell measurements, :data:`CELL_ARCHIVE`). An
+        archive written with another kind's layout is refused (:class:`ConfigError`).
     compression:
         Parquet codec (``zstd`` default).
     fsync:
@@ -165,25 +141,43 @@ class ParquetArchive:
         :meth:`append` (durability across power loss; on by default).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, compression: Compression = "zstd",
-                 fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, layout: ArchiveLayout = CELL_ARCHIVE,
+                 compression: Compression = "zstd", fsync: bool = True) -> None:
         self.root = Path(root).expanduser()
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"archive root {str(self.root)!r} exists and is not a directory")
+        self.layout = layout
         self.compression = compression
         self.fsync = fsync
+        held = self.kind_held()
+        # Archives written before the marker existed hold cell measurements.
+        if (held or ("cell" if self.partitions() else layout.kind)) != layout.kind:
+            raise ConfigError(f"archive {str(self.root)!r} holds {held or 'cell'} records, "
+                              f"not {layout.kind} records")
 
     def __repr__(self) -> str:
-        return f"ParquetArchive({str(self.root)!r})"
+        return f"ParquetArchive({str(self.root)!r}, kind={self.layout.kind!r})"
+
+    def kind_held(self) -> str | None:
+        """The kind named by ``_meta/layout.json`` (None: not written yet)."""
+        path = self.root / META_DIR / "layout.json"
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            return str(data["kind"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"cannot read {str(path)!r}: {exc}") from exc
 
     # -- writes ----------------------------------------------------------------------
     def append(self, frame: pl.DataFrame,
                groups: Mapping[str, str | None] | pl.DataFrame | None = None,
                batch_id: str | None = None) -> list[Path]:
-        """Archive one batch of canonical measurements; returns the files written.
+        """Archive one batch of raw records; returns the files written.
 
-        ``groups`` maps cell_id -> group (a dict or a frame with ``cell_id`` and
-        ``group``); unmapped cells go to the null group. ``batch_id`` identifies the
+        ``groups`` maps entity id -> group (a dict, or a frame with the entity column and
+        ``group`` or the layout's ``group_column``, e.g. a meter metadata frame);
+        unmapped entities go to the null group. ``batch_id`` identifies the
         batch (see :func:`batch_id_for`): appending the same id again replaces the files
         it wrote rather than adding rows. Raises :class:`~chargetracker.errors.SchemaError`
         when a required column is missing or of the wrong type, and
@@ -198,11 +192,13 @@ class ParquetArchive:
         the files, then once per directory) before any is renamed into place -- one
         round of disk flushes per call instead of two per file (a Kafka worker archives
         one batch per partition and commit)."""
-        gframe = _groups_frame(groups)
+        gframe = _groups_frame(groups, self.layout)
         staged: list[tuple[Path, Path]] = []
         try:
             for frame, batch_id in batches:
                 staged.extend(self._stage_batch(frame, batch_id, gframe))
+            if staged and self.kind_held() is None:
+                self._write_text(self.root / META_DIR, "layout.json", self.layout.marker())
             if self.fsync and staged:
                 _fsync_all([tmp for tmp, _ in staged])
             for tmp, final in staged:
@@ -223,13 +219,15 @@ class ParquetArchive:
         """Write one batch's files under temporary names: (temporary, final) paths."""
         if not batch_id:
             raise ConfigError("append needs a batch_id (e.g. batch_id_for(source, position))")
-        data = conform(frame, source=f"archive batch {batch_id}")
+        key = self.layout.entity_key
+        data = conform_frame(frame, self.layout.schema, table=f"archive batch {batch_id}",
+                             required=self.layout.required)
         if data.height == 0:
             return []
         if gframe is None:
             data = data.with_columns(pl.lit(None, dtype=pl.Utf8).alias("__group"))
         else:
-            data = data.join(gframe.rename({"group": "__group"}), on="cell_id", how="left",
+            data = data.join(gframe.rename({"group": "__group"}), on=key, how="left",
                              maintain_order="left")
         ts = data.get_column("ts")
         if ts.null_count() or not ts.is_finite().all():
@@ -244,7 +242,7 @@ class ParquetArchive:
         for (group, day), part in parts.items():
             directory = (self.root / f"group={encode_group(group)}"
                          / f"date={_day_string(cast(int, day))}")
-            rows = part.drop("__group", "__day").sort(["cell_id", "ts"], maintain_order=True)
+            rows = part.drop("__group", "__day").sort(self.layout.sort_key, maintain_order=True)
             directory.mkdir(parents=True, exist_ok=True)
             tmp = directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
             out.append((tmp, directory / name))
@@ -252,37 +250,49 @@ class ParquetArchive:
         return out
 
     # -- metadata --------------------------------------------------------------------
-    def put_cells(self, cells: pl.DataFrame, *, batch_id: str | None = None,
-                  archived_at: float | None = None) -> Path | None:
-        """Archive cell metadata rows (CELL_SCHEMA columns; missing ones null).
+    def put_entities(self, entities: pl.DataFrame, *, batch_id: str | None = None,
+                     archived_at: float | None = None) -> Path | None:
+        """Archive entity metadata rows (the layout's ``meta_schema`` columns; missing
+        ones null): cell metadata for a cell archive.
 
-        The latest row per cell (by ``archived_at``, wall s) wins on read. ``batch_id``
+        The latest row per entity (by ``archived_at``, wall s) wins on read. ``batch_id``
         names the file (a replay replaces it); default: a hash of the rows, so the same
         metadata written twice is one file.
         """
-        if cells.height == 0:
+        meta, key, name = self._meta()
+        if entities.height == 0:
             return None
-        rows = cells.select([
-            (pl.col(c).cast(t) if c in cells.columns else pl.lit(None, dtype=t)).alias(c)
-            for c, t in CELL_SCHEMA.items()]).unique(subset=["cell_id"], keep="last",
-                                                     maintain_order=True)
+        rows = entities.select([
+            (pl.col(c).cast(t) if c in entities.columns else pl.lit(None, dtype=t)).alias(c)
+            for c, t in meta.items()]).unique(subset=[key], keep="last", maintain_order=True)
         if batch_id is None:
-            digest = hashlib.sha256(rows.sort("cell_id").write_csv().encode()).hexdigest()
-            batch_id = f"cells@{digest}"
+            digest = hashlib.sha256(rows.sort(key).write_csv().encode()).hexdigest()
+            batch_id = f"{name}@{digest}"
         rows = rows.with_columns(pl.lit(float(archived_at if archived_at is not None
                                               else time.time())).alias("archived_at"))
-        name = f"cells-{uuid.uuid5(_NAMESPACE, batch_id)}.parquet"
-        return self._write_atomic(self.root / CELLS_DIR, name, rows)
+        file = f"{name}-{uuid.uuid5(_NAMESPACE, batch_id)}.parquet"
+        return self._write_atomic(self.root / f"_{name}", file, rows)
 
-    def cells(self) -> pl.DataFrame:
-        """The archived cell metadata, latest row per cell (CELL_SCHEMA), sorted by id."""
-        files = sorted((self.root / CELLS_DIR).glob("cells-*.parquet"))
+    def entities(self) -> pl.DataFrame:
+        """The archived entity metadata, latest row per entity, sorted by id."""
+        meta, key, name = self._meta()
+        files = sorted((self.root / f"_{name}").glob(f"{name}-*.parquet"))
         if not files:
-            return pl.DataFrame(schema=CELL_SCHEMA)
-        lf = pl.scan_parquet(files, schema=ARCHIVED_CELL_SCHEMA, hive_partitioning=False)
+            return pl.DataFrame(schema=meta)
+        lf = pl.scan_parquet(files, schema={**meta, "archived_at": pl.Float64()},
+                             hive_partitioning=False)
         frame = collect(lf.sort("archived_at", maintain_order=True), self.root)
-        return (frame.unique(subset=["cell_id"], keep="last", maintain_order=True)
-                .drop("archived_at").sort("cell_id"))
+        return (frame.unique(subset=[key], keep="last", maintain_order=True)
+                .drop("archived_at").sort(key))
+
+    # The cell kind's names for its entity metadata.
+    put_cells = put_entities
+    cells = entities
+
+    def _meta(self) -> tuple[Any, str, str]:
+        if self.layout.meta_schema is None:
+            raise ConfigError(f"{self.layout.kind} archives keep no entity metadata")
+        return self.layout.meta_schema, self.layout.entity_key, self.layout.meta_name
 
     def put_engine_settings(self, settings: Mapping[str, Any]) -> bool:
         """Record the engine settings the stream runs with (JSON object); returns True
@@ -292,8 +302,12 @@ class ParquetArchive:
         old = path.read_text() if path.is_file() else None
         if old == text:
             return False
-        directory = path.parent
-        tmp = directory / f".engine.json.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        self._write_text(path.parent, path.name, text)
+        return old is not None
+
+    def _write_text(self, directory: Path, name: str, text: str) -> None:
+        path = directory / name
+        tmp = directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             directory.mkdir(parents=True, exist_ok=True)
             tmp.write_text(text)
@@ -301,7 +315,6 @@ class ParquetArchive:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreUnavailable(f"cannot write {str(path)!r}: {exc}") from exc
-        return old is not None
 
     def engine_settings(self) -> dict[str, Any] | None:
         """The engine settings recorded by :meth:`put_engine_settings`, or None."""
@@ -389,7 +402,7 @@ class ParquetArchive:
                 until: Any = None) -> pads.Dataset:
         """A PyArrow dataset over the matching files, with ``group`` and ``date`` columns."""
         schema = pa.schema(
-            [(c, _arrow_type(t)) for c, t in ARCHIVE_SCHEMA.items()]
+            [(c, arrow_type(t)) for c, t in self.layout.schema.items()]
             + [(c, pa.string()) for c in PARTITION_SCHEMA]
         )
         part = pads.HivePartitioning(pa.schema([(c, pa.string()) for c in PARTITION_SCHEMA]),
@@ -401,17 +414,18 @@ class ParquetArchive:
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"cannot read archive {str(self.root)!r}: {exc}") from exc
 
-    def scan(self, *, cells: Sequence[str] | None = None,
+    def scan(self, *, ids: Sequence[str] | None = None,
              groups: Iterable[str | None] | None = None, since: Any = None,
              until: Any = None) -> pl.LazyFrame:
-        """Lazy frame of archived rows: the canonical columns plus ``group`` and ``date``.
+        """Lazy frame of archived rows: the layout's columns plus ``group`` and ``date``.
 
-        Filters: ``cells`` (cell ids), ``groups`` (None matches the null group),
-        ``since``/``until`` (UTC days, inclusive). Group and date filters select
-        directories; cell filters are pushed into the Parquet scan (files are sorted by
-        cell_id, so row groups of other cells are skipped by their statistics). Row
-        order is unspecified (sort by cell_id, ts when it matters).
+        Filters: ``ids`` (entity ids: cell ids in a cell archive), ``groups`` (None
+        matches the null group), ``since``/``until`` (UTC days, inclusive). Group and
+        date filters select directories; id filters are pushed into the Parquet scan
+        (files are sorted by entity, so row groups of other entities are skipped by
+        their statistics). Row order is unspecified (sort by entity, ts when it matters).
         """
+        schema = dict(self.layout.schema)
         scans = []
         for group, date, directory in self.partitions(groups=groups, since=since, until=until):
             files = sorted(directory.glob("part-*.parquet"))
@@ -419,21 +433,21 @@ class ParquetArchive:
                 continue
             # One scan per partition with the partition values as literals: Polars'
             # own hive parsing would also read "k=v" segments of the root's path.
-            scans.append(pl.scan_parquet(files, schema=ARCHIVE_SCHEMA, hive_partitioning=False)
+            scans.append(pl.scan_parquet(files, schema=schema, hive_partitioning=False)
                          .with_columns(pl.lit(group, dtype=pl.Utf8).alias("group"),
                                        pl.lit(date, dtype=pl.Utf8).alias("date")))
         if not scans:
-            return pl.LazyFrame(schema={**ARCHIVE_SCHEMA, **PARTITION_SCHEMA})
+            return pl.LazyFrame(schema={**schema, **PARTITION_SCHEMA})
         lf = pl.concat(scans, how="vertical")
-        if cells is not None:
-            lf = lf.filter(pl.col("cell_id").is_in(list(cells)))
+        if ids is not None:
+            lf = lf.filter(pl.col(self.layout.entity_key).is_in(list(ids)))
         return lf
 
-    def read(self, *, cells: Sequence[str] | None = None,
+    def read(self, *, ids: Sequence[str] | None = None,
              groups: Iterable[str | None] | None = None, since: Any = None,
              until: Any = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Eager form of :meth:`scan`; ``columns`` selects columns (default all)."""
-        lf = self.scan(cells=cells, groups=groups, since=since, until=until)
+        lf = self.scan(ids=ids, groups=groups, since=since, until=until)
         if columns:
             lf = lf.select(list(columns))
         return collect(lf, self.root)
@@ -464,13 +478,3 @@ def _fsync_all(paths: Sequence[Path]) -> None:
     with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
         for fut in [pool.submit(_fsync_one, p) for p in paths]:
             fut.result()
-
-
-def _arrow_type(dtype: pl.DataType) -> pa.DataType:
-    if dtype == pl.Utf8:
-        return pa.string()
-    if dtype == pl.Int64:
-        return pa.int64()
-    if dtype == pl.Float64:
-        return pa.float64()
-    raise AssertionError(f"no Arrow type for {dtype}")  # pragma: no cover - schema is fixed
