@@ -7,8 +7,6 @@ One Spark session for the module (start-up takes seconds).
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -19,12 +17,11 @@ from chargetracker.batch import (
     collect_output,
     local_results,
     spark_results,
-    spark_session,
     split_results,
 )
 from chargetracker.batch.session import running_session
 from chargetracker.cli import main
-from chargetracker.config import EngineConfig, SparkConfig
+from chargetracker.config import EngineConfig
 from chargetracker.errors import ConfigError
 from chargetracker.stores.archive import ParquetArchive
 from chargetracker.stores.url import open_store
@@ -37,16 +34,6 @@ pytestmark = [
     # PySpark warns about pandas 3 on import of its pandas helpers; not ours to fix.
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[object]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        session = spark_session(SparkConfig(master="local[2]"),
-                                conf={"spark.driver.memory": "1g"})
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from chargetracker.config import SparkConfig
 from chargetracker.meters import MeterConfig
 from chargetracker.meters.batch import recompute_parquet
 
@@ -19,17 +16,6 @@ from .test_batch import _meta, _readings
 pyspark = pytest.importorskip("pyspark", reason="PySpark not installed (pip install '.[scale]')")
 
 pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")]
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[object]:
-    from chargetracker.batch.session import spark_session
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        session = spark_session(SparkConfig(master="local[2]"), conf={"spark.driver.memory": "1g"})
-    yield session
-    session.stop()
 
 
 def test_spark_equals_the_local_batch_layer(spark: object, tmp_path: Path) -> None:
