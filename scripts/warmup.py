@@ -24,6 +24,9 @@ def main() -> None:
     summarize(frame)
     state, _ = update(new_state(), frame)
     flush(state)
+    from chargetracker.readers.durations import parse_durations
+
+    pl.DataFrame({"t": ["0d 01:02:03.5"]}).select(parse_durations(pl.col("t")))
     fleet = Fleet(default_fleet_config(cells=4, seed=0, duration_s=3600.0))
     for _ in fleet.chunks(1800.0):
         pass

@@ -16,6 +16,7 @@ from typing import Literal
 import polars as pl
 
 from ..errors import SchemaError
+from .durations import parse_durations
 
 __all__ = ["Field", "ColumnLookup", "datetime_to_epoch", "duration_seconds", "time_scale",
            "unit_scale", "OLE_EPOCH_DAYS"]
@@ -221,32 +222,10 @@ def duration_seconds(text: pl.Expr) -> pl.Expr:
     """``[Nd ]hh:mm:ss[.fff]`` / ``N-hh:mm:ss`` text -> seconds (null when not a duration).
 
     Hours may exceed 24 (Neware writes ``123:04:05``); seconds may have one digit
-    (Maccor writes ``0d 00:00:5``). Split on the separators, not matched with a regex: a
-    regex per value costs ten times more on a million rows.
+    (Maccor writes ``0d 00:00:5``). Parsed by a compiled loop over the text
+    (:mod:`.durations`): string expressions cost several passes per part.
     """
-    s = text.str.strip_chars()
-    hms = s.str.split_exact(":", 2)
-    head = hms.struct.field("field_0").str.replace("d", " ", literal=True).str.replace(
-        "-", " ", literal=True)
-    dh = head.str.splitn(" ", 2)
-    first = dh.struct.field("field_0")
-    hours_s = dh.struct.field("field_1").str.strip_chars()
-    has_days = hours_s.is_not_null()
-    days = pl.when(has_days).then(_digits(first)).otherwise(pl.lit(0.0))
-    h = _digits(pl.when(has_days).then(hours_s).otherwise(first))
-    m = _digits(hms.struct.field("field_1"))
-    sec_s = hms.struct.field("field_2")
-    # Seconds may carry a fraction; everything else is whole digits.
-    sec = pl.when(sec_s.str.replace(".", "", literal=True).str.contains(r"^\d+$")).then(
-        sec_s.cast(pl.Float64, strict=False)).otherwise(None)
-    ok = m.is_not_null() & (hms.struct.field("field_1").str.len_bytes() <= 2)
-    return pl.when(ok).then(days * 86400.0 + h * 3600.0 + m * 60.0 + sec).otherwise(None)
-
-
-def _digits(text: pl.Expr) -> pl.Expr:
-    """Whole non-negative number written in digits only -> float; else null."""
-    return pl.when(text.str.contains(r"^\d+$")).then(text.cast(pl.Float64, strict=False)) \
-        .otherwise(None)
+    return parse_durations(text)
 
 
 #: Days from the OLE automation epoch (1899-12-30) to the Unix epoch.

@@ -1,0 +1,119 @@
+"""Duration text (``[Nd ]hh:mm:ss[.fff]``, ``N-hh:mm:ss``) -> seconds, compiled.
+
+Cyclers write step and test times as clock-like text: Neware ``123:04:05`` (hours beyond
+24), Maccor ``0d 00:00:5`` (a one-digit second), BTS ``1-02:03:04``. Splitting such text
+with string expressions costs several passes over the column per part; this parser reads
+the Arrow string buffers once in a compiled loop (about 10 ns a value).
+
+Accepted, surrounding blanks ignored: ``H:M:S`` with ``H`` any number of digits, ``M``
+one or two digits, ``S`` digits with an optional fraction (``.fff``); optionally
+preceded by a whole number of days and ``d`` (blanks around it allowed), ``-`` or blanks.
+Anything else (signs, letters, a missing part, a fourth part) is not a duration: null.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+__all__ = ["parse_durations"]
+
+
+@nb.njit(cache=True, nogil=True)
+def _digits(data: np.ndarray, i: int, end: int) -> tuple[int, float]:
+    """Whole number written in digits from ``i``: (index after it, value); index == i
+    when there is no digit."""
+    v = 0.0
+    j = i
+    while j < end and 48 <= data[j] <= 57:
+        v = v * 10.0 + (data[j] - 48)
+        j += 1
+    return j, v
+
+
+@nb.njit(cache=True, nogil=True)
+def _skip_blanks(data: np.ndarray, i: int, end: int) -> int:
+    while i < end and (data[i] == 32 or data[i] == 9):
+        i += 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True)
+def _one(data: np.ndarray, start: int, end: int) -> float:
+    i = _skip_blanks(data, start, end)
+    while end > i and (data[end - 1] == 32 or data[end - 1] == 9 or data[end - 1] == 13):
+        end -= 1
+    j, first = _digits(data, i, end)
+    if j == i:
+        return np.nan
+    days = 0.0
+    hours = first
+    k = _skip_blanks(data, j, end)
+    if k < end and data[k] != 58:  # not ':' -> a day count: 'd', '-' or blanks follow it
+        if data[k] == 100 or data[k] == 45:  # 'd' / '-'
+            k = _skip_blanks(data, k + 1, end)
+        elif k == j:
+            return np.nan
+        j2, hours = _digits(data, k, end)
+        if j2 == k:
+            return np.nan
+        days = first
+        j = j2
+    elif k != j:
+        return np.nan  # blanks before ':'
+    if j >= end or data[j] != 58:
+        return np.nan
+    j2, minutes = _digits(data, j + 1, end)
+    if j2 == j + 1 or j2 - (j + 1) > 2 or j2 >= end or data[j2] != 58:
+        return np.nan
+    j = j2 + 1
+    j2, seconds = _digits(data, j, end)
+    if j2 == j:
+        return np.nan
+    if j2 < end and data[j2] == 46:  # '.' + fraction digits
+        # (whole * 10^k + fraction) / 10^k: one correctly rounded division, the same
+        # double as parsing "S.fff" as a number (up to 15 fraction digits; more ignored).
+        mant, k, f = seconds, 0, j2 + 1
+        while f < end and 48 <= data[f] <= 57:
+            if k < 15:
+                mant = mant * 10.0 + (data[f] - 48)
+                k += 1
+            f += 1
+        seconds = mant / 10.0 ** k
+        j2 = f
+    if j2 != end:
+        return np.nan
+    return days * 86400.0 + hours * 3600.0 + minutes * 60.0 + seconds
+
+
+@nb.njit(cache=True, nogil=True)
+def _parse(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, out: np.ndarray) -> None:
+    for r in range(out.size):
+        if valid[r]:
+            out[r] = _one(data, offsets[r], offsets[r + 1])
+        else:
+            out[r] = np.nan
+
+
+def _series(s: pl.Series) -> pl.Series:
+    arr = s.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.large_string())
+    n = len(arr)
+    out = np.empty(n, dtype=np.float64)
+    if n:
+        validity, offs_buf, data_buf = arr.buffers()
+        offsets = np.frombuffer(offs_buf, dtype=np.int64, count=n + 1 + arr.offset)[arr.offset:]
+        data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+                else np.zeros(0, dtype=np.uint8))
+        valid = (~np.asarray(arr.is_null())) if validity is not None else np.ones(n, dtype=np.bool_)
+        _parse(offsets, data, valid, out)
+    return pl.Series(s.name, out).fill_nan(None)
+
+
+def parse_durations(text: pl.Expr) -> pl.Expr:
+    """Duration text -> seconds (Float64; null where the text is not a duration)."""
+    return text.map_batches(_series, return_dtype=pl.Float64, is_elementwise=True)
