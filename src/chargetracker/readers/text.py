@@ -46,6 +46,8 @@ class TextReader(Reader):
     decimal_comma: bool = False
     #: Epoch of the file's test time 0, s (set by :meth:`_calibrate_origin`).
     _origin: float = 0.0
+    #: Which typed-parse layout read the last block (see :meth:`_parse_block_typed`).
+    _typed_attempt: int = 0
 
     def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -194,7 +196,13 @@ class TextReader(Reader):
         df = None
         # Labels as integers first ("1.0" needs the float attempt); then as text.
         attempts = [(ints, durations), (set(), durations), (set(), set())]
-        for as_int, as_number in attempts[::2] if not durations else attempts:
+        if not durations:
+            attempts = attempts[::2]
+        # Start with the layout that read the previous block: a file whose durations are
+        # text ("00:01:00") would otherwise fail two parses per block before the third.
+        first = min(self._typed_attempt, len(attempts) - 1)
+        for k in [first, *(k for k in range(len(attempts)) if k != first)]:
+            as_int, as_number = attempts[k]
             # Every column by position (the header's names); only the projected ones are parsed.
             schema = {c: (pl.Int64 if c in as_int else pl.Float64
                           if (c in numeric or c in as_number) and c not in text
@@ -204,6 +212,7 @@ class TextReader(Reader):
                     block, has_header=False, columns=idx, schema=schema,
                     separator=self.separator, quote_char='"', raise_if_empty=False,
                 )
+                self._typed_attempt = k
                 break
             except (pl.exceptions.PolarsError, ValueError):
                 continue
