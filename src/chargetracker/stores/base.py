@@ -188,11 +188,13 @@ class ReadPort(abc.ABC):
     def rows(self, table: str, *, filters: dict[str, Any] | None = None,
              limit: int | None = None, offset: int = 0,
              ranges: dict[str, tuple[Any, Any]] | None = None,
-             order: Sequence[str] | None = None, descending: bool = False) -> pl.DataFrame:
+             order: Sequence[str] | None = None, descending: bool = False,
+             unbounded: bool = False) -> pl.DataFrame:
         """Rows of a plug-in kind's table (its TableSpec schema) ordered by its key (or
         ``order``, ``descending``); ``filters`` are equalities on the spec's columns
         (AND-ed; a list value: any of them), ``ranges`` inclusive ``(low, high)`` bounds
-        (None: open)."""
+        (None: open). Without ``limit`` at most MAX_PAGE rows come back unless
+        ``unbounded`` (internal reads that need every row, e.g. a threshold window)."""
 
 
 class Store(WritePort, ReadPort):

@@ -73,7 +73,7 @@ class MeterStore:
         self.close()
 
     def _rows(self, table: str, schema: dict[str, pl.DataType], **kw: Any) -> pl.DataFrame:
-        out = self.store.rows(table, **kw)
+        out = self.store.rows(table, unbounded=True, **kw)  # limits are explicit here
         return out.select(list(schema)) if out.height else pl.DataFrame(schema=schema)
 
     # -- writes outside the step (the batch layer's tables, tests, operators) ------------
@@ -94,7 +94,8 @@ class MeterStore:
         if opened.height:
             lo, hi = opened["date"].min(), opened["date"].max()
             closed = self.store.rows(DAYS.name, filters={"status": "closed"},
-                                     ranges={"date": (lo, hi)}).select("meter_id", "date")
+                                     ranges={"date": (lo, hi)}, unbounded=True
+                                     ).select("meter_id", "date")
             if closed.height:
                 days = pl.concat([days.filter(pl.col("status") != "open"),
                                   opened.join(closed, on=["meter_id", "date"], how="anti")])

@@ -197,16 +197,17 @@ class SqlStore(Store):
     def rows(self, table: str, *, filters: dict[str, Any] | None = None,
              limit: int | None = None, offset: int = 0,
              ranges: dict[str, tuple[Any, Any]] | None = None,
-             order: Sequence[str] | None = None, descending: bool = False) -> pl.DataFrame:
+             order: Sequence[str] | None = None, descending: bool = False,
+             unbounded: bool = False) -> pl.DataFrame:
         """Rows of a plug-in kind's table (its layout) ordered by its key (or ``order``,
         ``descending``); ``filters`` are equalities on its columns (a list or tuple value:
-        one of them), ``ranges`` inclusive bounds ``(low, high)``, None = open. Unknown
-        table -> NotFound."""
+        one of them), ``ranges`` inclusive bounds ``(low, high)``, None = open. Without
+        ``limit`` at most MAX_PAGE rows, unless ``unbounded``. Unknown table -> NotFound."""
         entry = self._plugins.get(table)
         if entry is None:
             raise NotFound(f"no table {table!r} (known: {sorted(self._plugins)})")
         layout, _ = entry
-        limit_, offset = q.page(limit, offset)
+        limit_, offset = q.page(limit, offset, default_cap=None if unbounded else q.MAX_PAGE)
         sql, params = q.rows_query(self.dialect, layout, filters, limit_, offset,
                                    ranges=ranges, order=order, descending=descending)
         schema = {c: _POLARS[t] for c, t in layout.columns}
