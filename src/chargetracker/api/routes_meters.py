@@ -1,11 +1,12 @@
 """Smart-meter endpoints under ``/api/v1/meters``, and the live alert stream (SSE).
 
 The router is self-contained: the first request opens a :class:`MeterService` on the
-app's store URL (its own meter tables, see :mod:`chargetracker.stores.meters`) and keeps
-the meter engine's state in memory. Ingested readings run through the engine at once;
-days, alerts, raw readings and dead letters are written, and every alert event is pushed
-to the subscribers of ``GET /api/v1/meters/alerts/stream`` (server-sent events) as it
-happens, without polling the store.
+app's store (which then holds the meter kind's tables, :mod:`chargetracker.kinds.meter`):
+ingested readings run through the one micro-batch step (a :class:`Pipeline` of the meter
+kind): days, spike episodes, raw readings, dead letters, the episode notifications and
+the engine checkpoint are one commit, and every spike event is pushed to the subscribers
+of ``GET /api/v1/meters/alerts/stream`` (server-sent events) as it happens, without
+polling the store. Reads go through :class:`~chargetracker.stores.meters.MeterStore`.
 """
 
 from __future__ import annotations
@@ -25,21 +26,22 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ChargeTrackerError, SchemaError
+from ..config import Settings
+from ..errors import ChargeTrackerError, SchemaError, StoreError, StoreUnavailable
+from ..kinds.meter import DAYS, SPIKES, THRESHOLDS, meter_kind, to_cell_letters
 from ..meters import (
     MeterConfig,
     MeterState,
     compute_thresholds,
     house_breakdown,
     house_days,
-    new_state,
-    register_meters,
     set_thresholds,
-    update,
     zip_days,
 )
 from ..meters.calendar import check_timezone
 from ..meters.readers import ReadOptions, long_readings
+from ..runtime.pipeline import Pipeline
+from ..stores.base import Store
 from ..stores.meters import MeterStore
 from .errors import ApiError, responses
 from .security import require_read, require_write
@@ -94,51 +96,48 @@ def _offer(q: asyncio.Queue[str], m: str) -> None:
 
 
 class MeterService:
-    """Engine state + meter store + alert hub of one API process."""
+    """The meter kind as one API process serves it: a :class:`Pipeline` of the meter
+    kind (the one micro-batch step; engine state checkpointed as ``api-meters`` with
+    every commit), the meter reads and the alert hub.
 
-    def __init__(self, store: MeterStore, config: MeterConfig | None = None,
-                 raw_retention_s: float | None = 7 * 86_400.0) -> None:
-        self.store = store
-        self.config = config or MeterConfig()
-        saved = store.load_checkpoint(CHECKPOINT)
-        # A restart resumes the engine where the last committed batch left it; the upserts
-        # are idempotent, so a batch re-sent after a crash is neither lost nor doubled.
-        self.state = MeterState.from_bytes(saved, self.config) if saved else new_state(self.config)
+    A restart resumes the engine where the last committed batch left it; raw readings
+    are insert-if-absent and results upserts, so a batch re-sent after a crash is
+    neither lost nor doubled (its readings come back as duplicates).
+    """
+
+    def __init__(self, store: Store, settings: Settings | None = None,
+                 config: MeterConfig | None = None) -> None:
+        self.settings = settings or Settings()
+        self.kind = meter_kind(self.settings, config)
+        self.config = self.kind.config
+        self.store = MeterStore(store)  # holds the meter kind's tables (created if missing)
+        self.pipeline = Pipeline(store, self.settings, name=CHECKPOINT, kind=self.kind)
         self.hub = AlertHub()
-        self.lock = threading.Lock()
-        self.raw_retention_s = raw_retention_s
-        meters = store.meters()
-        if meters.height:
-            register_meters(self.state, meters)
-        thr = store.thresholds()
-        if thr.height:
-            set_thresholds(self.state, thr)
+        # Metadata and thresholds stored since the checkpoint (another process, the batch
+        # layer) win over the checkpoint's.
+        entities = self.store.entities()
+        if entities.height:
+            self.pipeline.amend(lambda state: self.kind.register(state, entities))
 
     def register(self, meters: pl.DataFrame) -> int:
-        with self.lock:
-            df = register_meters(self.state, meters)
-            self.store.put_meters(df)
-            self.register_checkpoint()
+        df = self.kind.metadata(meters)  # raises ValidationError before any change
+        self.pipeline.amend(lambda state: self.kind.register(state, df))
         return df.height
 
     def ingest(self, readings: pl.DataFrame, rejected: pl.DataFrame, source: str) -> dict[str, Any]:
-        with self.lock:
-            self.state, out = update(self.state, readings, source=source)
-            dead = pl.concat([rejected, out.rejected])
-            self.store.put_readings(readings[out.accepted_rows] if out.accepted < readings.height
-                                    else readings)
-            self.store.put_days(out.days)
-            self.store.put_alerts(out.alerts)
-            if dead.height:
-                self.store.put_dead_letters(dead)
-            self.store.save_checkpoint(CHECKPOINT, self.state.to_bytes())
-        self.hub.publish(out.alerts)
-        return {"accepted": out.accepted, "rejected": dead.height,
+        """One batch through the step (validate, engine, spike episodes, one commit)."""
+        prepared = self.pipeline.prepare(readings, source=source,
+                                         rejected=to_cell_letters(rejected))
+        result = self.pipeline.write(prepared)
+        tables = prepared.step.output.tables
+        days, spikes = tables.get(DAYS.name), tables.get(SPIKES.name)
+        if spikes is not None:
+            self.hub.publish(spikes)
+        dead = result.rejected
+        return {"accepted": result.accepted, "rejected": dead.height,
                 "errors": dead.head(1000).select("row", "field", "reason").to_dicts(),
-                "days": out.days.height, "alerts": out.alerts.height}
-
-    def register_checkpoint(self) -> None:
-        self.store.save_checkpoint(CHECKPOINT, self.state.to_bytes())
+                "days": 0 if days is None else days.height,
+                "alerts": 0 if spikes is None else spikes.height}
 
     def recompute_thresholds(self, as_of: float | None = None) -> pl.DataFrame:
         """Batch layer over the stored raw readings (the trailing window)."""
@@ -148,10 +147,12 @@ class MeterService:
         known = self.store.meters()["meter_id"].to_list()
         ids = sorted(set(known) | set(readings["meter_id"].unique().to_list()))
         thr = compute_thresholds(readings, self.config, as_of=end, meter_ids=ids)
-        with self.lock:
-            self.store.put_thresholds(thr)
-            set_thresholds(self.state, thr)
-            self.register_checkpoint()
+
+        def install(state: MeterState) -> dict[str, pl.DataFrame]:
+            set_thresholds(state, thr)  # a meter without "on" readings now has none
+            return {THRESHOLDS.name: thr}
+
+        self.pipeline.amend(install)
         return thr
 
 
@@ -167,7 +168,7 @@ def service(request: Request) -> MeterService:
         with _SERVICE_LOCK:
             svc = getattr(st, "meters", None)
             if svc is None:
-                svc = st.meters = MeterService(MeterStore(st.ctx.settings.store_url))
+                svc = st.meters = MeterService(st.ctx.store, st.ctx.settings)
     return svc  # type: ignore[no-any-return]
 
 
@@ -232,11 +233,13 @@ def _ingest(svc: MeterService, body: bytes, content_type: str | None, source: st
                 return {"accepted": 0, "rejected": 0, "errors": [], "days": 0, "alerts": 0}
             raise ApiError(422, "the batch holds no readings", code="empty_batch", field="body")
         chunk = long_readings(frame, ReadOptions(timezone=timezone), source)
+        out = svc.ingest(chunk.readings, chunk.rejected, source)
+    except (StoreUnavailable, StoreError):
+        raise  # the app's handlers answer 503 / 500
     except (SchemaError, ChargeTrackerError) as exc:
         raise _error(exc) from exc
     except pl.exceptions.PolarsError as exc:  # e.g. nested values where numbers belong
         raise ApiError(422, f"cannot read the readings: {str(exc)[:300]}", field="body") from exc
-    out = svc.ingest(chunk.readings, chunk.rejected, source)
     if out["accepted"] == 0:
         first = out["errors"][0] if out["errors"] else {"field": None, "reason": "no rows"}
         raise ApiError(422, f"no reading was accepted ({out['rejected']} rejected); first: row "

@@ -9,6 +9,7 @@ defaults.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -18,12 +19,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ..config import KafkaConfig
 from ..errors import ConfigError, SourceError, SourceUnavailable
 
+log = logging.getLogger("chargetracker.kafka.worker")
+
 __all__ = [
     "client_config",
     "parse_extra",
     "admin",
     "ensure_topic",
     "partition_count",
+    "topic_partitions",
     "wait_for_topic",
 ]
 
@@ -130,3 +134,23 @@ def wait_for_topic(cfg: KafkaConfig, topic: str | None = None, *, timeout_s: flo
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
+
+
+def topic_partitions(kafka: KafkaConfig, create_partitions: int | None,
+                     replication_factor: int, *, kind: str) -> int:
+    """The partitions of a worker's topic; creates the topic when ``create_partitions``
+    is given, else a missing topic is an error saying how to create it."""
+    if create_partitions is not None:
+        n = ensure_topic(kafka, partitions=create_partitions, replication_factor=replication_factor)
+        log.info("topic %s: %d partitions", kafka.topic, n)
+        return n
+    try:
+        return partition_count(kafka)
+    except SourceError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        raise SourceError(
+            f"{exc}. Create it first: `chargetracker topics create --broker "
+            f"{kafka.brokers} --kind {kind} --topic {kafka.topic} "
+            "--partitions N` (N: the most workers you will run; it cannot shrink), or "
+            "start the worker with --create-topic N (development)") from None

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaException
 
 from ..config import KafkaConfig
 from ..kinds.base import TelemetryKind
-from ..runtime.step import AlertPolicy, StepContext, alerts_for, combine
+from ..runtime.step import combine
 from ..stores.archive import ParquetArchive, batch_id_for
 from ..stores.base import Store
 from .metrics import WorkerMetrics
@@ -40,14 +40,13 @@ class Committer:
 
     def __init__(self, store: Store, kind: TelemetryKind, kafka: KafkaConfig, *,
                  counter: str, metrics: WorkerMetrics, groups: Mapping[str, str | None],
-                 alert_policy: AlertPolicy | None, archive: ParquetArchive | None) -> None:
+                 archive: ParquetArchive | None) -> None:
         self.store = store
         self.kind = kind
         self.kafka = kafka
         self.counter = counter
         self.metrics = metrics
         self.groups = groups
-        self.alert_policy = alert_policy
         self.archive = archive
         self._dlq: DeadLetterPublisher | None = None
 
@@ -57,10 +56,6 @@ class Committer:
         t0, c0 = time.perf_counter(), time.thread_time()
         batch = combine(out.commits)
         batch.counters.setdefault(self.counter, {"accepted": 0, "rejected": 0})
-        if self.alert_policy is not None and batch.cycles is not None:
-            alerts = alerts_for({"cycles": batch.cycles},
-                                StepContext(self.kind, alerts=self.alert_policy, groups=self.groups))
-            batch.alerts = alerts if alerts.height else None
         t_archive, c_archive = time.perf_counter(), time.thread_time()
         if self.archive is not None:
             if batch.cells is not None and batch.cells.height:

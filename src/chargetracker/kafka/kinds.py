@@ -9,17 +9,21 @@ end-of-stream marker, and the byte form of the checkpoint. :class:`Processor` in
 
 A kind is registered once as a :class:`KafkaKind` (its default topic, how to build the
 kind and its processor, how to read its entity metadata from the store) and then runs
-with ``chargetracker worker --kind <name>`` on its own topic (topic per kind)::
+with ``chargetracker worker --kind <name>`` on its own topic (topic per kind). The
+generic :class:`~.processing.Processor` runs any kind; what differs is its message codec
+(:class:`~.processing.RecordCodec`). Two kinds are registered here: ``cell`` (topic
+``measurements``) and ``meter`` (topic ``meter-readings``, :mod:`.meter_codec`)::
 
     register_kafka_kind(KafkaKind(
-        name="meter", default_topic="meter-readings",
-        make_kind=lambda settings: meter_kind(settings),
-        make_processor=MeterProcessor,          # implements PartitionProcessor
+        name="meter", default_topic="meter-readings", make_kind=meter_kind,
+        make_processor=functools.partial(Processor, codec=METER_CODEC),
+        entities=meter_entities, warm_up=warm_up_meters,
     ))
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,11 +34,14 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..kinds.base import TelemetryKind
 from ..kinds.cell import cell_kind
+from ..kinds.meter import METERS, meter_kind
 from ..stores.base import CommitBatch, Store, all_cells
+from . import meter_codec
 from .partitioner import Partitioner
-from .processing import Collected, PartitionState, Processor
+from .processing import Collected, PartitionState, Processor, RecordCodec
 
-__all__ = ["KAFKA_KINDS", "KafkaKind", "PartitionProcessor", "kafka_kind", "register_kafka_kind"]
+__all__ = ["KAFKA_KINDS", "METER_CODEC", "KafkaKind", "PartitionProcessor", "kafka_kind",
+           "register_kafka_kind"]
 
 
 class PartitionProcessor(Protocol):
@@ -104,8 +111,34 @@ def warm_up_cells(settings: Settings) -> None:
     flush(state)
 
 
+def warm_up_meters(settings: Settings) -> None:
+    """Compile the meter engine's kernels on a tiny stream."""
+    kind = meter_kind(settings)
+    frame = pl.DataFrame({"meter_id": ["__warm_up__"] * 4, "ts": [0.0, 60.0, 120.0, 180.0],
+                          "power_w": [1.0, 2.0, 3.0, 4.0]})
+    state, _ = kind.update(kind.new_state(), kind.validate(frame, source="warm-up"),
+                           source="warm-up")
+    kind.flush(state)
+
+
+def meter_entities(store: Store) -> pl.DataFrame:
+    """Meters with their thresholds (``p97_w``) from the store: the engine judges spikes
+    against the batch layer's thresholds from the first reading on."""
+    from ..stores.meters import MeterStore
+
+    return MeterStore(store).entities()
+
+
+#: Meters: reading messages, ``ct-type: meter`` metadata into ``meter_meters``.
+METER_CODEC = RecordCodec(meter_codec.METER, meter_codec.decode_readings,
+                          meter_codec.decode_meter_messages,
+                          lambda meters: CommitBatch(tables={METERS.name: meters}))
+
 KAFKA_KINDS: dict[str, KafkaKind] = {
     "cell": KafkaKind("cell", "measurements", cell_kind, Processor, all_cells, warm_up_cells),
+    "meter": KafkaKind("meter", "meter-readings", meter_kind,
+                       functools.partial(Processor, codec=METER_CODEC), meter_entities,
+                       warm_up_meters),
 }
 
 

@@ -1,36 +1,74 @@
 """One partition's messages -> micro-batch steps (the Kafka driver of
-:func:`chargetracker.runtime.step.advance`).
+:func:`chargetracker.runtime.step.advance` and :func:`~chargetracker.runtime.step.raise_alerts`),
+for any telemetry kind.
 
-A partition's messages are processed in offset order: consecutive measurement messages
-form one step, consecutive cell messages one metadata update (applied before the
-samples after them, as in the stream), an end-of-stream marker flushes the state at its
-offset. Dead letters name the Kafka offset as their row.
+A partition's messages are processed in offset order: consecutive record messages
+(measurements, readings) form one step, consecutive entity messages (cell or meter
+metadata) one metadata update (applied before the records after them, as in the
+stream), an end-of-stream marker flushes the state at its offset. Dead letters name the
+Kafka offset as their row. What depends on the kind is its :class:`RecordCodec` (how
+its messages decode) and the kind itself (validation, engine, alert rules).
+
+Alerts follow the episode model (:mod:`chargetracker.episodes`) for every kind: each
+partition keeps its alert-episode state in memory beside the engine state and
+checkpoints both with the offset, so a restart or a replay of the partition neither
+repeats a notification nor loses an episode.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import polars as pl
 from confluent_kafka import TopicPartition
 
+from ..episodes import EpisodeState
 from ..kinds.base import TelemetryKind
-from ..runtime.step import StepContext, advance, finish
-from ..schema import DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters
+from ..runtime.step import (
+    AlertPolicy,
+    StepContext,
+    StepOutcome,
+    advance,
+    episode_checkpoint,
+    finish,
+    raise_alerts,
+)
+from ..schema import DEAD_LETTER_SCHEMA, dead_letters
 from ..stores.base import Checkpoint, CommitBatch
 from . import cell_codec, codec
+from .codec import Decoded
 from .partitioner import Partitioner
 
-__all__ = ["Collected", "PartitionState", "Processor", "checkpoint_name", "downsample"]
+__all__ = ["CELL_CODEC", "Collected", "PartitionState", "Processor", "RecordCodec",
+           "checkpoint_name", "downsample", "restore_partition"]
 
 log = logging.getLogger("chargetracker.kafka.worker")
 
-_EMPTY = pl.DataFrame(schema=MEASUREMENT_SCHEMA)
+
+@dataclass(frozen=True)
+class RecordCodec:
+    """How one kind's messages decode (the processor is otherwise kind-generic).
+
+    ``decode_records(values, formats, offsets, *, source) -> Decoded`` for record
+    messages; ``entity_type``: the ``ct-type`` of entity metadata messages and
+    ``decode_entities(values, formats, offsets, *, source) -> (entities, dead letters)``;
+    ``entity_commit(entities)``: the commit that stores them.
+    """
+
+    entity_type: str
+    decode_records: Callable[..., Decoded]
+    decode_entities: Callable[..., tuple[pl.DataFrame, pl.DataFrame]]
+    entity_commit: Callable[[pl.DataFrame], CommitBatch]
+
+
+#: Cells: measurement messages, ``ct-type: cell`` metadata into the cells table.
+CELL_CODEC = RecordCodec(codec.CELL, codec.decode_measurements,
+                         cell_codec.decode_cell_messages, lambda cells: CommitBatch(cells=cells))
 
 
 def checkpoint_name(topic: str, partition: int) -> str:
@@ -53,6 +91,24 @@ class PartitionState:
     fetched_offset: int = -1
     #: Offset of the store checkpoint (what is durably done; -1: none): committed lag.
     committed_offset: int = -1
+    #: Alert episodes of the partition's entities (checkpointed with the offset).
+    episodes: EpisodeState = field(default_factory=EpisodeState)
+
+
+def restore_partition(store: Any, topic: str, partition: int, kind: TelemetryKind) -> PartitionState:
+    """A partition's state as its last commit left it: engine state, offset, ``final``
+    and alert episodes (a fresh state at offset -1 when it never committed)."""
+    name = checkpoint_name(topic, partition)
+    cp = store.load_checkpoint(name)
+    if cp is None:
+        return PartitionState(partition, kind.new_state(), -1)
+    offset = int(cp.position["offset"])
+    ps = PartitionState(partition, kind.state_from_bytes(cp.state), offset,
+                        final=bool(cp.position.get("final")), committed_offset=offset)
+    ep = store.load_checkpoint(episode_checkpoint(name))
+    if ep is not None:
+        ps.episodes = EpisodeState.from_bytes(ep.state)
+    return ps
 
 
 @dataclass
@@ -87,17 +143,20 @@ def downsample(raw: pl.DataFrame, every_s: float, key: str = "cell_id") -> pl.Da
             .drop(b).sort(key, "ts"))
 
 
-def wrong_partition(owner: int, got: int) -> str:
-    return (f"cell_id belongs to partition {owner} (murmur2 of the key), received on {got}: "
-            "the producer must partition by murmur2(cell_id) (Java default, librdkafka "
+def wrong_partition(owner: int, got: int, key: str = "cell_id") -> str:
+    return (f"{key} belongs to partition {owner} (murmur2 of the key), received on {got}: "
+            f"the producer must partition by murmur2({key}) (Java default, librdkafka "
             "partitioner=murmur2_random)")
 
 
 class Processor:
     """Turns one partition's messages into commits (see the module docstring).
 
-    ``learn_cells`` is called with every accepted cell-metadata frame (the worker keeps
-    the groups for alerts); ``store_raw`` / ``archive`` say where accepted raw rows go.
+    ``codec``: how the kind's messages decode (default: cells). ``learn_cells`` is
+    called with every accepted entity-metadata frame (the worker keeps the groups for
+    alerts); ``store_raw`` / ``archive`` say where accepted raw rows go;
+    ``alert_policy`` which of the kind's rules raise alert episodes (None: no alerts),
+    ``groups`` the worker's live entity -> group map.
     """
 
     def __init__(self, topic: str, kind: TelemetryKind, *, partitioner: Partitioner | None,
@@ -105,7 +164,14 @@ class Processor:
                  learn_cells: Callable[[pl.DataFrame], None],
                  timings: dict[str, float] | None = None,
                  raw_every_s: float | None = None,
-                 future_horizon_s: float | None = None) -> None:
+                 future_horizon_s: float | None = None,
+                 codec: RecordCodec | None = None,
+                 alert_policy: AlertPolicy | None = None,
+                 groups: Mapping[str, str | None] | None = None) -> None:
+        self.codec = codec or CELL_CODEC
+        self.alert_policy = alert_policy
+        self.groups: Mapping[str, str | None] = groups if groups is not None else {}
+        self._empty = pl.DataFrame(schema=dict(kind.measurement_schema))
         self.topic = topic
         #: Rows stamped more than this after the wall clock are dead letters, s (None:
         #: no check): a producer with a wrong clock must not block its cells for good.
@@ -129,10 +195,24 @@ class Processor:
         t[f"cpu:{phase}"] = t.get(f"cpu:{phase}", 0.0) + cpu_s
 
     def checkpoint(self, ps: PartitionState) -> CommitBatch:
-        return CommitBatch(checkpoints=[Checkpoint(
-            checkpoint_name(self.topic, ps.partition), self.kind.state_to_bytes(ps.state),
-            {"offset": ps.next_offset, "final": ps.final, "topic": self.topic,
-             "partition": ps.partition})])
+        name = checkpoint_name(self.topic, ps.partition)
+        cps = [Checkpoint(name, self.kind.state_to_bytes(ps.state),
+                          {"offset": ps.next_offset, "final": ps.final, "topic": self.topic,
+                           "partition": ps.partition})]
+        if self.alert_policy is not None:
+            cps.append(Checkpoint(episode_checkpoint(name), ps.episodes.to_bytes(),
+                                  {"offset": ps.next_offset,
+                                   "episodes_open": ps.episodes.open_count}))
+        return CommitBatch(checkpoints=cps)
+
+    def _alerts(self, ps: PartitionState, s: StepOutcome, ctx: StepContext) -> None:
+        """The kind's alert rules on a step's results, advancing the partition's episodes."""
+        if self.alert_policy is None:
+            return
+        ctx = replace(ctx, alerts=self.alert_policy, groups=self.groups, episodes=ps.episodes)
+        raise_alerts(s, ctx)
+        if s.episode_state is not None:
+            ps.episodes = s.episode_state
 
     def _letters(self, out: Collected, letters: pl.DataFrame) -> None:
         if letters.height:
@@ -169,6 +249,7 @@ class Processor:
         n_archive = len(out.archive)
         headers_of = codec.headers_of
         measurement = codec.MEASUREMENT
+        entity_type = self.codec.entity_type
         for m in msgs:
             fmt, typ = headers_of(m.headers())
             if typ is None or typ == measurement:  # the common case
@@ -180,7 +261,7 @@ class Processor:
                 run_ts.append(m.timestamp()[1])
                 continue
             end_run()
-            if typ == codec.CELL:
+            if typ == entity_type:
                 cell_vals.append(m.value())
                 cell_fmts.append(fmt)
                 cell_offs.append(codec.offset_of(m))
@@ -194,7 +275,8 @@ class Processor:
             else:
                 self._letters(out, dead_letters([{
                     "source": source, "row": codec.offset_of(m), "field": codec.TYPE_HEADER,
-                    "reason": f"unknown message type {typ!r}; expected one of {list(codec.TYPES)}",
+                    "reason": f"unknown message type {typ!r}; expected one of "
+                              f"{[codec.MEASUREMENT, entity_type, codec.END_OF_STREAM]}",
                     "payload": (m.value() or b"")[:256].decode("utf-8", "replace").replace("\x00", "\\u0000"),
                 }]))
         end_run()
@@ -208,21 +290,21 @@ class Processor:
 
     def _cells(self, ps: PartitionState, values: list[bytes | None], fmts: list[str | None],
                offsets: list[int], source: str, out: Collected) -> None:
-        """Cell metadata messages: nominal capacities into the engine state (for cells
-        without samples yet), rows into the store's cells table, groups for alerts."""
-        cells, letters = cell_codec.decode_cell_messages(values, fmts, offsets, source=source)
+        """Entity metadata messages (cells: nominal capacities; meters: house, zone,
+        mains flag) into the engine state, rows into the store, groups for alerts."""
+        cells, letters = self.codec.decode_entities(values, fmts, offsets, source=source)
         self._letters(out, letters)
         if cells.height:
             cells = self._own_cells(cells, ps, source, offsets[0], out)
         if cells.height:
             self.add_entities(ps, cells, source)
-            out.commits.append(CommitBatch(cells=cells))
+            out.commits.append(self.codec.entity_commit(cells))
             self.learn_cells(cells)
 
     def add_entities(self, ps: PartitionState, cells: pl.DataFrame, source: str) -> None:
-        """Metadata of cells (nominal capacities) into the partition's state, for cells
-        that have no samples yet."""
-        ps.state, _ = self.kind.update(ps.state, self.kind.validate(_EMPTY, source=source),
+        """Metadata of entities into the partition's state (for entities without records
+        yet too)."""
+        ps.state, _ = self.kind.update(ps.state, self.kind.validate(self._empty, source=source),
                                        source=source, entities=cells)
 
     def owners(self, ids: pl.Series) -> np.ndarray:
@@ -233,14 +315,15 @@ class Processor:
                    out: Collected) -> pl.DataFrame:
         if self.partitioner is None:
             return cells
-        owner = self.owners(cells.get_column("cell_id"))
+        key = self.kind.entity_key
+        owner = self.owners(cells.get_column(key))
         wrong = owner != ps.partition
         if not wrong.any():
             return cells
         self._letters(out, dead_letters([{
-            "source": source, "row": offset, "cell_id": cid, "field": "cell_id",
-            "reason": wrong_partition(int(q), ps.partition), "payload": "",
-        } for cid, q in zip(cells.filter(pl.Series(wrong)).get_column("cell_id").to_list(),
+            "source": source, "row": offset, "cell_id": cid, "field": key,
+            "reason": wrong_partition(int(q), ps.partition, key), "payload": "",
+        } for cid, q in zip(cells.filter(pl.Series(wrong)).get_column(key).to_list(),
                             owner[wrong].tolist(), strict=True)]))
         return cells.filter(pl.Series(~wrong))
 
@@ -248,24 +331,26 @@ class Processor:
                       fmts: list[str | None], offsets: list[int], source: str,
                       out: Collected) -> None:
         t0, c0 = time.perf_counter(), time.thread_time()
-        dec = codec.decode_measurements(values, fmts, offsets, source=source)
+        dec = self.codec.decode_records(values, fmts, offsets, source=source)
         t1, c1 = time.perf_counter(), time.thread_time()
         self._time("decode", t1 - t0, c1 - c0)
         own = [dec.rejected] if dec.rejected.height else []
         frame, offs = dec.frame, dec.offsets
+        key = self.kind.entity_key
         if frame.height and self.partitioner is not None:
-            owner = self.owners(frame.get_column("cell_id"))
-            # Null ids map to -1 and are left to the engine's validation ("missing cell_id").
+            owner = self.owners(frame.get_column(key))
+            # Null ids map to -1 and are left to the kind's validation ("missing <key>").
             wrong = (owner != ps.partition) & (owner >= 0)
             if wrong.any():
                 bad = frame.filter(pl.Series(wrong))
                 own.append(pl.DataFrame({
                     "source": [source] * bad.height,
                     "row": offs[wrong],
-                    "cell_id": bad.get_column("cell_id"),
+                    "cell_id": bad.get_column(key),
                     "ts": bad.get_column("ts"),
-                    "field": ["cell_id"] * bad.height,
-                    "reason": [wrong_partition(int(q), ps.partition) for q in owner[wrong].tolist()],
+                    "field": [key] * bad.height,
+                    "reason": [wrong_partition(int(q), ps.partition, key)
+                               for q in owner[wrong].tolist()],
                     "payload": bad.select(pl.struct(pl.all()).struct.json_encode()).to_series(),
                 }, schema=DEAD_LETTER_SCHEMA))
                 keep = ~wrong
@@ -280,20 +365,38 @@ class Processor:
                           now=time.time() if self.future_horizon_s else None,
                           future_horizon_s=self.future_horizon_s)
         ps.state, s = advance(ps.state, frame, ctx)
+        self._alerts(ps, s, ctx)
         self._time("engine", time.perf_counter() - t1, time.thread_time() - c1)
         out.accepted += s.accepted
         if s.raw is not None:
             if self.archive:
                 out.archive.append((ps.partition, -1, s.raw))
-            if not self.store_raw:
-                s.commit.measurements = None
-            elif self.raw_every_s and s.commit.measurements is not None:
-                s.commit.measurements = downsample(s.commit.measurements, self.raw_every_s,
-                                                   self.kind.entity_key)
+            self._thin_raw(s.commit)
         out.commits.append(s.commit)
 
+    def _thin_raw(self, commit: CommitBatch) -> None:
+        """The store's raw rows: none without ``store_raw``, else thinned to one per
+        entity per ``raw_every_s`` (the archive keeps every row)."""
+        table = self.kind.raw_table
+        name = "measurements" if table is None else table.name
+        raw = commit.measurements if name == "measurements" else commit.tables.get(name)
+        if raw is None:
+            return
+        if not self.store_raw:
+            raw = None
+        elif self.raw_every_s:
+            raw = downsample(raw, self.raw_every_s, self.kind.entity_key)
+        if name == "measurements":
+            commit.measurements = raw
+        elif raw is None:
+            commit.tables.pop(name, None)
+        else:
+            commit.tables[name] = raw
+
     def flush(self, ps: PartitionState, out: Collected) -> None:
-        ps.state, s = finish(ps.state, StepContext(self.kind, counter=self.counter))
+        ctx = StepContext(self.kind, counter=self.counter)
+        ps.state, s = finish(ps.state, ctx)
+        self._alerts(ps, s, ctx)
         if s.rejected.height:
             s.commit.counters[self.counter] = {"accepted": 0, "rejected": s.rejected.height}
         out.commits.append(s.commit)

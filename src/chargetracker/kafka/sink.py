@@ -206,6 +206,25 @@ class KafkaSink:
         self._raise_errors()
         return df.height
 
+    def send_keyed(self, messages: Iterable[tuple[str, bytes]], *, format: str,
+                   type: str | None = None) -> int:
+        """Produce pre-encoded messages of any kind (e.g. :mod:`.meter_codec`), each to
+        the partition of its key (murmur2, like the worker's partition check); ``type``
+        is the ``ct-type`` header (None: records). Returns the messages sent."""
+        if format not in codec.FORMATS:
+            raise ConfigError(f"format {format!r}: one of {list(codec.FORMATS)}")
+        headers: list[tuple[str, str | bytes | None]] = [(codec.FORMAT_HEADER, format.encode())]
+        if type is not None:
+            headers.append((codec.TYPE_HEADER, type.encode()))
+        n = 0
+        for key, value in messages:
+            self._produce(value, self.partitioner(key), key.encode(), headers)
+            n += 1
+        self.sent_messages += n
+        self._producer.poll(0)
+        self._raise_errors()
+        return n
+
     def send_cells(self, cells: pl.DataFrame) -> int:
         """Produce cell metadata (CELL_SCHEMA columns), one JSON message per cell, keyed
         and partitioned like the cell's samples so workers see it before them."""

@@ -9,10 +9,10 @@ Exactly-once, effectively
 -------------------------
 For every micro-batch (one or more polls, up to ``max_batch_bytes`` /
 ``commit_interval_s``) the worker writes, in **one** store transaction
-(:meth:`Store.commit`): the step and cycle upserts, raw measurements, dead letters,
-limit alerts, cell metadata, the ingest counters, and per touched partition a
+(:meth:`Store.commit`): the kind's result upserts, raw records, dead letters,
+alert episodes and their notifications, entity metadata, the ingest counters, and per touched partition a
 checkpoint ``worker:<topic>:<partition>`` holding the partition's engine state and
-``{"offset": next offset, "final": flushed?}``. Kafka's own committed offsets are
+``{"offset": next offset, "final": flushed?}`` (and its alert-episode state beside it). Kafka's own committed offsets are
 written afterwards, asynchronously, for monitoring only (``enable.auto.commit=false``);
 the store's checkpoint is the truth.
 
@@ -69,14 +69,14 @@ from ..runtime.step import AlertPolicy
 from ..stores.archive import ParquetArchive
 from ..stores.base import Store
 from . import codec
-from .client import client_config, ensure_topic, partition_count
+from .client import client_config, topic_partitions
 from .committer import Committer
 from .kinds import KafkaKind, PartitionProcessor, kafka_kind
 from .lag import LagTracker
 from .metrics import MetricsServer, WorkerMetrics
 from .options import WorkerOptions
 from .partitioner import Partitioner
-from .processing import Collected, PartitionState, checkpoint_name
+from .processing import Collected, PartitionState, checkpoint_name, restore_partition
 
 __all__ = ["Worker", "WorkerOptions", "checkpoint_name"]
 
@@ -120,8 +120,15 @@ class Worker:
         self._joined = False
         self._groups: dict[str, str | None] = {}
         #: Group outliers need every cell of a group, which spans partitions owned by
-        #: other workers: the scale-out path raises limit alerts only.
-        self.alert_policy = AlertPolicy(limits=self.options.alerts, outliers=False)
+        #: other workers: the scale-out path raises the rules that judge one entity
+        #: (cells' limits, meters' spikes), as alert episodes per partition.
+        self.alert_policy = AlertPolicy(outliers=False) if self.options.alerts else None
+        add_kinds = getattr(store, "add_kinds", None)
+        if add_kinds is not None:
+            add_kinds([self.kind])  # a plug-in kind's tables, created when missing
+        if self.options.archive_dir and self.kind.name != "cell":
+            raise ConfigError(f"--archive holds cell measurements; the {self.kind.name} kind "
+                              "has no Parquet archive in the worker yet")
         self._store_cells: pl.DataFrame | None = None
         self._last_activity = 0.0
         self._lag_checked = 0.0
@@ -136,11 +143,11 @@ class Worker:
             self.topic, self.kind, partitioner=None, store_raw=self.options.store_raw,
             archive=archive is not None, learn_cells=self._learn_groups,
             timings=self.metrics.phase_seconds, raw_every_s=self.options.raw_every_s,
-            future_horizon_s=settings.runtime.future_horizon_s)
+            future_horizon_s=settings.runtime.future_horizon_s, alert_policy=self.alert_policy,
+            groups=self._groups)
         self._committer = Committer(
             store, self.kind, self.kafka, counter=self._processor.counter, metrics=self.metrics,
-            groups=self._groups, alert_policy=self.alert_policy if self.options.alerts else None,
-            archive=archive)
+            groups=self._groups, archive=archive)
         self.exit_reason = ""
         conf = self._consumer_config()
         # Incremental (cooperative) rebalancing hands over only the moved partitions.
@@ -179,24 +186,8 @@ class Worker:
         return self.metrics.ready[0]
 
     def _partition_count(self) -> int:
-        """The topic's partitions; creates the topic when configured, else a missing
-        topic is an error saying how to create it."""
-        opts = self.options
-        if opts.create_topic_partitions is not None:
-            n = ensure_topic(self.kafka, partitions=opts.create_topic_partitions,
-                             replication_factor=opts.create_topic_replication)
-            log.info("topic %s: %d partitions", self.topic, n)
-            return n
-        try:
-            return partition_count(self.kafka)
-        except SourceError as exc:
-            if "does not exist" not in str(exc):
-                raise
-            raise SourceError(
-                f"{exc}. Create it first: `chargetracker topics create --broker "
-                f"{self.kafka.brokers} --kind {self.kind.name} --topic {self.topic} "
-                "--partitions N` (N: the most workers you will run; it cannot shrink), or "
-                "start the worker with --create-topic N (development)") from None
+        return topic_partitions(self.kafka, self.options.create_topic_partitions,
+                                self.options.create_topic_replication, kind=self.kind.name)
 
     def run(self) -> int:
         """Consume until stopped or idle; returns 0 (errors raise)."""
@@ -365,21 +356,15 @@ class Worker:
         self._joined = True
         self._store_cells = None  # re-read: cells may have been registered since
         cells = self._cells_from_store() if partitions else None
-        if cells is not None and cells.height and self._committer.archive is not None:
+        if (cells is not None and cells.height and self._committer.archive is not None
+                and self.kind.name == "cell"):
             self._committer.archive.put_cells(cells)  # registered through the API, say
         assert self._partitioner is not None
         for tp in partitions:
             if tp.topic != self.topic:
                 continue
-            cp = self.store.load_checkpoint(checkpoint_name(self.topic, tp.partition))
-            if cp is None:
-                ps = PartitionState(tp.partition, self.kind.new_state(), -1)
-                tp.offset = OFFSET_BEGINNING
-            else:
-                offset = int(cp.position["offset"])
-                ps = PartitionState(tp.partition, self.kind.state_from_bytes(cp.state), offset,
-                                    final=bool(cp.position.get("final")), committed_offset=offset)
-                tp.offset = offset
+            ps = restore_partition(self.store, self.topic, tp.partition, self.kind)
+            tp.offset = OFFSET_BEGINNING if ps.next_offset < 0 else ps.next_offset
             if cells is not None and cells.height:
                 key = cells.get_column(self.kind.entity_key)
                 mine = cells.filter(pl.Series(self._partitioner.of_series(key) == tp.partition))
@@ -387,7 +372,7 @@ class Worker:
                     self._processor.add_entities(ps, mine, "store")
             self._parts[tp.partition] = ps
             log.info("assigned %s[%d] from offset %s", self.topic, tp.partition,
-                     "beginning" if cp is None else ps.next_offset)
+                     "beginning" if ps.next_offset < 0 else ps.next_offset)
         if self._cooperative:
             consumer.incremental_assign(partitions)
         else:

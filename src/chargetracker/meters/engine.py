@@ -86,7 +86,7 @@ from .state import PENDING_FIELDS, MeterState
 
 __all__ = [
     "MeterOutput", "MeterSummary", "new_state", "register_meters", "set_thresholds",
-    "update", "flush", "summarize", "as_summary", "process_arrays",
+    "update", "update_validated", "flush", "summarize", "as_summary", "process_arrays",
 ]
 
 
@@ -144,6 +144,23 @@ def update(state: MeterState, readings: pl.DataFrame, *, source: str = "input",
     dropped. Unknown meters get default metadata (see :func:`register_meters`).
     """
     return _update(state, readings, source=source, limits=limits, final=False)
+
+
+def update_validated(state: MeterState, good: pl.DataFrame, rows: np.ndarray, *,
+                     rejected: pl.DataFrame | None = None,
+                     source: str = "input") -> tuple[MeterState, MeterOutput]:
+    """:func:`update` for readings already validated (:func:`validate_readings`: ``good``
+    in READING_SCHEMA, ``rows`` their 0-based input rows), so a driver that validated a
+    batch once does not pay for it twice. ``rejected`` joins the output's dead letters."""
+    new = None
+    if good.height:
+        new = {"slot": _slots(state, good.get_column("meter_id")),
+               "ts": good.get_column("ts").to_numpy(),
+               "p": good.get_column("power_w").to_numpy(),
+               "e": good.get_column("energy_wh").fill_null(np.nan).to_numpy(),
+               "row": np.asarray(rows, dtype=np.int64)}
+    letters = [rejected] if rejected is not None and rejected.height else []
+    return process_arrays(state, new, letters, source=source, final=False)
 
 
 def flush(state: MeterState) -> tuple[MeterState, MeterOutput]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,17 @@ from ..frames import conform_frame
 from ..kinds import TelemetryKind, cell_kind
 from ..kinds.cell import CellKind
 from ..schema import CELL_SCHEMA
-from ..stores.base import CommitBatch, Store, all_cells
-from .step import AlertPolicy, IngestResult, StepContext, StepOutcome, advance, finish, raise_alerts
+from ..stores.base import Checkpoint, CommitBatch, Store, all_cells
+from .step import (
+    AlertPolicy,
+    IngestResult,
+    StepContext,
+    StepOutcome,
+    advance,
+    finish,
+    put_tables,
+    raise_alerts,
+)
 
 __all__ = ["IngestResult", "Pipeline", "PreparedStep"]
 
@@ -196,6 +205,25 @@ class Pipeline:
                 self._failed = StoreError("a prepared batch was discarded")
             self._written = prepared.ticket
             self._turn.notify_all()
+
+    def amend(self, change: Callable[[Any], Mapping[str, pl.DataFrame]]) -> None:
+        """Change the engine state outside a batch -- entity metadata, thresholds from a
+        batch layer -- and commit the rows ``change(state)`` returns (by table name) with
+        a checkpoint of the changed state, after every batch prepared before it."""
+        with self._lock:
+            self._recover_if_failed()
+            with self._turn:
+                self._turn.wait_for(lambda: self._written == self._next_ticket - 1)
+                tables = dict(change(self.state))
+                commit = put_tables(CommitBatch(), tables)
+                commit.checkpoints.append(Checkpoint(
+                    self.name, self.kind.state_to_bytes(self.state), dict(self._positions)))
+                try:
+                    self.store.commit(commit)
+                except BaseException as exc:
+                    # The state has the change, the store has not: reload at the next batch.
+                    self._failed = exc
+                    raise
 
     def finish(self, *, source: str = "input", position: Any = None) -> IngestResult:
         """End of a finite stream: settle pending samples and commit."""

@@ -64,6 +64,7 @@ __all__ = [
     "alerts_for",
     "combine",
     "episode_checkpoint",
+    "episode_keys_of",
     "episode_policy_from",
     "judge_for",
     "finish",
@@ -194,6 +195,9 @@ class StepContext:
     now: float | None = None
     #: Rows stamped more than this after ``now`` are dead letters, s (None: no check).
     future_horizon_s: float | None = None
+    #: The alert-episode state to advance (a driver that keeps it in memory between
+    #: steps, e.g. one per Kafka partition); None: loaded from ``history`` by checkpoint.
+    episodes: EpisodeState | None = None
 
 
 @dataclass(slots=True)
@@ -212,6 +216,8 @@ class StepOutcome:
     #: Rows that were exact copies of stored samples (a re-send): acknowledged, not
     #: accepted again and not dead letters.
     already_stored: int = 0
+    #: The alert-episode state after :func:`raise_alerts` (None: episodes off or untouched).
+    episode_state: EpisodeState | None = None
 
     @property
     def closed(self) -> int:
@@ -349,25 +355,40 @@ def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
         step_.commit.alerts = alerts_for(tables, ctx)
         step_.alerts_raised = True
         return step_
+    keys = episode_keys_of(ctx.kind)
+    adjust = getattr(ctx.kind, "adjust_episode_policy", None)
+    if adjust is not None:
+        policy = adjust(policy)
     judged, hits = judge_for(tables, ctx)
-    placed = pl.col("cycle").is_not_null() & pl.col("ts").is_not_null() & pl.col("cell_id").is_not_null()
+    placed = (pl.col(keys.position).is_not_null() & pl.col(keys.ts).is_not_null()
+              & pl.col(keys.subject).is_not_null())
     plain, hits = hits.filter(~placed), hits.filter(placed)
     if hits.height == 0 and judged.height == 0:
         step_.commit.alerts = plain
         step_.alerts_raised = True
         return step_
-    state = _load_episode_state(ctx)
-    state, update = update_episodes(state, observations(hits, judged, keys=CELL_EPISODE_KEYS), policy)
-    notes = notification_frame(update.notifications, CELL_EPISODE_KEYS).select(list(ALERT_SCHEMA))
-    step_.commit.alerts = pl.concat([notes.cast(ALERT_SCHEMA), plain])  # type: ignore[arg-type]
-    step_.commit.alert_episodes = episode_frame(update.episodes, CELL_EPISODE_KEYS)
+    state = ctx.episodes if ctx.episodes is not None else _load_episode_state(ctx)
+    state, update = update_episodes(state, observations(hits, judged, keys=keys), policy)
+    # A kind whose position is the ts itself (meter readings) has no cycle column.
+    notes = conform_frame(notification_frame(update.notifications, keys), ALERT_SCHEMA,
+                          table="alerts")
+    step_.commit.alerts = pl.concat([notes, plain])
+    step_.commit.alert_episodes = episode_frame(update.episodes, keys)
     step_.episodes_suppressed = update.suppressed
+    step_.episode_state = state
     if ctx.checkpoint is not None:
         step_.commit.checkpoints.append(Checkpoint(
             episode_checkpoint(ctx.checkpoint), state.to_bytes(),
             {"episodes_open": state.open_count}))
     step_.alerts_raised = True
     return step_
+
+
+def episode_keys_of(kind: TelemetryKind) -> EpisodeKeys:
+    """The alert-row columns a kind's episodes are tracked by: the kind's own
+    ``episode_keys`` (meters: the reading ts as position), else the cells' (the cycle)."""
+    keys = getattr(kind, "episode_keys", None)
+    return keys if isinstance(keys, EpisodeKeys) else CELL_EPISODE_KEYS
 
 
 def _load_episode_state(ctx: StepContext) -> EpisodeState:

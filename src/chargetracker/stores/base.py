@@ -17,6 +17,7 @@ the engine state and the input position they were computed from.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,9 +186,15 @@ class ReadPort(abc.ABC):
 
     @abc.abstractmethod
     def rows(self, table: str, *, filters: dict[str, Any] | None = None,
-             limit: int | None = None, offset: int = 0) -> pl.DataFrame:
-        """Rows of a plug-in kind's table (its TableSpec schema) ordered by its key;
-        ``filters`` are equalities on the spec's columns (AND-ed)."""
+             limit: int | None = None, offset: int = 0,
+             ranges: dict[str, tuple[Any, Any]] | None = None,
+             order: Sequence[str] | None = None, descending: bool = False,
+             unbounded: bool = False) -> pl.DataFrame:
+        """Rows of a plug-in kind's table (its TableSpec schema) ordered by its key (or
+        ``order``, ``descending``); ``filters`` are equalities on the spec's columns
+        (AND-ed; a list value: any of them), ``ranges`` inclusive ``(low, high)`` bounds
+        (None: open). Without ``limit`` at most MAX_PAGE rows come back unless
+        ``unbounded`` (internal reads that need every row, e.g. a threshold window)."""
 
 
 class Store(WritePort, ReadPort):

@@ -153,6 +153,13 @@ class DuckDBStore(SqlStore):
         except duckdb.Error as exc:
             raise StoreError(f"{what} on {self._path!r}: {exc}") from exc
 
+    def _create_tables(self, tables: Sequence[q.Table]) -> None:
+        with self._write_lock, self._errors("creating kind tables"):
+            cur = self._cur()
+            for table in tables:
+                for stmt in q.table_ddl(_D, table):
+                    cur.execute(stmt)
+
     def _init_schema(self) -> None:
         with self._errors("initialising schema"):
             cur = self._cur()

@@ -1,100 +1,70 @@
-"""Meter tables on DuckDB or PostgreSQL: meters, days, thresholds, alerts, readings.
+"""The meter-specific reads (and the few direct writes of the batch layer and the
+operators) over the generic store that holds the meter kind's tables.
 
-One small class over both databases (the SQL is the common subset; placeholders are
-written ``?`` and translated for psycopg). Every value travels as a parameter or as a
-registered Arrow relation (DuckDB) / ``COPY`` stream (PostgreSQL); no value is ever
-formatted into SQL. Tables are created on open (``CREATE TABLE IF NOT EXISTS``), so the
-store works beside the cell tables in the same database file or server.
+The tables are the meter kind's (:mod:`chargetracker.kinds.meter`): the store creates
+them from the specs (DuckDB or PostgreSQL) and the micro-batch step writes them by key
+in its commits. What is left here is what the meter endpoints and pages ask that a
+plain "rows of a table by equality" cannot answer: days of a house or zip code over a
+date range, houses, the newest readings of a meter, alerts with their
+acknowledgements; every query goes through :meth:`Store.rows` (parameterized).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
 
-from ..errors import ConfigError, NotFound, StoreError, StoreUnavailable
+from ..errors import NotFound
+from ..kinds.meter import (
+    ACKS,
+    DAYS,
+    METERS,
+    READINGS,
+    SPIKES,
+    THRESHOLDS,
+    meter_kind,
+    to_cell_letters,
+)
 from ..meters.schema import (
     ALERT_SCHEMA,
     DAY_SCHEMA,
     DEAD_LETTER_SCHEMA,
     METER_SCHEMA,
+    READING_SCHEMA,
     THRESHOLD_SCHEMA,
 )
-from .url import parse_duckdb_url, redact
+from .base import CommitBatch, Store
 
 __all__ = ["MeterStore", "open_meter_store"]
 
-READING_COLUMNS: dict[str, pl.DataType] = {"meter_id": pl.Utf8(), "ts": pl.Float64(),
-                                           "power_w": pl.Float64(), "energy_wh": pl.Float64()}
+READING_COLUMNS = READING_SCHEMA
 ALERT_STORED = {**ALERT_SCHEMA, "acked_ts": pl.Float64()}
 DEAD_STORED = {**DEAD_LETTER_SCHEMA, "received_ts": pl.Float64()}
-
-_SQL_TYPES = {pl.Utf8: "TEXT", pl.Float64: "DOUBLE PRECISION", pl.Int64: "BIGINT", pl.Date: "DATE"}
-
-#: table -> (columns, primary key)
-TABLES: dict[str, tuple[dict[str, pl.DataType], tuple[str, ...]]] = {
-    "meter_meters": (METER_SCHEMA, ("meter_id",)),
-    "meter_days": (DAY_SCHEMA, ("meter_id", "date")),
-    "meter_thresholds": (THRESHOLD_SCHEMA, ("meter_id",)),
-    "meter_alerts": (ALERT_STORED, ("meter_id", "start_ts")),
-    "meter_readings": (READING_COLUMNS, ("meter_id", "ts")),
-    "meter_dead_letters": (DEAD_STORED, ()),
-}
-
-
-def _ddl(table: str) -> str:
-    cols, pk = TABLES[table]
-    parts = [f"{c} {_SQL_TYPES[type(t)]}" for c, t in cols.items()]
-    if pk:
-        parts.append(f"PRIMARY KEY ({', '.join(pk)})")
-    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})"
+_HOUSES = {"house_id": pl.Utf8(), "zip": pl.Utf8(), "timezone": pl.Utf8(), "n_meters": pl.Int64()}
+#: More meters than this in a house / zip filter: read the date range, filter in Polars.
+_MAX_IN = 1000
 
 
 class MeterStore:
-    """Meter tables in one database; thread-safe (one connection behind a lock)."""
+    """Meter reads over ``store`` (a :class:`Store` or a URL: then opened here with the
+    meter kind and closed by :meth:`close`)."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._lock = threading.RLock()
-        self._redacted = redact(url)
-        if url.startswith(("postgresql", "postgres")):
-            self.kind = "postgresql"
-            try:
-                import psycopg
-            except ImportError as exc:  # pragma: no cover - needs the scale extra
-                raise ConfigError("PostgreSQL needs the 'scale' extra (psycopg)") from exc
-            conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
-            try:
-                self._conn: Any = psycopg.connect(conninfo, autocommit=True)
-            except psycopg.Error as exc:
-                raise StoreUnavailable(f"cannot connect to {self._redacted}: {exc}") from exc
-            self._db_error: type[Exception] = psycopg.Error
+    def __init__(self, store: Store | str) -> None:
+        self._owns = isinstance(store, str)
+        if isinstance(store, str):
+            from .url import open_store
+
+            store = open_store(store, kinds=[meter_kind()])
         else:
-            import duckdb
+            store.add_kinds([meter_kind()])  # type: ignore[attr-defined]
+        self.store: Store = store
 
-            self.kind = "duckdb"
-            path, _ = parse_duckdb_url(url)
-            try:
-                self._conn = duckdb.connect(path)
-            except duckdb.Error as exc:
-                raise StoreUnavailable(f"cannot open {self._redacted}: {exc}") from exc
-            self._db_error = duckdb.Error
-        for t in TABLES:
-            self._exec(_ddl(t))
-        blob = "BYTEA" if self.kind == "postgresql" else "BLOB"
-        self._exec(f"CREATE TABLE IF NOT EXISTS meter_checkpoints (name TEXT PRIMARY KEY, state {blob}, "
-                   "updated_ts DOUBLE PRECISION)")
-        self._exec("CREATE INDEX IF NOT EXISTS meter_alerts_start ON meter_alerts (start_ts)")
-
-    # -- plumbing ------------------------------------------------------------------------------
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._owns:
+            self.store.close()
 
     def __enter__(self) -> MeterStore:
         return self
@@ -102,188 +72,136 @@ class MeterStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.kind == "postgresql" else sql
+    def _rows(self, table: str, schema: dict[str, pl.DataType], **kw: Any) -> pl.DataFrame:
+        out = self.store.rows(table, unbounded=True, **kw)  # limits are explicit here
+        return out.select(list(schema)) if out.height else pl.DataFrame(schema=schema)
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except self._db_error as exc:
-            raise StoreError(f"{what} failed on {self._redacted}: {exc}") from exc
+    # -- writes outside the step (the batch layer's tables, tests, operators) ------------
+    def _commit(self, table: str, frame: pl.DataFrame) -> int:
+        if frame.height:
+            self.store.commit(CommitBatch(tables={table: frame}))
+        return frame.height
 
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._lock, self._errors(sql.split("(")[0][:60]):
-            self._conn.execute(self._sql(sql), list(params))
-
-    def _query(self, sql: str, params: Sequence[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        with self._lock, self._errors("query"):
-            cur = self._conn.execute(self._sql(sql), list(params))
-            rows = cur.fetchall()
-        return pl.DataFrame(rows, schema=schema, orient="row")
-
-    def _upsert(self, table: str, frame: pl.DataFrame, *, update: bool = True) -> int:
-        cols, pk = TABLES[table]
-        if frame.height == 0:
-            return 0
-        df = frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
-                           for c, t in cols.items()])
-        if pk:
-            df = df.unique(subset=list(pk), keep="last", maintain_order=True)
-        names = ", ".join(cols)
-        keep = [c for c in cols if c not in pk and c != "acked_ts"]
-        if not pk:
-            conflict = ""
-        elif update and keep:
-            conflict = (f" ON CONFLICT ({', '.join(pk)}) DO UPDATE SET "
-                        + ", ".join(f"{c} = excluded.{c}" for c in keep))
-        else:
-            conflict = f" ON CONFLICT ({', '.join(pk)}) DO NOTHING"
-        with self._lock, self._errors(f"write {table}"):
-            if self.kind == "duckdb":
-                self._conn.register("__incoming", df.to_arrow())
-                try:
-                    self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM __incoming{conflict}")  # noqa: S608 - constant identifiers, values are parameters
-                finally:
-                    self._conn.unregister("__incoming")
-            else:
-                with self._conn.transaction():
-                    self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS __in_{table} "
-                                       f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-                    with self._conn.cursor() as cur, cur.copy(
-                            f"COPY __in_{table} ({names}) FROM STDIN") as cp:
-                        for row in df.iter_rows():
-                            cp.write_row(row)
-                    self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608 - constant identifiers, values are parameters
-                                       f"FROM __in_{table}{conflict}")
-        return df.height
-
-    # -- writes --------------------------------------------------------------------------------
     def put_meters(self, meters: pl.DataFrame) -> int:
-        return self._upsert("meter_meters", meters)
+        return self._commit(METERS.name, meters)
 
     def put_days(self, days: pl.DataFrame) -> int:
-        """Upsert meter days; a closed day is never replaced by an open snapshot."""
+        """Upsert meter days; a closed day is never replaced by an open snapshot (a
+        replay of an earlier output re-sends open snapshots of days since closed)."""
         if days.height == 0:
             return 0
         opened = days.filter(pl.col("status") == "open")
         if opened.height:
-            # Replays re-send open snapshots of days a later batch already closed.
-            closed = self._closed_keys(opened.select("meter_id", "date").unique())
+            lo, hi = opened["date"].min(), opened["date"].max()
+            closed = self.store.rows(DAYS.name, filters={"status": "closed"},
+                                     ranges={"date": (lo, hi)}, unbounded=True
+                                     ).select("meter_id", "date")
             if closed.height:
                 days = pl.concat([days.filter(pl.col("status") != "open"),
                                   opened.join(closed, on=["meter_id", "date"], how="anti")])
-        return self._upsert("meter_days", days)
-
-    def _closed_keys(self, keys: pl.DataFrame) -> pl.DataFrame:
-        lo, hi = keys["date"].min(), keys["date"].max()
-        got = self._query("SELECT meter_id, date FROM meter_days WHERE status = ? AND date >= ? AND date <= ?",  # noqa: S608 - constant identifiers, values are parameters
-                          ["closed", lo, hi], {"meter_id": pl.Utf8(), "date": pl.Date()})
-        return got.join(keys, on=["meter_id", "date"], how="semi")
+        return self._commit(DAYS.name, days)
 
     def put_thresholds(self, thresholds: pl.DataFrame) -> int:
-        return self._upsert("meter_thresholds", thresholds)
+        return self._commit(THRESHOLDS.name, thresholds)
 
     def put_alerts(self, alerts: pl.DataFrame) -> int:
-        return self._upsert("meter_alerts", alerts)
+        return self._commit(SPIKES.name, alerts)
 
     def put_readings(self, readings: pl.DataFrame) -> int:
-        return self._upsert("meter_readings", readings, update=False)
+        return self._commit(READINGS.name, readings)
 
     def put_dead_letters(self, rejected: pl.DataFrame) -> int:
-        return self._upsert("meter_dead_letters", rejected.with_columns(
-            pl.lit(time.time()).alias("received_ts")))
+        if rejected.height:
+            self.store.commit(CommitBatch(dead_letters=to_cell_letters(rejected)))
+        return rejected.height
 
     def ack_alert(self, meter_id: str, start_ts: float, *, at: float | None = None) -> pl.DataFrame:
-        found = self.alerts(meter_id=meter_id, start_ts=start_ts)
-        if found.height == 0:
+        if self.alerts(meter_id=meter_id, start_ts=start_ts).height == 0:
             raise NotFound(f"no alert of meter {meter_id!r} starting at {start_ts}")
-        self._exec("UPDATE meter_alerts SET acked_ts = ? WHERE meter_id = ? AND start_ts = ?",
-                   [time.time() if at is None else at, meter_id, start_ts])
+        self._commit(ACKS.name, pl.DataFrame(
+            {"meter_id": [meter_id], "start_ts": [float(start_ts)],
+             "acked_ts": [time.time() if at is None else float(at)]}))
         return self.alerts(meter_id=meter_id, start_ts=start_ts)
 
-    def save_checkpoint(self, name: str, state: bytes) -> None:
-        """The meter engine's state (``MeterState.to_bytes()``) under ``name``."""
-        self._exec("INSERT INTO meter_checkpoints (name, state, updated_ts) VALUES (?, ?, ?) "
-                   "ON CONFLICT (name) DO UPDATE SET state = excluded.state, "
-                   "updated_ts = excluded.updated_ts", [name, state, time.time()])
-
-    def load_checkpoint(self, name: str) -> bytes | None:
-        with self._lock, self._errors("load checkpoint"):
-            row = self._conn.execute(self._sql("SELECT state FROM meter_checkpoints WHERE name = ?"),
-                                     [name]).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def prune_readings(self, before_ts: float) -> None:
-        self._exec("DELETE FROM meter_readings WHERE ts < ?", [before_ts])
-
-    # -- reads ---------------------------------------------------------------------------------
-    @staticmethod
-    def _where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
-        conds = [c for c, v in filters if v is not None]
-        params = [v for _, v in filters if v is not None]
-        return (" WHERE " + " AND ".join(conds)) if conds else "", params
-
+    # -- reads -------------------------------------------------------------------------
     def meters(self, *, house_id: str | None = None, zip_code: str | None = None,
                appliance: str | None = None, meter_id: str | None = None) -> pl.DataFrame:
-        w, p = self._where([("house_id = ?", house_id), ("zip = ?", zip_code),
-                            ("appliance = ?", appliance), ("meter_id = ?", meter_id)])
-        return self._query(f"SELECT {', '.join(METER_SCHEMA)} FROM meter_meters{w} ORDER BY meter_id",  # noqa: S608 - constant identifiers, values are parameters
-                           p, METER_SCHEMA)
+        f = {k: v for k, v in (("house_id", house_id), ("zip", zip_code),
+                               ("appliance", appliance), ("meter_id", meter_id)) if v is not None}
+        return self._rows(METERS.name, METER_SCHEMA, filters=f)
 
     def houses(self, *, zip_code: str | None = None) -> pl.DataFrame:
-        w, p = self._where([("zip = ?", zip_code)])
-        schema = {"house_id": pl.Utf8(), "zip": pl.Utf8(), "timezone": pl.Utf8(), "n_meters": pl.Int64()}
-        return self._query("SELECT house_id, MIN(zip), MIN(timezone), COUNT(*) FROM meter_meters"  # noqa: S608 - constant identifiers, values are parameters
-                           f"{w} GROUP BY house_id ORDER BY house_id", p, schema)
+        m = self.meters(zip_code=zip_code)
+        if m.height == 0:
+            return pl.DataFrame(schema=_HOUSES)
+        return m.group_by("house_id").agg(
+            pl.col("zip").min(), pl.col("timezone").min(), pl.len().cast(pl.Int64).alias("n_meters"),
+        ).sort("house_id").select(list(_HOUSES))
 
     def days(self, *, meter_ids: Sequence[str] | None = None, house_id: str | None = None,
              zip_code: str | None = None, start: Any = None, end: Any = None) -> pl.DataFrame:
         """Meter days in ``[start, end]`` (dates), optionally of some meters, a house or a zip."""
-        cols = ", ".join(f"d.{c}" for c in DAY_SCHEMA)
-        filters: list[tuple[str, Any]] = [("d.date >= ?", start), ("d.date <= ?", end),
-                                          ("m.house_id = ?", house_id), ("m.zip = ?", zip_code)]
-        w, p = self._where(filters)
-        sql = f"SELECT {cols} FROM meter_days d LEFT JOIN meter_meters m ON m.meter_id = d.meter_id{w}"  # noqa: S608 - constant identifiers, values are parameters
-        out = self._query(sql + " ORDER BY d.meter_id, d.date", p, DAY_SCHEMA)
-        if meter_ids is not None:
-            out = out.filter(pl.col("meter_id").is_in(list(meter_ids)))
+        ids: list[str] | None = list(meter_ids) if meter_ids is not None else None
+        if house_id is not None or zip_code is not None:
+            of = self.meters(house_id=house_id, zip_code=zip_code)["meter_id"].to_list()
+            ids = of if ids is None else [m for m in ids if m in set(of)]
+        filters: dict[str, Any] = {}
+        if ids is not None and len(ids) <= _MAX_IN:
+            filters["meter_id"] = ids
+        out = self._rows(DAYS.name, DAY_SCHEMA, filters=filters, ranges={"date": (start, end)})
+        if ids is not None and len(ids) > _MAX_IN:
+            out = out.filter(pl.col("meter_id").is_in(ids))
         return out
 
     def thresholds(self, *, meter_id: str | None = None) -> pl.DataFrame:
-        w, p = self._where([("meter_id = ?", meter_id)])
-        return self._query(f"SELECT {', '.join(THRESHOLD_SCHEMA)} FROM meter_thresholds{w} "  # noqa: S608 - constant identifiers, values are parameters
-                           "ORDER BY meter_id", p, THRESHOLD_SCHEMA)
+        f = {"meter_id": meter_id} if meter_id is not None else {}
+        return self._rows(THRESHOLDS.name, THRESHOLD_SCHEMA, filters=f)
+
+    def entities(self) -> pl.DataFrame:
+        """Meter metadata with each meter's threshold (``p97_w``): what the engine
+        state takes from the store (:meth:`MeterKind.register`)."""
+        thr = self.thresholds().select("meter_id", "p97_w")
+        return self.meters().join(thr, on="meter_id", how="full", coalesce=True)
 
     def alerts(self, *, meter_id: str | None = None, house_id: str | None = None,
                zip_code: str | None = None, status: str | None = None, acked: bool | None = None,
                since_ts: float | None = None, start_ts: float | None = None,
                limit: int = 1000) -> pl.DataFrame:
-        filters: list[tuple[str, Any]] = [
-            ("meter_id = ?", meter_id), ("house_id = ?", house_id), ("zip = ?", zip_code),
-            ("status = ?", status), ("start_ts >= ?", since_ts), ("start_ts = ?", start_ts)]
-        w, p = self._where(filters)
+        """Spike episodes newest first, with ``acked_ts`` (null: not acknowledged)."""
+        f = {k: v for k, v in (("meter_id", meter_id), ("house_id", house_id), ("zip", zip_code),
+                               ("status", status), ("start_ts", start_ts)) if v is not None}
+        # Newest first by the store, unless acknowledgements filter after the read.
+        kw: dict[str, Any] = {} if acked is not None else {"limit": int(limit)}
+        got = self._rows(SPIKES.name, ALERT_SCHEMA, filters=f, ranges={"start_ts": (since_ts, None)},
+                         order=("start_ts", "meter_id"), descending=True, **kw)
+        if got.height == 0:
+            return pl.DataFrame(schema=ALERT_STORED)
+        ids = got["meter_id"].unique().to_list()
+        acks = self._rows(ACKS.name, dict(ACKS.schema),
+                          filters={"meter_id": ids} if len(ids) <= _MAX_IN else {})
+        out = got.join(acks, on=["meter_id", "start_ts"], how="left").select(list(ALERT_STORED))
         if acked is not None:
-            w += (" AND " if w else " WHERE ") + ("acked_ts IS NOT NULL" if acked else "acked_ts IS NULL")
-        return self._query(f"SELECT {', '.join(ALERT_STORED)} FROM meter_alerts{w} "  # noqa: S608 - constant identifiers, values are parameters
-                           "ORDER BY start_ts DESC, meter_id LIMIT ?", [*p, int(limit)], ALERT_STORED)
+            out = out.filter(pl.col("acked_ts").is_not_null() == acked).head(int(limit))
+        # The store sorts descending by (start_ts, meter_id); the API lists meters ascending.
+        return out.sort(["start_ts", "meter_id"], descending=[True, False])
 
     def readings(self, meter_id: str, *, start_ts: float | None = None, end_ts: float | None = None,
                  limit: int = 100_000) -> pl.DataFrame:
-        w, p = self._where([("meter_id = ?", meter_id), ("ts >= ?", start_ts), ("ts <= ?", end_ts)])
-        out = self._query(f"SELECT meter_id, ts, power_w, energy_wh FROM meter_readings{w} "  # noqa: S608 - constant identifiers, values are parameters
-                          "ORDER BY ts DESC LIMIT ?", [*p, int(limit)], READING_COLUMNS)
+        """The newest ``limit`` readings of a meter in ``[start_ts, end_ts]``, oldest first."""
+        out = self._rows(READINGS.name, READING_SCHEMA, filters={"meter_id": meter_id},
+                         ranges={"ts": (start_ts, end_ts)}, order=("ts",), descending=True,
+                         limit=int(limit))
         return out.reverse()
 
     def readings_between(self, start_ts: float, end_ts: float) -> pl.DataFrame:
         """Every meter's readings in ``(start_ts, end_ts]`` (the threshold window)."""
-        return self._query("SELECT meter_id, ts, power_w, energy_wh FROM meter_readings "
-                           "WHERE ts > ? AND ts <= ? ORDER BY meter_id, ts", [start_ts, end_ts],
-                           READING_COLUMNS)
+        out = self._rows(READINGS.name, READING_SCHEMA, ranges={"ts": (start_ts, end_ts)})
+        return out.filter(pl.col("ts") > start_ts)
 
     def dead_letters(self, *, limit: int = 1000) -> pl.DataFrame:
-        return self._query(f"SELECT {', '.join(DEAD_STORED)} FROM meter_dead_letters "  # noqa: S608 - constant identifiers, values are parameters
-                           "ORDER BY received_ts DESC LIMIT ?", [int(limit)], DEAD_STORED)
+        """Dead letters newest first (the shared table; ``meter_id`` names the entity)."""
+        d = self.store.dead_letters(limit=limit)
+        return d.rename({"cell_id": "meter_id", "received_at": "received_ts"}).select(list(DEAD_STORED))
 
 
 def open_meter_store(url: str) -> MeterStore:

@@ -280,6 +280,13 @@ class PostgresStore(SqlStore):
         with self._errors(what), self._pool.connection() as conn:
             yield conn
 
+    def _create_tables(self, tables: Sequence[q.Table]) -> None:
+        with self._connection("creating kind tables") as conn:
+            for table in tables:
+                with conn.transaction():
+                    for stmt in q.table_ddl(_D, table, collate=_D.text_collate):
+                        conn.execute(stmt)
+
     # -- helpers ---------------------------------------------------------------------
     def _rows(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._connection("query") as conn:

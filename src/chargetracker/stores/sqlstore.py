@@ -44,6 +44,34 @@ class SqlStore(Store):
         self._plugins = q.plugin_tables(specs)
         return [t for t, _ in self._plugins.values()]
 
+    def add_kinds(self, kinds: Iterable[TelemetryKind]) -> None:
+        """Hold the tables of more plug-in kinds (idempotent): their tables are created
+        when missing, as at open. For a part of the product that meets the store after
+        it was opened (the meter endpoints of an API process, say)."""
+        specs = [spec for _, spec in self._plugins.values()]
+        known = set(self._plugins)
+        new: list[TableSpec] = []
+        for kind in kinds:
+            if kind.name == "cell":
+                continue
+            for spec in ((kind.raw_table,) if kind.raw_table is not None else ()) + tuple(kind.tables):
+                if spec.name in known:
+                    if self._plugins[spec.name][1] != spec:
+                        raise ValueError(f"kind table {spec.name!r} is already held with "
+                                         "another layout")
+                    continue
+                known.add(spec.name)
+                new.append(spec)
+        if not new:
+            return
+        plugins = q.plugin_tables([*specs, *new])
+        self._create_tables([plugins[spec.name][0] for spec in new])
+        self._plugins = plugins
+
+    @abc.abstractmethod
+    def _create_tables(self, tables: Sequence[q.Table]) -> None:
+        """Create plug-in tables when missing (``CREATE TABLE IF NOT EXISTS``)."""
+
     @property
     def plugin_specs(self) -> dict[str, TableSpec]:
         return {name: spec for name, (_, spec) in self._plugins.items()}
@@ -167,18 +195,25 @@ class SqlStore(Store):
         return self._frame(q.series_query(self.dialect), [float(since_wall)], q.INGEST_SERIES_SCHEMA)
 
     def rows(self, table: str, *, filters: dict[str, Any] | None = None,
-             limit: int | None = None, offset: int = 0) -> pl.DataFrame:
-        """Rows of a plug-in kind's table (its layout) ordered by its key; ``filters``
-        are equalities on its columns. Unknown table -> NotFound."""
+             limit: int | None = None, offset: int = 0,
+             ranges: dict[str, tuple[Any, Any]] | None = None,
+             order: Sequence[str] | None = None, descending: bool = False,
+             unbounded: bool = False) -> pl.DataFrame:
+        """Rows of a plug-in kind's table (its layout) ordered by its key (or ``order``,
+        ``descending``); ``filters`` are equalities on its columns (a list or tuple value:
+        one of them), ``ranges`` inclusive bounds ``(low, high)``, None = open. Without
+        ``limit`` at most MAX_PAGE rows, unless ``unbounded``. Unknown table -> NotFound."""
         entry = self._plugins.get(table)
         if entry is None:
             raise NotFound(f"no table {table!r} (known: {sorted(self._plugins)})")
         layout, _ = entry
-        limit_, offset = q.page(limit, offset)
-        sql, params = q.rows_query(self.dialect, layout, filters, limit_, offset)
+        limit_, offset = q.page(limit, offset, default_cap=None if unbounded else q.MAX_PAGE)
+        sql, params = q.rows_query(self.dialect, layout, filters, limit_, offset,
+                                   ranges=ranges, order=order, descending=descending)
         schema = {c: _POLARS[t] for c, t in layout.columns}
         return self._frame(sql, params, schema)
 
 
 _POLARS: dict[str, pl.DataType] = {"text": pl.Utf8(), "float": pl.Float64(), "int": pl.Int64(),
-                                   "bool": pl.Boolean(), "blob": pl.Binary(), "json": pl.Utf8()}
+                                   "bool": pl.Boolean(), "blob": pl.Binary(), "json": pl.Utf8(),
+                                   "date": pl.Date()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -389,20 +389,44 @@ def cell_dict(cell_id: str, meta: tuple[Any, ...] | None, *, n_measurements: Any
 
 
 def rows_query(d: Dialect, t: Table, filters: Mapping[str, Any] | None, limit: int | None,
-               offset: int) -> Query:
-    """Rows of a plug-in table ordered by its key; ``filters`` are equalities on its
-    columns (names checked against the layout, values bound)."""
+               offset: int, *, ranges: Mapping[str, tuple[Any, Any]] | None = None,
+               order: Sequence[str] | None = None, descending: bool = False) -> Query:
+    """Rows of a plug-in table ordered by its key (or ``order``); ``filters`` are
+    equalities on its columns (a list / tuple value: IN), ``ranges`` inclusive bounds
+    (None: open). Names are checked against the layout, values bound."""
     known = set(t.column_names)
+
+    def check(name: str, what: str) -> str:
+        if name not in known:
+            raise ValidationError(f"unknown {what} {name!r} on {t.name}; one of {sorted(known)}",
+                                  field=name)
+        return quote(name)
+
     conds, params = ["TRUE"], []
     for name, value in (filters or {}).items():
-        if name not in known:
-            raise ValidationError(f"unknown filter {name!r} on {t.name}; one of {sorted(known)}",
-                                  field=name)
-        conds.append(f"{quote(name)} = {d.ph}")
-        params.append(value)
-    order = column_list(t.key) if t.key else column_list(t.column_names[:1])
+        col = check(name, "filter")
+        if isinstance(value, list | tuple):
+            if not value:
+                conds.append("FALSE")
+                continue
+            conds.append(f"{col} IN ({', '.join([d.ph] * len(value))})")
+            params.extend(value)
+        else:
+            conds.append(f"{col} = {d.ph}")
+            params.append(value)
+    for name, (low, high) in (ranges or {}).items():
+        col = check(name, "range")
+        if low is not None:
+            conds.append(f"{col} >= {d.ph}")
+            params.append(low)
+        if high is not None:
+            conds.append(f"{col} <= {d.ph}")
+            params.append(high)
+    by = tuple(order) if order else (t.key or t.column_names[:1])
+    direction = " DESC" if descending else ""
+    order_sql = ", ".join(check(c, "order column") + direction for c in by)
     select = ", ".join(d.json_to_text(quote(c)) + f" AS {quote(c)}" if logical == "json"
                        else quote(c) for c, logical in t.columns)
     sql = (f"SELECT {select} FROM {quote(t.name)} "  # noqa: S608 - checked identifiers
-           f'WHERE {" AND ".join(conds)} ORDER BY {order}')
+           f'WHERE {" AND ".join(conds)} ORDER BY {order_sql}')
     return sql + _limit_clause(d, limit, offset, params), params
