@@ -25,7 +25,8 @@ _D = q.POSTGRESQL
 COPY_CHUNK_ROWS = 100_000
 
 _PG_TYPES = {"text": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN",
-             "blob": "BYTEA", "json": "JSON"}
+             "blob": "BYTEA", "json": "JSON",
+             "date": "DATE"}
 
 #: Staging (session-local temp) table per written table: (target, columns COPYed). The
 #: columns are those of the frames :func:`~chargetracker.stores.sql.prepare_batch` returns.

@@ -181,4 +181,5 @@ class SqlStore(Store):
 
 
 _POLARS: dict[str, pl.DataType] = {"text": pl.Utf8(), "float": pl.Float64(), "int": pl.Int64(),
-                                   "bool": pl.Boolean(), "blob": pl.Binary(), "json": pl.Utf8()}
+                                   "bool": pl.Boolean(), "blob": pl.Binary(), "json": pl.Utf8(),
+                                   "date": pl.Date()}

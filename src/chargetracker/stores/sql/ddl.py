@@ -88,7 +88,7 @@ DUCKDB = Dialect(
     name="duckdb",
     ph="?",
     types={"text": "VARCHAR", "float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN",
-           "blob": "BLOB", "json": "JSON"},
+           "blob": "BLOB", "json": "JSON", "date": "DATE"},
     json_text_template="json_extract_string({col}, {ph})",
     json_key_style="path",
     json_to_text_template="CAST({col} AS VARCHAR)",
@@ -103,7 +103,7 @@ POSTGRESQL = Dialect(
     name="postgresql",
     ph="%s",
     types={"text": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN",
-           "blob": "BYTEA", "json": "JSONB"},
+           "blob": "BYTEA", "json": "JSONB", "date": "DATE"},
     json_text_template="({col} ->> {ph})",
     json_key_style="key",
     json_to_text_template="CAST({col} AS TEXT)",
@@ -133,6 +133,8 @@ def _logical(dtype: pl.DataType) -> str:
         return "bool"
     if dtype == pl.Binary:
         return "blob"
+    if dtype == pl.Date:
+        return "date"  # calendar days (daily pack records)
     raise TypeError(f"no SQL type for {dtype}")  # pragma: no cover - constants only
 
 
