@@ -131,7 +131,7 @@ def _judge(tables: Mapping[str, pl.DataFrame],
         "threshold", day.alias("cycle"),
         pl.format("predicted cell-consistency alarm in the 14 days from {}: probability {} "
                   "(threshold {}, model {})", pl.col("date").cast(pl.Utf8),
-                  pl.col("probability").round(3), pl.col("threshold"),
+                  pl.col("probability").round(3), pl.col("threshold").round(3),
                   "model_version").alias("message"))
     return judged, hits.cast(ALERT_SCHEMA)  # type: ignore[arg-type]
 
