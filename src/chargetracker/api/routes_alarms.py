@@ -23,11 +23,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from ..kinds.pack import ALARM_PREDICTIONS
 from ..ml import Predictor
 from ..ml.features import feature_matrix
-from ..ml.predict import BatchRows, score_bytes, windows_from_batch84
+from ..ml.predict import PREDICTION_SCHEMA, BatchRows, score_bytes, windows_from_batch84
 from ..ml.records import SIGNALS, parse_records_csv, validate_records, validate_small
 from ..ml.windows import CONTEXT_DAYS, build_panel, build_windows
+from ..stores.base import CommitBatch
 from .context import API_PREFIX, get_ctx
 from .errors import ApiError, responses
 from .ingest import media_format
@@ -161,6 +163,39 @@ def _state(request: Request) -> tuple[Predictor, Any]:
 
             app.state.pack_store = open_pack_store(get_ctx(request).store.url)  # type: ignore[attr-defined]
     return app.state.alarm_predictor, app.state.pack_store
+
+
+def _pack_pipeline(request: Request) -> Any:
+    """The pack kind's pipeline on the API's store (the process's one, see
+    :func:`chargetracker.runtime.packs.shared_pack_pipeline`), registered on the context."""
+    ctx = get_ctx(request)
+    pipeline = ctx.kinds.get("pack")
+    if pipeline is not None:
+        return pipeline
+    from ..errors import ConfigError
+    from ..runtime.packs import shared_pack_pipeline
+
+    where = getattr(request.app.state, "alarm_model_dir", None) or _default_model_dir
+    with _lock:
+        try:
+            pipeline = shared_pack_pipeline(ctx.store, ctx.settings, where)
+        except ConfigError as exc:
+            raise ApiError(503, str(exc), code="store_without_pack_kind") from exc
+        ctx.add_kind(pipeline)
+    return pipeline
+
+
+def _store_predictions(request: Request, packs: Any, preds: pl.DataFrame, *, source: str,
+                       request_id: str | None) -> None:
+    """Store predictions: through the API's store when it holds the pack kind's tables
+    (one writer per store), else through the pack store."""
+    store = get_ctx(request).store
+    if ALARM_PREDICTIONS.name in getattr(store, "plugin_specs", {}):
+        frame = preds.select(list(PREDICTION_SCHEMA)).with_columns(
+            pl.lit(source).alias("source"), pl.lit(request_id, pl.Utf8).alias("request_id"))
+        store.commit(CommitBatch(tables={ALARM_PREDICTIONS.name: frame}))
+        return
+    packs.upsert_predictions(preds, source=source, request_id=request_id)
 
 
 def _request_id(request: Request) -> str:
@@ -309,7 +344,7 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
         # The store write (a DuckDB commit: the largest single cost) runs beside the SHAP
         # contributions; the reply still waits for it, so a stored prediction is durable
         # before the client hears of it, and a failed write fails the request.
-        stored = _writer.submit(packs.upsert_predictions, frame, source="http",
+        stored = _writer.submit(_store_predictions, request, packs, frame, source="http",
                                 request_id=rid)
     out = {"vin": body.vin, "date": date, "probability": p, "alarm": p >= thr, "threshold": thr,
            "model_version": predictor.model_version, "days_with_data": n_days,
@@ -344,7 +379,7 @@ def _predict_batch(request: Request, data: bytes, fmt: str, rid: str,
                        + (f" ({rejected.height} rows rejected)" if rejected.height else ""),
                        field="body", details={"rejected": _rejected(rejected)})
     if store:
-        packs.upsert_predictions(preds, source="batch", request_id=rid)
+        _store_predictions(request, packs, preds, source="batch", request_id=rid)
     return {"predictions": _rows(preds), "rejected": _rejected(rejected),
             "model_version": predictor.model_version, "request_id": rid}
 
@@ -408,23 +443,34 @@ def model_card(request: Request) -> dict[str, Any]:
 
 
 def _ingest_records(request: Request, data: bytes, fmt: str) -> dict[str, Any]:
-    _, packs = _state(request)
-    checked = validate_records(_body_frame(data, fmt), source="body")
-    if checked.records.height == 0:
-        raise ApiError(422, "no acceptable record" + (
-            f": {checked.rejected['reason'][0]}" if checked.n_rejected else ""),
-            code="no_acceptable_rows",
-            field=checked.rejected["field"][0] if checked.n_rejected else "body",
-            details={"rejected": _rejected(checked.rejected)})
-    packs.upsert_records(checked.records, source="http")
-    return {"accepted": checked.records.height, "rejected": checked.n_rejected,
-            "errors": _rejected(checked.rejected)}
+    # The one micro-batch step of the pack kind: validate, store the records, predict
+    # the VIN-days that now have 14 earlier days, raise alarm episodes, one commit.
+    result = _pack_pipeline(request).ingest(_body_frame(data, fmt), source="http")
+    errors = _record_errors(result.rejected)
+    if result.accepted == 0:
+        first = errors[0] if errors else None
+        raise ApiError(422, "no acceptable record" + (f": {first['reason']}" if first else ""),
+                       code="no_acceptable_rows", field=first["field"] if first else "body",
+                       details={"rejected": errors})
+    return {"accepted": result.accepted, "rejected": result.rejected.height, "errors": errors}
+
+
+def _record_errors(dead: pl.DataFrame) -> list[dict[str, Any]]:
+    """Dead letters of the pack kind as RejectedRow dicts (VIN and date as given)."""
+    out = []
+    for r in dead.head(_MAX_ERRORS).iter_rows(named=True):  # at most _MAX_ERRORS rows
+        given = json.loads(r["payload"]) if r["payload"] else {}
+        out.append({"row": r["row"], "vin": given.get("vin"), "date": given.get("date"),
+                    "field": r["field"], "reason": r["reason"]})
+    return out
 
 
 @router.post("/pack-records", summary="Ingest daily pack records",
-             description="Validates and stores daily records (upsert by VIN and day). Good "
-             "rows are kept when others are rejected (200, each listed with field and reason); "
-             "422 when none is acceptable.", response_model=RecordsOut,
+             description="Validates and stores daily records (upsert by VIN and day) through "
+             "the pack pipeline, which also stores a prediction for every VIN-day that now has "
+             "14 earlier days and raises one alert per predicted alarm episode. Good rows are "
+             "kept when others are rejected (200, each listed with field and reason); 422 when "
+             "none is acceptable.", response_model=RecordsOut,
              responses=responses(401, 403, 413, 415, 422, 503),
              dependencies=[Depends(require_write)], openapi_extra=_BATCH_DOC)
 async def post_pack_records(request: Request) -> dict[str, Any]:

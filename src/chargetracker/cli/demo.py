@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..runtime import Pipeline, Runner, print_summary
+from ..runtime import Runner, print_summary
 from ..sim.fleet_config import default_fleet_config
 from ..sim.measurement import FAULT_NAMES, FaultConfig
 from ..sources import SimulatorSource, parse_acceleration
@@ -112,10 +112,15 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh:
         _fresh(url)
     source = SimulatorSource(fleet, name="demo-fleet", acceleration=accel)
-    store = open_store(url)
+    from ..kinds.pack import PackKind
+    from ..runtime.pack_feed import live_pack_pipeline
+
+    store = open_store(url, kinds=[PackKind()])
     server = None
     try:
-        pipeline = Pipeline(store, settings)
+        # Cells in packs: daily pack records and alarm predictions (Fleet alarms page).
+        pipeline = live_pack_pipeline(store, settings, source.cells, start_ts=fleet.start_epoch,
+                                      seed=args.seed)
         if not args.no_server:
             server = start_server(settings, store, pipeline)
             if server is not None:

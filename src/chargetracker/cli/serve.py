@@ -123,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"chargetracker serve: store {store_location(settings.store_url)}", file=sys.stderr,
           flush=True)
     # Opened here, before binding: a locked store or a bad URL fails fast.
-    store = open_store(settings.store_url)
+    from ..kinds.pack import PackKind
+
+    store = open_store(settings.store_url, kinds=[PackKind()])  # POST /pack-records
     inbox = None
     try:
         inbox = _start_alarm_inbox(args, settings.store_url)

@@ -148,13 +148,20 @@ def _history(w: Windows, spread_panel: np.ndarray) -> dict[str, np.ndarray]:
     shifted = np.where(valid, spread_panel, -1.0) + vin_of * 100.0
     hmax = np.maximum.accumulate(shifted) - vin_of * 100.0
     i = w.index - 1
+    n_i, total_i, high_i, max_i = (n[i].astype(np.float64), total[i], n_high[i].astype(np.float64),
+                                   hmax[i])
+    if p.prior is not None:
+        # Days before the panel (a stream's trailing window): their running summary.
+        pr = p.prior[w.vin]
+        n_i, total_i, high_i = n_i + pr[:, 0], total_i + pr[:, 1], high_i + pr[:, 2]
+        max_i = np.maximum(max_i, pr[:, 3])
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n[i] > 0, total[i] / np.maximum(n[i], 1), np.nan)
+        mean = np.where(n_i > 0, total_i / np.maximum(n_i, 1), np.nan)
     return {
         "history_spread_mean_v": mean,
-        "history_spread_max_v": np.where(hmax[i] >= 0, hmax[i], np.nan),
-        "history_days_spread_over_50mv": n_high[i].astype(np.float64),
-        "history_days_with_data": n[i].astype(np.float64),
+        "history_spread_max_v": np.where(max_i >= 0, max_i, np.nan),
+        "history_days_spread_over_50mv": high_i,
+        "history_days_with_data": n_i,
     }
 
 

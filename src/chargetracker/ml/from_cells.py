@@ -23,7 +23,8 @@ import polars as pl
 from ..errors import SchemaError
 from .records import PACK_SCHEMA
 
-__all__ = ["daily_pack_records", "pack_of_cells"]
+__all__ = ["CELL_DAY_SCHEMA", "cell_day_summary", "daily_pack_records", "merge_cell_days",
+           "pack_of_cells", "pack_records_from_days"]
 
 
 def pack_of_cells(cells: pl.DataFrame, *, key: str = "pack_id") -> pl.DataFrame:
@@ -51,9 +52,17 @@ def pack_of_cells(cells: pl.DataFrame, *, key: str = "pack_id") -> pl.DataFrame:
     return out.filter(pl.col("vin").is_not_null() & (pl.col("vin") != ""))
 
 
-def daily_pack_records(measurements: pl.DataFrame, packs: pl.DataFrame) -> pl.DataFrame:
-    """Daily pack records (:data:`~.records.PACK_SCHEMA`) from canonical measurements
-    (cell_id, ts [s, UTC], voltage_v, current_a, temperature_c?) and (cell_id, vin)."""
+#: Per cell and UTC day: samples, sums of voltage [V] and current [A], temperature range
+#: [degC]. Running sums, so a stream folds batch after batch into it.
+CELL_DAY_SCHEMA: dict[str, pl.DataType] = {
+    "cell_id": pl.Utf8(), "day": pl.Int32(), "n": pl.Int64(), "sum_v": pl.Float64(),
+    "sum_i": pl.Float64(), "tmax": pl.Float64(), "tmin": pl.Float64(),
+}
+
+
+def cell_day_summary(measurements: pl.DataFrame) -> pl.DataFrame:
+    """:data:`CELL_DAY_SCHEMA` of canonical measurements (cell_id, ts [s, UTC],
+    voltage_v, current_a, temperature_c?)."""
     for c in ("cell_id", "ts", "voltage_v", "current_a"):
         if c not in measurements.columns:
             raise SchemaError(f"measurements need column {c!r}", field=c)
@@ -63,9 +72,27 @@ def daily_pack_records(measurements: pl.DataFrame, packs: pl.DataFrame) -> pl.Da
         "cell_id", (pl.col("ts") // 86_400).cast(pl.Int32).alias("day"),
         pl.col("voltage_v").cast(pl.Float64), pl.col("current_a").cast(pl.Float64),
         temp.cast(pl.Float64).alias("temperature_c"))
-    per_cell = m.group_by("cell_id", "day").agg(
-        pl.col("voltage_v").mean().alias("v"), pl.col("current_a").mean().alias("i"),
-        pl.col("temperature_c").max().alias("tmax"), pl.col("temperature_c").min().alias("tmin"))
+    return m.group_by("cell_id", "day").agg(
+        pl.len().cast(pl.Int64).alias("n"), pl.col("voltage_v").sum().alias("sum_v"),
+        pl.col("current_a").sum().alias("sum_i"), pl.col("temperature_c").max().alias("tmax"),
+        pl.col("temperature_c").min().alias("tmin")).cast(CELL_DAY_SCHEMA)  # type: ignore[arg-type]
+
+
+def merge_cell_days(*parts: pl.DataFrame) -> pl.DataFrame:
+    """Several :data:`CELL_DAY_SCHEMA` frames as one (sums added, ranges widened)."""
+    frames = [p for p in parts if p.height]
+    if not frames:
+        return pl.DataFrame(schema=CELL_DAY_SCHEMA)
+    return pl.concat(frames).group_by("cell_id", "day").agg(
+        pl.col("n").sum(), pl.col("sum_v").sum(), pl.col("sum_i").sum(), pl.col("tmax").max(),
+        pl.col("tmin").min()).sort("cell_id", "day").cast(CELL_DAY_SCHEMA)  # type: ignore[arg-type]
+
+
+def pack_records_from_days(days: pl.DataFrame, packs: pl.DataFrame) -> pl.DataFrame:
+    """Daily pack records (:data:`~.records.PACK_SCHEMA`) from per cell-day summaries
+    (:data:`CELL_DAY_SCHEMA`) and (cell_id, vin)."""
+    per_cell = days.select("cell_id", "day", (pl.col("sum_v") / pl.col("n")).alias("v"),
+                           (pl.col("sum_i") / pl.col("n")).alias("i"), "tmax", "tmin")
     members = packs.group_by("vin").agg(pl.len().alias("n_cells"))
     joined = per_cell.join(packs, on="cell_id", how="inner")
     per_pack = joined.group_by("vin", "day").agg(
@@ -79,3 +106,9 @@ def daily_pack_records(measurements: pl.DataFrame, packs: pl.DataFrame) -> pl.Da
         "cell_max_v", "cell_min_v", "max_temperature_c", "min_temperature_c",
         pl.lit(None, pl.Int8).alias("label"),
     ).sort("vin", "date").cast(PACK_SCHEMA)  # type: ignore[arg-type]
+
+
+def daily_pack_records(measurements: pl.DataFrame, packs: pl.DataFrame) -> pl.DataFrame:
+    """Daily pack records (:data:`~.records.PACK_SCHEMA`) from canonical measurements
+    (cell_id, ts [s, UTC], voltage_v, current_a, temperature_c?) and (cell_id, vin)."""
+    return pack_records_from_days(cell_day_summary(measurements), packs)

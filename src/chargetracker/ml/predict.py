@@ -129,6 +129,13 @@ class Predictor:
         return self.artifact.model.predict(feature_matrix(w, self.artifact.features,
                                                           dtype=np.float32))
 
+    def predict_windows(self, w: Windows) -> pl.DataFrame:
+        """Predictions (:data:`PREDICTION_SCHEMA`) of windows, in their order."""
+        if len(w) == 0:
+            return pl.DataFrame(schema=PREDICTION_SCHEMA)
+        vins = pl.Series(list(w.panel.vins), dtype=pl.Utf8).gather(w.vin)
+        return self._frame(vins, w.dates(), self.probabilities(w))
+
     def _frame(self, vins: list[str] | np.ndarray | pl.Series, dates: np.ndarray,
                p: np.ndarray) -> pl.DataFrame:
         thr = self.artifact.threshold

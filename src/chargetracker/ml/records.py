@@ -146,7 +146,8 @@ def _date_expr() -> pl.Expr:
     return text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
 
 
-def validate_records(frame: pl.DataFrame, *, source: str = "input") -> ValidatedRecords:
+def validate_records(frame: pl.DataFrame, *, source: str = "input",
+                     with_rows: bool = False) -> ValidatedRecords:
     """Check every row of a daily-records frame (any column types); never raises for a
     bad row, only for missing columns (:class:`SchemaError`).
 
@@ -154,7 +155,8 @@ def validate_records(frame: pl.DataFrame, *, source: str = "input") -> Validated
     characters; the date is not an ISO date; a signal is not a number, infinite or
     outside its plausible range; cell_min_v > cell_max_v or min > max temperature; the
     label is not 0/1; or another row has the same (vin, date) (both are rejected: which
-    one is right cannot be told).
+    one is right cannot be told). ``with_rows``: the accepted rows keep their 0-based
+    input ``row`` (Int64) as a last column.
     """
     df = conform_records(frame, source=source).with_row_index("row")
     schema = df.schema
@@ -221,6 +223,7 @@ def validate_records(frame: pl.DataFrame, *, source: str = "input") -> Validated
         pl.col("vin_s").alias("vin"), pl.col("date_p").alias("date"),
         *[pl.col(f"{s}__v").fill_nan(None).alias(s) for s in SIGNALS],
         pl.col("label__v").cast(pl.Int8).alias("label"),
+        *([pl.col("row").cast(pl.Int64)] if with_rows else []),
     ).sort("vin", "date")
     return ValidatedRecords(good, rejected.cast(REJECT_SCHEMA))  # type: ignore[arg-type]
 

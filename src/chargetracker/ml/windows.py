@@ -44,7 +44,10 @@ class Panel:
     ``label`` (N,) int8: 1 alarm, 0 none, -1 unknown; ``day`` (N,) int32 days since
     1970-01-01; ``vin_start`` (V+1,) offsets of each VIN's block; ``span`` (V,) days from
     the VIN's first to its last record (rows past it are the ``extend_days``); ``vins``
-    the VINs.
+    the VINs. ``prior`` (V, 4), optional: per VIN, the spread summary of days *before*
+    the panel's first day (a live stream keeps only a trailing window, see
+    :mod:`chargetracker.kinds.pack`): days with a spread, sum of spreads [V], days with
+    spread > 50 mV, highest spread [V] (-1 when none); the ``history_*`` features add it.
     """
 
     vins: tuple[str, ...]
@@ -53,6 +56,7 @@ class Panel:
     day: np.ndarray
     x: np.ndarray
     label: np.ndarray
+    prior: np.ndarray | None = None
 
     @property
     def n_days(self) -> int:

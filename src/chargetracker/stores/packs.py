@@ -1,7 +1,9 @@
-"""Storage of daily pack records, alarm predictions and the batch inbox's ledger.
+"""Reads of daily pack records and alarm predictions, writes outside the pack pipeline
+(HTTP predictions, the batch inbox) and the inbox's ledger.
 
-Self-contained (its own tables, its own connection) so that it plugs into the store
-of the telemetry-kind protocol later without touching the cell store. One class,
+The tables are the pack kind's (:mod:`chargetracker.kinds.pack`): their DDL and upserts
+are derived from its TableSpecs by the generic store machinery (:mod:`.sql.ddl`), the
+same layout a store opened with the kind creates and its pipeline commits to. One class,
 :class:`PackStore`, over two backends with the same SQL:
 
 * DuckDB (embedded): a file path or ``duckdb:///...`` URL. In one process DuckDB shares
@@ -11,13 +13,13 @@ of the telemetry-kind protocol later without touching the cell store. One class,
 
 Tables (every value bound as a parameter, never formatted into SQL):
 
-``pack_records``        (vin, date) primary key; the six signals, label, source, ingested_at
+``pack_records``        (vin, date) primary key; the six signals, label, source, updated_at
 ``alarm_predictions``   (vin, date, model_version) primary key; probability, alarm,
-                        threshold, source (batch | http | stream), request_id, created_at
+                        threshold, source (batch | http | stream), request_id, updated_at
 ``alarm_inbox_files``   file name + SHA-256 of each scored inbox file (restart-safe)
 
-``ingested_at`` / ``created_at`` are s since the epoch (UTC, float), like ``ts``
-everywhere in ChargeTracker.
+``updated_at`` (read as ``ingested_at`` / ``created_at``) is s since the epoch (UTC,
+float), like ``ts`` everywhere in ChargeTracker.
 """
 
 from __future__ import annotations
@@ -31,49 +33,58 @@ from typing import Any
 import polars as pl
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
+from ..kinds.pack import ALARM_PREDICTIONS, PACK_RECORDS, SOURCES
 from ..ml.records import SIGNALS
+from .sql.ddl import (
+    DUCKDB,
+    POSTGRESQL,
+    Dialect,
+    Table,
+    column_list,
+    quote,
+    table_ddl,
+    table_from_spec,
+)
 
 __all__ = ["PREDICTION_COLUMNS", "PackStore", "open_pack_store"]
 
-SOURCES = ("batch", "http", "stream")
 PREDICTION_COLUMNS = ("vin", "date", "probability", "alarm", "threshold", "model_version",
                       "source", "request_id", "created_at")
 RECORD_COLUMNS = ("vin", "date", *SIGNALS, "label", "source", "ingested_at")
 
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS pack_records (vin VARCHAR(64) NOT NULL, date DATE NOT NULL, "
-    + ", ".join(f"{s} DOUBLE PRECISION" for s in SIGNALS)
-    + ", label SMALLINT, source VARCHAR(16) NOT NULL, ingested_at DOUBLE PRECISION NOT NULL, "
-    "PRIMARY KEY (vin, date))",
-    "CREATE TABLE IF NOT EXISTS alarm_predictions (vin VARCHAR(64) NOT NULL, date DATE NOT NULL, "
-    "probability DOUBLE PRECISION NOT NULL, alarm BOOLEAN NOT NULL, "
-    "threshold DOUBLE PRECISION NOT NULL, model_version VARCHAR(200) NOT NULL, "
-    "source VARCHAR(16) NOT NULL, request_id VARCHAR(200), "
-    "created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (vin, date, model_version))",
-    "CREATE INDEX IF NOT EXISTS alarm_predictions_date ON alarm_predictions (date)",
+#: The pack kind's tables, laid out by the generic DDL (``updated_at``, the wall s of the
+#: latest write, is what the reads call ``created_at`` / ``ingested_at``).
+_RECORDS = table_from_spec(PACK_RECORDS)
+_PREDICTIONS = table_from_spec(ALARM_PREDICTIONS)
+_INBOX_DDL = (
     "CREATE TABLE IF NOT EXISTS alarm_inbox_files (name VARCHAR(1000) NOT NULL, "
     "sha256 VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, predictions BIGINT NOT NULL, "
-    "reason VARCHAR(2000), processed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, sha256))",
-]
+    "reason VARCHAR(2000), processed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, sha256))")
+_INDEX_DDL = "CREATE INDEX IF NOT EXISTS alarm_predictions_date ON alarm_predictions (date)"
 
-# Identifiers in these statements come only from the constant column tuples above and
-# fixed filter snippets (_filters); every value is a bound parameter.
-_UPSERT_RECORDS = (
-    'INSERT INTO pack_records (vin, date, total_voltage_v, total_current_a, cell_max_v, '
-    'cell_min_v, max_temperature_c, min_temperature_c, label, source, ingested_at) VALUES (?, '
-    '?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vin, date) DO UPDATE SET total_voltage_v = '
-    'EXCLUDED.total_voltage_v, total_current_a = EXCLUDED.total_current_a, cell_max_v = '
-    'EXCLUDED.cell_max_v, cell_min_v = EXCLUDED.cell_min_v, max_temperature_c = '
-    'EXCLUDED.max_temperature_c, min_temperature_c = EXCLUDED.min_temperature_c, label = '
-    'EXCLUDED.label, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at'
-)
-_UPSERT_PREDICTIONS = (
-    'INSERT INTO alarm_predictions (vin, date, probability, alarm, threshold, model_version, '
-    'source, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (vin, '
-    'date, model_version) DO UPDATE SET probability = EXCLUDED.probability, alarm = '
-    'EXCLUDED.alarm, threshold = EXCLUDED.threshold, source = EXCLUDED.source, request_id = '
-    'EXCLUDED.request_id, created_at = EXCLUDED.created_at'
-)
+
+def _ddl(dialect: Dialect) -> list[str]:
+    collate = dialect.text_collate
+    return [*table_ddl(dialect, _RECORDS, collate=collate),
+            *table_ddl(dialect, _PREDICTIONS, collate=collate), _INDEX_DDL, _INBOX_DDL]
+
+
+def _upsert_values(t: Table) -> str:
+    """INSERT ... VALUES (?, ...) ON CONFLICT (key) DO UPDATE of a layout (derived, so
+    it follows the kind's schema)."""
+    cols = t.insert_columns
+    rest = [c for c in cols if c not in t.key]
+    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in rest)
+    return (f"INSERT INTO {quote(t.name)} ({column_list(cols)}) VALUES "  # noqa: S608 - constant identifiers
+            f"({', '.join('?' for _ in cols)}) ON CONFLICT ({column_list(t.key)}) DO UPDATE SET {sets}")
+
+
+_UPSERT_RECORDS = _upsert_values(_RECORDS)
+_UPSERT_PREDICTIONS = _upsert_values(_PREDICTIONS)
+_SELECT_PREDICTIONS = ", ".join(
+    "updated_at AS created_at" if c == "created_at" else c for c in PREDICTION_COLUMNS)
+_SELECT_RECORDS = ", ".join(
+    "updated_at AS ingested_at" if c == "ingested_at" else c for c in RECORD_COLUMNS)
 
 _PRED_SCHEMA: dict[str, pl.DataType] = {
     "vin": pl.Utf8(), "date": pl.Date(), "probability": pl.Float64(), "alarm": pl.Boolean(),
@@ -88,6 +99,7 @@ _REC_SCHEMA: dict[str, pl.DataType] = {
 
 class _Duck:
     dialect = "duckdb"
+    sql_dialect = DUCKDB
 
     def __init__(self, path: str, read_only: bool) -> None:
         import duckdb
@@ -153,6 +165,7 @@ class _Duck:
 
 class _Pg:
     dialect = "postgresql"
+    sql_dialect = POSTGRESQL
 
     def __init__(self, url: str) -> None:
         try:
@@ -209,7 +222,7 @@ class PackStore:
     def __init__(self, backend: _Duck | _Pg, *, clock: Callable[[], float] = time.time) -> None:
         self._b = backend
         self._clock = clock
-        for ddl in _DDL:  # the same DDL on both: DuckDB accepts DOUBLE PRECISION
+        for ddl in _ddl(backend.sql_dialect):
             self._b.run(ddl)
 
     @property
@@ -231,8 +244,8 @@ class PackStore:
         (vin, date) already stored is replaced. Returns rows written."""
         _check_source(source)
         now = self._clock()
-        frame = records.select("vin", "date", *SIGNALS, "label").with_columns(
-            pl.lit(source).alias("source"), pl.lit(now).alias("ingested_at"))
+        frame = records.select("vin", "date", *SIGNALS, pl.col("label").cast(pl.Int64)).with_columns(
+            pl.lit(source).alias("source"), pl.lit(now).alias("updated_at"))
         self._b.frame(_UPSERT_RECORDS, frame)
         return frame.height
 
@@ -245,7 +258,7 @@ class PackStore:
         frame = predictions.select("vin", "date", "probability", "alarm", "threshold",
                                    "model_version").with_columns(
             pl.lit(source).alias("source"), pl.lit(request_id, pl.Utf8).alias("request_id"),
-            pl.lit(now).alias("created_at"))
+            pl.lit(now).alias("updated_at"))
         self._b.frame(_UPSERT_PREDICTIONS, frame)
         return frame.height
 
@@ -270,7 +283,7 @@ class PackStore:
         where, params = _filters(vin=vin, start=start, end=end, model_version=model_version)
         if alarm_only:
             where.append("alarm")
-        sql = (f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM alarm_predictions"  # noqa: S608
+        sql = (f"SELECT {_SELECT_PREDICTIONS} FROM alarm_predictions"  # noqa: S608
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY date DESC, vin, model_version LIMIT ? OFFSET ?")
         rows = self._b.run(sql, (*params, int(limit), int(offset)))
@@ -288,8 +301,8 @@ class PackStore:
     def latest_predictions(self, *, limit: int = 100) -> pl.DataFrame:
         """Each VIN's most recent prediction day (newest scoring), highest probability
         first: the fleet ranking."""
-        sql = (f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM (SELECT *, ROW_NUMBER() OVER "  # noqa: S608
-               "(PARTITION BY vin ORDER BY date DESC, created_at DESC) AS rn FROM "
+        sql = (f"SELECT {_SELECT_PREDICTIONS} FROM (SELECT *, ROW_NUMBER() OVER "  # noqa: S608
+               "(PARTITION BY vin ORDER BY date DESC, updated_at DESC) AS rn FROM "
                "alarm_predictions) AS ranked WHERE rn = 1 "
                "ORDER BY probability DESC, vin LIMIT ?")
         return pl.DataFrame(self._b.run(sql, (int(limit),)), schema=_PRED_SCHEMA, orient="row")
@@ -298,7 +311,7 @@ class PackStore:
                 limit: int = 10_000) -> pl.DataFrame:
         """Stored daily records, oldest first."""
         where, params = _filters(vin=vin, start=start, end=end, model_version=None)
-        sql = (f"SELECT {', '.join(RECORD_COLUMNS)} FROM pack_records"  # noqa: S608
+        sql = (f"SELECT {_SELECT_RECORDS} FROM pack_records"  # noqa: S608
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY vin, date LIMIT ?")
         return pl.DataFrame(self._b.run(sql, (*params, int(limit))), schema=_REC_SCHEMA,

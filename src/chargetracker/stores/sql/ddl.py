@@ -134,7 +134,7 @@ def _logical(dtype: pl.DataType) -> str:
     if dtype == pl.Binary:
         return "blob"
     if dtype == pl.Date:
-        return "date"  # plug-in kinds' calendar days (a meter's local date)
+        return "date"  # plug-in kinds' calendar days (a meter's local date, a pack-record day)
     raise TypeError(f"no SQL type for {dtype}")  # pragma: no cover - constants only
 
 
