@@ -79,3 +79,23 @@ def test_live_batches_cover_the_stream_in_time_order() -> None:
     assert allr.sort("meter_id", "ts").equals(whole.sort("meter_id", "ts"))
     assert all(b["ts"].is_sorted() for b in batches)
     assert len(batches) > 3 and np.all(np.array(waits) > 0)
+
+
+def test_live_batches_from_a_step_continue_the_same_simulation() -> None:
+    cfg = SimConfig(houses=3, days=0.05, seed=2)
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    first = 30
+    specs = house_specs(cfg, PROFILES)
+    tail = pl.concat(list(live_batches(cfg, PROFILES, speed=600.0, sleep=sleep, clock=lambda: now[0],
+                                       first_step=first, specs=specs)))
+    _, whole = _all(cfg)
+    t_first = cfg.start_ts + first * cfg.interval_s
+    # The steps before first_step (a history posted separately) are skipped, the rest equal.
+    expect = whole.filter(pl.col("ts") >= t_first).sort("meter_id", "ts")
+    assert tail.height == expect.height > 0
+    assert tail.sort("meter_id", "ts").equals(expect)
+    assert tail["ts"].min() >= t_first

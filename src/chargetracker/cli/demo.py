@@ -6,7 +6,8 @@ second), runs them through the engine into a DuckDB file (default ./chargetracke
 and serves the dashboard and API on http://127.0.0.1:8050 when the web server is
 installed (``--no-server`` for the terminal summary only). Ctrl-C stops it; running it
 again with the same settings resumes the simulation where it stopped (``--fresh`` starts
-over with an empty store).
+over with an empty store). Beside the fleet, ``--houses`` simulated houses (default 30;
+0: none) stream smart-meter readings with spikes into the meter API, live (cli/demo_meters.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..runtime import Runner, print_summary
 from ..sim.fleet_config import default_fleet_config
 from ..sim.measurement import FAULT_NAMES, FaultConfig
 from ..sources import SimulatorSource, parse_acceleration
+from .demo_meters import add_arguments as add_meter_arguments
+from .demo_meters import start_neighbourhood
 from .web import start_server
 
 __all__ = ["register", "run", "store_url_of"]
@@ -54,6 +57,7 @@ def register(subparsers: Any) -> None:
                    help="samples stamped more than S s ahead of the clock (the later of the "
                    "wall clock and the simulated one) are dead letters (default 86400)")
     p.add_argument("--summary-interval", type=float, default=5.0, metavar="S")
+    add_meter_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.pack_feed import live_pack_pipeline
 
     store = open_store(url, kinds=[PackKind()])
-    server = None
+    server = houses = None
     try:
         # Cells in packs: daily pack records and alarm predictions (Fleet alarms page).
         pipeline = live_pack_pipeline(store, settings, source.cells, start_ts=fleet.start_epoch,
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             server = start_server(settings, store, pipeline)
             if server is not None:
                 print(f"dashboard on {server.url}  API on {server.url}/api/v1", file=sys.stderr, flush=True)
+        houses = start_neighbourhood(args, settings, server)
         runner = Runner(pipeline, [source], settings.runtime, summary=print_summary(),
                         summary_interval_s=args.summary_interval, retention_interval_s=10.0)
         stats = runner.run()
@@ -135,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         if server is not None and stats.finished:
             server.wait_for_interrupt()
     finally:
+        if houses is not None:
+            houses.stop()
         if server is not None:
             server.stop()
         source.close()

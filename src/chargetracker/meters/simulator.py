@@ -14,7 +14,7 @@ paces the stream with the wall clock for the demo.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -194,19 +194,28 @@ def simulate(cfg: SimConfig, profiles: list[Profile] | None = None, *, houses_pe
 
 
 def live_batches(cfg: SimConfig, profiles: list[Profile] | None = None, *, speed: float = 60.0,
-                 batch_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> Iterator[pl.DataFrame]:
-    """Readings of every house paced by the wall clock (``speed`` x real time), ts-ordered."""
+                 batch_s: float = 1.0, sleep: Callable[[float], object] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, first_step: int = 0,
+                 specs: list[HouseSpec] | None = None) -> Generator[pl.DataFrame, None, None]:
+    """Readings of every house paced by the wall clock (``speed`` x real time), ts-ordered.
+
+    Starts at step ``first_step`` (the steps before it, e.g. a history posted at full
+    speed, are skipped), so a history and its live continuation are one simulation: the
+    same houses, scales and spikes. ``sleep`` may return early (an interruptible wait);
+    the caller stops by closing the generator.
+    """
+    if speed <= 0 or batch_s <= 0:
+        raise ConfigError("speed and batch_s must be > 0")
     profiles = profiles or load_profiles()
-    specs = house_specs(cfg, profiles)
-    step = 0
+    specs = house_specs(cfg, profiles) if specs is None else specs
+    step = first = max(0, first_step)
     t0 = clock()
     while step < cfg.n_steps:
-        target = int((clock() - t0 + batch_s) * speed / cfg.interval_s)
+        target = first + int((clock() - t0 + batch_s) * speed / cfg.interval_s)
         nxt = min(max(target, step + 1), cfg.n_steps)
         frame = pl.concat([house_readings(cfg, s, profiles, step, nxt) for s in specs]).sort("ts")
         step = nxt
         yield frame
-        wait = t0 + step * cfg.interval_s / speed - clock()
+        wait = t0 + (step - first) * cfg.interval_s / speed - clock()
         if wait > 0:
             sleep(wait)

@@ -1,0 +1,156 @@
+"""Reading -> alert visible in a real browser: the smart-meter live push, end to end.
+
+    .venv/bin/python benchmarks/bench_meter_push.py [--spikes 100] [--meters 20] [--quick]
+
+Starts ``chargetracker serve`` (a subprocess, its own DuckDB file in a temp folder) on a free
+loopback port, registers ``--meters`` meters, posts a day of their readings and recomputes
+the p97 thresholds, then opens the dashboard's live-alerts page (``/meters/live``, which
+subscribes to ``GET /api/v1/meters/alerts/stream``) in Debian's headless Chromium driven by
+Playwright (``/usr/bin/chromium``; never ``playwright install``). Each spike is one reading
+posted alone (``POST /api/v1/meters/readings``, JSON) on the next meter; the latency is the
+wall time from just before the POST is sent to the moment the page's own SSE handler put the
+alert's ``<li>`` in the DOM (its ``data-received`` stamp, ``Date.now()`` in the browser, same
+machine clock). A normal reading then closes the episode (not timed). Target: p95 <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, load_average, machine_info  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+T0 = 1767225600.0  # 2026-01-01T00:00:00Z
+STEP = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGETRACKER_")}
+    log = open(folder / "serve.log", "wb")  # noqa: SIM115 - kept open for the child's life
+    proc = subprocess.Popen([sys.executable, "-m", "chargetracker", "serve", "--store",
+                             f"duckdb:///{folder / 'store.duckdb'}", "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"serve exited: {(folder / 'serve.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("serve did not start in 120 s")
+
+
+def seed_meters(c: httpx.Client, n_meters: int) -> tuple[list[str], float]:
+    """Meters with a day of readings (200-400 W) and a threshold; returns (ids, next ts)."""
+    meta = [{"meter_id": f"bh{k:03d}/mains", "house_id": f"bh{k:03d}", "appliance": "mains",
+             "zip": f"Z{k % 4}", "timezone": "UTC"} for k in range(n_meters)]
+    rng = np.random.default_rng(0)
+    n = 1440
+    rows = [{"meter_id": m["meter_id"], "ts": T0 + i * STEP, "power_w": float(p)}
+            for m in meta for i, p in enumerate(rng.uniform(200.0, 400.0, n))]
+    r = c.post("/api/v1/meters/readings", json={"meters": meta, "readings": rows})
+    r.raise_for_status()
+    end = T0 + n * STEP
+    r = c.post("/api/v1/meters/thresholds/recompute", params={"as_of": end})
+    r.raise_for_status()
+    assert r.json()["with_threshold"] == n_meters, r.text
+    return [m["meter_id"] for m in meta], end
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spikes", type=int, default=100, help="timed spikes (default 100)")
+    ap.add_argument("--meters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5, help="untimed spikes first (default 5)")
+    ap.add_argument("--quick", action="store_true", help="20 spikes")
+    args = ap.parse_args()
+    if args.quick:
+        args.spikes = min(args.spikes, 20)
+    if not os.path.exists(CHROMIUM):
+        raise SystemExit(f"{CHROMIUM} is missing (apt-get install chromium); never `playwright install`")
+    from playwright.sync_api import sync_playwright
+
+    print(machine_info())
+    with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:
+        proc, url = start_serve(Path(tmp))
+        try:
+            with httpx.Client(base_url=url, timeout=60.0) as c, sync_playwright() as pw:
+                ids, ts = seed_meters(c, args.meters)
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page()
+                page.goto(f"{url}/meters/live")
+                page.wait_for_selector("#mt-live-status[data-state=connected]", timeout=60_000)
+                load0 = load_average()
+                c0 = time.process_time()
+                lat, post_s = [], []
+                for k in range(args.warmup + args.spikes):
+                    mid = ids[k % len(ids)]
+                    # Mark the alerts shown so far (the page keeps only the newest 200 items,
+                    # so a count would saturate): the new one is the first unmarked open item.
+                    page.evaluate("document.querySelectorAll('li.mt-alert').forEach(e => e.__seen = 1)")
+                    t_send = time.time()
+                    r = c.post("/api/v1/meters/readings", json=[{"meter_id": mid, "ts": ts, "power_w": 9000.0}])
+                    t_reply = time.time()
+                    assert r.status_code == 200 and r.json()["alerts"] == 1, r.text
+                    page.wait_for_function(
+                        "(() => { const e = document.querySelector('li.mt-alert.open'); "
+                        "return e && !e.__seen; })()", timeout=10_000)
+                    shown = page.evaluate(
+                        "Number(document.querySelector('li.mt-alert.open').dataset.received)") / 1000.0
+                    top = page.get_attribute("li.mt-alert.open >> nth=0", "data-meter")
+                    assert top == mid, (top, mid)
+                    if k >= args.warmup:
+                        lat.append(shown - t_send)
+                        post_s.append(t_reply - t_send)
+                    # Close the episode so the next spike on this meter opens a new one.
+                    c.post("/api/v1/meters/readings", json=[{"meter_id": mid, "ts": ts + STEP, "power_w": 300.0}]
+                           ).raise_for_status()
+                    ts += 2 * STEP
+                cpu = time.process_time() - c0
+                browser.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    a = np.array(lat) * 1000.0
+    p = np.array(post_s) * 1000.0
+    p50, p95, p99 = (float(np.percentile(a, q)) for q in (50, 95, 99))
+    print(f"reading -> alert in the browser DOM, {len(a)} spikes: p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
+          f"p99 {p99:.0f} ms, max {a.max():.0f} ms (POST reply alone: p50 {np.median(p):.0f} ms, "
+          f"p95 {np.percentile(p, 95):.0f} ms); load {load0} -> {load_average()}; "
+          f"driver CPU {cpu:.1f} s")
+    emit("meters", "push_to_browser_p95_ms", p95, "ms", target=1000.0, higher_is_better=False,
+         p50_ms=p50, p99_ms=p99, max_ms=float(a.max()), spikes=len(a),
+         post_p50_ms=float(np.median(p)), loadavg=load0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
