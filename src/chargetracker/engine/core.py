@@ -21,24 +21,12 @@ from . import layout as L
 from . import order as O
 from .ids import assign_slots
 from .layout import (
-    A_CHG_AS,
-    A_DIS_AS,
     F_MAX_TS,
-    F_PREV_TS,
-    F_REF_DIS,
-    F_SNAP_TS,
-    F_THROUGHPUT,
-    I_CYCLE_NO,
     I_PREV_SLAB,
-    I_STEP_CYCLE,
-    I_STEP_KIND,
-    I_STEP_LABEL,
-    I_STEP_NO,
     NA,
     NULL_LABEL,
-    STATUS_OPEN,
 )
-from .records import cycles_frame, final_status, steps_frame
+from .snapshots import outputs
 from .state import PENDING_FIELDS, EngineState
 
 __all__ = ["EngineOutput", "Summary", "new_state", "update", "update_checked", "flush", "summarize"]
@@ -117,16 +105,34 @@ def _nominal_map(cells: pl.DataFrame | None) -> dict[str, float]:
 _NO_LETTERS = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
 
 
+def _floats(col: pl.Series) -> np.ndarray:
+    """Float64 column as NumPy, null -> NaN (what ``to_numpy`` gives floats anyway)."""
+    out = col.to_numpy()
+    return out if out.dtype == np.float64 else out.astype(np.float64)
+
+
+def _labels(col: pl.Series) -> np.ndarray:
+    """Int64 label column as NumPy, null -> NULL_LABEL. The null count is known without
+    a pass: a column without nulls (or all null) is converted without ``fill_null``,
+    which costs ~0.5 ms per 10,000 rows (per-batch overhead of a live fleet)."""
+    nulls = col.null_count()
+    if nulls == 0:
+        return col.to_numpy()
+    if nulls == len(col):
+        return np.full(len(col), NULL_LABEL, dtype=np.int64)
+    return col.fill_null(NULL_LABEL).to_numpy()
+
+
 def _arrays(good: pl.DataFrame, slots: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "slot": slots,
         "ts": good.get_column("ts").to_numpy(),
         "v": good.get_column("voltage_v").to_numpy(),
         "i": good.get_column("current_a").to_numpy(),
-        "t": good.get_column("temperature_c").fill_null(np.nan).to_numpy(),
-        "cyc": good.get_column("cycle").fill_null(NULL_LABEL).to_numpy(),
-        "step": good.get_column("step").fill_null(NULL_LABEL).to_numpy(),
-        "stime": good.get_column("step_time_s").fill_null(np.nan).to_numpy(),
+        "t": _floats(good.get_column("temperature_c")),
+        "cyc": _labels(good.get_column("cycle")),
+        "step": _labels(good.get_column("step")),
+        "stime": _floats(good.get_column("step_time_s")),
         "row": rows,
     }
 
@@ -431,43 +437,4 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     else:
         step_f, step_i = np.empty((0, NA)), np.empty((0, K.NSO), dtype=np.int64)
         cyc_f, cyc_i, cyc_x = np.empty((0, NA)), np.empty((0, K.NCO), dtype=np.int64), np.empty((0, K.NCX))
-    interval = state.config.snapshot_interval_s
-    if not final and interval > 0.0 and len(touched):
-        # Snapshots on a timer (data time): a cell whose step or cycle closed now shows
-        # its new open records at once, the others once per interval.
-        closed = np.zeros(state.n_cells, dtype=np.bool_)
-        closed[step_i[:, K.SO_SLOT]] = True
-        closed[cyc_i[:, K.CO_SLOT]] = True
-        since = state.f[touched, F_PREV_TS] - state.f[touched, F_SNAP_TS]
-        touched = touched[closed[touched] | ~(since < interval)]  # nan: never shown yet
-    state.f[touched, F_SNAP_TS] = state.f[touched, F_PREV_TS]
-    m = len(touched)
-    open_s = np.empty((m, NA))
-    open_c = np.empty((m, NA))
-    K.partial_state(state.iv, state.f, state.s, state.r, state.cy, touched, open_s, open_c)
-    oi = np.empty((m, K.NSO), dtype=np.int64)
-    oi[:, K.SO_SLOT] = touched
-    oi[:, K.SO_STEP] = state.iv[touched, I_STEP_NO]
-    oi[:, K.SO_CYCLE] = state.iv[touched, I_STEP_CYCLE]
-    oi[:, K.SO_LABEL] = state.iv[touched, I_STEP_LABEL]
-    oi[:, K.SO_KIND] = state.iv[touched, I_STEP_KIND]
-    ref = state.f[touched, F_REF_DIS]
-    dis = open_c[:, A_DIS_AS]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        retention = np.where(ref > 0, dis / ref, np.nan)
-    throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
-    open_status = final_status(state, touched, open_s, open_c) if final else np.full(m, STATUS_OPEN)
-    # Closed records first, then open snapshots: a consumer upserting in order ends
-    # with the newest version of every key.
-    steps = steps_frame(state, np.concatenate([step_f, open_s]), np.concatenate([step_i, oi]),
-                         len(step_f))
-    cycles = cycles_frame(
-        state, np.concatenate([cyc_f, open_c]),
-        np.concatenate([cyc_i[:, K.CO_SLOT], touched]),
-        np.concatenate([cyc_i[:, K.CO_CYCLE], state.iv[touched, I_CYCLE_NO]]),
-        np.concatenate([cyc_x[:, K.CX_RETENTION], retention]),
-        np.concatenate([cyc_x[:, K.CX_THROUGHPUT], throughput]),
-        np.concatenate([cyc_x[:, K.CX_REF], ref]),
-        np.concatenate([cyc_i[:, K.CO_STATUS], open_status]),
-    )
-    return steps, cycles
+    return outputs(state, step_f, step_i, cyc_f, cyc_i, cyc_x, touched, final=final)

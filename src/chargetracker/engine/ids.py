@@ -97,6 +97,12 @@ def assign_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) 
 
 def _lookup_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) -> np.ndarray:
     n = len(ids)
+    if 0 < n < 4 * state.n_cells:
+        # Few rows per known cell (a live fleet's batch, in any order): the hash table
+        # first; finding runs of equal ids would cost more than the lookup.
+        slots = _known_slots(state, ids)
+        if slots is not None:
+            return slots
     starts = np.flatnonzero(ids.ne_missing(ids.shift(1)).fill_null(True).to_numpy())
     if len(starts) <= n // 4 + 1:
         # Rows come grouped by cell (files, batch input): map each run once.
@@ -105,7 +111,7 @@ def _lookup_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float])
         index = state.index
         run_slots = np.fromiter((index[x] for x in run_ids), dtype=np.int64, count=len(run_ids))
         return np.repeat(run_slots, np.diff(np.append(starts, n)))
-    if state.n_cells:
+    if n >= 4 * state.n_cells > 0:
         slots = _known_slots(state, ids)
         if slots is not None:
             return slots

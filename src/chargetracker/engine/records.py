@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
@@ -91,10 +92,13 @@ _KIND_CODES = {1: KIND_NAMES[1], -1: KIND_NAMES[-1], 0: KIND_NAMES[0]}
 _MODE_CODES = {0: "rest", 1: "CC", 2: "CV", 3: "CC-CV"}
 
 
+_OPEN_CLOSED = {0: "closed", 1: "open"}
+
+
 def _status(n: int, n_closed: int) -> pl.Series:
     codes = np.ones(n, dtype=np.int8)
     codes[:n_closed] = 0
-    return _names(codes, {0: "closed", 1: "open"})
+    return _names(codes, _OPEN_CLOSED)
 
 
 _STATUS_CODES = {STATUS_CLOSED: STATUS_NAMES[STATUS_CLOSED], STATUS_PARTIAL: STATUS_NAMES[STATUS_PARTIAL],
@@ -105,8 +109,16 @@ def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
     """Small integer codes to their names, vectorized: a gather from the table of names
     (no expression engine: a batch's fixed cost matters for a live fleet's batches)."""
     lo = min(names)
-    table = [names.get(k, "") for k in range(lo, max(names) + 1)]
-    return pl.Series("name", table, dtype=pl.Utf8).gather(codes.astype(np.int64) - lo)
+    key = tuple(names.items())
+    table = _NAME_TABLES.get(key)
+    if table is None:
+        table = pl.Series("name", [names.get(k, "") for k in range(lo, max(names) + 1)], dtype=pl.Utf8)
+        _NAME_TABLES[key] = table
+    return table.gather(codes.astype(np.int64) - lo)
+
+
+#: The Series of names of each code table, by its (code, name) pairs.
+_NAME_TABLES: dict[tuple[tuple[int, str], ...], pl.Series] = {}
 
 
 #: Frames are immutable: one empty frame per schema serves every empty output (building
@@ -118,9 +130,15 @@ _EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
 def _frame(data: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """A frame from NumPy columns (and ready Series), one Series per column: half the
     fixed cost of ``pl.DataFrame(dict, schema=...)``, which matters per batch."""
-    cols = [v.alias(name) if isinstance(v, pl.Series) else pl.Series(name, v, dtype=dtype)
+    cols = [v.alias(name) if isinstance(v, pl.Series)
+            # Passing the dtype costs a check per column even when it already matches.
+            else pl.Series(name, v) if _NUMPY_DTYPES.get(v.dtype) == dtype
+            else pl.Series(name, v, dtype=dtype)
             for (name, dtype), v in zip(schema.items(), (data[name] for name in schema), strict=True)]
     return pl.DataFrame(cols)
+
+
+_NUMPY_DTYPES = {np.dtype(np.float64): pl.Float64, np.dtype(np.int64): pl.Int64}
 
 
 def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
@@ -128,7 +146,7 @@ def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     if valid.all():
         return pl.Series(name, values, dtype=pl.Int64)
     if not valid.any():
-        return pl.repeat(None, len(values), dtype=pl.Int64, eager=True).alias(name)
+        return pl.Series(name, pa.nulls(len(values), pa.int64()))
     return pl.Series(name, values, dtype=pl.Int64).scatter(np.flatnonzero(~valid), None)
 
 
