@@ -347,11 +347,9 @@ class _Out:
 
 
 def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
-             cells: tuple[int, int], cfgv: np.ndarray,
-             order: np.ndarray | None = None) -> _Out:
-    """Run the kernel over rows lo..hi of the cells (slots) ``cells[0]..cells[1]-1``
-    (``order``: visit the rows in that permutation instead), growing output buffers as
-    needed."""
+             cells: tuple[int, int], cfgv: np.ndarray) -> _Out:
+    """Run the kernel over rows lo..hi of the cells (slots) ``cells[0]..cells[1]-1``,
+    growing output buffers as needed."""
     n = hi - lo
     cap_s = max(64, n // 64 + 16)
     cap_c = max(32, n // 512 + 16)
@@ -361,10 +359,9 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
                     np.zeros(1, dtype=np.int64))
     samples = K.Samples(*(r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")))
     arrays = state.arrays()
-    perm = _NO_ORDER if order is None else order
     pos = 0
     while pos < n:
-        pos = K.process(samples, perm, pos, cells[0], cells[1], cfgv, arrays, out)
+        pos = K.process(samples, pos, cells[0], cells[1], cfgv, arrays, out)
         if pos < n:  # output buffers full: grow and resume where the kernel stopped
             out = out._replace(**{
                 name: np.concatenate([a, np.empty_like(a)]) for name, a in out._asdict().items()
@@ -377,15 +374,16 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
 
 #: Below this many rows one thread does the work; above, cells are split across two.
 _PARALLEL_ROWS = 400_000
-#: Interleaved rows of at least this many cells are visited grouped by cell within blocks
-#: of rows (the kernel follows a permutation, no gather): the cells' state (~1 KiB each)
-#: no longer fits the CPU cache, and jumping between cells on every row costs ~3x the
-#: kernel's own work (measured: 10,000 cells 3.7 -> 10 M samples per CPU-s).
+#: Interleaved rows of at least this many cells are grouped by cell (stable, within
+#: blocks of rows) before the kernel: the cells' state (~1 KiB each) no longer fits the
+#: CPU cache, and jumping to another cell's state on every row costs more than the
+#: kernel's own work (measured, 100,000 cells, one row each: 40 -> 16 CPU-ms per batch
+#: with the gather included; the kernel following the permutation without the gather:
+#: 32 ms, as its scattered loads of the samples are not overlapped).
 _ORDER_MIN_CELLS = 2048
-#: Rows per block of that grouping (at least 4 rows per cell): the block's samples stay
-#: in cache while the kernel gathers them.
+#: Rows per block of that grouping (at least 4 rows per cell): each block's gather stays
+#: in cache, and a dump of many rows per cell is not sorted whole.
 _ORDER_BLOCK_ROWS = 65_536
-_NO_ORDER = np.zeros(0, dtype=np.int64)
 
 
 def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -393,6 +391,12 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     slots = ready["slot"]
     n_cells = state.n_cells
     grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
+    if not grouped and n_cells >= _ORDER_MIN_CELLS:
+        block = max(_ORDER_BLOCK_ROWS, 4 * n_cells)
+        order = O.chunked_slot_order(slots, n_cells, block)
+        ready = {k: a[order] for k, a in ready.items() if k != "row"}  # the kernel's columns
+        slots = ready["slot"]
+        grouped = n <= block  # one block: sorted by slot throughout
     if final:
         touched = np.arange(n_cells, dtype=np.int64)
     elif grouped:
@@ -403,9 +407,6 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
     cfgv = _cfg_vector(state.config)
     outs: list[_Out] = []
     everyone = (0, n_cells)
-    order = None
-    if n and not grouped and n_cells >= _ORDER_MIN_CELLS:
-        order = O.chunked_slot_order(slots, n_cells, max(_ORDER_BLOCK_ROWS, 4 * n_cells))
     if n >= _PARALLEL_ROWS:
         # Cells are independent: two threads take half of the rows each, split at a cell
         # boundary (grouped rows: a row range; interleaved rows: a slot range, each
@@ -419,11 +420,10 @@ def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool
             split = int(np.searchsorted(rows_to, n // 2)) + 1
             jobs = [(0, n, (0, split)), (0, n, (split, n_cells))]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv, order)
-                    for lo, hi, cells in jobs]
+            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
             outs = [f.result() for f in futs]
     elif n:
-        outs = [_process(state, ready, 0, n, everyone, cfgv, order)]
+        outs = [_process(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
     # Only cells that have seen a sample have open records.

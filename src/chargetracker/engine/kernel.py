@@ -217,17 +217,11 @@ def _ir(cfg: np.ndarray, f: np.ndarray, c: int, v: float, i: float, dt: float) -
 
 
 @nb.njit(cache=True, nogil=True)
-def process(samples: Samples, order: np.ndarray, start: int, slot_lo: int, slot_hi: int,
-            cfg: np.ndarray, cells: CellArrays, out: Records) -> int:
+def process(samples: Samples, start: int, slot_lo: int, slot_hi: int, cfg: np.ndarray,
+            cells: CellArrays, out: Records) -> int:
     """Process the samples ``start..`` of cells ``slot_lo..slot_hi-1`` in order (other
     rows are skipped: two threads can share one interleaved batch); returns the index
     reached. ``cfg`` is the C_* vector of .layout; ``cells`` is advanced in place.
-
-    ``order`` (empty: row order) is a permutation of the rows to visit instead, keeping
-    each cell's rows in time order: rows grouped by cell touch each cell's state once
-    in a run, in cache, instead of jumping between cells (a live fleet's shuffled batch)
-    -- without gathering the sample columns first. Index ``start`` counts positions in
-    ``order``.
 
     Returns early (before the sample it could not finish) when the output buffers are
     nearly full, so the caller can grow them and resume.
@@ -239,15 +233,13 @@ def process(samples: Samples, order: np.ndarray, start: int, slot_lo: int, slot_
     step_f, step_i, n_step = out.step_f, out.step_i, out.n_step
     cyc_f, cyc_i, cyc_x, n_cyc = out.cycle_f, out.cycle_i, out.cycle_x, out.n_cycle
     n = ts.shape[0]
-    permuted = order.shape[0] > 0
     min_step = cfg[C_MIN_STEP]
     hyst = cfg[C_HYST]
     use_cyc = cfg[C_USE_CYC] > 0.0
     use_step = cfg[C_USE_STEP] > 0.0
-    for p in range(start, n):
+    for k in range(start, n):
         if n_step[0] + 2 > step_f.shape[0] or n_cyc[0] + 2 > cyc_f.shape[0]:
-            return p
-        k = order[p] if permuted else p
+            return k
         c = slots[k]
         if c < slot_lo or c >= slot_hi:
             continue
