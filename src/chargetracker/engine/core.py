@@ -27,7 +27,7 @@ from .layout import (
     NULL_LABEL,
 )
 from .snapshots import outputs
-from .state import PENDING_FIELDS, EngineState
+from .state import PENDING_FIELDS, EngineState, empty_pending
 
 __all__ = ["EngineOutput", "Summary", "new_state", "update", "update_checked", "flush", "summarize"]
 
@@ -313,9 +313,9 @@ def _advance(
         fresh = allr["row"][allr["row"] >= 0]
         accepted = len(fresh)
         accepted_rows = fresh if bool(np.all(fresh[1:] > fresh[:-1])) else np.sort(fresh)
+        ready: np.ndarray | None = None  # rows of allr to process (None: all)
         if final:
-            ready = allr
-            keep: dict[str, np.ndarray] = _take(allr, np.zeros(0, dtype=np.int64))
+            state.pending = empty_pending()
         else:
             wm = state.f[:, F_MAX_TS] - cfg.lateness_s
             # Without a window nothing can still arrive before the newest sample: it is
@@ -323,14 +323,14 @@ def _advance(
             is_ready = (allr["ts"] <= wm[allr["slot"]]) if cfg.lateness_s <= 0 else (
                 allr["ts"] < wm[allr["slot"]])
             if is_ready.all():
-                ready, keep = allr, _take(allr, np.zeros(0, dtype=np.int64))
+                state.pending = empty_pending()
             else:
-                ready = _take(allr, np.flatnonzero(is_ready))
-                keep = _take(allr, np.flatnonzero(~is_ready))
-        state.pending = {k: keep[k] for k in PENDING_FIELDS}
+                ready = np.flatnonzero(is_ready)
+                wait = np.flatnonzero(~is_ready)
+                state.pending = {k: allr[k][wait] for k in PENDING_FIELDS}
     else:
-        ready = allr
-    steps, cycles = _run_kernel(state, ready, final=final)
+        ready = None
+    steps, cycles = _run_kernel(state, allr, ready, final=final)
     letters = [r for r in rejected if r.height]
     rej = letters[0] if len(letters) == 1 else pl.concat(letters) if letters else _NO_LETTERS
     return state, EngineOutput(steps=steps, cycles=cycles, rejected=rej, accepted=accepted,
@@ -386,17 +386,21 @@ _ORDER_MIN_CELLS = 2048
 _ORDER_BLOCK_ROWS = 65_536
 
 
-def _run_kernel(state: EngineState, ready: dict[str, np.ndarray], *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    n = len(ready["ts"])
-    slots = ready["slot"]
+def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarray | None, *,
+                final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Process ``rows`` (those at ``pick``, in that order; ``None``: all) and build the
+    output tables. The rows are gathered once, however many steps choose them."""
+    slots = rows["slot"] if pick is None else rows["slot"][pick]
+    n = len(slots)
     n_cells = state.n_cells
     grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
     if not grouped and n_cells >= _ORDER_MIN_CELLS:
         block = max(_ORDER_BLOCK_ROWS, 4 * n_cells)
         order = O.chunked_slot_order(slots, n_cells, block)
-        ready = {k: a[order] for k, a in ready.items() if k != "row"}  # the kernel's columns
-        slots = ready["slot"]
+        pick = order if pick is None else pick[order]
         grouped = n <= block  # one block: sorted by slot throughout
+    ready = rows if pick is None else {k: a[pick] for k, a in rows.items() if k != "row"}
+    slots = ready["slot"]
     if final:
         touched = np.arange(n_cells, dtype=np.int64)
     elif grouped:
