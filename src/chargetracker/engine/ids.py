@@ -26,37 +26,36 @@ _SEED = 0x5EED
 @nb.njit(cache=True, nogil=True)
 def build_table(keys: np.ndarray) -> np.ndarray:
     """Open-addressing table (linear probing, load <= 1/2) of ``keys`` (int64 hashes,
-    one per slot): entry = slot, -1 empty. Empty result when two keys are equal (then
-    hashes cannot tell those cells apart: callers use the general path)."""
+    one per slot): row j = (hash, slot), slot -1 empty; a probe reads one row, no
+    second lookup. Empty result when two keys are equal (then hashes cannot tell those
+    cells apart: callers use the general path)."""
     size = 16
     while size < 2 * keys.shape[0]:
         size *= 2
     mask = size - 1
-    table = np.full(size, -1, dtype=np.int64)
+    table = np.full((size, 2), -1, dtype=np.int64)
     for slot in range(keys.shape[0]):
         j = keys[slot] & mask
-        while table[j] >= 0:
-            if keys[table[j]] == keys[slot]:
-                return np.zeros(0, dtype=np.int64)
+        while table[j, 1] >= 0:
+            if table[j, 0] == keys[slot]:
+                return np.zeros((0, 2), dtype=np.int64)
             j = (j + 1) & mask
-        table[j] = slot
+        table[j, 0] = keys[slot]
+        table[j, 1] = slot
     return table
 
 
 @nb.njit(cache=True, nogil=True)
-def _probe(table: np.ndarray, keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+def _probe(table: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Slot of each query hash, -1 when no known cell has it."""
     mask = table.shape[0] - 1
     out = np.empty(query.shape[0], dtype=np.int64)
     for k in range(query.shape[0]):
         q = query[k]
         j = q & mask
-        while True:
-            slot = table[j]
-            if slot < 0 or keys[slot] == q:
-                out[k] = slot
-                break
+        while table[j, 1] >= 0 and table[j, 0] != q:
             j = (j + 1) & mask
+        out[k] = table[j, 1]
     return out
 
 
@@ -70,12 +69,12 @@ def _known_slots(state: EngineState, ids: pl.Series) -> np.ndarray | None:
     cached = state._id_table
     if cached is None or cached[0] != n_cells:
         keys = _hashes(state.id_series())
-        cached = (n_cells, build_table(keys), keys)
+        cached = (n_cells, build_table(keys))
         state._id_table = cached
-    _, table, keys = cached
+    table = cached[1]
     if table.shape[0] == 0:
         return None
-    slots = _probe(table, keys, _hashes(ids))
+    slots = _probe(table, _hashes(ids))
     if slots.min(initial=0) < 0:
         return None
     if not state.id_series().gather(slots).equals(ids, check_names=False):
