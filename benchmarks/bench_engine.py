@@ -144,7 +144,8 @@ def _time_summarize(args: argparse.Namespace, frame: pl.DataFrame, meta: pl.Data
 
 def _profile(state, batches: list[pl.DataFrame], n_cells: int) -> None:
     """cProfile of ``update`` over ``batches``; prints per-batch ms of the top functions."""
-    prof = cProfile.Profile()
+    # CPU time, not wall: on a shared machine wall time is mostly waiting for a core.
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     for b in batches:
         state, _ = update(state, b)
@@ -152,15 +153,15 @@ def _profile(state, batches: list[pl.DataFrame], n_cells: int) -> None:
     nb = len(batches)
     st = pstats.Stats(prof)
     total = st.total_tt
-    print(f"\n  cProfile over {nb} batches of {n_cells:,} rows: {1e3 * total / nb:.2f} ms/batch"
-          f" under the profiler")
+    print(f"\n  cProfile (CPU time) over {nb} batches of {n_cells:,} rows: {1e3 * total / nb:.2f}"
+          f" CPU-ms/batch under the profiler")
     rows = []
     for (fname, line, func), (_cc, ncalls, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         rows.append((ct, tt, ncalls, f"{Path(fname).name}:{line}({func})"))
     top_cum = sorted(rows, key=lambda r: -r[0])
     chargetracker = [r for r in top_cum if "core.py" in r[3] or "schema.py" in r[3]
                      or "state.py" in r[3] or "kernel.py" in r[3] or "records.py" in r[3]
-                     or "order.py" in r[3]]
+                     or "order.py" in r[3] or "ids.py" in r[3]]
     print("  by cumulative time (ChargeTracker functions), ms per batch:")
     for ct, tt, ncalls, name in chargetracker[:18]:
         print(f"    {1e3 * ct / nb:8.3f} cum {1e3 * tt / nb:8.3f} own  {ncalls / nb:7.1f} calls  {name}")

@@ -20,11 +20,16 @@ GROUPED = cycling_frame(cells=5, cycles=2, seed=7, noise_a=0.0004, charge_s=300,
 CONFIG = EngineConfig(default_epsilon_a=0.002)
 
 
-@pytest.fixture(params=["one thread", "two threads"])
+@pytest.fixture(params=["one thread", "two threads", "grouped visits", "both"])
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "two threads":
+    if request.param in ("two threads", "both"):
         # Small enough that this data takes the parallel path (cells split across threads).
         monkeypatch.setattr(core, "_PARALLEL_ROWS", 100)
+    if request.param in ("grouped visits", "both"):
+        # The kernel visits interleaved rows grouped by cell in blocks of rows (the path
+        # of large fleets), here in blocks of 20 rows so that many blocks are crossed.
+        monkeypatch.setattr(core, "_ORDER_MIN_CELLS", 0)
+        monkeypatch.setattr(core, "_ORDER_BLOCK_ROWS", 1)
     return str(request.param)
 
 

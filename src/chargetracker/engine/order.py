@@ -9,7 +9,8 @@ import math
 import numba as nb
 import numpy as np
 
-__all__ = ["duplicate_mask", "in_cell_order", "is_strictly_sorted", "late_and_duplicates",
+__all__ = ["chunked_slot_order", "duplicate_mask", "in_cell_order", "is_strictly_sorted",
+           "late_and_duplicates",
            "slot_order", "touched_slots"]
 
 
@@ -112,3 +113,47 @@ def touched_slots(slots: np.ndarray, n_cells: int) -> np.ndarray:
     for k in range(slots.shape[0]):
         seen[slots[k]] = True
     return np.flatnonzero(seen)
+
+
+@nb.njit(cache=True, nogil=True)
+def chunked_slot_order(slots: np.ndarray, n_cells: int, chunk: int) -> np.ndarray:
+    """Stable permutation ordering rows by (block of ``chunk`` rows, slot): within each
+    block the rows are grouped by cell, blocks stay in row order, so each cell's rows
+    keep their order. A counting sort per block, O(rows + cells touched)."""
+    n = slots.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    count = np.zeros(n_cells + 1, dtype=np.int64)
+    seen = np.empty(min(n, chunk) + 1, dtype=np.int64)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        m = 0
+        for k in range(lo, hi):
+            c = slots[k]
+            if count[c] == 0:
+                seen[m] = c
+                m += 1
+            count[c] += 1
+        # Offsets of the distinct slots of the block, ascending slot order (a scan of
+        # the slots when the block touches many of them, else a sort of the few).
+        if 8 * m >= n_cells:
+            j = 0
+            for c in range(n_cells):
+                if count[c] > 0:
+                    seen[j] = c
+                    j += 1
+            cells = seen[:m]
+        else:
+            cells = np.sort(seen[:m])
+        pos = lo
+        for j in range(m):
+            c = cells[j]
+            w = count[c]
+            count[c] = pos
+            pos += w
+        for k in range(lo, hi):
+            c = slots[k]
+            order[count[c]] = k
+            count[c] += 1
+        for j in range(m):
+            count[cells[j]] = 0
+    return order

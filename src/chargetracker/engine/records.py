@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
@@ -91,10 +92,13 @@ _KIND_CODES = {1: KIND_NAMES[1], -1: KIND_NAMES[-1], 0: KIND_NAMES[0]}
 _MODE_CODES = {0: "rest", 1: "CC", 2: "CV", 3: "CC-CV"}
 
 
+_OPEN_CLOSED = {0: "closed", 1: "open"}
+
+
 def _status(n: int, n_closed: int) -> pl.Series:
     codes = np.ones(n, dtype=np.int8)
     codes[:n_closed] = 0
-    return _names(codes, {0: "closed", 1: "open"})
+    return _names(codes, _OPEN_CLOSED)
 
 
 _STATUS_CODES = {STATUS_CLOSED: STATUS_NAMES[STATUS_CLOSED], STATUS_PARTIAL: STATUS_NAMES[STATUS_PARTIAL],
@@ -105,8 +109,45 @@ def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
     """Small integer codes to their names, vectorized: a gather from the table of names
     (no expression engine: a batch's fixed cost matters for a live fleet's batches)."""
     lo = min(names)
-    table = [names.get(k, "") for k in range(lo, max(names) + 1)]
-    return pl.Series("name", table, dtype=pl.Utf8).gather(codes.astype(np.int64) - lo)
+    key = tuple(names.items())
+    table = _NAME_TABLES.get(key)
+    if table is None:
+        table = pl.Series("name", [names.get(k, "") for k in range(lo, max(names) + 1)], dtype=pl.Utf8)
+        _NAME_TABLES[key] = table
+    return table.gather(codes.astype(np.int64) - lo)
+
+
+#: The Series of names of each code table, by its (code, name) pairs.
+_NAME_TABLES: dict[tuple[tuple[int, str], ...], pl.Series] = {}
+
+
+#: Frames are immutable: one empty frame per schema serves every empty output (building
+#: one costs about as much as a small frame with rows).
+_EMPTY_STEPS = pl.DataFrame(schema=STEP_SCHEMA)
+_EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
+
+
+def _frame(data: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A frame from NumPy columns (and ready Series), one Series per column: half the
+    fixed cost of ``pl.DataFrame(dict, schema=...)``, which matters per batch."""
+    cols = [v.alias(name) if isinstance(v, pl.Series)
+            # Passing the dtype costs a check per column even when it already matches.
+            else pl.Series(name, v) if _NUMPY_DTYPES.get(v.dtype) == dtype
+            else pl.Series(name, v, dtype=dtype)
+            for (name, dtype), v in zip(schema.items(), (data[name] for name in schema), strict=True)]
+    return pl.DataFrame(cols)
+
+
+_NUMPY_DTYPES = {np.dtype(np.float64): pl.Float64, np.dtype(np.int64): pl.Int64}
+
+
+def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
+    """Int64 Series of ``values``, null where ``valid`` is false."""
+    if valid.all():
+        return pl.Series(name, values, dtype=pl.Int64)
+    if not valid.any():
+        return pl.Series(name, pa.nulls(len(values), pa.int64()))
+    return pl.Series(name, values, dtype=pl.Int64).scatter(np.flatnonzero(~valid), None)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -149,7 +190,7 @@ def _common(state: EngineState, a: np.ndarray) -> dict[str, np.ndarray]:
 def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: int) -> pl.DataFrame:
     """Step rows; the first ``n_closed`` are closed, the rest open snapshots."""
     if a.shape[0] == 0:
-        return pl.DataFrame(schema=STEP_SCHEMA)
+        return _EMPTY_STEPS
     cfg = state.config
     base = _common(state, a)
     slot = ints[:, K.SO_SLOT]
@@ -177,7 +218,7 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
         "cell_id": state.id_series().gather(slot),
         "step": ints[:, K.SO_STEP],
         "cycle": ints[:, K.SO_CYCLE],
-        "step_label": np.where(labelled, label, 0),
+        "step_label": _with_nulls("step_label", label, labelled),
         "kind": _names(kind.astype(np.int8), _KIND_CODES),
         "mode": _names(mode, _MODE_CODES),
         "status": _status(a.shape[0], n_closed),
@@ -204,10 +245,7 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
         "gap_excluded_s": base["gap_excluded_s"],
         "gap_missing_ah": base["gap_missing_ah"],
     }
-    df = pl.DataFrame(data, schema=STEP_SCHEMA, nan_to_null=False)
-    return df.with_columns(
-        pl.when(pl.Series(labelled)).then(pl.col("step_label")).otherwise(None).alias("step_label")
-    )
+    return _frame(data, STEP_SCHEMA)
 
 
 def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
@@ -215,7 +253,7 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
                   status: np.ndarray) -> pl.DataFrame:
     """Cycle rows with their status codes (closed, open snapshot or partial)."""
     if a.shape[0] == 0:
-        return pl.DataFrame(schema=CYCLE_SCHEMA)
+        return _EMPTY_CYCLES
     base = _common(state, a)
     nominal = state.f[slot, F_NOMINAL_AH]
     throughput_ah = throughput_as / 3600.0
@@ -259,4 +297,4 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
         "gap_excluded_s": base["gap_excluded_s"],
         "gap_missing_ah": base["gap_missing_ah"],
     }
-    return pl.DataFrame(data, schema=CYCLE_SCHEMA, nan_to_null=False)
+    return _frame(data, CYCLE_SCHEMA)

@@ -86,6 +86,8 @@ class EngineState:
     _slot_frame: pl.DataFrame | None = None
     _id_series: pl.Series | None = None
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
+    #: (cells when built, hash table of the ids): see .ids (rebuilt, not saved).
+    _id_table: tuple[int, np.ndarray] | None = None
 
     def arrays(self) -> CellArrays:
         """The per-cell arrays by name (the compiled kernel's view; rows beyond
