@@ -188,7 +188,7 @@ def test_nan_nominal_capacity_gets_a_proper_message(open_server: LiveServer) -> 
 
 
 @pytest.mark.parametrize("name,content", [
-    ("data.csv.gz", __import__("gzip").compress(b"cell_id,ts,voltage_v,current_a\na,1,3,0\n" * 50)),
+    ("data.csv.gz", __import__("gzip").compress(b"cell_id,ts,voltage_v,current_a\na,1,3,0\n" * 50, mtime=0)),
     ("garbage.csv", bytes(range(256)) * 40),
     ("nul.csv", b"cell_id,ts,voltage_v,current_a\n" + b"\x00\xff\xfe" * 500),
 ])
