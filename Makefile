@@ -6,6 +6,9 @@ PIP    := $(PY) -m pip
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 PYTEST_ARGS ?=
+## Test processes (pytest-xdist; one per core). Modules stay whole on one worker
+## (--dist loadscope), so module fixtures are built once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench venv install install-test system-deps clean
 
@@ -36,7 +39,7 @@ demo: $(STAMP_RUN)
 
 test: $(STAMP_TEST) system-deps
 	$(PY) -m ruff check src tests
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
 	$(PY) -m ruff check src tests benchmarks
