@@ -3,9 +3,13 @@ archive) and real-time layer (micro-batches with spike detection).
 
     .venv/bin/python benchmarks/bench_meters.py --readings 60e6 [--realtime 20e6]
         [--archive /tmp/readings.parquet] [--compression zstd|lz4|none] [--workers 2]
+    .venv/bin/python benchmarks/bench_meters.py --houses 5500 --archive /tmp/sim600m.parquet
 
 The archive is meters x days at one reading per 90 s (30 days: 28,800 readings per meter),
 sorted by meter in row groups; gamma-distributed power with intermittent zeros and spikes.
+With ``--houses N`` it is the house simulator's instead (``chargetracker meters simulate
+--houses N --days 30 --interval 90``: real household profiles, about 3.75 meters per
+house, so 5,500 houses give about 600 M readings) and its meter metadata is used.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from common import emit, fmt_rate, machine_info, peak_rss_mb  # noqa: E402
 
 from chargetracker.meters import MeterConfig, new_state, set_thresholds, update  # noqa: E402
 from chargetracker.meters.batch import archive_as_of, recompute_parquet  # noqa: E402
+from chargetracker.meters.schema import validate_meters  # noqa: E402
 
 START = 1767225600.0
 STEP = 90.0
@@ -60,24 +65,46 @@ def write_archive(path: Path, n_readings: float, days: float, meters_per_group: 
     return n_meters * n
 
 
-def bench_batch(path: Path, n: int, workers: int) -> None:
+def simulate_archive(path: Path, houses: int, days: float) -> int:
+    """The simulator's archive at ``path`` (made unless it exists), its reading count."""
+    if not path.exists():
+        from chargetracker.cli import main as cli
+
+        w0 = time.perf_counter()
+        cli(["meters", "simulate", "--houses", str(houses), "--days", f"{days:g}",
+             "--interval", str(STEP), "--out", str(path)])
+        print(f"archive: simulator, {houses:,} houses, {os.path.getsize(path) / 1e6:.0f} MB, "
+              f"written in {time.perf_counter() - w0:.1f} s")
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def bench_batch(path: Path, n: int, workers: int, meters: pl.DataFrame | None = None) -> None:
+    import resource
+
     cfg = MeterConfig()
     as_of = archive_as_of([path])
-    load0 = os.getloadavg()[0]
+    load0 = os.getloadavg()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     w0, c0 = time.perf_counter(), time.process_time()
-    n_days = n_thr = n_rej = 0
-    for res in recompute_parquet(path, cfg, as_of=as_of, workers=workers):
+    n_days = n_thr = n_rej = n_al = 0
+    for res in recompute_parquet(path, cfg, meters=meters, as_of=as_of, workers=workers):
         n_days += res.days.height
         n_thr += res.thresholds.height
         n_rej += res.rejected.height
+        n_al += res.alerts.height
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    print(f"batch: {n:,} readings -> {n_days:,} meter days, {n_thr:,} thresholds, {n_rej} dead "
-          f"letters in {wall:.1f} s wall, {cpu:.1f} CPU-s = {fmt_rate(n / wall)} readings/s wall, "
-          f"{fmt_rate(n / cpu)} readings per CPU-s; load {load0:.1f}->{os.getloadavg()[0]:.1f}; "
-          f"peak RSS {peak_rss_mb():.0f} MB")
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    load1 = os.getloadavg()
+    user, sys_s = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+    print(f"batch: {n:,} readings -> {n_days:,} meter days, {n_thr:,} thresholds, {n_al:,} alert "
+          f"events, {n_rej} dead letters in {wall:.1f} s wall, {cpu:.1f} CPU-s (user {user:.1f}, "
+          f"sys {sys_s:.1f}, {r1.ru_minflt - r0.ru_minflt:,} minor faults) = "
+          f"{fmt_rate(n / wall)} readings/s wall, {fmt_rate(n / cpu)} readings per CPU-s, "
+          f"CPU/wall {cpu / wall:.2f} cores; load {load0[0]:.1f}->{load1[0]:.1f} "
+          f"(5-min {load0[1]:.1f}->{load1[1]:.1f}); peak RSS {peak_rss_mb():.0f} MB")
     emit("meters", f"batch_{n / 1e6:g}M_readings_per_s", n / wall, "readings/s", target=10e6,
          wall_s=wall, cpu_s=cpu, readings_per_cpu_s=n / cpu, workers=workers,
-         loadavg=load0, peak_rss_mb=peak_rss_mb())
+         loadavg=list(load0), loadavg_end=list(load1), peak_rss_mb=peak_rss_mb())
 
 
 def bench_realtime(n_target: float, batch_rows: int) -> None:
@@ -125,6 +152,8 @@ def main() -> int:
     ap.add_argument("--archive", help="reuse/keep this Parquet archive")
     ap.add_argument("--compression", default="zstd", help="Parquet codec of a new archive")
     ap.add_argument("--workers", type=int, default=2, help="chunks processed at once")
+    ap.add_argument("--houses", type=int, default=0, help="archive from the house simulator "
+                    "(N houses x --days at 90 s) instead of the gamma generator")
     ap.add_argument("--quick", action="store_true", help="small sizes (6 M batch, 2 M real-time)")
     args = ap.parse_args()
     if args.quick:
@@ -133,7 +162,11 @@ def main() -> int:
     if args.readings > 0:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(args.archive) if args.archive else Path(tmp) / "readings.parquet"
-            if not path.exists():
+            meters = None
+            if args.houses:
+                n = simulate_archive(path, args.houses, args.days)
+                meters = validate_meters(pl.read_parquet(path.with_suffix(".meters.parquet")))
+            elif not path.exists():
                 w0 = time.perf_counter()
                 n = write_archive(path, args.readings, args.days, args.meters_per_group,
                                   args.compression)
@@ -141,7 +174,7 @@ def main() -> int:
                       f"{time.perf_counter() - w0:.1f} s")
             else:
                 n = pq.ParquetFile(path).metadata.num_rows
-            bench_batch(path, n, args.workers)
+            bench_batch(path, n, args.workers, meters)
     if args.realtime > 0:
         bench_realtime(args.realtime, args.batch_rows)
     return 0

@@ -163,3 +163,25 @@ def test_slot_thresholds_equal_numpy_percentile_in_any_order() -> None:
         assert counts[s] == m.sum()
         assert thr[s] == np.percentile(p[m], 97.0)
     assert counts[5] == 0 and np.isnan(thr[5])
+
+
+@pytest.mark.parametrize("energy", ["all_null", "some_groups"])
+def test_energy_column_of_nulls_reads_as_no_counter(tmp_path: Path, energy: str) -> None:
+    frame = _readings(5, 2000, seed=4)
+    n = frame.height
+    if energy == "all_null":  # what the simulator writes: the column, no values
+        e = pl.Series("energy_wh", [None] * n, dtype=pl.Float64)
+    else:  # a counter in the second half only: some row groups null, others not
+        wh = (pl.int_range(n, eager=True) * 0.5).cast(pl.Float64)
+        e = pl.Series("energy_wh", [None] * (n // 2), dtype=pl.Float64).append(wh[n // 2 :])
+    frame = frame.with_columns(e)
+    path = tmp_path / "e.parquet"
+    frame.write_parquet(path, row_group_size=1500, statistics=True)
+    cfg = MeterConfig()
+    as_of = float(frame.get_column("ts").max())
+    got = _collect(recompute_parquet(path, cfg, as_of=as_of))
+    want = _expected(frame, cfg, None, as_of)
+    for g, w in zip(got[:3], want[:3], strict=True):
+        assert_frame_equal(g.sort(g.columns[:2]), w.sort(w.columns[:2]))
+    has_counter = got[0].get_column("counter_wh").is_not_null().any()
+    assert has_counter == (energy == "some_groups")

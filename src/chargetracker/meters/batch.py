@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numba as nb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import SchemaError
+from .batch_kernels import census, compact, cuts
 from .config import MeterConfig
 from .engine import as_summary, new_state, process_arrays, register_meters, summarize
 from .layout import F_THR
@@ -145,7 +145,21 @@ def _flat(col: pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy()
 
 
+def _all_null(pf: pq.ParquetFile, k: int, name: str) -> bool:
+    """Whether column ``name`` of row group ``k`` holds only nulls (by its statistics)."""
+    rg = pf.metadata.row_group(k)
+    for j in range(rg.num_columns):
+        col = rg.column(j)
+        if col.path_in_schema == name:
+            st = col.statistics
+            return st is not None and st.has_null_count and st.null_count == rg.num_rows
+    return False
+
+
 def _read_group(pf: pq.ParquetFile, k: int, path: Path, has_e: bool, row0: int) -> _Chunk:
+    # An energy column of nulls only (archives without a counter) reads as no column: the
+    # engine then uses one shared NaN array instead of a decoded, null-filled copy.
+    has_e = has_e and not _all_null(pf, k, "energy_wh")
     cols = ["meter_id", "ts", "power_w"] + (["energy_wh"] if has_e else [])
     t = pf.read_row_group(k, columns=cols, use_threads=False)
     mid = t.column("meter_id")
@@ -171,101 +185,77 @@ def _read_group(pf: pq.ParquetFile, k: int, path: Path, has_e: bool, row0: int) 
 CHUNK_READINGS = 1_000_000
 
 
-def _whole_meters(paths: Sequence[Path], target: int = CHUNK_READINGS) -> Iterator[_Chunk]:
-    """Chunks of about ``target`` readings of whole meters, cut from the row groups (views,
-    no copies); a meter at a row group's end that continues into the next one is
-    completed first. An archive not grouped by meter is refused."""
+def _groups(paths: Sequence[Path], ahead: int) -> Iterator[tuple[Path, _Chunk]]:
+    """Every row group of every file, in order, decoded up to ``ahead`` row groups ahead
+    in reader threads (the Parquet decoder releases the GIL): decoding is about half of
+    the batch layer's CPU, so it must not run serially beside the compute workers."""
+    local = threading.local()
+
+    def read(path: Path, md: pq.FileMetaData, k: int, has_e: bool) -> _Chunk:
+        # One ParquetFile per reader thread and file (sharing one is not documented as
+        # thread-safe); the footer is parsed once and shared.
+        files = local.__dict__.setdefault("files", {})
+        pf = files.get(path)
+        if pf is None:
+            pf = files[path] = pq.ParquetFile(path, metadata=md, read_dictionary=["meter_id"])
+        return _read_group(pf, k, path, has_e, 0)
+
+    with ThreadPoolExecutor(max_workers=max(1, ahead), thread_name_prefix="parquet") as pool:
+        pending: list[tuple[Path, Any]] = []
+        for path in paths:
+            pf = pq.ParquetFile(path, read_dictionary=["meter_id"])
+            names = set(pf.schema_arrow.names)
+            missing = {"meter_id", "ts", "power_w"} - names
+            if missing:
+                raise SchemaError(f"{path}: missing column(s) {sorted(missing)}")
+            for k in range(pf.num_row_groups):
+                pending.append((path, pool.submit(read, path, pf.metadata, k, "energy_wh" in names)))
+                if len(pending) > ahead:
+                    p, fut = pending.pop(0)
+                    yield p, fut.result()
+        for p, fut in pending:
+            yield p, fut.result()
+
+
+def _whole_meters(paths: Sequence[Path], target: int | None = None,
+                  ahead: int = 2) -> Iterator[_Chunk]:
+    """Chunks of about ``target`` readings (default :data:`CHUNK_READINGS`, read at call
+    time) of whole meters, cut from the row groups (views, no copies); a meter at a row
+    group's end that continues into the next one is completed first. An archive not
+    grouped by meter is refused."""
+    target = CHUNK_READINGS if target is None else target
     done: set[str] = set()
     pending: _Chunk | None = None
     row0 = 0
     path = paths[0]
-    for path in paths:
-        pf = pq.ParquetFile(path, read_dictionary=["meter_id"])
-        names = set(pf.schema_arrow.names)
-        missing = {"meter_id", "ts", "power_w"} - names
-        if missing:
-            raise SchemaError(f"{path}: missing column(s) {sorted(missing)}")
-        for k in range(pf.num_row_groups):
-            c = _read_group(pf, k, path, "energy_wh" in names, row0)
-            row0 += len(c.ts)
-            if not len(c.ts):
+    for path, c in _groups(paths, ahead):
+        object.__setattr__(c, "row0", row0)
+        row0 += len(c.ts)
+        if not len(c.ts):
+            continue
+        if pending is not None and c.codes[0] >= 0 and pending.codes[-1] >= 0 \
+                and c.ids[c.codes[0]] == pending.ids[pending.codes[-1]]:
+            head = int(cuts(c.codes, 1)[0])  # the continuing meter's run
+            pending = _concat(pending, c.take(0, head))
+            if head == len(c.ts):
                 continue
-            if pending is not None and c.codes[0] >= 0 and pending.codes[-1] >= 0 \
-                    and c.ids[c.codes[0]] == pending.ids[pending.codes[-1]]:
-                head = int(_cuts(c.codes, 1)[0])  # the continuing meter's run
-                pending = _concat(pending, c.take(0, head))
-                if head == len(c.ts):
-                    continue
-                c = c.take(head, len(c.ts))
-            if pending is not None:
-                yield _checked(pending, done, path)
-            lo = 0
-            for hi in _cuts(c.codes, target).tolist():
-                if hi == len(c.ts):
-                    break
-                yield _checked(c.take(lo, hi), done, path)
-                lo = hi
-            pending = c.take(lo, len(c.ts))
+            c = c.take(head, len(c.ts))
+        if pending is not None:
+            yield _checked(pending, done, path)
+        lo = 0
+        for hi in cuts(c.codes, target).tolist():
+            if hi == len(c.ts):
+                break
+            yield _checked(c.take(lo, hi), done, path)
+            lo = hi
+        pending = c.take(lo, len(c.ts))
     if pending is not None:
         yield _checked(pending, done, path)
 
 
-@nb.njit(cache=True, nogil=True)
-def _cuts(codes: np.ndarray, target: int) -> np.ndarray:
-    """Chunk ends: the first meter boundary at or after every ``target`` readings, and the
-    end of the array. Rows without a meter (code -1) stay with the meter before them."""
-    n = len(codes)
-    out = []
-    start = 0
-    prev = codes[0] if n else -1
-    for i in range(1, n):
-        k = codes[i]
-        if k < 0:
-            continue
-        if prev >= 0 and k != prev and i - start >= target:
-            out.append(i)
-            start = i
-        prev = k
-    out.append(n)
-    return np.array(out, dtype=np.int64)
-
-
-@nb.njit(cache=True, nogil=True)
-def _compact(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Codes renumbered to the meters present (``0..``, in code order), as int64 slots."""
-    lut = np.full(len(counts), -1, dtype=np.int64)
-    m = 0
-    for k in range(len(counts)):
-        if counts[k] > 0:
-            lut[k] = m
-            m += 1
-    out = np.empty(len(codes), dtype=np.int64)
-    for i in range(len(codes)):
-        out[i] = lut[codes[i]]
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
-def _census(codes: np.ndarray, ts: np.ndarray, p: np.ndarray, n_ids: int, ts_lo: float,
-            ts_hi: float, p_lo: float, p_hi: float) -> tuple[np.ndarray, bool]:
-    """Readings per meter code and whether every code, ts and power passes the cheap checks
-    (in range, so not NaN), in one pass."""
-    counts = np.zeros(n_ids, dtype=np.int64)
-    ok = True
-    for i in range(len(codes)):
-        k = codes[i]
-        if k < 0:
-            ok = False
-            continue
-        counts[k] += 1
-        if not (ts_lo <= ts[i] <= ts_hi and p_lo <= p[i] <= p_hi):
-            ok = False
-    return counts, ok
-
-
 def _checked(c: _Chunk, done: set[str], path: Path) -> _Chunk:
     lim = ReadingLimits()
-    counts, ok = _census(c.codes, c.ts, c.power_w, len(c.ids), lim.ts[0], lim.ts[1],
+    counts, ok = census(c.codes, c.ts, c.power_w, len(c.ids), lim.ts[0], lim.ts[1],
                          lim.power_w[0], lim.power_w[1])
     object.__setattr__(c, "counts", counts)
     object.__setattr__(c, "numbers_ok", ok)
@@ -310,6 +300,18 @@ def _constant(kind: str, n: int) -> np.ndarray:
     return buf[:n]
 
 
+_LOCAL = threading.local()
+
+
+def _scratch_slots(n: int) -> np.ndarray:
+    """This thread's reused int64 buffer of ``n`` slots. Safe to reuse: the engine copies
+    what it keeps (pending rows) and no result refers to the slot array."""
+    buf = getattr(_LOCAL, "slots", None)
+    if buf is None or len(buf) < n:
+        buf = _LOCAL.slots = np.empty(max(n, 2 * len(buf) if buf is not None else 0), dtype=np.int64)
+    return buf[:n]
+
+
 def _one_arrays(c: _Chunk, cfg: MeterConfig, meters: pl.DataFrame | None, as_of: float,
                 alerts: bool, source: str) -> ChunkResult:
     if not _all_good(c, ReadingLimits()):
@@ -319,7 +321,8 @@ def _one_arrays(c: _Chunk, cfg: MeterConfig, meters: pl.DataFrame | None, as_of:
     assert c.counts is not None
     used = np.flatnonzero(c.counts)
     ids = [c.ids[k] for k in used.tolist()]
-    slot = _compact(c.codes, c.counts)
+    slot = _scratch_slots(len(c.codes))
+    compact(c.codes, c.counts, slot)
     n = len(ids)
     state = new_state(cfg)
     state.add_meters(ids)  # fresh state, unique ids: slot k is ids[k]
@@ -383,4 +386,4 @@ def recompute_parquet(paths: str | Path | Sequence[str | Path], config: MeterCon
         return
     source = str(ps[0]) if len(ps) == 1 else "archive"
     yield from _pooled(((lambda c=c: _one_arrays(c, cfg, meters, end, alerts, source))
-                        for c in _whole_meters(ps)), workers)
+                        for c in _whole_meters(ps, ahead=workers)), workers)

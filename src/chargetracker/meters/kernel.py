@@ -16,6 +16,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+# The whole-batch checks live in .kernel_checks; re-exported here, where the engine looks.
+from .kernel_checks import accepted, order_flags, reject_flags, scan
 from .layout import (
     C_FLOOR,
     C_GAP,
@@ -248,73 +250,6 @@ def _step(j, s, ts, p, e, dpos, bounds, bstart, first_day, f, iv, cfg, dd, di, e
 
 
 @nb.njit(cache=True, nogil=True)
-def order_flags(slot, ts):
-    """True when rows are sorted by (slot, ts)."""
-    for i in range(1, len(slot)):
-        if slot[i] < slot[i - 1] or (slot[i] == slot[i - 1] and ts[i] < ts[i - 1]):
-            return False
-    return True
-
-
-@nb.njit(cache=True, nogil=True)
-def scan(slot, ts, n_slots):
-    """One pass over a batch: sorted by (slot, ts)?, readings and newest ts per slot
-    (-inf when none), oldest and newest ts. Replaces several whole-array numpy passes."""
-    n = len(slot)
-    counts = np.zeros(n_slots, dtype=np.int64)
-    newest = np.full(n_slots, -np.inf)
-    ordered = True
-    lo = np.inf
-    hi = -np.inf
-    for i in range(n):
-        s = slot[i]
-        t = ts[i]
-        counts[s] += 1
-        if t > newest[s]:
-            newest[s] = t
-        if t < lo:
-            lo = t
-        if t > hi:
-            hi = t
-        if ordered and i > 0 and (s < slot[i - 1] or (s == slot[i - 1] and t < ts[i - 1])):
-            ordered = False
-    return ordered, counts, newest, lo, hi
-
-
-@nb.njit(cache=True, nogil=True)
-def accepted(row):
-    """Rows >= 0 (input rows, not carried-over ones) and whether they are ascending."""
-    out = np.empty(len(row), dtype=np.int64)
-    m = 0
-    asc = True
-    for i in range(len(row)):
-        r = row[i]
-        if r >= 0:
-            if m > 0 and r < out[m - 1]:
-                asc = False
-            out[m] = r
-            m += 1
-    return out[:m], asc
-
-
-@nb.njit(cache=True, nogil=True)
-def reject_flags(slot, ts, prev_ts):
-    """Per sorted row: 0 ok, 1 duplicate (same ts as an earlier reading), 2 late."""
-    n = len(slot)
-    out = np.zeros(n, dtype=np.int8)
-    for i in range(n):
-        s = slot[i]
-        c = prev_ts[s]
-        if i > 0 and slot[i - 1] == s and ts[i - 1] == ts[i]:
-            out[i] = 1
-        elif ts[i] == c:
-            out[i] = 1
-        elif ts[i] < c:
-            out[i] = 2
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
 def _positions(slot, ts, p, bounds, tz_bstart, tz_len, iv, f, cfg):
     """Each reading's day position in ``bounds`` and capacities of the output buffers."""
     n = len(slot)
@@ -342,6 +277,71 @@ def _positions(slot, ts, p, bounds, tz_bstart, tz_len, iv, f, cfg):
                 n_ev += 2
             i += 1
     return dpos, n_days, n_ev
+
+
+@nb.njit(cache=True, nogil=True)
+def _fast_run(j, hi, replay_until, mains, ts, p, e, dpos, bounds, f, iv, s, gap_limit, margin,
+              floor):
+    """Readings ``j..`` of slot ``s`` while each is ordinary: same day as the previous one,
+    no gap, no spike, no open episode, not a mains zero that may start a zero run. The
+    meter's sums live in locals (stores to ``f`` per reading cannot be kept in registers:
+    the arrays may alias) and are written back once; the arithmetic is the inline path's
+    of :func:`run`, in the same order, so results are identical. Returns the first
+    reading not processed."""
+    t0 = f[s, F_PREV_TS]
+    p0 = f[s, F_PREV_P]
+    e0 = f[s, F_PREV_E]
+    thr = f[s, F_THR]
+    has_thr = thr == thr
+    lim = thr * margin
+    energy = f[s, F_ENERGY]
+    covered = f[s, F_COVERED]
+    counter = f[s, F_COUNTER]
+    mn = f[s, F_MIN]
+    mx = f[s, F_MAX]
+    peak_ts = f[s, F_PEAK_TS]
+    cnt_n = iv[s, I_CNT_N]
+    n = iv[s, I_N]
+    j0 = j
+    while j < hi:
+        pw = p[j]
+        if mains and pw == 0.0 and j >= replay_until:
+            break
+        t1 = ts[j]
+        dt = t1 - t0
+        if dt > gap_limit or bounds[dpos[j]] > t0 or (has_thr and pw > lim and pw > floor):
+            break
+        energy += 0.5 * (p0 + pw) * dt
+        covered += dt
+        e1 = e[j]
+        de = e1 - e0
+        if de == de:
+            counter += de
+            cnt_n += 1
+        if pw < mn:
+            mn = pw
+        if pw > mx:
+            mx = pw
+            peak_ts = t1
+        n += 1
+        t0 = t1
+        p0 = pw
+        e0 = e1
+        j += 1
+    if j > j0:
+        f[s, F_ENERGY] = energy
+        f[s, F_COVERED] = covered
+        f[s, F_COUNTER] = counter
+        f[s, F_MIN] = mn
+        f[s, F_MAX] = mx
+        f[s, F_PEAK_TS] = peak_ts
+        iv[s, I_CNT_N] = cnt_n
+        iv[s, I_N] = n
+        f[s, F_LAST_TS] = t0
+        f[s, F_PREV_TS] = t0
+        f[s, F_PREV_P] = p0
+        f[s, F_PREV_E] = e0
+    return j
 
 
 @nb.njit(cache=True, nogil=True)
@@ -374,6 +374,14 @@ def run(slot, ts, p, e, bounds, tz_bstart, tz_len, tz_first_day, f, iv, cfg, fin
         replay_until = -1
         j = i
         while j < hi:
+            if hold < 0 and iv[s, I_ZR_SUSP] == 0 and iv[s, I_HAS_PREV] == 1 \
+                    and iv[s, I_HAS_DAY] == 1 and iv[s, I_EP_OPEN] == 0:
+                # The common case, a run of ordinary readings, with the meter's state in
+                # locals; it stops at the first reading that needs more (handled below).
+                j = _fast_run(j, hi, replay_until, mains, ts, p, e, dpos, bounds, f, iv, s,
+                              gap_limit, margin, floor)
+                if j >= hi:
+                    break
             pw = p[j]
             if mains and pw == 0.0 and iv[s, I_ZR_SUSP] == 0 and j >= replay_until:
                 if hold < 0:
