@@ -27,10 +27,30 @@ def main() -> None:
     from chargetracker.readers.durations import parse_durations
 
     pl.DataFrame({"t": ["0d 01:02:03.5"]}).select(parse_durations(pl.col("t")))
+    _meters()
     fleet = Fleet(default_fleet_config(cells=4, seed=0, duration_s=3600.0))
     for _ in fleet.chunks(1800.0):
         pass
     print(f"warm-up: compiled kernels cached in {time.perf_counter() - t0:.1f} s")
+
+
+def _meters() -> None:
+    """The meter engine, thresholds and the Parquet batch layer's kernels."""
+    import tempfile
+    from pathlib import Path
+
+    from chargetracker.meters import MeterConfig, compute_thresholds, summarize
+    from chargetracker.meters.batch import recompute_parquet
+
+    t = np.arange(0.0, 86_400.0 * 2, 60.0)
+    readings = pl.DataFrame({"meter_id": ["warmup/mains"] * t.size, "ts": 1.7e9 + t,
+                             "power_w": 200.0 + 100.0 * np.sin(t / 3600.0)})
+    cfg = MeterConfig()
+    summarize(readings, cfg, thresholds=compute_thresholds(readings, cfg))
+    with tempfile.TemporaryDirectory(prefix="ct-warmup-") as tmp:
+        path = Path(tmp) / "readings.parquet"
+        readings.write_parquet(path)
+        list(recompute_parquet(path, cfg))
 
 
 if __name__ == "__main__":
