@@ -130,3 +130,21 @@ def test_a_bad_reading_is_a_dead_letter_not_a_crash(store: Store) -> None:
     assert sorted(res.rejected.select("row", "field").rows()) == [(1, "power_w"), (2, "meter_id")]
     dead = store.dead_letters(limit=10)
     assert set(dead["source"]) == {"bad"} and dead.height == 2
+
+
+def test_a_table_of_an_earlier_layout_gains_its_new_columns(tmp_path: Path) -> None:
+    """A meter table made by the earlier hand-written meter store (no ``updated_at``)
+    is given the spec's missing columns when the store opens with the kind."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE meter_thresholds (meter_id TEXT, p97_w DOUBLE PRECISION, "
+                "PRIMARY KEY (meter_id))")
+    con.execute("INSERT INTO meter_thresholds VALUES ('m1', 1200.0)")
+    con.close()
+    with open_store(f"duckdb:///{path}", kinds=[KIND]) as st:
+        ms = MeterStore(st)
+        ms.put_thresholds(pl.DataFrame({"meter_id": ["m2"], "p97_w": [900.0], "n_readings": [4]}))
+        got = ms.thresholds().select("meter_id", "p97_w", "n_readings").rows()
+    assert got == [("m1", 1200.0, None), ("m2", 900.0, 4)]

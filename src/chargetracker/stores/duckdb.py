@@ -157,7 +157,7 @@ class DuckDBStore(SqlStore):
         with self._write_lock, self._errors("creating kind tables"):
             cur = self._cur()
             for table in tables:
-                for stmt in q.table_ddl(_D, table):
+                for stmt in q.plugin_ddl(_D, table):
                     cur.execute(stmt)
 
     def _init_schema(self) -> None:
