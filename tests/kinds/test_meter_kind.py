@@ -82,6 +82,9 @@ def test_step_equals_batch_and_one_alert_per_episode(
     notes = store.alerts(limit=100_000).filter(pl.col("rule") == SPIKE_RULE)
     assert sorted(zip(notes["cell_id"], notes["ts"], strict=True)) == sorted(
         zip(ref.alerts["meter_id"], ref.alerts["start_ts"], strict=True))
+    # A notification's value is the opening reading's power, however the stream was cut.
+    first = notes.join(readings, left_on=["cell_id", "ts"], right_on=["meter_id", "ts"])
+    assert first.height == notes.height and (first["value"] == first["power_w"]).all()
     episodes = store.alert_episodes(limit=100_000).filter(pl.col("rule") == SPIKE_RULE)
     assert episodes.height == ref.alerts.height and set(episodes["state"]) == {"resolved"}
     assert store.rows(READINGS.name, unbounded=True).height == readings.height
