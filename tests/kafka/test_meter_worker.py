@@ -79,16 +79,19 @@ def test_codec_round_trip_and_bad_messages() -> None:
     arrow_msgs = encode_readings_arrow(frame)
     values = [v for _, v in json_msgs] + [v for _, v in arrow_msgs] + [
         b'{"meter_id": "x", "ts": "soon", "power_w": 1}', b'[{"meter_id": "y", "ts": 1.0, '
-        b'"power_w": 2.0}, 7]', b"{" * 100 + b"}" * 100, b"\x00\x01"]
+        b'"power_w": 2.0}, 7]', b"{" * 100 + b"}" * 100, b"\x00\x01",
+        b'[{"meter_id": "v", "ts": 5, "power_w": 6}, {"meter_id": "w", "ts": 7.5, "power_w": 1}]',
+        b'[{"meter_id": "b", "ts": true, "power_w": 1}]']
     offsets = list(range(len(values)))
     dec = decode_readings(values, [None] * len(values), offsets, source="t")
-    # Every reading twice (JSON and Arrow) plus the good row of the array message.
-    assert dec.frame.height == 2 * frame.height + 1
+    # Every reading twice (JSON and Arrow), the good row of the mixed array, the array of two.
+    assert dec.frame.height == 2 * frame.height + 3
+    assert dec.frame.tail(2).rows() == [("v", 5.0, 6.0, None), ("w", 7.5, 1.0, None)]
     assert_frame_equal(dec.frame.head(frame.height), frame.select(dec.frame.columns))
     assert np.all(np.diff(dec.offsets) >= 0)
     fields = dict(zip(dec.rejected["row"].to_list(), dec.rejected["field"].to_list(), strict=True))
     n = len(json_msgs) + len(arrow_msgs)
-    assert fields == {n: "ts", n + 1: "message", n + 2: "message", n + 3: "ct-format"}
+    assert fields == {n: "ts", n + 1: "message", n + 2: "message", n + 3: "ct-format", n + 5: "ts"}
 
 
 def test_meter_worker_sigkill_restart_equals_batch(make_topic: Callable[..., KafkaConfig],

@@ -82,6 +82,9 @@ def test_step_equals_batch_and_one_alert_per_episode(
     notes = store.alerts(limit=100_000).filter(pl.col("rule") == SPIKE_RULE)
     assert sorted(zip(notes["cell_id"], notes["ts"], strict=True)) == sorted(
         zip(ref.alerts["meter_id"], ref.alerts["start_ts"], strict=True))
+    # A notification's value is the opening reading's power, however the stream was cut.
+    first = notes.join(readings, left_on=["cell_id", "ts"], right_on=["meter_id", "ts"])
+    assert first.height == notes.height and (first["value"] == first["power_w"]).all()
     episodes = store.alert_episodes(limit=100_000).filter(pl.col("rule") == SPIKE_RULE)
     assert episodes.height == ref.alerts.height and set(episodes["state"]) == {"resolved"}
     assert store.rows(READINGS.name, unbounded=True).height == readings.height
@@ -130,3 +133,21 @@ def test_a_bad_reading_is_a_dead_letter_not_a_crash(store: Store) -> None:
     assert sorted(res.rejected.select("row", "field").rows()) == [(1, "power_w"), (2, "meter_id")]
     dead = store.dead_letters(limit=10)
     assert set(dead["source"]) == {"bad"} and dead.height == 2
+
+
+def test_a_table_of_an_earlier_layout_gains_its_new_columns(tmp_path: Path) -> None:
+    """A meter table made by the earlier hand-written meter store (no ``updated_at``)
+    is given the spec's missing columns when the store opens with the kind."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE meter_thresholds (meter_id TEXT, p97_w DOUBLE PRECISION, "
+                "PRIMARY KEY (meter_id))")
+    con.execute("INSERT INTO meter_thresholds VALUES ('m1', 1200.0)")
+    con.close()
+    with open_store(f"duckdb:///{path}", kinds=[KIND]) as st:
+        ms = MeterStore(st)
+        ms.put_thresholds(pl.DataFrame({"meter_id": ["m2"], "p97_w": [900.0], "n_readings": [4]}))
+        got = ms.thresholds().select("meter_id", "p97_w", "n_readings").rows()
+    assert got == [("m1", 1200.0, None), ("m2", 900.0, 4)]

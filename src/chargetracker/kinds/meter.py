@@ -105,8 +105,8 @@ def to_cell_letters(letters: pl.DataFrame) -> pl.DataFrame:
 
 
 def _spike_rows(events: pl.DataFrame, *, hits: bool) -> pl.DataFrame:
-    """Engine spike events as observations: hits at each event's start and last spike
-    reading (ALERT_SCHEMA), or -- ``hits=False`` -- the clean verdict just after a
+    """Engine spike events as observations: hits at an episode's start (its first
+    reading's power) and at its last spike reading (its peak) (ALERT_SCHEMA), or -- ``hits=False`` -- the clean verdict just after a
     closed episode's last spike reading (the smallest float above it: later than it,
     and no later than the reading that ended it)."""
     if not hits:
@@ -116,8 +116,10 @@ def _spike_rows(events: pl.DataFrame, *, hits: bool) -> pl.DataFrame:
                              "rule": [SPIKE_RULE] * closed.height,
                              "cycle": pl.Series([None] * closed.height, dtype=pl.Int64),
                              "ts": after}, schema=_JUDGED)
-    start = events.select(pl.col("start_ts").alias("ts"), "meter_id", "house_id", "peak_w",
-                          "threshold_w")
+    # The start hit from the event the engine emits when an episode opens (its first
+    # reading), whether or not it also ended in this batch: values never depend on batching.
+    start = events.filter(pl.col("status") == "open").select(
+        pl.col("start_ts").alias("ts"), "meter_id", "house_id", "peak_w", "threshold_w")
     last = events.filter((pl.col("status") == "closed") & (pl.col("end_ts") > pl.col("start_ts"))
                          ).select(pl.col("end_ts").alias("ts"), "meter_id", "house_id",
                                   "peak_w", "threshold_w")

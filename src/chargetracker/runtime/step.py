@@ -344,7 +344,10 @@ def raise_alerts(step_: StepOutcome, ctx: StepContext) -> StepOutcome:
     notified new episode (its first hit), and -- when the context names a checkpoint --
     the new episode state beside the engine's (loaded from ``ctx.history``, the store,
     which holds every earlier commit when this runs). Without a checkpoint the episode
-    state lives for this batch only. Hits without a cell, cycle or ts bypass the episodes.
+    state lives for this batch only; a driver that holds the state itself passes it as
+    ``ctx.episodes`` (and finds the new one in ``StepOutcome.episode_state``). The kind's
+    ``episode_keys`` name the subject and position columns (cells: cell_id and cycle;
+    meters: the reading ts as position); hits without them bypass the episodes.
     """
     tables = dict(step_.output.tables)
     raw_table = ctx.kind.raw_table

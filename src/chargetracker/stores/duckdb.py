@@ -153,11 +153,17 @@ class DuckDBStore(SqlStore):
         except duckdb.Error as exc:
             raise StoreError(f"{what} on {self._path!r}: {exc}") from exc
 
+    def _unindexed(self) -> list[str]:
+        """Plug-in ``insert_new`` tables (raw records): no primary-key index, written by
+        an anti-join under the write lock (:func:`q.insert_new_anti_join_from`)."""
+        return [n for n, (_, spec) in self._plugins.items() if spec.mode == "insert_new"]
+
     def _create_tables(self, tables: Sequence[q.Table]) -> None:
+        unindexed = set(self._unindexed())
         with self._write_lock, self._errors("creating kind tables"):
             cur = self._cur()
             for table in tables:
-                for stmt in q.table_ddl(_D, table):
+                for stmt in q.plugin_ddl(_D, table, primary_key=table.name not in unindexed):
                     cur.execute(stmt)
 
     def _init_schema(self) -> None:
@@ -168,7 +174,7 @@ class DuckDBStore(SqlStore):
                 return
             cur.execute("BEGIN TRANSACTION")
             try:
-                for stmt in q.ddl(_D, self._extra_tables):
+                for stmt in q.ddl(_D, self._extra_tables, unindexed=self._unindexed()):
                     cur.execute(stmt)
                 self._check_version(cur)
                 cur.execute(q.set_meta(_D), ["schema_version", str(q.SCHEMA_VERSION)])
@@ -266,6 +272,13 @@ class DuckDBStore(SqlStore):
             self._insert(cur, b.dead_letters, q.insert_dead_letters_from)
         for name, frame in b.tables.items():
             layout, spec = self._plugins[name]
+            if spec.mode == "insert_new":
+                # Restricted to the batch's range of each numeric key column (zone maps).
+                bounded = tuple(k for k in spec.key if spec.schema[k].is_numeric())
+                params = [v for k in bounded for v in (frame[k].min(), frame[k].max())]
+                self._insert(cur, frame, functools.partial(
+                    q.insert_new_anti_join_from, _D, layout, bounded=bounded), params)
+                continue
             self._insert(cur, frame, functools.partial(q.plugin_write_from, layout, spec.mode))
         cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
 

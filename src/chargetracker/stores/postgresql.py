@@ -233,7 +233,7 @@ class PostgresStore(SqlStore):
                 apply_migrations(conn)
                 for table in self._extra_tables:
                     with conn.transaction():
-                        for stmt in q.table_ddl(_D, table, collate=_D.text_collate):
+                        for stmt in q.plugin_ddl(_D, table, collate=_D.text_collate):
                             conn.execute(stmt)
             else:
                 check_migrated(conn)
@@ -284,7 +284,7 @@ class PostgresStore(SqlStore):
         with self._connection("creating kind tables") as conn:
             for table in tables:
                 with conn.transaction():
-                    for stmt in q.table_ddl(_D, table, collate=_D.text_collate):
+                    for stmt in q.plugin_ddl(_D, table, collate=_D.text_collate):
                         conn.execute(stmt)
 
     # -- helpers ---------------------------------------------------------------------

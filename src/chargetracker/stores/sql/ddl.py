@@ -25,7 +25,7 @@ __all__ = [
     "ALERTS", "ALERT_EPISODES", "CELLS", "CELL_FILTER_COLUMNS", "CHECKPOINTS", "CYCLES", "DEAD_LETTERS",
     "DUCKDB", "Dialect", "INGEST_COUNTERS", "INGEST_SERIES", "MAX_PAGE", "MEASUREMENTS",
     "POSTGRESQL", "SCHEMA_VERSION", "STEPS", "STORE_META", "TABLES", "Table", "column_ddl",
-    "ddl", "plugin_tables", "quote", "table_ddl",
+    "ddl", "plugin_ddl", "plugin_tables", "quote", "table_ddl",
 ]
 
 #: Bumped when a table layout changes; stored in ``store_meta``.
@@ -285,11 +285,26 @@ def table_ddl(d: Dialect, t: Table, *, primary_key: bool = True, collate: str = 
     return out
 
 
-def ddl(d: Dialect, extra: Sequence[Table] = ()) -> list[str]:
-    """CREATE statements for every table (idempotent), plus ``extra`` plug-in tables."""
+def plugin_ddl(d: Dialect, t: Table, *, collate: str = "", primary_key: bool = True) -> list[str]:
+    """A plug-in kind's table: created when missing, and given the columns its spec
+    gained since it was created (``ADD COLUMN IF NOT EXISTS``; e.g. ``updated_at`` on a
+    table an earlier version wrote by hand). Key columns never change."""
+    out = table_ddl(d, t, collate=collate, primary_key=primary_key)
+    out.extend(f"ALTER TABLE {quote(t.name)} ADD COLUMN IF NOT EXISTS "
+               f"{column_ddl(d, t, name, logical, collate=collate)}"
+               for name, logical in t.columns if name not in t.key)
+    return out
+
+
+def ddl(d: Dialect, extra: Sequence[Table] = (), *,
+        unindexed: Sequence[str] = ()) -> list[str]:
+    """CREATE statements for every table (idempotent), plus ``extra`` plug-in tables
+    (those named in ``unindexed`` without a primary-key index)."""
     out: list[str] = []
-    for t in (*TABLES, *extra):
+    for t in TABLES:
         out.extend(table_ddl(d, t, primary_key=t is not MEASUREMENTS or d.measurements_pk))
+    for t in extra:
+        out.extend(plugin_ddl(d, t, primary_key=t.name not in unindexed))
     for t in (STEPS, CYCLES):  # a store made by schema version 1 gains the v2 columns
         out.extend(f"ALTER TABLE {quote(t.name)} ADD COLUMN IF NOT EXISTS {quote(c)} {d.types['float']}"
                    for c in V2_COLUMNS)

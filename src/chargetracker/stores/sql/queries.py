@@ -402,7 +402,8 @@ def rows_query(d: Dialect, t: Table, filters: Mapping[str, Any] | None, limit: i
                                   field=name)
         return quote(name)
 
-    conds, params = ["TRUE"], []
+    conds: list[str] = ["TRUE"]
+    params: list[Any] = []
     for name, value in (filters or {}).items():
         col = check(name, "filter")
         if isinstance(value, list | tuple):
