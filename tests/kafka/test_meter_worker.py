@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
+from chargetracker.cli import main
 from chargetracker.config import KafkaConfig
 from chargetracker.kafka import KafkaSink
 from chargetracker.kafka.meter_codec import (
@@ -34,6 +35,7 @@ from chargetracker.kafka.meter_codec import (
 from chargetracker.kinds.meter import SPIKE_RULE, meter_kind
 from chargetracker.meters import MeterConfig, compute_thresholds, summarize
 from chargetracker.meters.simulator import SimConfig, load_profiles, simulate
+from chargetracker.stores.archive import METER_ARCHIVE, ParquetArchive
 from chargetracker.stores.meters import MeterStore
 from chargetracker.stores.url import open_store
 
@@ -106,7 +108,8 @@ def test_meter_worker_sigkill_restart_equals_batch(make_topic: Callable[..., Kaf
         ms = MeterStore(store)
         ms.put_thresholds(thr)  # the batch layer ran before the stream
         _produce(cfg, frames[:4], meters=meters, eos=False)
-        args = ("--kind", "meter")
+        archive = logs / "archive"
+        args = ("--kind", "meter", "--archive", str(archive))
         first = start_worker(cfg, postgres_url, logs / "w1.log", *args)
         try:
             wait_progress(store, cfg, PARTITIONS, min_partitions=2, timeout_s=60)
@@ -134,3 +137,15 @@ def test_meter_worker_sigkill_restart_equals_batch(make_topic: Callable[..., Kaf
         counted = store.ingest_stats()["by_source"][f"kafka:{cfg.topic}"]
         assert (counted["accepted"], counted["rejected"]) == (readings.height, 0)  # exactly once
         assert ms.meters().height == meters.height
+
+    # The worker's meter archive (by house and day, metadata beside it) holds every accepted
+    # reading once, and the batch layer recomputes the stream's days from it alone.
+    arch = ParquetArchive(archive, layout=METER_ARCHIVE)
+    assert set(arch.groups()) == set(meters.get_column("house_id").to_list())
+    kept = arch.read().drop("group", "date").unique().sort("meter_id", "ts")
+    assert_frame_equal(kept, readings.select(kept.columns).sort("meter_id", "ts"))
+    assert arch.entities().height == meters.height
+    daily = logs / "daily.parquet"
+    assert main(["meters", "backfill", str(archive), "--out", str(daily),
+                 "--thresholds", str(logs / "thr.parquet")]) == 0
+    assert_frame_equal(pl.read_parquet(daily), ref.days.sort("meter_id", "date"))

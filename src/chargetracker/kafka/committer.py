@@ -58,10 +58,13 @@ class Committer:
         batch.counters.setdefault(self.counter, {"accepted": 0, "rejected": 0})
         t_archive, c_archive = time.perf_counter(), time.thread_time()
         if self.archive is not None:
-            if batch.cells is not None and batch.cells.height:
-                # The metadata the numbers depend on (nominal capacity -> epsilon) travels
-                # with the samples: a backfill into a fresh store reproduces the stream.
-                self.archive.put_cells(batch.cells)
+            meta_table = self.archive.layout.meta_table
+            meta = batch.cells if meta_table is None else batch.tables.get(meta_table)
+            if meta is not None and meta.height:
+                # The metadata the numbers depend on (a cell's nominal capacity -> epsilon,
+                # a meter's time zone -> its days) travels with the records: a backfill
+                # into a fresh store reproduces the stream.
+                self.archive.put_entities(meta)
             if out.archive:
                 self.archive.append_many(
                     [(raw, batch_id_for(f"kafka:{self.kafka.topic}/{p}", {"offset": start}))

@@ -35,6 +35,7 @@ from ..errors import ConfigError
 from ..kinds.base import TelemetryKind
 from ..kinds.cell import cell_kind
 from ..kinds.meter import METERS, meter_kind
+from ..stores.archive_layout import CELL_ARCHIVE, METER_ARCHIVE, ArchiveLayout
 from ..stores.base import CommitBatch, Store, all_cells
 from . import meter_codec
 from .partitioner import Partitioner
@@ -84,8 +85,9 @@ class KafkaKind:
     """A telemetry kind as the worker runs it.
 
     ``entities`` reads the kind's entity metadata from the store on assignment (None:
-    the kind keeps none); its ``entity_key`` and ``group`` columns give the alert /
-    archive groups.
+    the kind keeps none); its ``entity_key`` and ``group`` columns (or the archive
+    layout's ``group_column``) give the alert / archive groups. ``archive``: the layout
+    of the kind's Parquet archive (``worker --archive``; None: the kind keeps none).
     """
 
     name: str
@@ -96,6 +98,7 @@ class KafkaKind:
     #: Run once before joining the group (load compiled kernels, so the first batch and
     #: a partition taken over from a failed worker are not delayed by compilation).
     warm_up: Callable[[Settings], None] | None = None
+    archive: ArchiveLayout | None = None
 
 
 def warm_up_cells(settings: Settings) -> None:
@@ -135,10 +138,11 @@ METER_CODEC = RecordCodec(meter_codec.METER, meter_codec.decode_readings,
                           lambda meters: CommitBatch(tables={METERS.name: meters}))
 
 KAFKA_KINDS: dict[str, KafkaKind] = {
-    "cell": KafkaKind("cell", "measurements", cell_kind, Processor, all_cells, warm_up_cells),
+    "cell": KafkaKind("cell", "measurements", cell_kind, Processor, all_cells, warm_up_cells,
+                      CELL_ARCHIVE),
     "meter": KafkaKind("meter", "meter-readings", meter_kind,
                        functools.partial(Processor, codec=METER_CODEC), meter_entities,
-                       warm_up_meters),
+                       warm_up_meters, METER_ARCHIVE),
 }
 
 

@@ -126,9 +126,8 @@ class Worker:
         add_kinds = getattr(store, "add_kinds", None)
         if add_kinds is not None:
             add_kinds([self.kind])  # a plug-in kind's tables, created when missing
-        if self.options.archive_dir and self.kind.name != "cell":
-            raise ConfigError(f"--archive holds cell measurements; the {self.kind.name} kind "
-                              "has no Parquet archive in the worker yet")
+        if self.options.archive_dir and self.plugin.archive is None:
+            raise ConfigError(f"--archive: the {self.kind.name} kind keeps no Parquet archive")
         self._store_cells: pl.DataFrame | None = None
         self._last_activity = 0.0
         self._lag_checked = 0.0
@@ -137,8 +136,9 @@ class Worker:
         self._metrics_server: MetricsServer | None = None
         self._partitioner: Partitioner | None = None
         self._consumer: Consumer | None = None
-        archive = (ParquetArchive(self.options.archive_dir, fsync=self.options.archive_fsync)
-                   if self.options.archive_dir else None)
+        archive = (ParquetArchive(self.options.archive_dir, layout=self.plugin.archive,
+                                  fsync=self.options.archive_fsync)
+                   if self.options.archive_dir and self.plugin.archive is not None else None)
         self._processor: PartitionProcessor = self.plugin.make_processor(
             self.topic, self.kind, partitioner=None, store_raw=self.options.store_raw,
             archive=archive is not None, learn_cells=self._learn_groups,
@@ -356,9 +356,9 @@ class Worker:
         self._joined = True
         self._store_cells = None  # re-read: cells may have been registered since
         cells = self._cells_from_store() if partitions else None
-        if (cells is not None and cells.height and self._committer.archive is not None
-                and self.kind.name == "cell"):
-            self._committer.archive.put_cells(cells)  # registered through the API, say
+        archive = self._committer.archive
+        if cells is not None and cells.height and archive is not None:
+            archive.put_entities(cells)  # registered through the API, say
         assert self._partitioner is not None
         for tp in partitions:
             if tp.topic != self.topic:
@@ -481,9 +481,13 @@ class Worker:
 
     def _learn_groups(self, cells: pl.DataFrame) -> None:
         key = self.kind.entity_key
-        if cells.height and "group" in cells.columns and key in cells.columns:
+        layout = self.plugin.archive
+        # Cells name their group; another kind's archive layout names the column (a
+        # meter's house).
+        col = "group" if "group" in cells.columns else (layout.group_column if layout else None)
+        if cells.height and col is not None and col in cells.columns and key in cells.columns:
             self._groups.update(zip(cells.get_column(key).to_list(),
-                                    cells.get_column("group").to_list(), strict=True))
+                                    cells.get_column(col).to_list(), strict=True))
 
     # -- lag ------------------------------------------------------------------------
     def _update_lag(self, force: bool = False) -> None:

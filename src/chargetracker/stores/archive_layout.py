@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from ..errors import ConfigError
 from ..kinds.base import TelemetryKind
+from ..kinds.meter import METERS
 from ..meters.schema import METER_SCHEMA, READING_SCHEMA, REQUIRED_READING_COLUMNS
 from ..schema import CELL_SCHEMA, MEASUREMENT_SCHEMA, REQUIRED_COLUMNS
 
@@ -56,7 +57,9 @@ class ArchiveLayout:
     Float64 ``ts``, epoch s UTC); ``required``: columns a batch must carry;
     ``meta_schema``: the kind's entity metadata (None: the kind has none), stored under
     ``_<meta_name>/``; ``group_column``: the metadata column whose value partitions an
-    entity's rows (``group=`` directories; None: every row in the null group).
+    entity's rows (``group=`` directories; None: every row in the null group);
+    ``meta_table``: the kind's table that carries new metadata in a commit (None: the
+    commit's ``cells``, the cell kind's own field).
     """
 
     kind: str
@@ -66,6 +69,7 @@ class ArchiveLayout:
     meta_schema: Mapping[str, pl.DataType] | None = None
     meta_name: str = "entities"
     group_column: str | None = None
+    meta_table: str | None = None
 
     def __post_init__(self) -> None:
         if self.entity_key not in self.schema:
@@ -98,7 +102,7 @@ CELL_ARCHIVE = ArchiveLayout("cell", dict(MEASUREMENT_SCHEMA), "cell_id", tuple(
 #: one house at a time and every meter in it is whole), metadata = meter metadata.
 METER_ARCHIVE = ArchiveLayout("meter", dict(READING_SCHEMA), "meter_id",
                               tuple(REQUIRED_READING_COLUMNS), dict(METER_SCHEMA), "meters",
-                              "house_id")
+                              "house_id", METERS.name)
 
 
 def archive_layout(kind: TelemetryKind, *, meta_schema: Mapping[str, pl.DataType] | None = None,
