@@ -223,10 +223,12 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching);
         # the check keeps per-cell state only, so interleaved cells need no grouping.
-        max_ts = state.f[:, F_MAX_TS].copy()
-        max_lab = state.iv[:, I_PREV_SLAB].copy()
-        flags = O.late_and_duplicates(slots, new["ts"], new["step"], max_ts, max_lab, cfg.lateness_s)
-        state.f[:, F_MAX_TS] = max_ts
+        # The newest ts per cell is advanced in place (a strided view, no copy); the
+        # label logged at it is the kernel's to keep, so the check works on a copy.
+        n_cells = state.n_cells
+        max_lab = state.iv[:n_cells, I_PREV_SLAB].copy()
+        flags = O.late_and_duplicates(slots, new["ts"], new["step"], state.f[:n_cells, F_MAX_TS],
+                                      max_lab, cfg.lateness_s)
         dup = flags == 2
         if dup.any():
             rejected.append(_letters(
