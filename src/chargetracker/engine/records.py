@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
@@ -125,6 +124,9 @@ _NAME_TABLES: dict[tuple[tuple[int, str], ...], pl.Series] = {}
 #: one costs about as much as a small frame with rows).
 _EMPTY_STEPS = pl.DataFrame(schema=STEP_SCHEMA)
 _EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
+#: One null Int64, repeated to a column of nulls (pyarrow's ``nulls`` is as fast, but
+#: importing pyarrow here slowed the Polars work of the whole process by ~7 %).
+_NULL_INT = pl.Series("null", [None], dtype=pl.Int64)
 
 
 def _frame(data: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -146,7 +148,7 @@ def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     if valid.all():
         return pl.Series(name, values, dtype=pl.Int64)
     if not valid.any():
-        return pl.Series(name, pa.nulls(len(values), pa.int64()))
+        return _NULL_INT.new_from_index(0, len(values)).alias(name)
     return pl.Series(name, values, dtype=pl.Int64).scatter(np.flatnonzero(~valid), None)
 
 
