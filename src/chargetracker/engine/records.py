@@ -4,6 +4,9 @@ of the data. Units: accumulators hold A*s and W*s; the tables Ah, Wh, V, A, s.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -129,7 +132,7 @@ _EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
 _NULL_INT = pl.Series("null", [None], dtype=pl.Int64)
 
 
-def _frame(data: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _frame(data: Mapping[str, np.ndarray | pl.Series], schema: Mapping[str, Any]) -> pl.DataFrame:
     """A frame from NumPy columns (and ready Series), one Series per column: half the
     fixed cost of ``pl.DataFrame(dict, schema=...)``, which matters per batch."""
     cols = [v.alias(name) if isinstance(v, pl.Series)
@@ -216,7 +219,7 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
         kind == 0, 0,
         np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), 1, np.where(std_v < cfg.cv_v_std_v, 2, 3)),
     ).astype(np.int8)
-    data = {
+    data: dict[str, np.ndarray | pl.Series] = {
         "cell_id": state.id_series().gather(slot),
         "step": ints[:, K.SO_STEP],
         "cycle": ints[:, K.SO_CYCLE],
@@ -265,7 +268,7 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
     # Efficiencies need a real charge: charge below the rest threshold on average over
     # the cycle is sensor noise (a partial first cycle), and a ratio to it means nothing.
     charged = a[:, A_CHG_AS] > state.f[slot, F_EPS] * a[:, A_DT]
-    data = {
+    data: dict[str, np.ndarray | pl.Series] = {
         "cell_id": state.id_series().gather(slot),
         "cycle": cycle,
         "status": _names(status.astype(np.int8), _STATUS_CODES),
