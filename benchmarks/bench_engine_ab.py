@@ -49,6 +49,8 @@ def _run(src: Path, args: list[str]) -> list[dict]:
 
 def _key(rec: dict) -> str:
     tags = [f"{k}={rec[k]}" for k in ("order", "cells", "snapshot_interval_s") if k in rec]
+    if str(rec.get("path", "")).startswith("update_checked"):
+        tags.append("validated")
     return f"{rec['bench']} {rec['metric']} {' '.join(tags)}".strip()
 
 
