@@ -18,7 +18,9 @@ fleet's messages arrive), once per ``--snapshot-intervals`` value (the engine's
 the batches after ``--warmup``, latency per batch (p50/p99/max), serialized state size.
 Target >= 5 M samples/s at 10,000 cells. Also a check that the incremental output equals
 ``summarize`` of the same samples. When the rate misses the target (or ``--profile
-always``) a cProfile of further batches shows where the time goes per batch.
+always``) a cProfile (CPU timer) of further batches shows where the time goes per batch.
+``--validated`` times ``update_checked`` on batches validated outside the timing (the
+engine alone, as the drivers call it after validating once).
 
 Input comes from ``benchmarks/fleetgen.py`` (NumPy, vectorized, seeded); ``--source sim``
 uses ``chargetracker.sim`` instead when it is installed.
@@ -42,7 +44,8 @@ from common import best_of, emit, fmt_rate, load_average, machine_info, peak_rss
 from fleetgen import batch_frame, cells_frame, make_fleet, to_frame  # noqa: E402
 
 from chargetracker.config import EngineConfig  # noqa: E402
-from chargetracker.engine import flush, new_state, summarize, update  # noqa: E402
+from chargetracker.engine import flush, new_state, summarize, update, update_checked  # noqa: E402
+from chargetracker.schema import validate  # noqa: E402
 
 BATCH_TARGET = 15e6        # samples per CPU-s, grouped and time-ordered
 ORDER_RATIO_TARGET = 0.8   # time-ordered speed / grouped speed (CPU), same run
@@ -197,7 +200,8 @@ def _incremental_run(args: argparse.Namespace, cells: int, seconds: int, batches
                      meta: pl.DataFrame, interval: float) -> None:
     warm = args.warmup
     cfg = EngineConfig(snapshot_interval_s=interval)
-    print(f"\n== engine incremental: update() on {cells:,} cells, 1-second batches (one sample per "
+    entry = "update_checked()" if args.validated else "update()"
+    print(f"\n== engine incremental: {entry} on {cells:,} cells, 1-second batches (one sample per "
           f"cell, arrival order shuffled), {seconds} batches, snapshot_interval_s {interval:g} ==")
     # Kernel load (Numba cache) outside the timing: a throwaway state on a few batches.
     s0 = new_state(cfg)
@@ -205,6 +209,9 @@ def _incremental_run(args: argparse.Namespace, cells: int, seconds: int, batches
         s0, _ = update(s0, b, cells=meta)
     del s0
 
+    # --validated: the batches validated outside the timing (as a driver does once per
+    # micro-batch before update_checked), so the figure is the engine's own.
+    checked = [validate(b) for b in batches[:seconds]] if args.validated else None
     state = new_state(cfg)
     times: list[float] = []
     closed_steps: list[pl.DataFrame] = []
@@ -214,7 +221,10 @@ def _incremental_run(args: argparse.Namespace, cells: int, seconds: int, batches
     load0 = load_average()
     for k, b in enumerate(batches[:seconds]):
         c, t = time.process_time(), time.perf_counter()
-        state, out = update(state, b, cells=meta if k == 0 else None)
+        if checked is None:
+            state, out = update(state, b, cells=meta if k == 0 else None)
+        else:
+            state, out = update_checked(state, checked[k], cells=meta if k == 0 else None)
         times.append(time.perf_counter() - t)
         cpu_times.append(time.process_time() - c)
         # Kept for the incremental == batch check (outside the timing).
@@ -241,7 +251,8 @@ def _incremental_run(args: argparse.Namespace, cells: int, seconds: int, batches
           f"open step snapshots per batch {snapshots / len(timed):,.0f}")
     print(f"  state: {len(blob):,} bytes serialized = {per_cell:,.0f} bytes/cell "
           f"(of which pending samples {pending / cells:,.0f} bytes/cell); to_bytes {ser_s * 1e3:.1f} ms")
-    tags = {"cells": cells, "snapshot_interval_s": interval}
+    tags = {"cells": cells, "snapshot_interval_s": interval,
+            "path": "update_checked (validated outside)" if args.validated else "update"}
     emit("engine.incremental", "samples_per_s", round(rate), "samples/s",
          target=INCREMENTAL_TARGET if cells == 10_000 else None, batches=len(timed),
          warmup_batches=warm, batch_ms_p50=round(p50, 3), batch_ms_p99=round(p99, 3),
@@ -296,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="cProfile the incremental case when it misses its target (auto)")
     ap.add_argument("--profile-batches", type=int, default=40, help="batches profiled (default 40)")
     ap.add_argument("--no-check", action="store_true", help="skip the incremental == batch check")
+    ap.add_argument("--validated", action="store_true",
+                    help="incremental: validate the batches outside the timing and time "
+                         "update_checked (the engine alone, as the drivers call it)")
     ap.add_argument("--source", choices=["numpy", "sim"], default="numpy",
                     help="input generator (default numpy; sim = chargetracker.sim when present)")
     ap.add_argument("--seed", type=int, default=1)

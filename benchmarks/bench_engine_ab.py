@@ -49,19 +49,23 @@ def _run(src: Path, args: list[str]) -> list[dict]:
 
 def _key(rec: dict) -> str:
     tags = [f"{k}={rec[k]}" for k in ("order", "cells", "snapshot_interval_s") if k in rec]
+    if str(rec.get("path", "")).startswith("update_checked"):
+        tags.append("validated")
     return f"{rec['bench']} {rec['metric']} {' '.join(tags)}".strip()
 
 
-def _keep(best: dict[str, float], rec: dict) -> None:
-    """Best value of each compared figure in ``rec`` (its metric, or an extra field)."""
+def _keep(seen: dict[str, list[float]], rec: dict) -> None:
+    """Collect each compared figure in ``rec`` (its metric, or an extra field)."""
     figures = {rec.get("metric"): rec.get("value"), **{m: rec.get(m) for m in METRICS if m in rec}}
     for metric, value in figures.items():
         if metric not in METRICS or not isinstance(value, int | float) or isinstance(value, bool):
             continue
-        key = _key({**rec, "metric": metric})
-        old = best.get(key)
-        if old is None or (value > old if METRICS[metric] else value < old):
-            best[key] = float(value)
+        seen.setdefault(_key({**rec, "metric": metric}), []).append(float(value))
+
+
+def _best(key: str, values: list[float]) -> float:
+    higher = METRICS[key.split()[1]]
+    return max(values) if higher else min(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then bench_engine.py arguments")
     args = ap.parse_args(argv)
     bench_args = [a for a in args.bench_args if a != "--"]
-    best: dict[str, dict[str, float]] = {"base": {}, "head": {}}
+    seen: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
     loads: dict[str, list] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="ct-ab-") as tmp:
         sides = {"base": _export(args.base, Path(tmp)), "head": ROOT / "src"}
@@ -80,16 +84,19 @@ def main(argv: list[str] | None = None) -> int:
                 for rec in _run(sides[side], bench_args):
                     if rec.get("metric") == "machine":
                         loads[side].append(rec.get("loadavg"))
-                    _keep(best[side], rec)
+                    _keep(seen[side], rec)
     print(f"A/B: base {args.base} vs this tree, {args.rounds} interleaved runs each; "
           f"load average at start of runs: base {loads['base']}, head {loads['head']}")
-    print(f"{'figure':<78} {'base':>14} {'head':>14} {'head/base':>9}")
-    for key in sorted(best["head"]):
-        b, h = best["base"].get(key), best["head"][key]
+    print(f"{'figure (best of the runs; every run in brackets)':<78} {'base':>14} {'head':>14} {'head/base':>9}")
+    for key in sorted(seen["head"]):
+        bs, hs = seen["base"].get(key, []), seen["head"][key]
+        b, h = (_best(key, bs) if bs else None), _best(key, hs)
         ratio = f"{h / b:.2f}x" if b else "-"
-        print(f"{key:<78} {b if b is not None else float('nan'):>14,.0f} {h:>14,.0f} {ratio:>9}")
-        print(json.dumps({"bench": "engine.ab", "metric": key, "base": b, "head": h,
-                          "base_rev": args.base, "ratio": None if not b else round(h / b, 3)}))
+        print(f"{key:<78} {b if b is not None else float('nan'):>14,.3g} {h:>14,.3g} {ratio:>9}")
+        print(f"{'':<78} {str([float(f'{v:.3g}') for v in bs]):>14} {str([float(f'{v:.3g}') for v in hs]):>14}")
+        print(json.dumps({"bench": "engine.ab", "metric": key, "base": b, "head": h, "base_runs": bs,
+                          "head_runs": hs, "base_rev": args.base,
+                          "ratio": None if not b else round(h / b, 3)}))
     return 0
 
 

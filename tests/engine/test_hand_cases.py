@@ -7,6 +7,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from chargetracker.config import EngineConfig
 from chargetracker.engine import flush, new_state, summarize, update
@@ -179,6 +180,19 @@ def test_step_time_splits_boundary_interval() -> None:
     assert st.get_column("discharge_ah").to_list() == pytest.approx([0.0, 5.5 / 3600])
     assert st.get_column("step_label").to_list() == [1, 2]
     assert st.get_column("start_ts").to_list() == pytest.approx([T0, T0 + 9.5])
+
+
+def test_step_labels_of_some_cells_only() -> None:
+    # One batch, two cells: c1 logs step labels, c2 none (null). Each keeps its own.
+    labelled = frame([0, 5, 10, 15], [1, 1, -1, -1], step=[1, 1, 2, 2])
+    plain = frame([0, 5, 10, 15], [1, 1, -1, -1], cell="c2",
+                  step=pl.Series([None] * 4, dtype=pl.Int64))
+    both = summarize(pl.concat([labelled, plain]), CFG).steps
+    for cell, alone in (("c1", labelled), ("c2", plain)):
+        assert_frame_equal(both.filter(pl.col("cell_id") == cell), summarize(alone, CFG).steps,
+                           check_exact=True)
+    assert both.filter(pl.col("cell_id") == "c1").get_column("step_label").to_list() == [1, 2]
+    assert both.filter(pl.col("cell_id") == "c2").get_column("step_label").null_count() == 2
 
 
 def test_cycler_labels_win() -> None:

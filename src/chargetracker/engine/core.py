@@ -19,6 +19,7 @@ from ..schema import DEAD_LETTER_SCHEMA, Limits, Validated, validate
 from . import kernel as K
 from . import layout as L
 from . import order as O
+from . import window as W
 from .ids import assign_slots
 from .layout import (
     F_MAX_TS,
@@ -223,10 +224,12 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching);
         # the check keeps per-cell state only, so interleaved cells need no grouping.
-        max_ts = state.f[:, F_MAX_TS].copy()
-        max_lab = state.iv[:, I_PREV_SLAB].copy()
-        flags = O.late_and_duplicates(slots, new["ts"], new["step"], max_ts, max_lab, cfg.lateness_s)
-        state.f[:, F_MAX_TS] = max_ts
+        # The newest ts per cell is advanced in place (a strided view, no copy); the
+        # label logged at it is the kernel's to keep, so the check works on a copy.
+        n_cells = state.n_cells
+        max_lab = state.iv[:n_cells, I_PREV_SLAB].copy()
+        flags = O.late_and_duplicates(slots, new["ts"], new["step"], state.f[:n_cells, F_MAX_TS],
+                                      max_lab, cfg.lateness_s)
         dup = flags == 2
         if dup.any():
             rejected.append(_letters(
@@ -282,6 +285,20 @@ def _advance(
     source: str,
 ) -> tuple[EngineState, EngineOutput]:
     cfg = state.config
+    if not final and new is not None and len(new["ts"]) and W.in_cell_order_after(
+            state.pending["slot"], state.pending["ts"], new["slot"], new["ts"], state.n_cells):
+        # A live stream's usual batch: every cell's held-back and new rows in time order.
+        # One compiled pass splits them at the watermark (ready rows grouped by cell for
+        # a large fleet, see _ORDER_MIN_CELLS) -- the same rows in the same per-cell order
+        # as the general path below, without its concatenation and gathers.
+        n_cells = state.n_cells
+        passed, state.pending = W.split(state.pending, new, state.f[:n_cells, F_MAX_TS],
+                                        cfg.lateness_s, n_cells, group=n_cells >= _ORDER_MIN_CELLS)
+        rows = new["row"]
+        accepted_rows = rows if bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
+        steps, cycles = _run_kernel(state, passed, None, final=False)
+        return state, EngineOutput(steps=steps, cycles=cycles, rejected=_letters_frame(rejected),
+                                   accepted=len(rows), accepted_rows=accepted_rows)
     pend = dict(state.pending)
     pend["row"] = np.full(len(pend["ts"]), -1, dtype=np.int64)
     if new is not None and len(new["ts"]):
@@ -331,10 +348,13 @@ def _advance(
     else:
         ready = None
     steps, cycles = _run_kernel(state, allr, ready, final=final)
+    return state, EngineOutput(steps=steps, cycles=cycles, rejected=_letters_frame(rejected),
+                               accepted=accepted, accepted_rows=accepted_rows)
+
+
+def _letters_frame(rejected: list[pl.DataFrame]) -> pl.DataFrame:
     letters = [r for r in rejected if r.height]
-    rej = letters[0] if len(letters) == 1 else pl.concat(letters) if letters else _NO_LETTERS
-    return state, EngineOutput(steps=steps, cycles=cycles, rejected=rej, accepted=accepted,
-                               accepted_rows=accepted_rows)
+    return letters[0] if len(letters) == 1 else pl.concat(letters) if letters else _NO_LETTERS
 
 
 @dataclass

@@ -4,9 +4,11 @@ of the data. Units: accumulators hold A*s and W*s; the tables Ah, Wh, V, A, s.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
@@ -125,9 +127,12 @@ _NAME_TABLES: dict[tuple[tuple[int, str], ...], pl.Series] = {}
 #: one costs about as much as a small frame with rows).
 _EMPTY_STEPS = pl.DataFrame(schema=STEP_SCHEMA)
 _EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
+#: One null Int64, repeated to a column of nulls (pyarrow's ``nulls`` is as fast, but
+#: importing pyarrow here slowed the Polars work of the whole process by ~7 %).
+_NULL_INT = pl.Series("null", [None], dtype=pl.Int64)
 
 
-def _frame(data: dict[str, object], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _frame(data: Mapping[str, np.ndarray | pl.Series], schema: Mapping[str, Any]) -> pl.DataFrame:
     """A frame from NumPy columns (and ready Series), one Series per column: half the
     fixed cost of ``pl.DataFrame(dict, schema=...)``, which matters per batch."""
     cols = [v.alias(name) if isinstance(v, pl.Series)
@@ -146,7 +151,7 @@ def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     if valid.all():
         return pl.Series(name, values, dtype=pl.Int64)
     if not valid.any():
-        return pl.Series(name, pa.nulls(len(values), pa.int64()))
+        return _NULL_INT.new_from_index(0, len(values)).alias(name)
     return pl.Series(name, values, dtype=pl.Int64).scatter(np.flatnonzero(~valid), None)
 
 
@@ -214,7 +219,7 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
         kind == 0, 0,
         np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), 1, np.where(std_v < cfg.cv_v_std_v, 2, 3)),
     ).astype(np.int8)
-    data = {
+    data: dict[str, np.ndarray | pl.Series] = {
         "cell_id": state.id_series().gather(slot),
         "step": ints[:, K.SO_STEP],
         "cycle": ints[:, K.SO_CYCLE],
@@ -263,7 +268,7 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
     # Efficiencies need a real charge: charge below the rest threshold on average over
     # the cycle is sensor noise (a partial first cycle), and a ratio to it means nothing.
     charged = a[:, A_CHG_AS] > state.f[slot, F_EPS] * a[:, A_DT]
-    data = {
+    data: dict[str, np.ndarray | pl.Series] = {
         "cell_id": state.id_series().gather(slot),
         "cycle": cycle,
         "status": _names(status.astype(np.int8), _STATUS_CODES),

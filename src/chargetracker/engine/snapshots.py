@@ -10,6 +10,7 @@ fleet's 10,000 cells). Units as in :mod:`.records`.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import polars as pl
 
@@ -35,22 +36,40 @@ from .state import EngineState
 __all__ = ["outputs", "snapshot_slots"]
 
 
+@nb.njit(cache=True, nogil=True)
+def _due(f: np.ndarray, touched: np.ndarray, closed_steps: np.ndarray, closed_cycles: np.ndarray,
+         interval: float, n_cells: int) -> np.ndarray:
+    """The cells of ``touched`` due a snapshot (interval <= 0: all), marking each one's
+    snapshot time (F_SNAP_TS = its last sample's ts). One pass: at 100,000 cells the
+    NumPy version's gathers of two state columns cost ~4 ms per batch."""
+    closed = np.zeros(n_cells, dtype=np.bool_)
+    for c in closed_steps:
+        closed[c] = True
+    for c in closed_cycles:
+        closed[c] = True
+    out = np.empty(touched.shape[0], dtype=np.int64)
+    m = 0
+    for c in touched:
+        # nan (never shown yet) is not < interval: due.
+        if interval <= 0.0 or closed[c] or not (f[c, F_PREV_TS] - f[c, F_SNAP_TS] < interval):
+            f[c, F_SNAP_TS] = f[c, F_PREV_TS]
+            out[m] = c
+            m += 1
+    return out[:m]
+
+
 def snapshot_slots(state: EngineState, touched: np.ndarray, step_i: np.ndarray,
                    cyc_i: np.ndarray, *, final: bool) -> np.ndarray:
-    """The cells (slots, ascending) whose open records are shown in this output.
+    """The cells (slots, ascending) whose open records are shown in this output, their
+    snapshot time marked in the state.
 
     ``touched``: the cells that have seen a sample and that the batch moved. With a
     snapshot interval, only those whose step or cycle closed now (their new open records
     at once) or whose data advanced that far since their last snapshot.
     """
-    interval = state.config.snapshot_interval_s
-    if final or interval <= 0.0 or not len(touched):
-        return touched
-    closed = np.zeros(state.n_cells, dtype=np.bool_)
-    closed[step_i[:, K.SO_SLOT]] = True
-    closed[cyc_i[:, K.CO_SLOT]] = True
-    since = state.f[touched, F_PREV_TS] - state.f[touched, F_SNAP_TS]
-    return touched[closed[touched] | ~(since < interval)]  # nan: never shown yet
+    interval = 0.0 if final else state.config.snapshot_interval_s
+    return _due(state.f, touched, step_i[:, K.SO_SLOT], cyc_i[:, K.CO_SLOT], interval,
+                state.n_cells)
 
 
 def _stacked(closed: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +87,6 @@ def outputs(state: EngineState, step_f: np.ndarray, step_i: np.ndarray, cyc_f: n
     """Steps and cycles tables: closed records first, then the open snapshots (a consumer
     upserting in order ends with the newest version of every key)."""
     touched = snapshot_slots(state, touched, step_i, cyc_i, final=final)
-    state.f[touched, F_SNAP_TS] = state.f[touched, F_PREV_TS]
     m = len(touched)
     steps_a, open_s = _stacked(step_f, m)
     cycles_a, open_c = _stacked(cyc_f, m)
