@@ -28,7 +28,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -239,8 +239,7 @@ class PackKind:
                 .select(pl.col("prior_n").fill_null(0.0), pl.col("prior_sum").fill_null(0.0),
                         pl.col("prior_high").fill_null(0.0), pl.col("prior_max").fill_null(-1.0))
                 .to_numpy())
-            panel = type(panel)(panel.vins, panel.vin_start, panel.span, panel.day, panel.x,
-                                panel.label, prior)
+            panel = replace(panel, prior=prior)
             w = build_windows(panel, include_next_day=True)
             lo = (pl.DataFrame({"vin": list(panel.vins)})
                   .join(info.select("vin", "lo"), on="vin", how="left", maintain_order="left")

@@ -93,7 +93,8 @@ class _CellDays:
         """The last day every pack cell has passed (None until each one reported)."""
         if self.last.height < n_cells:
             return None
-        return int(self.last.get_column("last_ts").min() // _DAY_S) - 1
+        oldest = float(self.last.get_column("last_ts").min())  # type: ignore[arg-type]
+        return int(oldest // _DAY_S) - 1
 
     def to_bytes(self) -> bytes:
         parts = []
@@ -195,7 +196,7 @@ def seed_history(packs: Pipeline, pack_map: pl.DataFrame, start_ts: float, *,
     if new.len() == 0:
         return None
     per_pack = pack_map.group_by("vin").agg(pl.len().alias("n"))
-    n_series = int(per_pack.get_column("n").max() or 1)
+    n_series = int(per_pack.get_column("n").max() or 1)  # type: ignore[arg-type]
     first = np.datetime64(int(start_ts // _DAY_S) - days, "D")
     sim = simulate_pack_fleet(PackFleetConfig(
         vehicles=new.len(), days=days, start=str(first), cells=n_series, defect_share=0.5,
