@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from ..config import Settings
+from ..errors import ChargeTrackerError
 from ..frames import conform_frame
 from ..ml.fleet_sim import PackFleetConfig, simulate_pack_fleet
 from ..ml.from_cells import (
@@ -48,6 +50,8 @@ from .pipeline import IngestResult, Pipeline, PreparedStep
 
 __all__ = ["FEED_SOURCE", "PackTapPipeline", "assign_packs", "live_pack_pipeline",
            "seed_history"]
+
+log = logging.getLogger(__name__)
 
 #: The pack pipeline's source name (and position key) of the derived records.
 FEED_SOURCE = "stream"
@@ -132,14 +136,20 @@ class PackTapPipeline(Pipeline):
         self._committed = self._pending     # after the newest committed batch
         self._by_ticket: dict[int, _CellDays] = {}
         self._committed_ticket = -1
+        self._done = self._committed_day()   # last day committed by the pack pipeline
 
     def _load_tap(self) -> _CellDays:
         cp = self.store.load_checkpoint(self._tap_name)
         return _CellDays() if cp is None else _CellDays.from_bytes(cp.state)
 
+    def _committed_day(self) -> int | None:
+        """The last day the pack pipeline committed (its checkpoint's position)."""
+        cp = self.store.load_checkpoint(self.packs.name)
+        pos = None if cp is None else cp.position.get(FEED_SOURCE)
+        return pos.get("day") if isinstance(pos, dict) else None
+
     def _emitted(self) -> int | None:
-        pos = self.packs.position(FEED_SOURCE)
-        return None if not isinstance(pos, dict) else pos.get("day")
+        return self._done
 
     def prepare(self, frame: pl.DataFrame, **kw: Any) -> PreparedStep:
         with self._tap_lock:
@@ -162,7 +172,13 @@ class PackTapPipeline(Pipeline):
             with self._emit_lock:
                 if prepared.ticket > self._committed_ticket:  # writes finish in order, but
                     self._committed, self._committed_ticket = tap, prepared.ticket  # may return late
-            self.emit()
+            try:
+                self.emit()
+            except ChargeTrackerError as exc:
+                # The cell batch is committed; the day stays in the accumulator and is
+                # emitted again after the next cell commit.
+                log.warning("daily pack records not written (retried after the next "
+                            "batch): %s", exc)
         return result
 
     def discard(self, prepared: PreparedStep) -> None:
@@ -182,7 +198,9 @@ class PackTapPipeline(Pipeline):
             if done is not None:
                 days = days.filter(pl.col("day") > done)
             records = pack_records_from_days(days, self.pack_map)
-            return self.packs.ingest(records, source=FEED_SOURCE, position={"day": through})
+            result = self.packs.ingest(records, source=FEED_SOURCE, position={"day": through})
+            self._done = through  # only once committed: a failed commit is re-emitted
+            return result
 
 
 def seed_history(packs: Pipeline, pack_map: pl.DataFrame, start_ts: float, *,
