@@ -154,6 +154,9 @@ class PackKind:
     keep_days: int = KEEP_DAYS
     name: str = "pack"
     entity_key: str = "vin"
+    #: Days dated beyond the step's future horizon are dead letters (a mistyped year
+    #: would otherwise make every real record "older than the trailing window").
+    time_column: str = "date"
     measurement_schema: Mapping[str, pl.DataType] = field(default_factory=lambda: dict(PACK_SCHEMA))
     raw_table: TableSpec | None = None   # the records are a result table (with their source)
     tables: tuple[TableSpec, ...] = (PACK_RECORDS, ALARM_PREDICTIONS)
