@@ -148,6 +148,22 @@ def test_pack_records_ingest(http: httpx.Client) -> None:
     r = http.post("/api/v1/pack-records", content=body, headers=CSV)
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 5805 and r.json()["rejected"] == 0
+    # Through the pack pipeline: every VIN-day with 14 earlier days is predicted (as the
+    # batch scorer does on the same records) and predicted alarms are alert episodes.
+    from chargetracker.ml import Predictor
+    from chargetracker.ml.records import parse_records_csv, validate_records
+    from chargetracker.stores.models import load_default_model
+
+    vin = "ZJRY34BK1EVGT58AM"
+    recs = validate_records(parse_records_csv(body)).records.filter(pl.col("vin") == vin)
+    want = Predictor(load_default_model()).predict_records(recs)
+    got = http.get("/api/v1/alarms/predictions", params={"vin": vin, "limit": 1000}).json()
+    assert got["total"] == want.height
+    assert sorted(i["probability"] for i in got["items"]) == pytest.approx(
+        sorted(want.get_column("probability").to_list()), abs=1e-9)
+    alerts = http.get("/api/v1/alerts", params={"limit": 1000}).json()["items"]
+    mine = [a for a in alerts if a["rule"] == "predicted_consistency_alarm" and a["cell_id"] == vin]
+    assert 1 <= len(mine) < int(want.get_column("alarm").sum())
     bad = b"VIN,Date,TotalVoltage\nA,2020-01-01,1\n"
     r = http.post("/api/v1/pack-records", content=bad, headers=CSV)
     assert r.status_code == 422 and r.json()["error"]["field"] == "total_current_a"

@@ -72,6 +72,10 @@ def test_pack_records_http_step_store_predictions_episodes(store: Store) -> None
         assert r.status_code == 422, r.text
         err = r.json()["error"]
         assert err["field"] == "total_voltage_v" and VIN in err["message"]
+        future = [{**rows[0], "Date": "2100-01-01"}]  # a mistyped year: the step's horizon
+        r = client.post("/api/v1/pack-records", json=future)
+        assert r.status_code == 422 and r.json()["error"]["field"] == "date", r.text
+        assert "far ahead" in r.json()["error"]["message"]
         for part in (rows[:half], rows[half:]):
             r = client.post("/api/v1/pack-records", json=part)
             assert r.status_code == 200, r.text

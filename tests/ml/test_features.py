@@ -56,3 +56,18 @@ def test_sets_are_consistent(series_windows: Windows) -> None:
     np.testing.assert_array_equal(combined[:, :eng.shape[1]], eng)
     assert combined.shape == (4852, len(feature_names("engineered")) + 84)
     assert np.isfinite(eng[:, feature_names("engineered").index("days_with_data")]).all()
+
+
+def test_compiled_window_features_equal_the_numpy_definition(series_windows: Windows) -> None:
+    from chargetracker.ml import features as F
+
+    # Every sample of the reference data, plus windows with empty, partly empty and
+    # single-day data (the NaN paths of each reduction).
+    fast, slow = F._engineered(series_windows), F._engineered_numpy(series_windows)
+    assert set(fast) == set(slow)
+    for name in slow:
+        a, b = fast[name], slow[name]
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=name)
+        ok = ~np.isnan(b)
+        # The NumPy means difference panel-long cumulative sums; the kernel sums 14 days.
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-9, atol=1e-9, err_msg=name)

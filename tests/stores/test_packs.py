@@ -109,3 +109,24 @@ def test_shares_a_duckdb_file_with_the_cell_store(tmp_path: Path) -> None:
     assert cells.cells().height == 0 and packs.count_predictions() == 1
     packs.close()
     cells.close()
+
+
+def test_a_store_of_the_first_layout_is_upgraded(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # the tables as the first pack store wrote them
+    con.execute("CREATE TABLE alarm_predictions (vin VARCHAR(64) NOT NULL, date DATE NOT NULL, "
+                "probability DOUBLE PRECISION NOT NULL, alarm BOOLEAN NOT NULL, threshold DOUBLE "
+                "PRECISION NOT NULL, model_version VARCHAR(200) NOT NULL, source VARCHAR(16) NOT "
+                "NULL, request_id VARCHAR(200), created_at DOUBLE PRECISION NOT NULL, "
+                "PRIMARY KEY (vin, date, model_version))")
+    con.execute("CREATE INDEX alarm_predictions_date ON alarm_predictions (date)")
+    con.execute("INSERT INTO alarm_predictions VALUES ('A', DATE '2024-01-01', 0.5, true, 0.3, "
+                "'m1', 'http', NULL, 123.0)")
+    con.close()
+    with open_pack_store(f"duckdb:///{path}", clock=lambda: 500.0) as packs:
+        assert packs.predictions(vin="A").get_column("created_at").to_list() == [123.0]
+        packs.upsert_predictions(_preds("A", [1], [0.1]), source="batch")
+        got = packs.predictions(vin="A").sort("date")
+        assert got.get_column("created_at").to_list() == [123.0, 500.0]

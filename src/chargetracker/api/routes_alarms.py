@@ -336,7 +336,7 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
                         "rests on the vehicle having stopped reporting")
     date = str(w.dates()[0])
     thr = predictor.artifact.threshold
-    stored: Future[int] | None = None
+    stored: Future[None] | None = None
     if body.store:
         frame = pl.DataFrame({"vin": [body.vin], "date": [dt.date.fromisoformat(date)],
                               "probability": [p], "alarm": [p >= thr], "threshold": [thr],

@@ -28,7 +28,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -154,6 +154,9 @@ class PackKind:
     keep_days: int = KEEP_DAYS
     name: str = "pack"
     entity_key: str = "vin"
+    #: Days dated beyond the step's future horizon are dead letters (a mistyped year
+    #: would otherwise make every real record "older than the trailing window").
+    time_column: str = "date"
     measurement_schema: Mapping[str, pl.DataType] = field(default_factory=lambda: dict(PACK_SCHEMA))
     raw_table: TableSpec | None = None   # the records are a result table (with their source)
     tables: tuple[TableSpec, ...] = (PACK_RECORDS, ALARM_PREDICTIONS)
@@ -239,8 +242,7 @@ class PackKind:
                 .select(pl.col("prior_n").fill_null(0.0), pl.col("prior_sum").fill_null(0.0),
                         pl.col("prior_high").fill_null(0.0), pl.col("prior_max").fill_null(-1.0))
                 .to_numpy())
-            panel = type(panel)(panel.vins, panel.vin_start, panel.span, panel.day, panel.x,
-                                panel.label, prior)
+            panel = replace(panel, prior=prior)
             w = build_windows(panel, include_next_day=True)
             lo = (pl.DataFrame({"vin": list(panel.vins)})
                   .join(info.select("vin", "lo"), on="vin", how="left", maintain_order="left")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .records import SIGNALS
+from .window_kernel import WINDOW_FEATURES, window_features
 from .windows import CONTEXT_DAYS, Windows
 
 __all__ = ["FEATURE_SETS", "engineered_names", "feature_matrix", "feature_names",
@@ -188,6 +189,20 @@ def _window(w: Windows, a: np.ndarray) -> np.ndarray:
 
 
 def _engineered(w: Windows) -> dict[str, np.ndarray]:
+    """The engineered features: window features from the compiled kernel
+    (:mod:`.window_kernel`), ``history_*`` from panel-long running sums."""
+    if len(w) == 0:
+        return {n: np.zeros(0) for n in _ENGINEERED_NAMES}
+    x = w.panel.x
+    win = window_features(x, w.index)
+    out = {name: win[:, k] for k, name in enumerate(WINDOW_FEATURES)}
+    out.update(_history(w, x[:, _K["cell_max_v"]] - x[:, _K["cell_min_v"]]))
+    return out
+
+
+def _engineered_numpy(w: Windows) -> dict[str, np.ndarray]:
+    """The same features from (14, n) NumPy windows: the readable definition, and the
+    oracle the compiled kernel is tested against (tests/ml/test_features.py)."""
     if len(w) == 0:
         return {n: np.zeros(0) for n in _ENGINEERED_NAMES}
     x = w.panel.x
@@ -300,14 +315,23 @@ def feature_matrix(w: Windows, names: list[str] | tuple[str, ...], *,
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise ConfigError(f"unknown feature(s): {', '.join(unknown[:5])}")
-    cols: dict[str, np.ndarray] = {}
-    if any(n in _ENGINEERED_NAMES for n in wanted):
-        cols.update(_engineered(w))
+    col_of = {n: j for j, n in enumerate(wanted)}
+    out = np.empty((len(w), len(wanted)), dtype=dtype)
+    if len(w) == 0:
+        return out
+    done: set[str] = set()
+    if any(n in col_of for n in WINDOW_FEATURES):
+        # Compiled, straight into the matrix: no (14, n) temporaries, no transpose.
+        cols = np.array([col_of.get(n, -1) for n in WINDOW_FEATURES], dtype=np.int64)
+        window_features(w.panel.x, w.index, out, cols)
+        done.update(n for n in WINDOW_FEATURES if n in col_of)
+    rest: dict[str, np.ndarray] = {}
+    if any(n.startswith("history_") for n in wanted):
+        x = w.panel.x
+        rest.update(_history(w, x[:, _K["cell_max_v"]] - x[:, _K["cell_min_v"]]))
     if any(n not in _ENGINEERED_NAMES for n in wanted):
-        cols.update(_reference(w))
-    # Filled feature-major (contiguous rows), then one blocked transpose copy: writing
-    # 34 strided columns of an (n, 34) array cost as much as computing them.
-    out = np.empty((len(wanted), len(w)), dtype=dtype)
-    for j, n in enumerate(wanted):
-        out[j] = cols[n]
-    return np.ascontiguousarray(out.T)
+        rest.update(_reference(w))
+    for n, j in col_of.items():
+        if n not in done:
+            out[:, j] = rest[n]
+    return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from ..config import Settings
+from ..errors import ChargeTrackerError
 from ..frames import conform_frame
 from ..ml.fleet_sim import PackFleetConfig, simulate_pack_fleet
 from ..ml.from_cells import (
@@ -48,6 +50,8 @@ from .pipeline import IngestResult, Pipeline, PreparedStep
 
 __all__ = ["FEED_SOURCE", "PackTapPipeline", "assign_packs", "live_pack_pipeline",
            "seed_history"]
+
+log = logging.getLogger(__name__)
 
 #: The pack pipeline's source name (and position key) of the derived records.
 FEED_SOURCE = "stream"
@@ -93,7 +97,8 @@ class _CellDays:
         """The last day every pack cell has passed (None until each one reported)."""
         if self.last.height < n_cells:
             return None
-        return int(self.last.get_column("last_ts").min() // _DAY_S) - 1
+        oldest = float(self.last.get_column("last_ts").min())  # type: ignore[arg-type]
+        return int(oldest // _DAY_S) - 1
 
     def to_bytes(self) -> bytes:
         parts = []
@@ -131,14 +136,20 @@ class PackTapPipeline(Pipeline):
         self._committed = self._pending     # after the newest committed batch
         self._by_ticket: dict[int, _CellDays] = {}
         self._committed_ticket = -1
+        self._done = self._committed_day()   # last day committed by the pack pipeline
 
     def _load_tap(self) -> _CellDays:
         cp = self.store.load_checkpoint(self._tap_name)
         return _CellDays() if cp is None else _CellDays.from_bytes(cp.state)
 
+    def _committed_day(self) -> int | None:
+        """The last day the pack pipeline committed (its checkpoint's position)."""
+        cp = self.store.load_checkpoint(self.packs.name)
+        pos = None if cp is None else cp.position.get(FEED_SOURCE)
+        return pos.get("day") if isinstance(pos, dict) else None
+
     def _emitted(self) -> int | None:
-        pos = self.packs.position(FEED_SOURCE)
-        return None if not isinstance(pos, dict) else pos.get("day")
+        return self._done
 
     def prepare(self, frame: pl.DataFrame, **kw: Any) -> PreparedStep:
         with self._tap_lock:
@@ -161,7 +172,13 @@ class PackTapPipeline(Pipeline):
             with self._emit_lock:
                 if prepared.ticket > self._committed_ticket:  # writes finish in order, but
                     self._committed, self._committed_ticket = tap, prepared.ticket  # may return late
-            self.emit()
+            try:
+                self.emit()
+            except ChargeTrackerError as exc:
+                # The cell batch is committed; the day stays in the accumulator and is
+                # emitted again after the next cell commit.
+                log.warning("daily pack records not written (retried after the next "
+                            "batch): %s", exc)
         return result
 
     def discard(self, prepared: PreparedStep) -> None:
@@ -181,7 +198,9 @@ class PackTapPipeline(Pipeline):
             if done is not None:
                 days = days.filter(pl.col("day") > done)
             records = pack_records_from_days(days, self.pack_map)
-            return self.packs.ingest(records, source=FEED_SOURCE, position={"day": through})
+            result = self.packs.ingest(records, source=FEED_SOURCE, position={"day": through})
+            self._done = through  # only once committed: a failed commit is re-emitted
+            return result
 
 
 def seed_history(packs: Pipeline, pack_map: pl.DataFrame, start_ts: float, *,
@@ -195,7 +214,7 @@ def seed_history(packs: Pipeline, pack_map: pl.DataFrame, start_ts: float, *,
     if new.len() == 0:
         return None
     per_pack = pack_map.group_by("vin").agg(pl.len().alias("n"))
-    n_series = int(per_pack.get_column("n").max() or 1)
+    n_series = int(per_pack.get_column("n").max() or 1)  # type: ignore[arg-type]
     first = np.datetime64(int(start_ts // _DAY_S) - days, "D")
     sim = simulate_pack_fleet(PackFleetConfig(
         vehicles=new.len(), days=days, start=str(first), cells=n_series, defect_share=0.5,

@@ -77,6 +77,18 @@ def shared_pack_pipeline(store: Any, settings: Settings,
     with _shared_lock:
         pipeline = _shared.get(id(store))
         if pipeline is None or pipeline.store is not store:
+            _upgrade_tables(store)
             pipeline = pack_pipeline(store, settings, load_pack_kind(settings, model_dir))
             _shared[id(store)] = pipeline
         return pipeline
+
+
+def _upgrade_tables(store: Any) -> None:
+    """Pack tables of a store written before the pack kind get its layout (the pack
+    store's upgrade, :mod:`chargetracker.stores.packs`), before the first commit."""
+    url = getattr(store, "url", "")
+    if not url or url.endswith(":memory:"):
+        return  # a new in-memory database has no old tables
+    from ..stores.packs import open_pack_store
+
+    open_pack_store(url).close()

@@ -31,10 +31,16 @@ def reject_future(checked: Validated, ctx: StepContext) -> Validated:
     col = _time_column(ctx.kind)
     good = checked.good
     if (ctx.now is None or ctx.future_horizon_s is None or good.height == 0
-            or col not in good.columns or not good.schema[col].is_numeric()):
+            or col not in good.columns):
+        return checked
+    if good.schema[col] == pl.Date:   # daily records (the pack kind): the day's start, s
+        secs = good.get_column(col).cast(pl.Int32).cast(pl.Float64) * 86_400.0
+    elif good.schema[col].is_numeric():
+        secs = good.get_column(col).cast(pl.Float64)
+    else:
         return checked
     limit = float(ctx.now) + float(ctx.future_horizon_s)
-    ts = good.get_column(col).cast(pl.Float64).to_numpy()
+    ts = secs.to_numpy()
     ahead = ts > limit
     if not ahead.any():
         return checked
@@ -48,7 +54,7 @@ def reject_future(checked: Validated, ctx: StepContext) -> Validated:
         "source": [ctx.source] * bad.height,
         "row": rows[ahead],
         "cell_id": bad.get_column(key).cast(pl.Utf8) if key in bad.columns else None,
-        "ts": bad.get_column(col).cast(pl.Float64),
+        "ts": secs.filter(pl.Series(ahead)),
         "field": [col] * bad.height,
         "reason": [reason] * bad.height,
         "payload": bad.select(pl.struct(pl.all()).struct.json_encode().alias("p")).get_column("p"),

@@ -222,6 +222,7 @@ class PackStore:
     def __init__(self, backend: _Duck | _Pg, *, clock: Callable[[], float] = time.time) -> None:
         self._b = backend
         self._clock = clock
+        _upgrade_legacy(self._b)
         for ddl in _ddl(backend.sql_dialect):
             self._b.run(ddl)
 
@@ -322,6 +323,28 @@ class PackStore:
                            "FROM alarm_inbox_files ORDER BY processed_at")
         return pl.DataFrame(rows, schema=["name", "sha256", "status", "predictions", "reason",
                                           "processed_at"], orient="row")
+
+
+#: Tables of the first layout (before the pack kind): their write-time column.
+_LEGACY = (("pack_records", "ingested_at"), ("alarm_predictions", "created_at"))
+
+
+def _upgrade_legacy(b: _Duck | _Pg) -> None:
+    """Bring tables of the first layout (``ingested_at`` / ``created_at`` NOT NULL, no
+    ``updated_at``) to the kind's: add ``updated_at`` (copied from the old column, which
+    becomes nullable and is no longer written). DuckDB alters no table an index depends
+    on, so the date index is dropped first (the DDL recreates it)."""
+    for table, old in _LEGACY:
+        cols = {r[0] for r in b.run(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", (table,))}
+        if old not in cols or "updated_at" in cols:
+            continue
+        if table == "alarm_predictions":
+            b.run("DROP INDEX IF EXISTS alarm_predictions_date")
+        # Identifiers from the constant _LEGACY pairs above.
+        b.run(f"ALTER TABLE {table} ADD COLUMN updated_at DOUBLE PRECISION")  # noqa: S608
+        b.run(f"UPDATE {table} SET updated_at = {old}")  # noqa: S608
+        b.run(f"ALTER TABLE {table} ALTER COLUMN {old} DROP NOT NULL")  # noqa: S608
 
 
 def _filters(*, vin: str | None, start: Any, end: Any,
