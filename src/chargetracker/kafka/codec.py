@@ -37,7 +37,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,9 +317,13 @@ def _read_arrow(value: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> pl.DataF
 
 
 def _decode_arrow(value: bytes, offset: int, source: str, frames: list[pl.DataFrame],
-                  row_offsets: list[np.ndarray], letters: list[dict[str, object]]) -> None:
+                  row_offsets: list[np.ndarray], letters: list[dict[str, object]],
+                  read: Callable[[bytes], pl.DataFrame] | None = None) -> None:
+    """One Arrow IPC message -> rows (``read``: the kind's reader of the payload; default
+    canonical measurements) into ``frames``/``row_offsets``, or a dead letter."""
     try:
-        df, _ = canonicalize(_read_arrow(value), source=source)
+        df = (read(value) if read is not None
+              else canonicalize(_read_arrow(value), source=source)[0])
     except SchemaError as exc:
         letters.append(_letter(source, offset, exc.field or "message",
                                f"Arrow batch: {exc.reason}", f"<Arrow IPC, {len(value)} bytes>"))

@@ -43,7 +43,9 @@ from .codec import (
     FORMATS,
     JSON,
     Decoded,
+    _decode_arrow,
     _kind,
+    _letter,
     _payload,
     _read_arrow,
 )
@@ -56,13 +58,6 @@ METER = "meter"
 _REQUIRED = ("meter_id", "ts", "power_w")
 _NUMBERS = ("ts", "power_w", "energy_wh")
 _ARROW_MARKER = b"\xff\xff\xff\xff"
-
-
-def _letter(source: str, offset: int, field: str | None, reason: str, payload: str,
-            meter_id: str | None = None) -> dict[str, object]:
-    # The shared dead-letter layout: ``cell_id`` names the entity of any kind.
-    return {"source": source, "row": int(offset), "cell_id": meter_id, "ts": None,
-            "field": field, "reason": reason, "payload": payload}
 
 
 def sniff(value: bytes | None) -> str | None:
@@ -274,19 +269,7 @@ def decode_readings(values: Sequence[bytes | None], formats: Sequence[str | None
                 _document_rows(value, off, source, frames, row_offsets, letters)
         elif fmt == ARROW:
             end_run()
-            try:
-                df = _arrow_rows(value)
-            except SchemaError as exc:
-                letters.append(_letter(source, off, exc.field or "message",
-                                       f"Arrow batch: {exc.reason}", f"<Arrow IPC, {len(value)} bytes>"))
-                continue
-            except (pa.ArrowException, pl.exceptions.PolarsError, ValueError, OSError) as exc:
-                letters.append(_letter(source, off, "message", f"broken Arrow IPC stream: {exc}",
-                                       f"<{len(value)} bytes>"))
-                continue
-            if df.height:
-                frames.append(df)
-                row_offsets.append(np.full(df.height, off, dtype=np.int64))
+            _decode_arrow(value, off, source, frames, row_offsets, letters, read=_arrow_rows)
         else:
             end_run()
             letters.append(_letter(source, off, FORMAT_HEADER,
