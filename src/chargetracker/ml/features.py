@@ -260,15 +260,9 @@ def engineered_names() -> list[str]:
     return list(_ENGINEERED_NAMES)
 
 
+#: The window features (one definition, the compiled kernel's rows) and the VIN's history.
 _ENGINEERED_NAMES: tuple[str, ...] = (
-    "spread_last_v", "spread_max_v", "spread_mean_v", "spread_min_v", "spread_std_v",
-    "spread_trend_v_per_day", "spread_recent_mean_v", "spread_last_minus_first_v",
-    "spread_rel_mean", "spread_rel_max", "temp_spread_last_c", "temp_spread_max_c",
-    "temp_spread_mean_c", "temp_spread_trend_c_per_day", "cell_mean_v", "cell_min_min_v",
-    "cell_max_max_v", "total_voltage_mean_v", "n_series_est", "current_mean_a",
-    "current_std_a", "max_temperature_max_c", "max_temperature_mean_c",
-    "min_temperature_min_c", "days_with_data", "days_with_data_last7", "days_since_data",
-    "empty_window", "days_spread_over_30mv", "days_spread_over_50mv",
+    *WINDOW_FEATURES,
     "history_spread_mean_v", "history_spread_max_v", "history_days_spread_over_50mv",
     "history_days_with_data",
 )
