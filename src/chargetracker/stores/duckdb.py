@@ -92,6 +92,9 @@ class DuckDBStore(SqlStore):
         self._write_lock = threading.RLock()
         self._closed = False
         self._n_registered = 0
+        # Cell ids known to have a cells row (rows are never deleted): most batches then
+        # skip the registration statement entirely.
+        self._known_cells: set[str] = set()
         try:
             self._init_schema()
         except BaseException:
@@ -236,13 +239,15 @@ class DuckDBStore(SqlStore):
             cur = self._cur()
             cur.execute("BEGIN TRANSACTION")
             try:
-                self._write(cur, prepared)
+                registered = self._write(cur, prepared)
                 cur.execute("COMMIT")
             except BaseException:
                 _rollback(cur)
                 raise
+            self._known_cells.update(registered)
 
-    def _write(self, cur: duckdb.DuckDBPyConnection, b: q.ConformedBatch) -> None:
+    def _write(self, cur: duckdb.DuckDBPyConnection, b: q.ConformedBatch) -> list[str]:
+        """Write ``b``; returns the cell ids it registered (known once committed)."""
         for name, state, position in b.checkpoints:
             cur.execute(q.upsert_checkpoint(_D), [name, state, position, b.now])
         for source, acc, rej in b.counters:
@@ -257,13 +262,17 @@ class DuckDBStore(SqlStore):
             lo, hi = ts.min(), ts.max()
             self._insert(cur, b.measurements,
                          lambda s: q.insert_new_measurements_from(_D, s), [lo, hi])
-            self._insert(cur, b.measurements.select("cell_id").unique(), q.ensure_cells_from)
         if b.steps is not None:
             self._insert(cur, b.steps, lambda s: q.upsert_from(q.STEPS, s))
-            self._insert(cur, b.steps.select("cell_id").unique(), q.ensure_cells_from)
         if b.cycles is not None:
             self._insert(cur, b.cycles, lambda s: q.upsert_from(q.CYCLES, s))
-            self._insert(cur, b.cycles.select("cell_id").unique(), q.ensure_cells_from)
+        seen = [f.get_column("cell_id").unique() for f in (b.measurements, b.steps, b.cycles)
+                if f is not None]
+        new = (pl.concat(seen).unique().drop_nulls().to_list() if seen else [])
+        new = [c for c in new if c not in self._known_cells]
+        if new:
+            self._insert(cur, pl.DataFrame({"cell_id": new}, schema={"cell_id": pl.Utf8}),
+                         q.ensure_cells_from)
         if b.alerts is not None:
             self._insert(cur, b.alerts, q.insert_alerts_from)
         if b.alert_episodes is not None:
@@ -281,6 +290,7 @@ class DuckDBStore(SqlStore):
                 continue
             self._insert(cur, frame, functools.partial(q.plugin_write_from, layout, spec.mode))
         cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
+        return new
 
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
         """Acknowledge an alert; False when no alert has that id. Acknowledging twice

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from ...dedupe import drop_repeated_keys
 from ...episodes import ALERT_EPISODE_KEY, ALERT_EPISODE_SCHEMA
 from ...errors import SchemaError, ValidationError
 from ...frames import conform_frame
@@ -65,7 +66,7 @@ def _dedupe(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     # Within one batch the last row of a key wins, like a later commit would.
     if frame.height < 2:
         return frame
-    return frame.unique(subset=list(key), keep="last", maintain_order=True)
+    return drop_repeated_keys(frame, key, keep="last")
 
 
 def _plugin_frame(frame: pl.DataFrame, spec: TableSpec, now: float) -> pl.DataFrame:
@@ -75,7 +76,7 @@ def _plugin_frame(frame: pl.DataFrame, spec: TableSpec, now: float) -> pl.DataFr
         return _dedupe(out, spec.key).with_columns(pl.lit(now, pl.Float64).alias("updated_at"))
     if spec.mode == "insert_new" and out.height > 1:
         # As for raw measurements: the first row of a key wins, as a replay of it does.
-        return out.unique(subset=list(spec.key), keep="first", maintain_order=True)
+        return drop_repeated_keys(out, spec.key, keep="first")
     return out
 
 
@@ -111,7 +112,7 @@ def prepare_batch(batch: CommitBatch, now: float,
         # (cell_id, ts) is the key: within a batch the first row of a key wins, as a
         # later replay of it does (raw rows are insert-if-absent).
         if meas.height > 1:
-            meas = meas.unique(subset=["cell_id", "ts"], keep="first", maintain_order=True)
+            meas = drop_repeated_keys(meas, ("cell_id", "ts"), keep="first")
     steps = nonempty(batch.steps)
     if steps is not None:
         steps = conform_frame(steps, STEP_SCHEMA, table="steps", required=STEPS.key,
