@@ -69,11 +69,9 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         db = Path(tmp) / "bench.duckdb"
         settings = Settings(store_url=f"duckdb:///{db}", raw_retention_days=None,
                             runtime=RuntimeConfig(max_batch_rows=batch_rows, max_queue_batches=queue))
-        store = DuckDBStore(db)
-        if memory_limit:
-            # DuckDB keeps written blocks in its buffer pool up to memory_limit (default 80 %
-            # of RAM), so resident memory grows with the file; cap it to see the rest.
-            store._con.execute(f"SET memory_limit = '{memory_limit}'")
+        # DuckDB keeps written blocks in its buffer pool up to memory_limit (default 80 %
+        # of RAM), so resident memory grows with the file unless it is capped.
+        store = DuckDBStore(db, memory_limit=memory_limit)
         pipeline = Pipeline(store, settings)
         src = SimulatorSource(fleet, acceleration=math.inf)
         # CPU seconds spent in each stage's own thread (independent of other load on the

@@ -216,3 +216,56 @@ def test_crash_mid_commit_leaves_previous_state(tmp_path: Path) -> None:
         else:
             assert cp.position == {"o": 2}
             assert n in (10 + 3_000_000, 3_000_000)  # committed; maybe pruned too
+
+
+def test_cells_registered_once_and_not_by_a_failed_commit(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cell ids are registered from data; the store remembers committed ones only, so a
+    commit that fails (here: after every statement, before COMMIT) leaves its cells to be
+    registered by the next one."""
+    def meas(cell: str, t0: float) -> pl.DataFrame:
+        return pl.DataFrame({"cell_id": [cell] * 3, "ts": [t0, t0 + 1, t0 + 2],
+                             "voltage_v": [3.6] * 3, "current_a": [1.0] * 3},
+                            schema_overrides=MEASUREMENT_SCHEMA)
+    with DuckDBStore(tmp_path / "c.duckdb") as store:
+        store.commit(CommitBatch(measurements=meas("a", 0.0)))
+        store.commit(CommitBatch(measurements=meas("a", 10.0)))
+        write = DuckDBStore._write
+
+        def write_then_fail(self: DuckDBStore, cur: duckdb.DuckDBPyConnection, b: object) -> None:
+            write(self, cur, b)  # type: ignore[arg-type]
+            raise duckdb.IOException("disk went away")
+
+        monkeypatch.setattr(DuckDBStore, "_write", write_then_fail)
+        with pytest.raises(StoreUnavailable):
+            store.commit(CommitBatch(measurements=meas("b", 0.0)))
+        monkeypatch.undo()
+        assert store.ingest_stats()["cells"] == 1
+        store.commit(CommitBatch(measurements=meas("b", 0.0)))
+        assert store.ingest_stats()["cells"] == 2
+        assert store.cell("b") is not None
+
+
+def test_memory_limit_from_the_url(tmp_path: Path) -> None:
+    with open_store(f"duckdb:///{tmp_path / 'm.duckdb'}?memory_limit=512MB") as store:
+        limit = store._con.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit is not None and limit[0].startswith("488")  # 512 MB in MiB
+    with pytest.raises(ConfigError, match="memory_limit"):
+        open_store(f"duckdb:///{tmp_path / 'n.duckdb'}?memory_limit=plenty")
+
+
+def test_raw_rows_across_the_newest_stored_time() -> None:
+    """Rows at or before the newest stored ts are checked against the store, rows after it
+    are appended: repeats are skipped, and new rows on both sides are kept."""
+    def meas(cell: str, ts: list[float]) -> pl.DataFrame:
+        return pl.DataFrame({"cell_id": [cell] * len(ts), "ts": ts, "voltage_v": [3.6] * len(ts),
+                             "current_a": [1.0] * len(ts)}, schema_overrides=MEASUREMENT_SCHEMA)
+    with DuckDBStore(":memory:") as store:
+        store.commit(CommitBatch(measurements=meas("a", [float(t) for t in range(10)])))
+        store.commit(CommitBatch(measurements=pl.concat([
+            meas("a", [float(t) for t in range(5, 15)]),   # 5..9 stored already
+            meas("b", [3.0, 4.0, 5.0, 6.0]),                # before the newest stored ts, new
+        ])))
+        assert store.measurements("a")["ts"].to_list() == [float(t) for t in range(15)]
+        assert store.measurements("b")["ts"].to_list() == [3.0, 4.0, 5.0, 6.0]
+        assert store.ingest_stats()["measurements_stored"] == 19

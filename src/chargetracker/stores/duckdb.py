@@ -20,6 +20,8 @@ the same file for writing while this one holds it: that surfaces as
 from __future__ import annotations
 
 import functools
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +32,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..errors import ChargeTrackerError, StoreError, StoreUnavailable
+from ..errors import ChargeTrackerError, ConfigError, StoreError, StoreUnavailable
 from ..kinds.base import TelemetryKind
 from ..schema import CYCLE_SCHEMA
 from . import sql as q
@@ -60,6 +62,11 @@ class DuckDBStore(SqlStore):
     kinds:
         Plug-in telemetry kinds whose tables this store also holds (DDL derived from
         their schemas; the cell kind's tables are always there).
+    memory_limit:
+        Cap on DuckDB's memory, e.g. ``"1GB"`` (URL: ``?memory_limit=1GB``). DuckDB keeps
+        written blocks in its buffer pool up to 80 % of RAM by default, so the resident
+        memory of a long run follows the file size; capped, it stays flat (larger
+        queries spill to a temporary folder beside the file).
     """
 
     dialect = q.DUCKDB
@@ -72,6 +79,7 @@ class DuckDBStore(SqlStore):
         series_retention_s: float = q.DEFAULT_SERIES_RETENTION_S,
         clock: Callable[[], float] = time.time,
         kinds: Sequence[TelemetryKind] = (),
+        memory_limit: str | None = None,
     ) -> None:
         self._extra_tables = self._register_kinds(kinds)
         self._path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
@@ -81,7 +89,8 @@ class DuckDBStore(SqlStore):
         try:
             if self._path != ":memory:" and not read_only:
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(self._path, read_only=read_only)
+            config = {"memory_limit": _memory_limit(memory_limit)} if memory_limit else {}
+            self._con = duckdb.connect(self._path, read_only=read_only, config=config)
         except duckdb.Error as exc:
             raise StoreUnavailable(f"cannot open DuckDB store {self._path!r}: {exc}") from exc
         except OSError as exc:
@@ -258,10 +267,17 @@ class DuckDBStore(SqlStore):
         if b.cells is not None:
             self._insert(cur, b.cells, lambda s: q.upsert_from(q.CELLS, s))
         if b.measurements is not None:
-            ts = b.measurements.get_column("ts")
-            lo, hi = ts.min(), ts.max()
-            self._insert(cur, b.measurements,
-                         lambda s: q.insert_new_measurements_from(_D, s), [lo, hi])
+            lo = b.measurements.get_column("ts").min()
+            newest = cur.execute(q.newest_measurement_ts(_D), [lo]).fetchall()[0][0]
+            if newest is None:
+                # Nothing stored from the batch's start on: no row can be a repeat.
+                self._insert(cur, b.measurements,
+                             lambda s: q.insert_measurements_after_from(_D, s), [-math.inf])
+            else:
+                self._insert(cur, b.measurements,
+                             lambda s: q.insert_new_measurements_from(_D, s), [newest, lo, newest])
+                self._insert(cur, b.measurements,
+                             lambda s: q.insert_measurements_after_from(_D, s), [newest])
         if b.steps is not None:
             self._insert(cur, b.steps, lambda s: q.upsert_from(q.STEPS, s))
         if b.cycles is not None:
@@ -367,6 +383,16 @@ class DuckDBStore(SqlStore):
             counters, newest_ts=newest_ts, n_measurements=n_meas, n_dead=n_dead,
             n_cells=n_cells, accepted_in_window=acc_window, first_wall=first_wall,
             last_commit=last[0][0] if last else None, now=now)
+
+
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+
+
+def _memory_limit(value: str) -> str:
+    # Checked here so a typo is a clear ConfigError, not DuckDB's parser message.
+    if not _SIZE.fullmatch(value):
+        raise ConfigError(f"DuckDB memory_limit {value!r} is not a size such as 512MB or 2GB")
+    return value.strip()
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:

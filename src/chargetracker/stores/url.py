@@ -18,7 +18,8 @@ Accepted forms:
   (``sslmode``, ``connect_timeout``, ...) may follow as query parameters.
 
 Query parameters are passed to the store as keyword arguments when the store knows
-them, e.g. ``duckdb:///ct.duckdb?read_only=true``; keyword arguments of
+them, e.g. ``duckdb:///ct.duckdb?read_only=true`` or ``duckdb:///ct.duckdb?memory_limit=1GB``
+(DuckDB's buffer pool, which otherwise grows with the file up to 80 % of RAM); keyword arguments of
 :func:`open_store` win over them.
 
 Backends are looked up in :data:`BACKENDS` (scheme -> ``"module:attribute"``), imported
@@ -50,6 +51,7 @@ _BOOL = {"1": True, "true": True, "yes": True, "on": True,
 _DUCKDB_KW: dict[str, Callable[[str], Any]] = {
     "read_only": lambda v: _parse_bool("read_only", v),
     "series_retention_s": float,
+    "memory_limit": str,
 }
 
 

@@ -33,20 +33,41 @@ def insert_ignore_from(t: Table, source: str) -> str:
     )
 
 
-def insert_new_measurements_from(d: Dialect, source: str) -> str:
-    """Insert the raw rows of ``source`` whose (cell_id, ts) is not stored yet.
+def newest_measurement_ts(d: Dialect) -> str:
+    """The newest stored raw ts at or after the placeholder (NULL when none): only the
+    row groups at the time front are read (zone maps skip the rest)."""
+    return f'SELECT max("ts") FROM "measurements" WHERE "ts" >= {d.ph}'  # noqa: S608 - placeholder only
 
-    For stores without a key index (DuckDB). Two placeholders: the batch's min and
-    max ts, which restrict the existing rows compared against (zone maps skip the
-    rest). ``source`` must be free of duplicate keys and the caller must hold the
-    store's only write lock, so no concurrent insert can slip between check and write.
+
+def insert_new_measurements_from(d: Dialect, source: str) -> str:
+    """Insert the raw rows of ``source`` with ts <= the first placeholder whose
+    (cell_id, ts) is not stored yet.
+
+    For stores without a key index (DuckDB). Three placeholders: the bound, then the
+    batch's min ts and the bound again, which restrict the existing rows compared against
+    (zone maps skip the rest). Rows above the newest stored ts cannot be stored yet and go
+    through :func:`insert_measurements_after_from` instead: on a stream that is almost the
+    whole batch, so the anti-join stays small however large the table grows. ``source``
+    must be free of duplicate keys and the caller must hold the store's only write lock,
+    so no concurrent insert can slip between check and write.
     """
     names = MEASUREMENTS.insert_columns
     return (
         f'INSERT INTO "measurements" ({column_list(names)}) SELECT {column_list(names, "s.")} '  # noqa: S608
-        f"FROM {source} AS s WHERE NOT EXISTS (SELECT 1 FROM "
+        f'FROM {source} AS s WHERE s."ts" <= {d.ph} AND NOT EXISTS (SELECT 1 FROM '
         f'(SELECT "cell_id", "ts" FROM "measurements" WHERE "ts" >= {d.ph} AND "ts" <= {d.ph}) AS e '
         'WHERE e."cell_id" = s."cell_id" AND e."ts" = s."ts")'
+    )
+
+
+def insert_measurements_after_from(d: Dialect, source: str) -> str:
+    """Insert the raw rows of ``source`` with ts above the placeholder (the newest stored
+    ts, so none of them can be stored already); for DuckDB, beside
+    :func:`insert_new_measurements_from`."""
+    names = MEASUREMENTS.insert_columns
+    return (
+        f'INSERT INTO "measurements" ({column_list(names)}) SELECT {column_list(names, "s.")} '  # noqa: S608
+        f'FROM {source} AS s WHERE s."ts" > {d.ph}'
     )
 
 
