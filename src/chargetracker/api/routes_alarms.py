@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -33,6 +34,7 @@ from ..stores.base import CommitBatch
 from .context import API_PREFIX, get_ctx
 from .errors import ApiError, responses
 from .ingest import media_format
+from .prediction_writer import PredictionWriter, Row, WriterLimits
 from .security import require_read, require_write
 
 __all__ = ["router"]
@@ -41,8 +43,9 @@ router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
 VIN_PATTERN = r"^[^\x00-\x1f\x7f]{1,64}$"
 _MAX_ERRORS = 100
 _lock = threading.Lock()
-#: Writes single HTTP predictions beside the rest of the request (see _predict_one).
-_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-store")
+#: Writes single HTTP predictions beside the rest of the request in ``alarm_write =
+#: "sync"`` mode (see _predict_one).
+_sync_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-store")
 
 
 # -- models --------------------------------------------------------------------------
@@ -188,7 +191,9 @@ def _pack_pipeline(request: Request) -> Any:
 def _store_predictions(request: Request, packs: Any, preds: pl.DataFrame, *, source: str,
                        request_id: str | None) -> None:
     """Store predictions: through the API's store when it holds the pack kind's tables
-    (one writer per store), else through the pack store."""
+    (one writer per store), else through the pack store. Predictions still queued by
+    the grouped writer are committed first, so the latest scoring of a key wins."""
+    _flush(request)
     store = get_ctx(request).store
     if ALARM_PREDICTIONS.name in getattr(store, "plugin_specs", {}):
         frame = preds.select(list(PREDICTION_SCHEMA)).with_columns(
@@ -196,6 +201,62 @@ def _store_predictions(request: Request, packs: Any, preds: pl.DataFrame, *, sou
         store.commit(CommitBatch(tables={ALARM_PREDICTIONS.name: frame}))
         return
     packs.upsert_predictions(preds, source=source, request_id=request_id)
+
+
+#: A queued prediction row as a frame (the writer's :data:`ROW_FIELDS`).
+_ROW_SCHEMA: dict[str, pl.DataType] = {**PREDICTION_SCHEMA, "source": pl.Utf8(),
+                                       "request_id": pl.Utf8()}
+
+
+def _row_writer(store: Any, packs: Any) -> Callable[[list[Row]], None]:
+    """``write(rows)`` of the grouped writer: one store commit for the whole group
+    (the pack store, without the kind's tables on the API's store, upserts per
+    request id: one transaction each, idempotent on retry)."""
+
+    def write(rows: list[Row]) -> None:
+        frame = pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
+        if ALARM_PREDICTIONS.name in getattr(store, "plugin_specs", {}):
+            store.commit(CommitBatch(tables={ALARM_PREDICTIONS.name: frame}))
+            return
+        for (source, rid), part in frame.group_by(["source", "request_id"], maintain_order=True):
+            packs.upsert_predictions(part, source=str(source),
+                                     request_id=None if rid is None else str(rid))
+
+    return write
+
+
+def _alarm_writer(request: Request) -> PredictionWriter | None:
+    """The app's grouped prediction writer (started on first use), or None in
+    ``alarm_write = "sync"`` mode. Closed (drained) by the app's lifespan."""
+    ctx = get_ctx(request)
+    cfg = ctx.settings.api
+    if cfg.alarm_write != "grouped":
+        return None
+    app = request.app
+    writer: PredictionWriter | None = getattr(app.state, "alarm_writer", None)
+    if writer is not None:
+        return writer
+    _, packs = _state(request)
+    with _lock:
+        writer = getattr(app.state, "alarm_writer", None)
+        if writer is None:
+            limits = WriterLimits(queue_rows=cfg.alarm_write_queue_rows,
+                                  group_rows=cfg.alarm_write_group_rows,
+                                  max_age_s=cfg.alarm_write_max_age_s,
+                                  wait_s=cfg.alarm_write_wait_s)
+            writer = PredictionWriter(_row_writer(ctx.store, packs), limits,
+                                      key=getattr(ctx.store, "url", None))
+            app.state.alarm_writer = writer
+            ctx.metrics.alarm_writer = writer.snapshot
+    return writer
+
+
+def _flush(request: Request) -> None:
+    """Read-your-writes: commit the predictions this app still queues (no-op when none;
+    StoreUnavailable -> 503 when the store refuses them)."""
+    writer: PredictionWriter | None = getattr(request.app.state, "alarm_writer", None)
+    if writer is not None:
+        writer.flush()
 
 
 def _request_id(request: Request) -> str:
@@ -338,14 +399,19 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     thr = predictor.artifact.threshold
     stored: Future[None] | None = None
     if body.store:
-        frame = pl.DataFrame({"vin": [body.vin], "date": [dt.date.fromisoformat(date)],
-                              "probability": [p], "alarm": [p >= thr], "threshold": [thr],
-                              "model_version": [predictor.model_version]})
-        # The store write (a DuckDB commit: the largest single cost) runs beside the SHAP
-        # contributions; the reply still waits for it, so a stored prediction is durable
-        # before the client hears of it, and a failed write fails the request.
-        stored = _writer.submit(_store_predictions, request, packs, frame, source="http",
-                                request_id=rid)
+        row: Row = (body.vin, dt.date.fromisoformat(date), p, p >= thr, thr,
+                    predictor.model_version, "http", rid)
+        writer = _alarm_writer(request)
+        if writer is not None:
+            # Grouped: queued, committed by the writer with others (one commit per
+            # group); readers in this process flush first (see prediction_writer).
+            writer.submit([row])
+        else:
+            # Sync: the commit runs beside the SHAP contributions; the reply waits for
+            # it, so a stored prediction is durable before the client hears of it.
+            frame = pl.DataFrame([row[:6]], schema=PREDICTION_SCHEMA, orient="row")
+            stored = _sync_writer.submit(_store_predictions, request, packs, frame,
+                                         source="http", request_id=rid)
     out = {"vin": body.vin, "date": date, "probability": p, "alarm": p >= thr, "threshold": thr,
            "model_version": predictor.model_version, "days_with_data": n_days,
            "contributions": predictor.contributions(w, x=x)[0], "warnings": warnings,
@@ -423,6 +489,7 @@ def list_predictions(
     _, packs = _state(request)
     if start is not None and end is not None and start > end:
         raise ApiError(422, "start is after end", field="start")
+    _flush(request)
     total = packs.count_predictions(vin=vin, start=start, end=end, alarm_only=alarm_only)
     if vin is not None and total == 0 and packs.count_predictions(vin=vin) == 0:
         raise ApiError(404, f"no predictions for VIN {vin!r}", field="vin")
@@ -445,6 +512,8 @@ def model_card(request: Request) -> dict[str, Any]:
 def _ingest_records(request: Request, data: bytes, fmt: str) -> dict[str, Any]:
     # The one micro-batch step of the pack kind: validate, store the records, predict
     # the VIN-days that now have 14 earlier days, raise alarm episodes, one commit.
+    # Queued HTTP predictions go first (the step's own predictions must win).
+    _flush(request)
     result = _pack_pipeline(request).ingest(_body_frame(data, fmt), source="http")
     errors = _record_errors(result.rejected)
     if result.accepted == 0:
