@@ -211,7 +211,7 @@ class ApiConfig:
     #: request waits for room in a full queue before it fails with 503 (s).
     alarm_write_queue_rows: int = 4096
     alarm_write_group_rows: int = 256
-    alarm_write_max_age_s: float = 0.005
+    alarm_write_max_age_s: float = 0.02
     alarm_write_wait_s: float = 5.0
 
     def __post_init__(self) -> None:

@@ -65,7 +65,7 @@ class WriterLimits:
     #: Rows committed at most per group (one commit).
     group_rows: int = 256
     #: A group is committed when its oldest row is this old, s (or when full / flushed).
-    max_age_s: float = 0.005
+    max_age_s: float = 0.02
     #: How long a request waits for room in a full queue before it fails with 503, s.
     wait_s: float = 5.0
     #: Back-off after a failed commit: first and largest delay, s (doubling).
