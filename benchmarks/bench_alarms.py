@@ -112,7 +112,7 @@ def bench_http(n_requests: int, mode: str = "grouped",
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGETRACKER_")}
     proc = subprocess.Popen([sys.executable, "-m", "chargetracker", "serve", "--store",
                              f"duckdb:///{tmp}/b.duckdb", "--port", str(port), "--host",
-                             "127.0.0.1", "--no-dashboard", "--no-access-log",
+                             "127.0.0.1", "--no-dashboard",
                              "--alarm-write", mode, *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -48,7 +48,8 @@ def _metric(http: httpx.Client, name: str) -> float:
 def test_small_body_fast_path_equals_full_validation() -> None:
     """Text numbers ("3.61", "nan") take the plain-Python path; its window, features and
     probability equal the polars validation + calendar panel path bit for bit."""
-    from chargetracker.api.routes_alarms import _records_frame, _typed
+    from chargetracker.api.alarm_input import records_frame as _records_frame
+    from chargetracker.api.alarm_input import typed_numbers as _typed
     from chargetracker.ml import Predictor
     from chargetracker.ml.features import feature_matrix
     from chargetracker.ml.predict import latest_window

@@ -170,9 +170,13 @@ class PredictionWriter:
                                else "") + "): prediction not stored")
                     self._cond.wait(left)
             now = self._clock()
+            was_empty = not self._pending
             self._pending.extend((now, r) for r in rows)
             self._submitted += n
-            self._cond.notify_all()
+            # Wake the writer only when it waits for a first row or its group is full
+            # (it times the group's age itself): no thread switch per queued row.
+            if was_empty or len(self._pending) >= self.limits.group_rows:
+                self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
         """Commit every row queued before this call and wait for it, s at most

@@ -10,9 +10,7 @@ first use and kept on ``app.state``.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,7 +21,6 @@ import numpy as np
 import polars as pl
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from ..kinds.pack import ALARM_PREDICTIONS
 from ..ml import Predictor
@@ -35,16 +32,19 @@ from ..ml.predict import (
     score_bytes,
     windows_from_batch84,
 )
-from ..ml.records import _NULL_STRINGS as NULL_STRINGS
-from ..ml.records import (
-    ALIASES,
-    SIGNALS,
-    parse_records_csv,
-    small_columns,
-    validate_records,
-)
+from ..ml.records import SIGNALS, small_columns, validate_records
 from ..ml.windows import CONTEXT_DAYS, build_panel, build_windows
 from ..stores.base import CommitBatch
+from .alarm_input import body_frame, features84, parse_date, records_frame, typed_numbers
+from .alarm_models import (
+    VIN_PATTERN,
+    BatchOut,
+    PackRecordIn,
+    PredictIn,
+    PredictionPage,
+    PredictOut,
+    RecordsOut,
+)
 from .context import API_PREFIX, get_ctx
 from .errors import ApiError, responses
 from .ingest import media_format
@@ -54,99 +54,11 @@ from .security import require_read, require_write
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
-VIN_PATTERN = r"^[^\x00-\x1f\x7f]{1,64}$"
 _MAX_ERRORS = 100
 _lock = threading.Lock()
 #: Writes single HTTP predictions beside the rest of the request in ``alarm_write =
 #: "sync"`` mode (see _predict_one).
 _sync_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-store")
-
-
-# -- models --------------------------------------------------------------------------
-class PackRecordIn(BaseModel):
-    """One daily pack record (reference column names are accepted too)."""
-
-    date: str = Field(description="Day, YYYY-MM-DD.", examples=["2019-12-01"])
-    vin: str | None = Field(None, description="VIN (may be given once at the top level).")
-    total_voltage_v: float | None = Field(None, description="Pack voltage, V.")
-    total_current_a: float | None = Field(None, description="Pack current, A (+ charging).")
-    cell_max_v: float | None = Field(None, description="Highest cell voltage, V.")
-    cell_min_v: float | None = Field(None, description="Lowest cell voltage, V.")
-    max_temperature_c: float | None = Field(None, description="Highest temperature, degC.")
-    min_temperature_c: float | None = Field(None, description="Lowest temperature, degC.")
-    label: int | None = Field(None, description="Ignored for prediction.")
-
-
-class PredictIn(BaseModel):
-    """Either ``records`` (the VIN's last 14+ daily records) or ``features`` (the
-    reference's 84 values, 14 days x 6 signals oldest first, -1 = missing) with ``date``."""
-
-    vin: str = Field(min_length=1, max_length=64, pattern=VIN_PATTERN)
-    records: list[dict[str, Any]] | None = Field(None, description="Daily records "
-                                                 "(see PackRecordIn), at least 14 days.")
-    features: str | list[float] | None = Field(None, description="84 comma-separated values "
-                                               "(or a list), as in the reference.")
-    date: str | None = Field(None, description="Prediction day of the 84-value form "
-                                               "(default: today, UTC).")
-    store: bool = Field(True, description="Store the prediction.")
-
-
-class Contribution(BaseModel):
-    feature: str
-    contribution: float = Field(description="SHAP contribution to the log-odds.")
-    value: float | None
-
-
-class PredictOut(BaseModel):
-    vin: str
-    date: str = Field(description="Prediction day t: the alarm horizon is t .. t+13.")
-    probability: float = Field(description="Calibrated probability of an alarm in the horizon.")
-    alarm: bool
-    threshold: float
-    model_version: str
-    days_with_data: int = Field(description="Days with data among the 14 before t.")
-    contributions: list[Contribution]
-    warnings: list[str]
-    request_id: str
-
-
-class PredictionRow(BaseModel):
-    vin: str
-    date: str
-    probability: float
-    alarm: bool
-    threshold: float
-    model_version: str
-    source: str | None = None
-    request_id: str | None = None
-    created_at: float | None = None
-
-
-class PredictionPage(BaseModel):
-    items: list[PredictionRow]
-    total: int
-    next_offset: int | None
-
-
-class RejectedRow(BaseModel):
-    row: int
-    vin: str | None
-    date: str | None
-    field: str | None
-    reason: str
-
-
-class BatchOut(BaseModel):
-    predictions: list[PredictionRow]
-    rejected: list[RejectedRow]
-    model_version: str
-    request_id: str
-
-
-class RecordsOut(BaseModel):
-    accepted: int
-    rejected: int
-    errors: list[RejectedRow]
 
 
 # -- state -----------------------------------------------------------------------------
@@ -289,115 +201,6 @@ def _rejected(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return frame.head(_MAX_ERRORS).to_dicts()
 
 
-# -- parsing ---------------------------------------------------------------------------
-def _records_frame(records: list[dict[str, Any]], vin: str | None) -> pl.DataFrame:
-    if not records:
-        raise ApiError(422, "records is empty", field="records")
-    rows = []
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise ApiError(422, f"records[{i}] is not an object", field=f"records.{i}")
-        row = {str(k): v for k, v in r.items()}
-        for k, v in row.items():
-            if v is not None and not isinstance(v, str | int | float) or isinstance(v, bool):
-                raise ApiError(422, f"records[{i}].{k}: expected a number, text or null",
-                               field=f"records.{i}.{k}")
-        if vin is not None:
-            given = row.get("vin", row.get("VIN"))
-            if given is not None and str(given) != vin:
-                raise ApiError(422, f"records[{i}].vin {str(given)[:64]!r} differs from vin "
-                               f"{vin!r}", field=f"records.{i}.vin")
-            row["vin"] = vin
-        rows.append({k: None if v is None else str(v) for k, v in row.items()})
-    keys = sorted({k for r in rows for k in r})
-    return pl.DataFrame({k: [r.get(k) for r in rows] for k in keys},
-                        schema={k: pl.Utf8 for k in keys})
-
-
-#: A decimal number as text (what a CSV row sent as JSON holds): exactly the strings
-#: Python's float() and the full validation's text-to-Float64 cast read alike.
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_NULL_TEXT = frozenset(NULL_STRINGS)
-_TEXT_KEYS = frozenset(k for k, c in ALIASES.items() if c in ("vin", "date"))
-
-
-def _typed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Numbers sent as text (``"3.61"``, ``"nan"``) as floats / None, so that the
-    plain-Python validation (:func:`validate_small`) takes them: otherwise every such
-    body paid the full polars validation (~5 ms). Anything else is left as given (the
-    full validation then decides and reports it); VIN and date stay text."""
-    out = []
-    for r in records:
-        if not isinstance(r, dict):
-            return records
-        row = {}
-        for k, v in r.items():
-            if isinstance(v, str) and str(k).strip().lower() not in _TEXT_KEYS:
-                if v in _NULL_TEXT:
-                    v = None
-                elif _DECIMAL.fullmatch(v):
-                    v = float(v)
-            row[k] = v
-        out.append(row)
-    return out
-
-
-def _features84(features: str | list[float]) -> np.ndarray:
-    if isinstance(features, str):
-        parts = [p.strip() for p in features.split(",")]
-        try:
-            vals = np.array([float(p) for p in parts], dtype=np.float64)
-        except ValueError:
-            raise ApiError(422, "features: every value must be a number", field="features") from None
-    else:
-        vals = np.asarray(features, dtype=np.float64)
-    n = CONTEXT_DAYS * len(SIGNALS)
-    if vals.size != n:
-        raise ApiError(422, f"features: expected {n} values (14 days x 6 signals), got "
-                       f"{vals.size}", field="features")
-    if not np.isfinite(vals).all():
-        raise ApiError(422, "features: values must be finite (-1 marks missing)",
-                       field="features")
-    days = vals.reshape(CONTEXT_DAYS, len(SIGNALS)).copy()
-    days[(days == -1.0).all(axis=1)] = np.nan
-    return days.reshape(1, n)
-
-
-def _parse_date(text: str | None, field: str) -> np.datetime64:
-    if text is None:
-        return np.datetime64(dt.datetime.now(dt.UTC).date().isoformat(), "D")
-    try:
-        return np.datetime64(dt.date.fromisoformat(text[:10]).isoformat(), "D")
-    except ValueError:
-        raise ApiError(422, f"{field}: not an ISO date (YYYY-MM-DD)", field=field) from None
-
-
-def _body_frame(body: bytes, fmt: str) -> pl.DataFrame:
-    if not body:
-        raise ApiError(422, "empty body", field="body")
-    if fmt == "csv":
-        return parse_records_csv(body, source="body")
-    if fmt == "parquet":
-        try:
-            return pl.read_parquet(io.BytesIO(body))
-        except Exception as exc:  # polars/arrow raise several types for broken files
-            raise ApiError(422, f"not a readable Parquet body: {str(exc)[:200]}",
-                           field="body") from exc
-    if fmt == "json":
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ApiError(422, f"malformed JSON: {exc}", field="body") from exc
-        if isinstance(data, dict) and isinstance(data.get("records"), list):
-            return _records_frame(data["records"], data.get("vin"))
-        if isinstance(data, list):
-            return _records_frame(data, None)
-        raise ApiError(422, "expected a JSON array of daily records or {\"records\": [...]}",
-                       field="body")
-    raise ApiError(415, f"unsupported format {fmt!r} here; use text/csv, application/json or "
-                   "application/vnd.apache.parquet", field="Content-Type")
-
-
 # -- endpoints -------------------------------------------------------------------------
 def _check_span(span: int) -> None:
     """422 unless the records cover the 14 days before the prediction day (``span``:
@@ -415,13 +218,13 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     if body.records is not None:
         # Clean small bodies: plain-Python checks and the window straight from the
         # values (no polars frame: its fixed costs exceeded the arithmetic).
-        cols = small_columns(_typed(body.records), vin=body.vin)
+        cols = small_columns(typed_numbers(body.records), vin=body.vin)
         if cols is not None:
             dates: list[dt.date] = cols["date"]  # type: ignore[assignment]
             _check_span((max(dates) - min(dates)).days + 1)
             w = latest_window(cols)
         else:  # something to reject or unusual: the full checks say what
-            checked = validate_records(_records_frame(body.records, body.vin),
+            checked = validate_records(records_frame(body.records, body.vin),
                                        source="records")
             if checked.n_rejected:
                 r = checked.rejected.row(0, named=True)
@@ -434,8 +237,8 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
             w = build_windows(build_panel(recs, extend_days=1), include_next_day=True)
             w = w.take(np.arange(len(w)) == len(w) - 1)
     elif body.features is not None:
-        x = _features84(body.features)
-        day = _parse_date(body.date, "date")
+        x = features84(body.features)
+        day = parse_date(body.date, "date")
         w = windows_from_batch84(BatchRows([body.vin], np.array([day]), x))
     else:
         raise ApiError(422, "give records (14+ daily records) or features (84 values)",
@@ -491,7 +294,7 @@ def _predict_batch(request: Request, data: bytes, fmt: str, rid: str,
     if fmt == "csv":
         preds, rejected = score_bytes(predictor, data, source="body")
     else:
-        checked = validate_records(_body_frame(data, fmt), source="body")
+        checked = validate_records(body_frame(data, fmt), source="body")
         preds, rejected = predictor.predict_records(checked.records), checked.rejected
     if preds.height == 0:
         raise ApiError(422, "nothing to score: no VIN has 14 days of records"
@@ -567,7 +370,7 @@ def _ingest_records(request: Request, data: bytes, fmt: str) -> dict[str, Any]:
     # the VIN-days that now have 14 earlier days, raise alarm episodes, one commit.
     # Queued HTTP predictions go first (the step's own predictions must win).
     _flush(request)
-    result = _pack_pipeline(request).ingest(_body_frame(data, fmt), source="http")
+    result = _pack_pipeline(request).ingest(body_frame(data, fmt), source="http")
     errors = _record_errors(result.rejected)
     if result.accepted == 0:
         first = errors[0] if errors else None
