@@ -128,6 +128,9 @@ def test_queued_predictions_are_listed_at_once_and_drained_at_shutdown(
     with lazy_server.client() as http:
         got = [http.post(PREDICT, json=_body(k), headers=AUTH) for k in range(3)]
         assert [r.status_code for r in got] == [200, 200, 200], got[0].text
+        last14 = _body(0)["records"][-14:]  # consecutive days: the 14 before the prediction
+        assert np.datetime64(last14[0]["Date"]) + 14 == np.datetime64(got[0].json()["date"])
+        assert got[0].json()["days_with_data"] == sum(r["TotalVoltage"] != "nan" for r in last14)
         assert _metric(http, "chargetracker_alarm_predictions_pending") == 3
         listed = http.get(LIST, params={"vin": VIN, "limit": 10}).json()
         assert listed["total"] == 3

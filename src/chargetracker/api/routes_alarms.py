@@ -32,7 +32,7 @@ from ..ml.predict import (
     score_bytes,
     windows_from_batch84,
 )
-from ..ml.records import SIGNALS, small_columns, validate_records
+from ..ml.records import small_columns, validate_records
 from ..ml.windows import CONTEXT_DAYS, build_panel, build_windows
 from ..stores.base import CommitBatch
 from .alarm_input import body_frame, features84, parse_date, records_frame, typed_numbers
@@ -246,8 +246,8 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     # Features once, for both the probability and the contributions.
     x = feature_matrix(w, predictor.artifact.features)
     p = float(predictor.artifact.model.predict(x)[0])
-    has = ~np.isnan(np.stack([w.signal(k) for k in range(len(SIGNALS))], axis=2)).all(axis=2)
-    n_days = int(has.sum())
+    t = int(w.index[0])  # the panel row of the prediction day: its 14 days precede it
+    n_days = int((~np.isnan(w.panel.x[t - CONTEXT_DAYS:t]).all(axis=1)).sum())
     if n_days == 0:
         warnings.append("no data in the 14 days before the prediction day: the probability "
                         "rests on the vehicle having stopped reporting")
