@@ -96,8 +96,8 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_http(n_requests: int, mode: str = "grouped",
-               extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def bench_http(n_requests: int, mode: str = "grouped", extra: tuple[str, ...] = (),
+               baseline_src: str | None = None) -> dict[str, Any]:
     """Sequential single predictions against ``chargetracker serve --alarm-write MODE``
     (20 daily records as the CSV gives them, stored); latency percentiles, the server's
     CPU-s over the timed requests (wall time of the run too), and that every prediction
@@ -110,10 +110,14 @@ def bench_http(n_requests: int, mode: str = "grouped",
         port = s.getsockname()[1]
     tmp = tempfile.mkdtemp()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGETRACKER_")}
+    if baseline_src:  # another checkout's server (no --alarm-write there: it writes sync)
+        env["PYTHONPATH"] = baseline_src
+        flags: tuple[str, ...] = ()
+    else:
+        flags = ("--alarm-write", mode, *extra)
     proc = subprocess.Popen([sys.executable, "-m", "chargetracker", "serve", "--store",
                              f"duckdb:///{tmp}/b.duckdb", "--port", str(port), "--host",
-                             "127.0.0.1", "--no-dashboard",
-                             "--alarm-write", mode, *extra], env=env,
+                             "127.0.0.1", "--no-dashboard", *flags], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -190,6 +194,9 @@ def main() -> int:
     ap.add_argument("--modes", default="sync,grouped",
                     help="HTTP store modes to compare, back to back (serve --alarm-write; "
                     "grouped@MS also sets --alarm-write-age-ms MS)")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="the mode 'baseline' runs the server of this src directory (another "
+                    "checkout) instead")
     ap.add_argument("--http-rounds", type=int, default=1,
                     help="repeat the HTTP comparison (alternating modes)")
     args = ap.parse_args()
@@ -214,7 +221,8 @@ def main() -> int:
                 load = os.getloadavg()[0]
                 name, _, age = mode.partition("@")  # grouped@20: --alarm-write-age-ms 20
                 h = bench_http(args.requests, name,
-                               ("--alarm-write-age-ms", age) if age else ())
+                               ("--alarm-write-age-ms", age) if age else (),
+                               baseline_src=args.baseline_src if name == "baseline" else None)
                 print(f"| {mode} | {h['requests']} | {load:.1f} | {h['p50_ms']:.1f} | "
                       f"{h['p90_ms']:.1f} | {h['p99_ms']:.1f} | {h['max_ms']:.1f} | "
                       f"{h['wall_s']:.2f} | {h['server_cpu_s']:.2f} | "
