@@ -141,6 +141,14 @@ def test_queued_predictions_are_listed_at_once_and_drained_at_shutdown(
             r.json()["probability"] for r in got}
         assert _metric(http, "chargetracker_alarm_predictions_pending") == 0
         assert _metric(http, 'chargetracker_alarm_prediction_commits_total{result="ok"}') == 1
+        # A batch scoring of the same records after a queued single prediction of the
+        # same key: the queued row is committed first, so the batch's (later) row wins.
+        assert http.post(PREDICT, json=_body(9), headers=AUTH).status_code == 200
+        day = http.post(PREDICT, json={**_body(9), "store": False}, headers=AUTH).json()["date"]
+        r = http.post("/api/v1/alarms/predict/batch", json=_body(9)["records"], headers=AUTH)
+        assert r.status_code == 200, r.text
+        mine = http.get(LIST, params={"vin": VIN, "start": day, "end": day}).json()["items"]
+        assert [i["source"] for i in mine] == ["batch"]
         # Queued again, then the server is stopped: the lifespan drains the queue.
         for k in range(3, 5):
             assert http.post(PREDICT, json=_body(k), headers=AUTH).status_code == 200
@@ -156,7 +164,7 @@ def test_queued_predictions_are_listed_at_once_and_drained_at_shutdown(
                         "'http'", [VIN]).fetchone()
     finally:
         con.close()
-    assert n is not None and n[0] == 5
+    assert n is not None and n[0] == 5  # 3 + 2 days (the 10th day's row is the batch's)
     assert "could not be stored" not in lazy_server.log()
 
 
