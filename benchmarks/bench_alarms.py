@@ -3,7 +3,7 @@ prediction latency, and the evaluation table (reference baseline vs ChargeTracke
 
     .venv/bin/python benchmarks/bench_alarms.py [--records 1e6] [--requests 300]
         [--repeats 3] [--skip-eval] [--skip-http] [--skip-batch]
-        [--modes sync,grouped] [--http-rounds 1]
+        [--modes sync,grouped] [--http-rounds 1] [--clients 1] [--baseline-src DIR]
 
 Prints Markdown; wall time and process CPU time beside each figure.
 """
@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,10 @@ def _cpu_s(pid: int) -> float:
 
 
 def bench_http(n_requests: int, mode: str = "grouped", extra: tuple[str, ...] = (),
-               baseline_src: str | None = None) -> dict[str, Any]:
-    """Sequential single predictions against ``chargetracker serve --alarm-write MODE``
-    (20 daily records as the CSV gives them, stored); latency percentiles, the server's
+               baseline_src: str | None = None, clients: int = 1) -> dict[str, Any]:
+    """Single predictions against ``chargetracker serve --alarm-write MODE`` (20 daily
+    records as the CSV gives them, stored), ``n_requests`` in sequence from each of
+    ``clients`` concurrent clients (one VIN each); latency percentiles, the server's
     CPU-s over the timed requests (wall time of the run too), and that every prediction
     is stored (listed right after the run: read-your-writes)."""
     import httpx
@@ -127,34 +129,50 @@ def bench_http(n_requests: int, mode: str = "grouped", extra: tuple[str, ...] = 
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        lat = []
+        day0 = np.array([np.datetime64(r["Date"], "D") for r in rows])
+        vins = ["JH4PC6DU52KF7SVMZ", *[f"JH4PC6DU52KF7SVMZ-{j}" for j in range(1, clients)]]
+        lat: list[list[float]] = [[] for _ in vins]
+
+        def client(j: int) -> None:
+            vin = vins[j]
+            with httpx.Client(base_url=url, timeout=120) as c:
+                for i in range(n_requests):
+                    # The same 20 records shifted by i days: every prediction is its own
+                    # row (no upsert of one key), like a vehicle reporting day after day.
+                    body = {"vin": vin, "records": [
+                        {**r, "VIN": vin, "Date": str(d + i)}
+                        for r, d in zip(rows, day0, strict=True)]}
+                    t0 = time.perf_counter()
+                    c.post("/api/v1/alarms/predict", json=body).raise_for_status()
+                    lat[j].append(time.perf_counter() - t0)
+
         with httpx.Client(base_url=url, timeout=120) as c:
-            day0 = np.array([np.datetime64(r["Date"], "D") for r in rows])
             for _ in range(20):
                 c.post("/api/v1/alarms/predict", json={"vin": "WARMUP", "records": [
                     {**r, "VIN": "WARMUP"} for r in rows]}).raise_for_status()
             c0, s0, w0 = time.process_time(), _cpu_s(proc.pid), time.perf_counter()
-            for i in range(n_requests):
-                # The same 20 records shifted by i days: every prediction is its own
-                # row (no upsert of one key), like a vehicle reporting day after day.
-                body = {"vin": "JH4PC6DU52KF7SVMZ", "records": [
-                    {**r, "Date": str(d + i)} for r, d in zip(rows, day0, strict=True)]}
-                t0 = time.perf_counter()
-                c.post("/api/v1/alarms/predict", json=body).raise_for_status()
-                lat.append(time.perf_counter() - t0)
+            if clients == 1:
+                client(0)
+            else:
+                threads = [threading.Thread(target=client, args=(j,)) for j in range(clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
             wall, server_cpu = time.perf_counter() - w0, _cpu_s(proc.pid) - s0
-            stored = c.get("/api/v1/alarms/predictions",
-                           params={"vin": "JH4PC6DU52KF7SVMZ", "limit": 1}).json()["total"]
+            stored = sum(c.get("/api/v1/alarms/predictions", params={"vin": v, "limit": 1}
+                               ).json()["total"] for v in vins)
             commits = float("nan")  # group commits of the writer (grouped mode only)
             for line in c.get("/metrics").text.splitlines():
                 if line.startswith('chargetracker_alarm_prediction_commits_total{result="ok"}'):
                     commits = float(line.split()[-1])
-        a = np.array(lat) * 1000
+        n_requests *= clients
+        a = np.concatenate([np.array(x) for x in lat]) * 1000
         return {"mode": mode, "requests": n_requests, "p50_ms": float(np.percentile(a, 50)),
                 "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99)),
                 "max_ms": float(a.max()), "wall_s": wall, "server_cpu_s": server_cpu,
                 "client_cpu_s": time.process_time() - c0, "stored": stored,
-                "rows_per_commit": (n_requests + 21) / commits}
+                "rows_per_commit": (n_requests + 20) / commits}
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -197,6 +215,8 @@ def main() -> int:
     ap.add_argument("--baseline-src", metavar="DIR",
                     help="the mode 'baseline' runs the server of this src directory (another "
                     "checkout) instead")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="concurrent HTTP clients, each sending --requests in sequence")
     ap.add_argument("--http-rounds", type=int, default=1,
                     help="repeat the HTTP comparison (alternating modes)")
     args = ap.parse_args()
@@ -211,8 +231,8 @@ def main() -> int:
               f"{s['wall_s']:.2f} s wall, CPU {s['cpu_s']:.2f} s -> "
               f"{s['records_per_s'] / 1e3:.0f} k records/s")
     if not args.skip_http:
-        print("HTTP single prediction (sequential, 20 daily records, stored), modes back to "
-              "back:")
+        print(f"HTTP single prediction ({args.clients} client(s), each sequential; 20 daily "
+              "records, stored), modes back to back:")
         print("| mode | requests | load | p50 ms | p90 ms | p99 ms | max ms | wall s | "
               "server CPU-s | server CPU ms/request | rows/commit | stored |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -222,7 +242,8 @@ def main() -> int:
                 name, _, age = mode.partition("@")  # grouped@20: --alarm-write-age-ms 20
                 h = bench_http(args.requests, name,
                                ("--alarm-write-age-ms", age) if age else (),
-                               baseline_src=args.baseline_src if name == "baseline" else None)
+                               baseline_src=args.baseline_src if name == "baseline" else None,
+                               clients=args.clients)
                 print(f"| {mode} | {h['requests']} | {load:.1f} | {h['p50_ms']:.1f} | "
                       f"{h['p90_ms']:.1f} | {h['p99_ms']:.1f} | {h['max_ms']:.1f} | "
                       f"{h['wall_s']:.2f} | {h['server_cpu_s']:.2f} | "
