@@ -2,7 +2,8 @@
 prediction latency, and the evaluation table (reference baseline vs ChargeTracker).
 
     .venv/bin/python benchmarks/bench_alarms.py [--records 1e6] [--requests 300]
-        [--repeats 3] [--skip-eval] [--skip-http]
+        [--repeats 3] [--skip-eval] [--skip-http] [--skip-batch]
+        [--modes sync,grouped] [--http-rounds 1] [--clients 1] [--baseline-src DIR]
 
 Prints Markdown; wall time and process CPU time beside each figure.
 """
@@ -16,8 +17,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -88,7 +91,19 @@ def bench_scoring(n_records: int) -> dict[str, float]:
             "records_per_s": frame.height / (w1 + w2)}
 
 
-def bench_http(n_requests: int) -> dict[str, float]:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_http(n_requests: int, mode: str = "grouped", extra: tuple[str, ...] = (),
+               baseline_src: str | None = None, clients: int = 1) -> dict[str, Any]:
+    """Single predictions against ``chargetracker serve --alarm-write MODE`` (20 daily
+    records as the CSV gives them, stored), ``n_requests`` in sequence from each of
+    ``clients`` concurrent clients (one VIN each); latency percentiles, the server's
+    CPU-s over the timed requests (wall time of the run too), and that every prediction
+    is stored (listed right after the run: read-your-writes)."""
     import httpx
 
     rows = [r for r in csv.DictReader(open(SERIES)) if r["VIN"] == "JH4PC6DU52KF7SVMZ"][-20:]
@@ -97,9 +112,14 @@ def bench_http(n_requests: int) -> dict[str, float]:
         port = s.getsockname()[1]
     tmp = tempfile.mkdtemp()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGETRACKER_")}
+    if baseline_src:  # another checkout's server (no --alarm-write there: it writes sync)
+        env["PYTHONPATH"] = baseline_src
+        flags: tuple[str, ...] = ()
+    else:
+        flags = ("--alarm-write", mode, *extra)
     proc = subprocess.Popen([sys.executable, "-m", "chargetracker", "serve", "--store",
                              f"duckdb:///{tmp}/b.duckdb", "--port", str(port), "--host",
-                             "127.0.0.1", "--no-dashboard"], env=env,
+                             "127.0.0.1", "--no-dashboard", *flags], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -109,20 +129,50 @@ def bench_http(n_requests: int) -> dict[str, float]:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        lat = []
+        day0 = np.array([np.datetime64(r["Date"], "D") for r in rows])
+        vins = ["JH4PC6DU52KF7SVMZ", *[f"JH4PC6DU52KF7SVMZ-{j}" for j in range(1, clients)]]
+        lat: list[list[float]] = [[] for _ in vins]
+
+        def client(j: int) -> None:
+            vin = vins[j]
+            with httpx.Client(base_url=url, timeout=120) as c:
+                for i in range(n_requests):
+                    # The same 20 records shifted by i days: every prediction is its own
+                    # row (no upsert of one key), like a vehicle reporting day after day.
+                    body = {"vin": vin, "records": [
+                        {**r, "VIN": vin, "Date": str(d + i)}
+                        for r, d in zip(rows, day0, strict=True)]}
+                    t0 = time.perf_counter()
+                    c.post("/api/v1/alarms/predict", json=body).raise_for_status()
+                    lat[j].append(time.perf_counter() - t0)
+
         with httpx.Client(base_url=url, timeout=120) as c:
-            body = {"vin": "JH4PC6DU52KF7SVMZ", "records": rows}
             for _ in range(20):
-                c.post("/api/v1/alarms/predict", json=body).raise_for_status()
-            c0 = time.process_time()
-            for _ in range(n_requests):
-                t0 = time.perf_counter()
-                c.post("/api/v1/alarms/predict", json=body).raise_for_status()
-                lat.append(time.perf_counter() - t0)
-        a = np.array(lat) * 1000
-        return {"requests": n_requests, "p50_ms": float(np.percentile(a, 50)),
-                "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()),
-                "client_cpu_s": time.process_time() - c0}
+                c.post("/api/v1/alarms/predict", json={"vin": "WARMUP", "records": [
+                    {**r, "VIN": "WARMUP"} for r in rows]}).raise_for_status()
+            c0, s0, w0 = time.process_time(), _cpu_s(proc.pid), time.perf_counter()
+            if clients == 1:
+                client(0)
+            else:
+                threads = [threading.Thread(target=client, args=(j,)) for j in range(clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            wall, server_cpu = time.perf_counter() - w0, _cpu_s(proc.pid) - s0
+            stored = sum(c.get("/api/v1/alarms/predictions", params={"vin": v, "limit": 1}
+                               ).json()["total"] for v in vins)
+            commits = float("nan")  # group commits of the writer (grouped mode only)
+            for line in c.get("/metrics").text.splitlines():
+                if line.startswith('chargetracker_alarm_prediction_commits_total{result="ok"}'):
+                    commits = float(line.split()[-1])
+        n_requests *= clients
+        a = np.concatenate([np.array(x) for x in lat]) * 1000
+        return {"mode": mode, "requests": n_requests, "p50_ms": float(np.percentile(a, 50)),
+                "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99)),
+                "max_ms": float(a.max()), "wall_s": wall, "server_cpu_s": server_cpu,
+                "client_cpu_s": time.process_time() - c0, "stored": stored,
+                "rows_per_commit": (n_requests + 20) / commits}
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -158,20 +208,48 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--skip-batch", action="store_true", help="no training / batch scoring")
+    ap.add_argument("--modes", default="sync,grouped",
+                    help="HTTP store modes to compare, back to back (serve --alarm-write; "
+                    "grouped@MS also sets --alarm-write-age-ms MS)")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="the mode 'baseline' runs the server of this src directory (another "
+                    "checkout) instead")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="concurrent HTTP clients, each sending --requests in sequence")
+    ap.add_argument("--http-rounds", type=int, default=1,
+                    help="repeat the HTTP comparison (alternating modes)")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    t = bench_training()
-    print(f"training (one model: 4 inner fits + final): {t['samples']} samples, "
-          f"wall {t['wall_s']:.2f} s, CPU {t['cpu_s']:.2f} s")
-    s = bench_scoring(int(args.records))
-    print(f"batch scoring: {s['records']:,} records -> {s['predictions']:,} predictions; "
-          f"validate {s['validate_wall_s']:.2f} s + score {s['score_wall_s']:.2f} s = "
-          f"{s['wall_s']:.2f} s wall, CPU {s['cpu_s']:.2f} s -> "
-          f"{s['records_per_s'] / 1e3:.0f} k records/s")
+    if not args.skip_batch:
+        t = bench_training()
+        print(f"training (one model: 4 inner fits + final): {t['samples']} samples, "
+              f"wall {t['wall_s']:.2f} s, CPU {t['cpu_s']:.2f} s")
+        s = bench_scoring(int(args.records))
+        print(f"batch scoring: {s['records']:,} records -> {s['predictions']:,} predictions; "
+              f"validate {s['validate_wall_s']:.2f} s + score {s['score_wall_s']:.2f} s = "
+              f"{s['wall_s']:.2f} s wall, CPU {s['cpu_s']:.2f} s -> "
+              f"{s['records_per_s'] / 1e3:.0f} k records/s")
     if not args.skip_http:
-        h = bench_http(args.requests)
-        print(f"HTTP single prediction ({h['requests']} sequential requests, 20 records): "
-              f"p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, max {h['max_ms']:.1f} ms")
+        print(f"HTTP single prediction ({args.clients} client(s), each sequential; 20 daily "
+              "records, stored), modes back to back:")
+        print("| mode | requests | load | p50 ms | p90 ms | p99 ms | max ms | wall s | "
+              "server CPU-s | server CPU ms/request | rows/commit | stored |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for _ in range(args.http_rounds):
+            for mode in args.modes.split(","):
+                load = os.getloadavg()[0]
+                name, _, age = mode.partition("@")  # grouped@20: --alarm-write-age-ms 20
+                h = bench_http(args.requests, name,
+                               ("--alarm-write-age-ms", age) if age else (),
+                               baseline_src=args.baseline_src if name == "baseline" else None,
+                               clients=args.clients)
+                print(f"| {mode} | {h['requests']} | {load:.1f} | {h['p50_ms']:.1f} | "
+                      f"{h['p90_ms']:.1f} | {h['p99_ms']:.1f} | {h['max_ms']:.1f} | "
+                      f"{h['wall_s']:.2f} | {h['server_cpu_s']:.2f} | "
+                      f"{1000 * h['server_cpu_s'] / h['requests']:.2f} | "
+                      f"{h['rows_per_commit']:.1f} | {h['stored']} |",
+                      flush=True)
     if not args.skip_eval:
         print(bench_eval(args.repeats))
     print(f"load average at end: {os.getloadavg()[0]:.1f}")

@@ -202,8 +202,28 @@ class ApiConfig:
     #: Publish ingested measurements to Kafka (``Settings.kafka``) for the scale-out
     #: workers instead of running them through this process's pipeline.
     publish_kafka: bool = False
+    #: How ``POST /alarms/predict`` stores its prediction: ``"grouped"`` (queued, reply
+    #: at once, committed by one writer in groups; a crash loses at most the unflushed
+    #: group, docs/alarms.md) or ``"sync"`` (the reply waits for its own commit).
+    alarm_write: str = "grouped"
+    #: Grouped writes: rows queued at most (back-pressure beyond), rows per commit at
+    #: most, age of the oldest queued row that triggers a commit (s), and how long a
+    #: request waits for room in a full queue before it fails with 503 (s).
+    alarm_write_queue_rows: int = 4096
+    alarm_write_group_rows: int = 256
+    alarm_write_max_age_s: float = 0.02
+    alarm_write_wait_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.alarm_write not in ("grouped", "sync"):
+            raise ConfigError(f"api.alarm_write must be 'grouped' or 'sync', not "
+                              f"{self.alarm_write!r}")
+        if self.alarm_write_queue_rows < 1 or self.alarm_write_group_rows < 1:
+            raise ConfigError("api.alarm_write_queue_rows and alarm_write_group_rows must be >= 1")
+        if not (0 <= self.alarm_write_max_age_s < math.inf and 0 <= self.alarm_write_wait_s
+                < math.inf):
+            raise ConfigError("api.alarm_write_max_age_s and alarm_write_wait_s must be finite "
+                              "and >= 0 s")
         if self.max_body_bytes < 1024:
             raise ConfigError("api.max_body_bytes must be >= 1024")
         if not 0 <= self.port <= 65535:

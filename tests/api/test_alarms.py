@@ -20,7 +20,10 @@ CSV = {"Content-Type": "text/csv", **AUTH}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    s = start_server(tmp_path_factory.mktemp("alarms"), "--api-key", KEY, "--no-dashboard")
+    # Sync writes here (the reply waits for its commit); the default, grouped writes, is
+    # tested in test_alarm_writes.py.
+    s = start_server(tmp_path_factory.mktemp("alarms"), "--api-key", KEY, "--no-dashboard",
+                     "--alarm-write", "sync")
     yield s
     s.stop()
 

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -102,6 +103,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        writer = getattr(app.state, "alarm_writer", None)
+        if writer is not None:  # drain queued alarm predictions before the store closes
+            await run_in_threadpool(writer.close)
         if ctx.sink is not None:
             ctx.sink.close()
         if ctx.owns_store:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +55,10 @@ class Metrics:
         self._stats: Mapping[str, Any] | None = None
         self._lock = threading.Lock()
         r.register(StoreCollector(self._read_stats))
+        #: The alarm-prediction writer's counters (``PredictionWriter.snapshot``), set
+        #: when the app starts one; read at scrape time.
+        self.alarm_writer: Callable[[], Mapping[str, Any]] | None = None
+        r.register(_AlarmWriterCollector(self))
 
     def _read_stats(self) -> Mapping[str, Any]:
         if self._stats is None:
@@ -76,6 +82,40 @@ class Metrics:
                 return render_registry(self.registry)
             finally:
                 self._stats = None
+
+
+class _AlarmWriterCollector(Collector):
+    """The grouped alarm-prediction writer's families (none before it starts)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        read = self._metrics.alarm_writer
+        if read is None:
+            return
+        s = read()
+        commits = CounterMetricFamily(f"{PREFIX}alarm_prediction_commits", "Group commits of "
+                                      "queued HTTP alarm predictions, by result (ok, failed: "
+                                      "the rows stay queued and are retried).",
+                                      labels=["result"])
+        commits.add_metric(["ok"], int(s["commits_ok"]))
+        commits.add_metric(["failed"], int(s["commits_failed"]))
+        yield commits
+        yield CounterMetricFamily(f"{PREFIX}alarm_predictions_written", "HTTP alarm "
+                                  "predictions committed by the writer.",
+                                  value=int(s["rows_written"]))
+        yield GaugeMetricFamily(f"{PREFIX}alarm_predictions_pending", "HTTP alarm predictions "
+                                "queued and not yet committed.", value=int(s["pending"]))
+        yield CounterMetricFamily(f"{PREFIX}alarm_prediction_backpressure_waits", "Requests "
+                                  "that found the prediction queue full and waited.",
+                                  value=int(s["backpressure_waits"]))
+        yield CounterMetricFamily(f"{PREFIX}alarm_prediction_backpressure_timeouts", "Requests "
+                                  "answered 503 because the queue stayed full.",
+                                  value=int(s["backpressure_timeouts"]))
 
 
 def route_label(scope: Scope) -> str:

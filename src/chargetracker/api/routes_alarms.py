@@ -10,10 +10,10 @@ first use and kept on ``app.state``.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -21,115 +21,44 @@ import numpy as np
 import polars as pl
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from ..kinds.pack import ALARM_PREDICTIONS
 from ..ml import Predictor
 from ..ml.features import feature_matrix
-from ..ml.predict import PREDICTION_SCHEMA, BatchRows, score_bytes, windows_from_batch84
-from ..ml.records import SIGNALS, parse_records_csv, validate_records, validate_small
+from ..ml.predict import (
+    PREDICTION_SCHEMA,
+    BatchRows,
+    latest_window,
+    score_bytes,
+    windows_from_batch84,
+)
+from ..ml.records import small_columns, validate_records
 from ..ml.windows import CONTEXT_DAYS, build_panel, build_windows
 from ..stores.base import CommitBatch
+from .alarm_input import body_frame, features84, parse_date, records_frame, typed_numbers
+from .alarm_models import (
+    VIN_PATTERN,
+    BatchOut,
+    PackRecordIn,
+    PredictIn,
+    PredictionPage,
+    PredictOut,
+    RecordsOut,
+)
 from .context import API_PREFIX, get_ctx
 from .errors import ApiError, responses
 from .ingest import media_format
+from .prediction_writer import PredictionWriter, Row, WriterLimits
 from .security import require_read, require_write
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
-VIN_PATTERN = r"^[^\x00-\x1f\x7f]{1,64}$"
 _MAX_ERRORS = 100
 _lock = threading.Lock()
-#: Writes single HTTP predictions beside the rest of the request (see _predict_one).
-_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-store")
-
-
-# -- models --------------------------------------------------------------------------
-class PackRecordIn(BaseModel):
-    """One daily pack record (reference column names are accepted too)."""
-
-    date: str = Field(description="Day, YYYY-MM-DD.", examples=["2019-12-01"])
-    vin: str | None = Field(None, description="VIN (may be given once at the top level).")
-    total_voltage_v: float | None = Field(None, description="Pack voltage, V.")
-    total_current_a: float | None = Field(None, description="Pack current, A (+ charging).")
-    cell_max_v: float | None = Field(None, description="Highest cell voltage, V.")
-    cell_min_v: float | None = Field(None, description="Lowest cell voltage, V.")
-    max_temperature_c: float | None = Field(None, description="Highest temperature, degC.")
-    min_temperature_c: float | None = Field(None, description="Lowest temperature, degC.")
-    label: int | None = Field(None, description="Ignored for prediction.")
-
-
-class PredictIn(BaseModel):
-    """Either ``records`` (the VIN's last 14+ daily records) or ``features`` (the
-    reference's 84 values, 14 days x 6 signals oldest first, -1 = missing) with ``date``."""
-
-    vin: str = Field(min_length=1, max_length=64, pattern=VIN_PATTERN)
-    records: list[dict[str, Any]] | None = Field(None, description="Daily records "
-                                                 "(see PackRecordIn), at least 14 days.")
-    features: str | list[float] | None = Field(None, description="84 comma-separated values "
-                                               "(or a list), as in the reference.")
-    date: str | None = Field(None, description="Prediction day of the 84-value form "
-                                               "(default: today, UTC).")
-    store: bool = Field(True, description="Store the prediction.")
-
-
-class Contribution(BaseModel):
-    feature: str
-    contribution: float = Field(description="SHAP contribution to the log-odds.")
-    value: float | None
-
-
-class PredictOut(BaseModel):
-    vin: str
-    date: str = Field(description="Prediction day t: the alarm horizon is t .. t+13.")
-    probability: float = Field(description="Calibrated probability of an alarm in the horizon.")
-    alarm: bool
-    threshold: float
-    model_version: str
-    days_with_data: int = Field(description="Days with data among the 14 before t.")
-    contributions: list[Contribution]
-    warnings: list[str]
-    request_id: str
-
-
-class PredictionRow(BaseModel):
-    vin: str
-    date: str
-    probability: float
-    alarm: bool
-    threshold: float
-    model_version: str
-    source: str | None = None
-    request_id: str | None = None
-    created_at: float | None = None
-
-
-class PredictionPage(BaseModel):
-    items: list[PredictionRow]
-    total: int
-    next_offset: int | None
-
-
-class RejectedRow(BaseModel):
-    row: int
-    vin: str | None
-    date: str | None
-    field: str | None
-    reason: str
-
-
-class BatchOut(BaseModel):
-    predictions: list[PredictionRow]
-    rejected: list[RejectedRow]
-    model_version: str
-    request_id: str
-
-
-class RecordsOut(BaseModel):
-    accepted: int
-    rejected: int
-    errors: list[RejectedRow]
+#: Writes single HTTP predictions beside the rest of the request in ``alarm_write =
+#: "sync"`` mode (see _predict_one).
+_sync_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alarm-store")
 
 
 # -- state -----------------------------------------------------------------------------
@@ -188,7 +117,9 @@ def _pack_pipeline(request: Request) -> Any:
 def _store_predictions(request: Request, packs: Any, preds: pl.DataFrame, *, source: str,
                        request_id: str | None) -> None:
     """Store predictions: through the API's store when it holds the pack kind's tables
-    (one writer per store), else through the pack store."""
+    (one writer per store), else through the pack store. Predictions still queued by
+    the grouped writer are committed first, so the latest scoring of a key wins."""
+    _flush(request)
     store = get_ctx(request).store
     if ALARM_PREDICTIONS.name in getattr(store, "plugin_specs", {}):
         frame = preds.select(list(PREDICTION_SCHEMA)).with_columns(
@@ -196,6 +127,62 @@ def _store_predictions(request: Request, packs: Any, preds: pl.DataFrame, *, sou
         store.commit(CommitBatch(tables={ALARM_PREDICTIONS.name: frame}))
         return
     packs.upsert_predictions(preds, source=source, request_id=request_id)
+
+
+#: A queued prediction row as a frame (the writer's :data:`ROW_FIELDS`).
+_ROW_SCHEMA: dict[str, pl.DataType] = {**PREDICTION_SCHEMA, "source": pl.Utf8(),
+                                       "request_id": pl.Utf8()}
+
+
+def _row_writer(store: Any, packs: Any) -> Callable[[list[Row]], None]:
+    """``write(rows)`` of the grouped writer: one store commit for the whole group
+    (the pack store, without the kind's tables on the API's store, upserts per
+    request id: one transaction each, idempotent on retry)."""
+
+    def write(rows: list[Row]) -> None:
+        frame = pl.DataFrame(rows, schema=_ROW_SCHEMA, orient="row")
+        if ALARM_PREDICTIONS.name in getattr(store, "plugin_specs", {}):
+            store.commit(CommitBatch(tables={ALARM_PREDICTIONS.name: frame}))
+            return
+        for (source, rid), part in frame.group_by(["source", "request_id"], maintain_order=True):
+            packs.upsert_predictions(part, source=str(source),
+                                     request_id=None if rid is None else str(rid))
+
+    return write
+
+
+def _alarm_writer(request: Request) -> PredictionWriter | None:
+    """The app's grouped prediction writer (started on first use), or None in
+    ``alarm_write = "sync"`` mode. Closed (drained) by the app's lifespan."""
+    ctx = get_ctx(request)
+    cfg = ctx.settings.api
+    if cfg.alarm_write != "grouped":
+        return None
+    app = request.app
+    writer: PredictionWriter | None = getattr(app.state, "alarm_writer", None)
+    if writer is not None:
+        return writer
+    _, packs = _state(request)
+    with _lock:
+        writer = getattr(app.state, "alarm_writer", None)
+        if writer is None:
+            limits = WriterLimits(queue_rows=cfg.alarm_write_queue_rows,
+                                  group_rows=cfg.alarm_write_group_rows,
+                                  max_age_s=cfg.alarm_write_max_age_s,
+                                  wait_s=cfg.alarm_write_wait_s)
+            writer = PredictionWriter(_row_writer(ctx.store, packs), limits,
+                                      key=getattr(ctx.store, "url", None))
+            app.state.alarm_writer = writer
+            ctx.metrics.alarm_writer = writer.snapshot
+    return writer
+
+
+def _flush(request: Request) -> None:
+    """Read-your-writes: commit the predictions this app still queues (no-op when none;
+    StoreUnavailable -> 503 when the store refuses them)."""
+    writer: PredictionWriter | None = getattr(request.app.state, "alarm_writer", None)
+    if writer is not None:
+        writer.flush()
 
 
 def _request_id(request: Request) -> str:
@@ -214,114 +201,44 @@ def _rejected(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return frame.head(_MAX_ERRORS).to_dicts()
 
 
-# -- parsing ---------------------------------------------------------------------------
-def _records_frame(records: list[dict[str, Any]], vin: str | None) -> pl.DataFrame:
-    if not records:
-        raise ApiError(422, "records is empty", field="records")
-    rows = []
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise ApiError(422, f"records[{i}] is not an object", field=f"records.{i}")
-        row = {str(k): v for k, v in r.items()}
-        for k, v in row.items():
-            if v is not None and not isinstance(v, str | int | float) or isinstance(v, bool):
-                raise ApiError(422, f"records[{i}].{k}: expected a number, text or null",
-                               field=f"records.{i}.{k}")
-        if vin is not None:
-            given = row.get("vin", row.get("VIN"))
-            if given is not None and str(given) != vin:
-                raise ApiError(422, f"records[{i}].vin {str(given)[:64]!r} differs from vin "
-                               f"{vin!r}", field=f"records.{i}.vin")
-            row["vin"] = vin
-        rows.append({k: None if v is None else str(v) for k, v in row.items()})
-    keys = sorted({k for r in rows for k in r})
-    return pl.DataFrame({k: [r.get(k) for r in rows] for k in keys},
-                        schema={k: pl.Utf8 for k in keys})
-
-
-def _features84(features: str | list[float]) -> np.ndarray:
-    if isinstance(features, str):
-        parts = [p.strip() for p in features.split(",")]
-        try:
-            vals = np.array([float(p) for p in parts], dtype=np.float64)
-        except ValueError:
-            raise ApiError(422, "features: every value must be a number", field="features") from None
-    else:
-        vals = np.asarray(features, dtype=np.float64)
-    n = CONTEXT_DAYS * len(SIGNALS)
-    if vals.size != n:
-        raise ApiError(422, f"features: expected {n} values (14 days x 6 signals), got "
-                       f"{vals.size}", field="features")
-    if not np.isfinite(vals).all():
-        raise ApiError(422, "features: values must be finite (-1 marks missing)",
-                       field="features")
-    days = vals.reshape(CONTEXT_DAYS, len(SIGNALS)).copy()
-    days[(days == -1.0).all(axis=1)] = np.nan
-    return days.reshape(1, n)
-
-
-def _parse_date(text: str | None, field: str) -> np.datetime64:
-    if text is None:
-        return np.datetime64(dt.datetime.now(dt.UTC).date().isoformat(), "D")
-    try:
-        return np.datetime64(dt.date.fromisoformat(text[:10]).isoformat(), "D")
-    except ValueError:
-        raise ApiError(422, f"{field}: not an ISO date (YYYY-MM-DD)", field=field) from None
-
-
-def _body_frame(body: bytes, fmt: str) -> pl.DataFrame:
-    if not body:
-        raise ApiError(422, "empty body", field="body")
-    if fmt == "csv":
-        return parse_records_csv(body, source="body")
-    if fmt == "parquet":
-        try:
-            return pl.read_parquet(io.BytesIO(body))
-        except Exception as exc:  # polars/arrow raise several types for broken files
-            raise ApiError(422, f"not a readable Parquet body: {str(exc)[:200]}",
-                           field="body") from exc
-    if fmt == "json":
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ApiError(422, f"malformed JSON: {exc}", field="body") from exc
-        if isinstance(data, dict) and isinstance(data.get("records"), list):
-            return _records_frame(data["records"], data.get("vin"))
-        if isinstance(data, list):
-            return _records_frame(data, None)
-        raise ApiError(422, "expected a JSON array of daily records or {\"records\": [...]}",
-                       field="body")
-    raise ApiError(415, f"unsupported format {fmt!r} here; use text/csv, application/json or "
-                   "application/vnd.apache.parquet", field="Content-Type")
-
-
 # -- endpoints -------------------------------------------------------------------------
+def _check_span(span: int) -> None:
+    """422 unless the records cover the 14 days before the prediction day (``span``:
+    days from the first to the last record, inclusive)."""
+    if span < CONTEXT_DAYS:
+        raise ApiError(422, f"need daily records covering at least {CONTEXT_DAYS} days "
+                       f"before the prediction day; got {span}", field="records")
+
+
 def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     predictor, packs = _state(request)
     warnings: list[str] = []
     if body.records is not None and body.features is not None:
         raise ApiError(422, "give either records or features, not both", field="records")
     if body.records is not None:
-        fast = validate_small(body.records, vin=body.vin)
-        if fast is None:  # something to reject or unusual: the full checks say what
-            checked = validate_records(_records_frame(body.records, body.vin),
+        # Clean small bodies: plain-Python checks and the window straight from the
+        # values (no polars frame: its fixed costs exceeded the arithmetic).
+        cols = small_columns(typed_numbers(body.records), vin=body.vin)
+        if cols is not None:
+            dates: list[dt.date] = cols["date"]  # type: ignore[assignment]
+            _check_span((max(dates) - min(dates)).days + 1)
+            w = latest_window(cols)
+        else:  # something to reject or unusual: the full checks say what
+            checked = validate_records(records_frame(body.records, body.vin),
                                        source="records")
             if checked.n_rejected:
                 r = checked.rejected.row(0, named=True)
                 raise ApiError(422, f"records[{r['row']}] (date {r['date']!r}): {r['reason']}",
                                field=f"records.{r['row']}.{r['field']}",
                                details={"rejected": _rejected(checked.rejected)})
-        recs = checked.records if fast is None else fast
-        days = recs.get_column("date").cast(pl.Int32).to_numpy()
-        span = int(days.max()) - int(days.min()) + 1
-        if span < CONTEXT_DAYS:
-            raise ApiError(422, f"need daily records covering at least {CONTEXT_DAYS} days "
-                           f"before the prediction day; got {span}", field="records")
-        w = build_windows(build_panel(recs, extend_days=1), include_next_day=True)
-        w = w.take(np.arange(len(w)) == len(w) - 1)
+            recs = checked.records
+            days = recs.get_column("date").cast(pl.Int32).to_numpy()
+            _check_span(int(days.max()) - int(days.min()) + 1)
+            w = build_windows(build_panel(recs, extend_days=1), include_next_day=True)
+            w = w.take(np.arange(len(w)) == len(w) - 1)
     elif body.features is not None:
-        x = _features84(body.features)
-        day = _parse_date(body.date, "date")
+        x = features84(body.features)
+        day = parse_date(body.date, "date")
         w = windows_from_batch84(BatchRows([body.vin], np.array([day]), x))
     else:
         raise ApiError(422, "give records (14+ daily records) or features (84 values)",
@@ -329,8 +246,8 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     # Features once, for both the probability and the contributions.
     x = feature_matrix(w, predictor.artifact.features)
     p = float(predictor.artifact.model.predict(x)[0])
-    has = ~np.isnan(np.stack([w.signal(k) for k in range(len(SIGNALS))], axis=2)).all(axis=2)
-    n_days = int(has.sum())
+    t = int(w.index[0])  # the panel row of the prediction day: its 14 days precede it
+    n_days = int((~np.isnan(w.panel.x[t - CONTEXT_DAYS:t]).all(axis=1)).sum())
     if n_days == 0:
         warnings.append("no data in the 14 days before the prediction day: the probability "
                         "rests on the vehicle having stopped reporting")
@@ -338,14 +255,19 @@ def _predict_one(request: Request, body: PredictIn, rid: str) -> dict[str, Any]:
     thr = predictor.artifact.threshold
     stored: Future[None] | None = None
     if body.store:
-        frame = pl.DataFrame({"vin": [body.vin], "date": [dt.date.fromisoformat(date)],
-                              "probability": [p], "alarm": [p >= thr], "threshold": [thr],
-                              "model_version": [predictor.model_version]})
-        # The store write (a DuckDB commit: the largest single cost) runs beside the SHAP
-        # contributions; the reply still waits for it, so a stored prediction is durable
-        # before the client hears of it, and a failed write fails the request.
-        stored = _writer.submit(_store_predictions, request, packs, frame, source="http",
-                                request_id=rid)
+        row: Row = (body.vin, dt.date.fromisoformat(date), p, p >= thr, thr,
+                    predictor.model_version, "http", rid)
+        writer = _alarm_writer(request)
+        if writer is not None:
+            # Grouped: queued, committed by the writer with others (one commit per
+            # group); readers in this process flush first (see prediction_writer).
+            writer.submit([row])
+        else:
+            # Sync: the commit runs beside the SHAP contributions; the reply waits for
+            # it, so a stored prediction is durable before the client hears of it.
+            frame = pl.DataFrame([row[:6]], schema=PREDICTION_SCHEMA, orient="row")
+            stored = _sync_writer.submit(_store_predictions, request, packs, frame,
+                                         source="http", request_id=rid)
     out = {"vin": body.vin, "date": date, "probability": p, "alarm": p >= thr, "threshold": thr,
            "model_version": predictor.model_version, "days_with_data": n_days,
            "contributions": predictor.contributions(w, x=x)[0], "warnings": warnings,
@@ -372,7 +294,7 @@ def _predict_batch(request: Request, data: bytes, fmt: str, rid: str,
     if fmt == "csv":
         preds, rejected = score_bytes(predictor, data, source="body")
     else:
-        checked = validate_records(_body_frame(data, fmt), source="body")
+        checked = validate_records(body_frame(data, fmt), source="body")
         preds, rejected = predictor.predict_records(checked.records), checked.rejected
     if preds.height == 0:
         raise ApiError(422, "nothing to score: no VIN has 14 days of records"
@@ -423,6 +345,7 @@ def list_predictions(
     _, packs = _state(request)
     if start is not None and end is not None and start > end:
         raise ApiError(422, "start is after end", field="start")
+    _flush(request)
     total = packs.count_predictions(vin=vin, start=start, end=end, alarm_only=alarm_only)
     if vin is not None and total == 0 and packs.count_predictions(vin=vin) == 0:
         raise ApiError(404, f"no predictions for VIN {vin!r}", field="vin")
@@ -445,7 +368,9 @@ def model_card(request: Request) -> dict[str, Any]:
 def _ingest_records(request: Request, data: bytes, fmt: str) -> dict[str, Any]:
     # The one micro-batch step of the pack kind: validate, store the records, predict
     # the VIN-days that now have 14 earlier days, raise alarm episodes, one commit.
-    result = _pack_pipeline(request).ingest(_body_frame(data, fmt), source="http")
+    # Queued HTTP predictions go first (the step's own predictions must win).
+    _flush(request)
+    result = _pack_pipeline(request).ingest(body_frame(data, fmt), source="http")
     errors = _record_errors(result.rejected)
     if result.accepted == 0:
         first = errors[0] if errors else None

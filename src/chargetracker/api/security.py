@@ -70,11 +70,13 @@ def _guard(request: Request) -> Guard:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
-def require_write(request: Request, credentials: Credentials) -> None:
+# Coroutines, though they never await: FastAPI runs a plain-def dependency in its thread
+# pool, a thread hop per request for a few microseconds of hashing.
+async def require_write(request: Request, credentials: Credentials) -> None:
     """Dependency of every write endpoint."""
     _guard(request).check(credentials, write=True)
 
 
-def require_read(request: Request, credentials: Credentials) -> None:
+async def require_read(request: Request, credentials: Credentials) -> None:
     """Dependency of every read endpoint (a no-op unless ``protect_reads``)."""
     _guard(request).check(credentials, write=False)

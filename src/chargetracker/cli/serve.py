@@ -52,6 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--future-horizon", type=float, default=RuntimeConfig().future_horizon_s,
                    metavar="S", help="samples stamped more than S seconds ahead of the wall "
                    "clock are dead letters (default %(default)g: one day)")
+    p.add_argument("--alarm-write", default=defaults.alarm_write, choices=["grouped", "sync"],
+                   help="how POST /api/v1/alarms/predict stores its prediction: 'grouped' "
+                   "(reply once queued; one writer commits queued predictions in groups; a "
+                   "crash loses at most the unflushed group) or 'sync' (reply after its own "
+                   "commit). Default %(default)s")
+    p.add_argument("--alarm-write-queue", type=int, default=defaults.alarm_write_queue_rows,
+                   metavar="ROWS", help="grouped writes: predictions queued at most; a full "
+                   "queue makes requests wait (default %(default)s)")
+    p.add_argument("--alarm-write-age-ms", type=float,
+                   default=defaults.alarm_write_max_age_s * 1000, metavar="MS",
+                   help="grouped writes: commit when the oldest queued prediction is this old "
+                   "(default %(default)g ms)")
+    p.add_argument("--alarm-write-wait", type=float, default=defaults.alarm_write_wait_s,
+                   metavar="S", help="grouped writes: how long a request waits for room in a "
+                   "full queue before it fails with 503 (default %(default)g s)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--no-access-log", action="store_true", help="no per-request log lines")
@@ -89,10 +104,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """The Settings ``serve`` runs with (exposed for tests and other commands)."""
     if not args.max_body_mb > 0:
         raise ConfigError("--max-body-mb must be > 0")
+    d = ApiConfig()
     api = ApiConfig(
         host=args.host, port=args.port, api_keys=_keys(args), protect_reads=args.protect_reads,
         cors_origins=tuple(args.cors_origin), max_body_bytes=max(1024, int(args.max_body_mb * 2**20)),
         dashboard=not args.no_dashboard,
+        # getattr: other commands build serve's settings from their own arguments.
+        alarm_write=getattr(args, "alarm_write", d.alarm_write),
+        alarm_write_queue_rows=getattr(args, "alarm_write_queue", d.alarm_write_queue_rows),
+        alarm_write_max_age_s=getattr(args, "alarm_write_age_ms",
+                                      d.alarm_write_max_age_s * 1000) / 1000,
+        alarm_write_wait_s=getattr(args, "alarm_write_wait", d.alarm_write_wait_s),
     )
     store = args.store or os.environ.get(ENV_STORE) or Settings().store_url
     kafka = KafkaConfig()

@@ -12,6 +12,7 @@ real pack has -1 V total voltage); any other -1 (e.g. -1 A current) is kept as a
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,10 +24,17 @@ from ..errors import ValidationError
 from .artifact import ModelArtifact
 from .features import feature_matrix
 from .records import SIGNALS
-from .windows import CONTEXT_DAYS, Panel, Windows, build_panel, build_windows
+from .windows import (
+    CONTEXT_DAYS,
+    MAX_SPAN_DAYS,
+    Panel,
+    Windows,
+    build_panel,
+    build_windows,
+)
 
-__all__ = ["PREDICTION_SCHEMA", "BatchRows", "Predictor", "is_batch84", "parse_batch84",
-           "score_bytes", "windows_from_batch84"]
+__all__ = ["PREDICTION_SCHEMA", "BatchRows", "Predictor", "is_batch84", "latest_window",
+           "parse_batch84", "score_bytes", "windows_from_batch84"]
 
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "vin": pl.Utf8(), "date": pl.Date(), "probability": pl.Float64(), "alarm": pl.Boolean(),
@@ -111,6 +119,39 @@ def windows_from_batch84(rows: BatchRows) -> Windows:
                   np.full(n, block, np.int64), day, x, np.full(n * block, -1, np.int8))
     index = np.arange(n) * block + CONTEXT_DAYS
     return Windows(panel, index, np.arange(n), t, np.full(n, -1, np.int8), np.zeros(n, bool))
+
+
+def latest_window(cols: dict[str, list[object]]) -> Windows:
+    """The window of the day after the last record of ONE VIN's validated records, as
+    :func:`~.records.small_columns` gives them (any order, unique days).
+
+    Equal, array for array, to ``build_windows(build_panel(frame, extend_days=1),
+    include_next_day=True)`` restricted to its last sample, without building a polars
+    frame: for one HTTP prediction the frame's fixed costs exceeded the arithmetic.
+    Raises :class:`ValidationError` like :func:`~.windows.build_panel` for a span over
+    :data:`~.windows.MAX_SPAN_DAYS`.
+    """
+    vins = set(cols["vin"])
+    if len(vins) != 1:
+        raise ValueError("latest_window takes the records of exactly one VIN")
+    vin = str(vins.pop())
+    epoch = dt.date(1970, 1, 1)
+    days = np.array([(d - epoch).days for d in cols["date"]], dtype=np.int32)  # type: ignore[operator]
+    lo, hi = int(days.min()), int(days.max())
+    span = hi - lo + 1
+    if span > MAX_SPAN_DAYS:
+        raise ValidationError(f"VIN {vin!r}: dates span {span} days (more than "
+                              f"{MAX_SPAN_DAYS}); is a year mistyped?", field="date")
+    n = span + 1  # one extended day: the prediction day after the last record
+    pos = days - lo
+    x = np.full((n, len(SIGNALS)), np.nan)
+    x[pos] = np.array([cols[s] for s in SIGNALS], dtype=np.float64).T  # None -> NaN
+    label = np.full(n, -1, np.int8)
+    label[pos] = np.array([-1 if v is None else v for v in cols["label"]], dtype=np.int8)
+    panel = Panel((vin,), np.array([0, n], np.int64), np.array([span], np.int64),
+                  (lo + np.arange(n)).astype(np.int32), x, label)
+    w = build_windows(panel, include_next_day=True)
+    return w.take(np.arange(len(w)) == len(w) - 1)
 
 
 class Predictor:

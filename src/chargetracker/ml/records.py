@@ -39,6 +39,7 @@ __all__ = [
     "conform_records",
     "parse_records_csv",
     "require_valid",
+    "small_columns",
     "validate_records",
     "validate_small",
 ]
@@ -270,7 +271,16 @@ def _fast_number(v: object) -> tuple[bool, float | None]:
 def validate_small(rows: list[dict[str, object]], *, vin: str | None = None
                    ) -> pl.DataFrame | None:
     """The accepted records of a few JSON rows (one HTTP prediction), checked in plain
-    Python, or None when :func:`validate_records` must decide.
+    Python, or None when :func:`validate_records` must decide (see
+    :func:`small_columns`, whose columns this returns as a sorted frame)."""
+    cols = small_columns(rows, vin=vin)
+    return None if cols is None else pl.DataFrame(cols, schema=PACK_SCHEMA).sort("vin", "date")
+
+
+def small_columns(rows: list[dict[str, object]], *, vin: str | None = None
+                  ) -> dict[str, list[object]] | None:
+    """:func:`validate_small`'s checks, the accepted rows as Python lists per
+    :data:`PACK_SCHEMA` column (input order, dates as ``datetime.date``), or None.
 
     The polars checks have a fixed cost of several ms per call, which dominated a single
     prediction. This path accepts only input that passes every rule of
@@ -330,4 +340,4 @@ def validate_small(rows: list[dict[str, object]], *, vin: str | None = None
         for s in SIGNALS:
             cols[s].append(vals[s])
         cols["label"].append(None if lab is None else int(lab))
-    return pl.DataFrame(cols, schema=PACK_SCHEMA).sort("vin", "date")
+    return cols

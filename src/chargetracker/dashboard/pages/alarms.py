@@ -31,6 +31,11 @@ _cache: dict[Any, Any] = {}
 
 def _packs(data: DashboardData) -> Any:
     url = data.queries.store.url  # type: ignore[attr-defined]
+    # Read-your-writes: predictions the API of this process still queues are committed
+    # first (a no-op without one; see chargetracker.api.prediction_writer).
+    from ...api.prediction_writer import flush_pending
+
+    flush_pending(url)
     with _lock:
         store = _cache.get(("packs", url))
         if store is None:
