@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +101,10 @@ def fleet_features(w: Any) -> np.ndarray:
         j = a.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
         return np.where(ok.any(axis=1), a[np.arange(a.shape[0]), j], np.nan)
 
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.column_stack([np.nanmean(wp, axis=1), last(wp), np.nanmax(wp, axis=1),
-                                    np.nanmean(we, axis=1), last(we)])
+    with warnings.catch_warnings():  # an all-NaN window (no data) is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.column_stack([np.nanmean(wp, axis=1), last(wp), np.nanmax(wp, axis=1),
+                                np.nanmean(we, axis=1), last(we)])
 
 
 # -- learners ----------------------------------------------------------------------------
