@@ -100,9 +100,18 @@ def tree_cpu_s(pid: int | None) -> float:
     return total / _TICK
 
 
+#: Set by ``--profile DIR``: each worker runs under cProfile, writing DIR/<log name>.prof.
+PROFILE_DIR: Path | None = None
+
+
 def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())",
-           "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
+    entry = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())"]
+    if PROFILE_DIR is not None:
+        script = PROFILE_DIR / "worker_main.py"
+        script.write_text("import sys\nfrom chargetracker.cli import main\nsys.exit(main())\n")
+        entry = [sys.executable, "-m", "cProfile", "-o", str(PROFILE_DIR / f"{log.stem}.prof"),
+                 str(script)]
+    cmd = [*entry, "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
            "--group-id", cfg.group_id, "--log-level", "WARNING", "--stats-json", *args]
     for k, v in cfg.extra:
         cmd += ["-X", f"{k}={v}"]
@@ -326,7 +335,13 @@ def main(argv: list[str] | None = None) -> int:
                     "(the same without fsync), no (nowhere), "
                     "every<S> (PostgreSQL keeps one sample per cell per S s, archive all)")
     ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--profile", metavar="DIR", help="run each worker under cProfile (DIR/<case>-<i>.prof; "
+                    "the main thread only, and slower: for where the time goes, not for rates)")
     args = ap.parse_args(argv)
+    global PROFILE_DIR
+    if args.profile:
+        PROFILE_DIR = Path(args.profile)
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     if args.quick:
         args.cells, args.arrow_minutes, args.json_minutes = 100, 20.0, 5.0
         args.latency_seconds = 10
