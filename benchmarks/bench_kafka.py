@@ -104,7 +104,10 @@ def tree_cpu_s(pid: int | None) -> float:
 PROFILE_DIR: Path | None = None
 
 
-def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str,
+                 src: str | None = None) -> subprocess.Popen[bytes]:
+    """A ``chargetracker worker`` subprocess (``src``: the package tree to import, for A/B
+    runs against another checkout; default this process's ``sys.path``)."""
     entry = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())"]
     if PROFILE_DIR is not None:
         script = PROFILE_DIR / "worker_main.py"
@@ -115,8 +118,11 @@ def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subproces
            "--group-id", cfg.group_id, "--log-level", "WARNING", "--stats-json", *args]
     for k, v in cfg.extra:
         cmd += ["-X", f"{k}={v}"]
+    env = None
+    if src is not None:
+        env = {**os.environ, "PYTHONPATH": src}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "ab"),  # noqa: SIM115
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env=env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -131,7 +137,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFrame,
                     chunks: list[pl.DataFrame], fmt: str, workers: int, partitions: int,
-                    logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = ()) -> dict[str, object]:
+                    logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = (),
+                    src: str | None = None) -> dict[str, object]:
     topic = f"bench-{name}"
     broker.create_topic(topic, partitions)
     cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
@@ -160,7 +167,10 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         extra += ["--archive-no-fsync"]
     if raw.startswith("every"):
         extra += ["--raw-every", raw[len("every"):]]
-    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra) for i in range(workers)]
+    # The topic is full before any worker starts (the producer never competes with them);
+    # all workers start together so that the group assigns the partitions once.
+    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra, src=src)
+             for i in range(workers)]
     stats = []
     for p in procs:
         out, _ = p.communicate(timeout=1800)
@@ -217,15 +227,20 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "postgres_cpu_s": round(pg_cpu, 3),
         "broker_cpu_s": round(broker_cpu, 3),
         "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
-        "phase_seconds": phases, "thread_cpu_s": threads, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
+        "phase_seconds": phases, "thread_cpu_s": threads, "src": src or "this tree",
+        "per_worker_samples": [s["samples"] for s in stats],
+        "per_worker_first_message": [round(s["first_message_wall"] - min(firsts), 2)
+                                     if s["first_message_wall"] else None for s in stats],
+        "streaming_cpu_us_per_sample": 1e6 * (cpu_s - startup_cpu_s) / total if total else None, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
     }
     print(f"  [{name}] {workers} worker(s): {fmt_rate(rate)} samples/s total, "
           f"{fmt_rate(rate / workers)}/worker, {fmt_rate(res['messages_per_s'])} messages/s, "
           f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
-          f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}",
-          flush=True)
+          f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}; "
+          f"samples per worker {res['per_worker_samples']}, first message at +{res['per_worker_first_message']} s"
+          + (f"; src {src}" if src else ""), flush=True)
     print(f"  [{name}] CPU: workers {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
           f"samples per worker CPU-s; {fmt_rate(res['samples_per_streaming_worker_cpu_s'] or 0)} "
           f"without the {startup_cpu_s:.1f} s start-up), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
@@ -335,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(the same without fsync), no (nowhere), "
                     "every<S> (PostgreSQL keeps one sample per cell per S s, archive all)")
     ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--ab", metavar="SRC", help="also run every throughput case with the package "
+                    "tree SRC (e.g. a `git archive` of main's src), alternating with this one")
     ap.add_argument("--profile", metavar="DIR", help="run each worker under cProfile (DIR/<case>-<i>.prof; "
                     "the main thread only, and slower: for where the time goes, not for rates)")
     args = ap.parse_args(argv)
@@ -359,18 +376,20 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             minutes = args.arrow_minutes if fmt == "arrow" else args.json_minutes
             cells, chunks = fleet_frames(args.cells, minutes * 60, seed=1 if fmt == "arrow" else 2)
-            for raw in variants:
-                for n in counts:
-                    suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
-                    r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
-                                        chunks, fmt, n, args.partitions, logdir, raw=raw)
-                    if fmt == "arrow":
-                        emit(BENCH, f"arrow_samples_per_s_per_worker_{n}w{suffix}",
-                             round(r["per_worker"]), "samples/s", target=500_000, **r, machine=info)
-                    else:
-                        emit(BENCH, f"json_messages_per_s_per_worker_{n}w{suffix}",
-                             round(r["messages_per_s"] / n), "messages/s", target=50_000, **r,
-                             machine=info)
+            trees = [None, args.ab] if args.ab else [None]
+            for raw, n, tree in [(r, n, t) for r in variants for n in counts for t in trees]:
+                suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
+                if tree is not None:
+                    suffix += "_ab"
+                r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
+                                    chunks, fmt, n, args.partitions, logdir, raw=raw, src=tree)
+                if fmt == "arrow":
+                    emit(BENCH, f"arrow_samples_per_s_per_worker_{n}w{suffix}",
+                         round(r["per_worker"]), "samples/s", target=500_000, **r, machine=info)
+                else:
+                    emit(BENCH, f"json_messages_per_s_per_worker_{n}w{suffix}",
+                         round(r["messages_per_s"] / n), "messages/s", target=50_000, **r,
+                         machine=info)
         if "latency" in only:
             r = latency_case(broker, pg, args.latency_cells, args.latency_seconds, args.partitions, logdir)
             emit(BENCH, "latency_p95_visible_s", round(r["p95_s"], 3), "s", target=None, **r,
