@@ -104,6 +104,42 @@ def tree_cpu_s(pid: int | None) -> float:
 PROFILE_DIR: Path | None = None
 
 
+class ThreadSampler:
+    """CPU seconds per thread of a process, sampled from ``/proc`` every ``period_s``
+    until it exits: threads that end before the process (librdkafka's, the commit
+    writer) are counted too, which the worker's own exit report cannot see."""
+
+    def __init__(self, pid: int, period_s: float = 0.2) -> None:
+        self.pid, self.period_s = pid, period_s
+        self.last: dict[int, tuple[str, float]] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                tids = os.listdir(f"/proc/{self.pid}/task")
+            except OSError:
+                return
+            for tid in tids:
+                try:
+                    text = Path(f"/proc/{self.pid}/task/{tid}/stat").read_text()
+                except OSError:
+                    continue
+                name = text[text.index("(") + 1:text.rindex(")")]
+                f = text[text.rindex(")") + 2:].split()
+                self.last[int(tid)] = (name, (int(f[11]) + int(f[12])) / _TICK)
+            time.sleep(self.period_s)
+
+    def by_name(self) -> dict[str, float]:
+        self._thread.join(2)
+        out: dict[str, float] = {}
+        for name, cpu in self.last.values():
+            key = name.split("#")[0].rstrip("0123456789/") or name
+            out[key] = round(out.get(key, 0.0) + cpu, 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str,
                  src: str | None = None) -> subprocess.Popen[bytes]:
     """A ``chargetracker worker`` subprocess (``src``: the package tree to import, for A/B
@@ -171,6 +207,7 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     # all workers start together so that the group assigns the partitions once.
     procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra, src=src)
              for i in range(workers)]
+    samplers = [ThreadSampler(p.pid) for p in procs]
     stats = []
     for p in procs:
         out, _ = p.communicate(timeout=1800)
@@ -208,8 +245,17 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     # Streaming CPU: from each worker's first message on (imports, kernel loading and the
     # group join excluded).
     startup_cpu_s = sum(s.get("first_message_cpu_s") or 0.0 for s in stats)
+    # Work CPU: first message -> last durable commit (the --until-idle wait, consumer
+    # close and interpreter exit excluded; None with an older worker).
+    work_cpu_s = (sum(s["last_commit_cpu_s"] - s["first_message_cpu_s"] for s in stats)
+                  if all(s.get("last_commit_cpu_s") and s.get("first_message_cpu_s") for s in stats)
+                  else None)
     phases: dict[str, float] = {}
     threads: dict[str, float] = {}
+    sampled: dict[str, float] = {}
+    for smp in samplers:
+        for k, v in smp.by_name().items():
+            sampled[k] = round(sampled.get(k, 0.0) + v, 2)
     for s in stats:
         for k, v in s.get("phase_seconds", {}).items():
             phases[k] = round(phases.get(k, 0.0) + v, 3)
@@ -227,10 +273,12 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "postgres_cpu_s": round(pg_cpu, 3),
         "broker_cpu_s": round(broker_cpu, 3),
         "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
-        "phase_seconds": phases, "thread_cpu_s": threads, "src": src or "this tree",
+        "phase_seconds": phases, "thread_cpu_s": threads, "thread_cpu_s_sampled": sampled, "src": src or "this tree",
         "per_worker_samples": [s["samples"] for s in stats],
         "per_worker_first_message": [round(s["first_message_wall"] - min(firsts), 2)
                                      if s["first_message_wall"] else None for s in stats],
+        "work_cpu_s": round(work_cpu_s, 3) if work_cpu_s is not None else None,
+        "work_cpu_us_per_sample": 1e6 * work_cpu_s / total if work_cpu_s and total else None,
         "streaming_cpu_us_per_sample": 1e6 * (cpu_s - startup_cpu_s) / total if total else None, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
@@ -243,9 +291,11 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
           + (f"; src {src}" if src else ""), flush=True)
     print(f"  [{name}] CPU: workers {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
           f"samples per worker CPU-s; {fmt_rate(res['samples_per_streaming_worker_cpu_s'] or 0)} "
-          f"without the {startup_cpu_s:.1f} s start-up), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
+          f"without the {startup_cpu_s:.1f} s start-up; first message -> last commit "
+          f"{work_cpu_s if work_cpu_s is None else round(work_cpu_s, 2)} s = "
+          f"{res['work_cpu_us_per_sample'] and round(res['work_cpu_us_per_sample'], 3)} µs per sample), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
           f"({fmt_rate(res['samples_per_total_cpu_s'] or 0)} samples per CPU-s of all three); phases (s, summed over workers) {phases}; raw rows in "
-          f"PostgreSQL {stored_raw:,}, archived {archived:,}; worker CPU by thread {threads}",
+          f"PostgreSQL {stored_raw:,}, archived {archived:,}; worker CPU by thread at exit {threads}, sampled during the run (all threads, whole run incl. start-up) {sampled}",
           flush=True)
     return res
 

@@ -65,7 +65,7 @@ class Committer:
         #: The error of a failed pipelined commit: sticky until :meth:`discard` (no later
         #: batch may be committed over the gap it leaves).
         self.failed: BaseException | None = None
-        for phase in ("offsets", "wait"):
+        for phase in ("checkpoint", "offsets", "wait"):
             metrics.add_phase(phase, 0.0, 0.0)
 
     # -- pipelining ------------------------------------------------------------------
@@ -156,6 +156,9 @@ class Committer:
         self.metrics.record_commit(messages=out.messages, samples=out.accepted,
                                    rejected=rejected.height if rejected is not None else 0,
                                    seconds=seconds, latencies_s=lat)
+        # Process CPU when this batch became durable: streaming CPU of a finite replay =
+        # this minus the CPU at the first message (idle polling and shutdown excluded).
+        self.metrics.last_commit_cpu_s = time.process_time()
         self._offsets(out, consumer)
         if rejected is not None and self.kafka.dead_letter_topic:
             self._publish_dead_letters(rejected)

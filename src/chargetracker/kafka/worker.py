@@ -467,7 +467,9 @@ class Worker:
                             "continuing at %d", self.topic, p, ps.next_offset,
                             pmsgs[0].offset() - 1, pmsgs[0].offset())
             self._processor.process(ps, pmsgs, out)
-            out.commits.append(self._processor.checkpoint(ps))
+            t0, c0 = time.perf_counter(), time.thread_time()
+            out.commits.append(self._processor.checkpoint(ps))  # the state, serialized
+            self.metrics.add_phase("checkpoint", time.perf_counter() - t0, time.thread_time() - c0)
             out.offsets.append(TopicPartition(self.topic, p, ps.next_offset))
         if out.has_checkpoints:
             self._commit(out)
