@@ -65,7 +65,7 @@ class Committer:
         #: The error of a failed pipelined commit: sticky until :meth:`discard` (no later
         #: batch may be committed over the gap it leaves).
         self.failed: BaseException | None = None
-        for phase in ("checkpoint", "offsets", "wait"):
+        for phase in ("screen", "checkpoint", "offsets", "wait"):
             metrics.add_phase(phase, 0.0, 0.0)
 
     # -- pipelining ------------------------------------------------------------------

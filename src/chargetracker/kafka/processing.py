@@ -356,6 +356,9 @@ class Processor:
                 keep = ~wrong
                 frame, offs = frame.filter(pl.Series(keep)), offs[keep]
         rejected = pl.concat(own) if own else None
+        t2, c2 = time.perf_counter(), time.thread_time()
+        self._time("screen", t2 - t1, c2 - c1)  # the partition check (murmur2 of every id)
+        t1, c1 = t2, c2
         if frame.height == 0:
             if rejected is not None:
                 self._letters(out, rejected)
