@@ -134,8 +134,8 @@ class ThreadSampler:
     def by_name(self) -> dict[str, float]:
         self._thread.join(2)
         out: dict[str, float] = {}
-        for name, cpu in self.last.values():
-            key = name.split("#")[0].rstrip("0123456789/") or name
+        for tid, (name, cpu) in self.last.items():
+            key = "main" if tid == self.pid else (name.split("#")[0].rstrip("0123456789/") or name)
             out[key] = round(out.get(key, 0.0) + cpu, 2)
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 

@@ -65,7 +65,7 @@ class Committer:
         #: The error of a failed pipelined commit: sticky until :meth:`discard` (no later
         #: batch may be committed over the gap it leaves).
         self.failed: BaseException | None = None
-        for phase in ("screen", "checkpoint", "offsets", "wait"):
+        for phase in ("screen", "flush", "drain", "checkpoint", "commit", "offsets", "wait"):
             metrics.add_phase(phase, 0.0, 0.0)
 
     # -- pipelining ------------------------------------------------------------------
@@ -145,6 +145,7 @@ class Committer:
         t1, c1 = time.perf_counter(), time.thread_time()
         seconds = t1 - t0
         self.metrics.add_phase("combine", t_archive - t0, c_archive - c0)
+        self.metrics.add_phase("commit", t1 - t0, c1 - c0)  # the three above, together
         self.metrics.add_phase("archive", t_store - t_archive, c_store - c_archive)
         self.metrics.add_phase("store", t1 - t_store, c1 - c_store)
         rejected = batch.dead_letters

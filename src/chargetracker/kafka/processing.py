@@ -397,9 +397,11 @@ class Processor:
             commit.tables[name] = raw
 
     def flush(self, ps: PartitionState, out: Collected) -> None:
+        t0, c0 = time.perf_counter(), time.thread_time()
         ctx = StepContext(self.kind, counter=self.counter)
         ps.state, s = finish(ps.state, ctx)
         self._alerts(ps, s, ctx)
+        self._time("flush", time.perf_counter() - t0, time.thread_time() - c0)
         if s.rejected.height:
             s.commit.counters[self.counter] = {"accepted": 0, "rejected": s.rejected.height}
         out.commits.append(s.commit)

@@ -447,6 +447,7 @@ class Worker:
         """Process and commit the buffered messages (one store transaction)."""
         if not self._buffered:
             return
+        td, cd = time.perf_counter(), time.thread_time()
         self._update_lag()  # cached watermarks: lags as of the fetch, before the commit
         by_part, self._buffer = self._buffer, {}
         self._buffered = self._buffer_bytes = 0
@@ -471,6 +472,7 @@ class Worker:
             out.commits.append(self._processor.checkpoint(ps))  # the state, serialized
             self.metrics.add_phase("checkpoint", time.perf_counter() - t0, time.thread_time() - c0)
             out.offsets.append(TopicPartition(self.topic, p, ps.next_offset))
+        self.metrics.add_phase("drain", time.perf_counter() - td, time.thread_time() - cd)
         if out.has_checkpoints:
             self._commit(out)
 
