@@ -275,6 +275,12 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
         "phase_seconds": phases, "thread_cpu_s": threads, "thread_cpu_s_sampled": sampled, "src": src or "this tree",
         "per_worker_samples": [s["samples"] for s in stats],
+        # Each worker's own rate (its samples over its first message -> last commit),
+        # summed: a worker that started late (imports and the group join under load)
+        # does not stretch the others' span.
+        "sum_of_worker_rates": sum(s["samples"] / (s["last_commit_wall"] - s["first_message_wall"])
+                                   for s in stats if s["first_message_wall"] and s["last_commit_wall"]
+                                   and s["last_commit_wall"] > s["first_message_wall"]),
         "per_worker_first_message": [round(s["first_message_wall"] - min(firsts), 2)
                                      if s["first_message_wall"] else None for s in stats],
         "work_cpu_s": round(work_cpu_s, 3) if work_cpu_s is not None else None,
@@ -287,7 +293,8 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
           f"{fmt_rate(rate / workers)}/worker, {fmt_rate(res['messages_per_s'])} messages/s, "
           f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
           f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}; "
-          f"samples per worker {res['per_worker_samples']}, first message at +{res['per_worker_first_message']} s"
+          f"samples per worker {res['per_worker_samples']}, first message at +{res['per_worker_first_message']} s, "
+          f"sum of the workers' own rates {fmt_rate(res['sum_of_worker_rates'])} samples/s"
           + (f"; src {src}" if src else ""), flush=True)
     print(f"  [{name}] CPU: workers {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
           f"samples per worker CPU-s; {fmt_rate(res['samples_per_streaming_worker_cpu_s'] or 0)} "
