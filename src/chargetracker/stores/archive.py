@@ -52,7 +52,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -63,6 +62,7 @@ import pyarrow.dataset as pads
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..frames import conform_frame
+from .archive_files import entity_rank, fsync_all
 from .archive_layout import (
     CELL_ARCHIVE,
     METER_ARCHIVE,
@@ -118,16 +118,6 @@ def _groups_frame(groups: Mapping[str, str | None] | pl.DataFrame | None,
                              schema={key: pl.Utf8, "group": pl.Utf8})
     # One group per entity: the last mapping given wins, as in a dict.
     return frame.unique(subset=[key], keep="last")
-
-
-def _entity_rank(ids: pl.Series) -> tuple[pl.Series, np.ndarray] | None:
-    """(the batch's distinct ids, sorted; each row's id as its rank among them: uint32 in
-    lexical order, so sorting by it sorts by id), or None when ids are not plain
-    non-null strings (the caller then sorts the strings themselves)."""
-    if ids.dtype != pl.Utf8 or ids.null_count() or ids.len() == 0:
-        return None
-    distinct = ids.unique().sort()
-    return distinct, ids.cast(pl.Enum(distinct.to_list())).to_physical().to_numpy()
 
 
 def _day_string(day: int) -> str:
@@ -217,11 +207,11 @@ class ParquetArchive:
             if staged and self.kind_held() is None:
                 self._write_text(self.root / META_DIR, "layout.json", self.layout.marker())
             if self.fsync and staged:
-                _fsync_all([tmp for tmp, _ in staged])
+                fsync_all([tmp for tmp, _ in staged])
             for tmp, final in staged:
                 os.replace(tmp, final)
             if self.fsync and staged:
-                _fsync_all(sorted({final.parent for _, final in staged}))
+                fsync_all(sorted({final.parent for _, final in staged}))
         except OSError as exc:
             for tmp, _ in staged:
                 try:
@@ -241,7 +231,7 @@ class ParquetArchive:
                              required=self.layout.required)
         if data.height == 0:
             return []
-        ranked = _entity_rank(data.get_column(key))
+        ranked = entity_rank(data.get_column(key))
         if ranked is not None:
             distinct, rank = ranked
             data = data.with_columns(pl.Series("__rank", rank))
@@ -494,22 +484,3 @@ def collect(lf: pl.LazyFrame, root: Path | str = "archive") -> pl.DataFrame:
         return lf.collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StoreError(f"cannot read archive {str(root)!r}: {exc}") from exc
-
-
-def _fsync_one(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_all(paths: Sequence[Path]) -> None:
-    """fsync files or directories concurrently (the file system commits them in one
-    journal round instead of one per call)."""
-    if len(paths) == 1:
-        _fsync_one(paths[0])
-        return
-    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-        for fut in [pool.submit(_fsync_one, p) for p in paths]:
-            fut.result()
