@@ -100,14 +100,65 @@ def tree_cpu_s(pid: int | None) -> float:
     return total / _TICK
 
 
-def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())",
-           "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
+#: Set by ``--profile DIR``: each worker runs under cProfile, writing DIR/<log name>.prof.
+PROFILE_DIR: Path | None = None
+
+
+class ThreadSampler:
+    """CPU seconds per thread of a process, sampled from ``/proc`` every ``period_s``
+    until it exits: threads that end before the process (librdkafka's, the commit
+    writer) are counted too, which the worker's own exit report cannot see."""
+
+    def __init__(self, pid: int, period_s: float = 0.2) -> None:
+        self.pid, self.period_s = pid, period_s
+        self.last: dict[int, tuple[str, float]] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                tids = os.listdir(f"/proc/{self.pid}/task")
+            except OSError:
+                return
+            for tid in tids:
+                try:
+                    text = Path(f"/proc/{self.pid}/task/{tid}/stat").read_text()
+                except OSError:
+                    continue
+                name = text[text.index("(") + 1:text.rindex(")")]
+                f = text[text.rindex(")") + 2:].split()
+                self.last[int(tid)] = (name, (int(f[11]) + int(f[12])) / _TICK)
+            time.sleep(self.period_s)
+
+    def by_name(self) -> dict[str, float]:
+        self._thread.join(2)
+        out: dict[str, float] = {}
+        for tid, (name, cpu) in self.last.items():
+            key = "main" if tid == self.pid else (name.split("#")[0].rstrip("0123456789/") or name)
+            out[key] = round(out.get(key, 0.0) + cpu, 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str,
+                 src: str | None = None) -> subprocess.Popen[bytes]:
+    """A ``chargetracker worker`` subprocess (``src``: the package tree to import, for A/B
+    runs against another checkout; default this process's ``sys.path``)."""
+    entry = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())"]
+    if PROFILE_DIR is not None:
+        script = PROFILE_DIR / "worker_main.py"
+        script.write_text("import sys\nfrom chargetracker.cli import main\nsys.exit(main())\n")
+        entry = [sys.executable, "-m", "cProfile", "-o", str(PROFILE_DIR / f"{log.stem}.prof"),
+                 str(script)]
+    cmd = [*entry, "worker", "--broker", cfg.brokers, "--topic", cfg.topic, "--store", url,
            "--group-id", cfg.group_id, "--log-level", "WARNING", "--stats-json", *args]
     for k, v in cfg.extra:
         cmd += ["-X", f"{k}={v}"]
+    env = None
+    if src is not None:
+        env = {**os.environ, "PYTHONPATH": src}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "ab"),  # noqa: SIM115
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env=env)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -122,7 +173,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFrame,
                     chunks: list[pl.DataFrame], fmt: str, workers: int, partitions: int,
-                    logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = ()) -> dict[str, object]:
+                    logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = (),
+                    src: str | None = None) -> dict[str, object]:
     topic = f"bench-{name}"
     broker.create_topic(topic, partitions)
     cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
@@ -151,7 +203,11 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         extra += ["--archive-no-fsync"]
     if raw.startswith("every"):
         extra += ["--raw-every", raw[len("every"):]]
-    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra) for i in range(workers)]
+    # The topic is full before any worker starts (the producer never competes with them);
+    # all workers start together so that the group assigns the partitions once.
+    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra, src=src)
+             for i in range(workers)]
+    samplers = [ThreadSampler(p.pid) for p in procs]
     stats = []
     for p in procs:
         out, _ = p.communicate(timeout=1800)
@@ -189,8 +245,17 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
     # Streaming CPU: from each worker's first message on (imports, kernel loading and the
     # group join excluded).
     startup_cpu_s = sum(s.get("first_message_cpu_s") or 0.0 for s in stats)
+    # Work CPU: first message -> last durable commit (the --until-idle wait, consumer
+    # close and interpreter exit excluded; None with an older worker).
+    work_cpu_s = (sum(s["last_commit_cpu_s"] - s["first_message_cpu_s"] for s in stats)
+                  if all(s.get("last_commit_cpu_s") and s.get("first_message_cpu_s") for s in stats)
+                  else None)
     phases: dict[str, float] = {}
     threads: dict[str, float] = {}
+    sampled: dict[str, float] = {}
+    for smp in samplers:
+        for k, v in smp.by_name().items():
+            sampled[k] = round(sampled.get(k, 0.0) + v, 2)
     for s in stats:
         for k, v in s.get("phase_seconds", {}).items():
             phases[k] = round(phases.get(k, 0.0) + v, 3)
@@ -208,20 +273,36 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "postgres_cpu_s": round(pg_cpu, 3),
         "broker_cpu_s": round(broker_cpu, 3),
         "samples_per_total_cpu_s": total / (cpu_s + pg_cpu + broker_cpu) if cpu_s else None, "samples_per_worker_cpu_s": total / cpu_s if cpu_s else None,
-        "phase_seconds": phases, "thread_cpu_s": threads, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
+        "phase_seconds": phases, "thread_cpu_s": threads, "thread_cpu_s_sampled": sampled, "src": src or "this tree",
+        "per_worker_samples": [s["samples"] for s in stats],
+        # Each worker's own rate (its samples over its first message -> last commit),
+        # summed: a worker that started late (imports and the group join under load)
+        # does not stretch the others' span.
+        "sum_of_worker_rates": sum(s["samples"] / (s["last_commit_wall"] - s["first_message_wall"])
+                                   for s in stats if s["first_message_wall"] and s["last_commit_wall"]
+                                   and s["last_commit_wall"] > s["first_message_wall"]),
+        "per_worker_first_message": [round(s["first_message_wall"] - min(firsts), 2)
+                                     if s["first_message_wall"] else None for s in stats],
+        "work_cpu_s": round(work_cpu_s, 3) if work_cpu_s is not None else None,
+        "work_cpu_us_per_sample": 1e6 * work_cpu_s / total if work_cpu_s and total else None,
+        "streaming_cpu_us_per_sample": 1e6 * (cpu_s - startup_cpu_s) / total if total else None, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
         "load_before": load_before, "load_after": load_average(),
     }
     print(f"  [{name}] {workers} worker(s): {fmt_rate(rate)} samples/s total, "
           f"{fmt_rate(rate / workers)}/worker, {fmt_rate(res['messages_per_s'])} messages/s, "
           f"span {span:.1f} s, store commits {100 * res['commit_share']:.0f} % of worker time; "
-          f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}",
-          flush=True)
+          f"final={ok} counted-once={res['counted_once']}; load {load_before} -> {res['load_after']}; "
+          f"samples per worker {res['per_worker_samples']}, first message at +{res['per_worker_first_message']} s, "
+          f"sum of the workers' own rates {fmt_rate(res['sum_of_worker_rates'])} samples/s"
+          + (f"; src {src}" if src else ""), flush=True)
     print(f"  [{name}] CPU: workers {cpu_s:.1f} s ({fmt_rate(res['samples_per_worker_cpu_s'] or 0)} "
           f"samples per worker CPU-s; {fmt_rate(res['samples_per_streaming_worker_cpu_s'] or 0)} "
-          f"without the {startup_cpu_s:.1f} s start-up), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
+          f"without the {startup_cpu_s:.1f} s start-up; first message -> last commit "
+          f"{work_cpu_s if work_cpu_s is None else round(work_cpu_s, 2)} s = "
+          f"{res['work_cpu_us_per_sample'] and round(res['work_cpu_us_per_sample'], 3)} µs per sample), PostgreSQL {pg_cpu:.1f} s, broker {broker_cpu:.1f} s "
           f"({fmt_rate(res['samples_per_total_cpu_s'] or 0)} samples per CPU-s of all three); phases (s, summed over workers) {phases}; raw rows in "
-          f"PostgreSQL {stored_raw:,}, archived {archived:,}; worker CPU by thread {threads}",
+          f"PostgreSQL {stored_raw:,}, archived {archived:,}; worker CPU by thread at exit {threads}, sampled during the run (all threads, whole run incl. start-up) {sampled}",
           flush=True)
     return res
 
@@ -326,7 +407,15 @@ def main(argv: list[str] | None = None) -> int:
                     "(the same without fsync), no (nowhere), "
                     "every<S> (PostgreSQL keeps one sample per cell per S s, archive all)")
     ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--ab", metavar="SRC", help="also run every throughput case with the package "
+                    "tree SRC (e.g. a `git archive` of main's src), alternating with this one")
+    ap.add_argument("--profile", metavar="DIR", help="run each worker under cProfile (DIR/<case>-<i>.prof; "
+                    "the main thread only, and slower: for where the time goes, not for rates)")
     args = ap.parse_args(argv)
+    global PROFILE_DIR
+    if args.profile:
+        PROFILE_DIR = Path(args.profile)
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     if args.quick:
         args.cells, args.arrow_minutes, args.json_minutes = 100, 20.0, 5.0
         args.latency_seconds = 10
@@ -344,18 +433,20 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             minutes = args.arrow_minutes if fmt == "arrow" else args.json_minutes
             cells, chunks = fleet_frames(args.cells, minutes * 60, seed=1 if fmt == "arrow" else 2)
-            for raw in variants:
-                for n in counts:
-                    suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
-                    r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
-                                        chunks, fmt, n, args.partitions, logdir, raw=raw)
-                    if fmt == "arrow":
-                        emit(BENCH, f"arrow_samples_per_s_per_worker_{n}w{suffix}",
-                             round(r["per_worker"]), "samples/s", target=500_000, **r, machine=info)
-                    else:
-                        emit(BENCH, f"json_messages_per_s_per_worker_{n}w{suffix}",
-                             round(r["messages_per_s"] / n), "messages/s", target=50_000, **r,
-                             machine=info)
+            trees = [None, args.ab] if args.ab else [None]
+            for raw, n, tree in [(r, n, t) for r in variants for n in counts for t in trees]:
+                suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
+                if tree is not None:
+                    suffix += "_ab"
+                r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
+                                    chunks, fmt, n, args.partitions, logdir, raw=raw, src=tree)
+                if fmt == "arrow":
+                    emit(BENCH, f"arrow_samples_per_s_per_worker_{n}w{suffix}",
+                         round(r["per_worker"]), "samples/s", target=500_000, **r, machine=info)
+                else:
+                    emit(BENCH, f"json_messages_per_s_per_worker_{n}w{suffix}",
+                         round(r["messages_per_s"] / n), "messages/s", target=50_000, **r,
+                         machine=info)
         if "latency" in only:
             r = latency_case(broker, pg, args.latency_cells, args.latency_seconds, args.partitions, logdir)
             emit(BENCH, "latency_p95_visible_s", round(r["p95_s"], 3), "s", target=None, **r,

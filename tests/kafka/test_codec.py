@@ -239,3 +239,26 @@ def test_arrow_messages_follow_the_api_column_rules() -> None:
     assert d.rejected.height == 0
     assert d.frame.get_column("cell_id").to_list() == ["7", "8"]
     assert d.frame.get_column("ts").to_list() == [1767225600.0, 1767225601.0]
+
+
+def test_a_run_of_arrow_messages_decodes_as_each_message_alone() -> None:
+    """Same-schema Arrow messages are canonicalized as one table; a message that fails
+    a check (text ts that is no time, here) is still refused alone, its neighbours kept,
+    every row with its own message's offset."""
+    def text_ts(ts: list[str]) -> bytes:
+        return _ipc(pl.DataFrame({"cell_id": ["a"] * len(ts), "ts": ts,
+                                  "voltage_v": [3.5] * len(ts), "current_a": [1.0] * len(ts)}))
+    values = [codec.encode_arrow(_frame(30, seed=1)), codec.encode_arrow(_frame(20, seed=2)),
+              text_ts(["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"]),
+              text_ts(["2026-01-01T00:00:02Z", "not a time"]),
+              text_ts(["2026-01-01T00:00:03Z"]),
+              codec.encode_arrow(_frame(0)), codec.encode_arrow(_frame(10, seed=3))]
+    fmts: list[str | None] = [codec.ARROW] * len(values)
+    whole = _decode(values, fmts)
+    pieces = [codec.decode_measurements([v], [f], [100 + i], source="t")
+              for i, (v, f) in enumerate(zip(values, fmts, strict=True))]
+    assert whole.frame.equals(pl.concat([p.frame for p in pieces]))
+    assert whole.offsets.tolist() == np.concatenate([p.offsets for p in pieces]).tolist()
+    assert whole.offsets.tolist()[:51] == [100] * 30 + [101] * 20 + [102]
+    assert whole.rejected.get_column("row").to_list() == [103]
+    assert whole.rejected.equals(pl.concat([p.rejected for p in pieces]))

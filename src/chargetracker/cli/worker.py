@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             "commit_seconds": round(m.commit_seconds, 6),
             "first_message_wall": m.first_message_wall, "last_commit_wall": m.last_commit_wall,
             "cpu_s": round(_cpu_seconds(), 3), "first_message_cpu_s": m.first_message_cpu_s,
+            "last_commit_cpu_s": getattr(m, "last_commit_cpu_s", None),
             "phase_seconds": {k: round(v, 3) for k, v in sorted(m.phase_seconds.items())},
             "thread_cpu_s": _thread_cpu_seconds(),
         }), flush=True)

@@ -299,13 +299,25 @@ def _decode_json_run(values: list[bytes], offsets: list[int], source: str,
     _decode_json_run(values[mid:], offsets[mid:], source, frames, row_offsets, letters)
 
 
-def _read_arrow(value: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> pl.DataFrame:
+def _read_arrow_table(value: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> pa.Table:
+    """The Arrow table of one IPC stream message (zero-copy views of ``value`` when the
+    buffers are uncompressed, the sink's default)."""
     try:
         reader = pa.ipc.open_stream(pa.BufferReader(value))
         check_width(len(reader.schema), limits)  # before any data is read
-        table = reader.read_all()
+        return reader.read_all()
+    except (SchemaError, pa.ArrowException, ValueError, OSError):
+        raise
+    except BaseException as exc:  # a native panic: never let it end the worker
+        if is_fatal(exc):
+            raise
+        raise ValueError(f"unreadable Arrow data ({type(exc).__name__})") from None
+
+
+def _from_arrow(table: pa.Table) -> pl.DataFrame:
+    try:
         df = pl.from_arrow(table)
-    except (SchemaError, pa.ArrowException, pl.exceptions.PolarsError, ValueError, OSError):
+    except (pa.ArrowException, pl.exceptions.PolarsError, ValueError, OSError):
         raise
     except BaseException as exc:  # a native panic: never let it end the worker
         if is_fatal(exc):
@@ -314,6 +326,52 @@ def _read_arrow(value: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> pl.DataF
     if not isinstance(df, pl.DataFrame):  # pragma: no cover - a table always gives a frame
         raise SchemaError("Arrow payload is not a table")
     return df
+
+
+def _read_arrow(value: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> pl.DataFrame:
+    return _from_arrow(_read_arrow_table(value, limits))
+
+
+def _decode_arrow_run(values: list[bytes], offsets: list[int], source: str,
+                      frames: list[pl.DataFrame], row_offsets: list[np.ndarray],
+                      letters: list[dict[str, object]]) -> None:
+    """A run of Arrow measurement messages: consecutive messages with the same schema
+    are converted and canonicalized as one table (one pass instead of one per message:
+    the per-message frame work was two thirds of the decode CPU). Should the joint
+    table fail any check, its messages are decoded one by one, so a message's fate
+    never depends on its neighbours."""
+    group: list[tuple[pa.Table, int, bytes]] = []
+
+    def end_group() -> None:
+        if len(group) > 1:
+            try:
+                table = pa.concat_tables([t for t, _, _ in group])
+                df = canonicalize(_from_arrow(table), source=source)[0]
+            except (SchemaError, pa.ArrowException, pl.exceptions.PolarsError, ValueError,
+                    OSError):
+                df = None
+            if df is not None and df.height == table.num_rows:
+                if df.height:
+                    frames.append(df)
+                    row_offsets.append(np.repeat(np.asarray([o for _, o, _ in group], dtype=np.int64),
+                                                 [t.num_rows for t, _, _ in group]))
+                group.clear()
+                return
+        for _, off, value in group:
+            _decode_arrow(value, off, source, frames, row_offsets, letters)
+        group.clear()
+
+    for value, off in zip(values, offsets, strict=True):
+        try:
+            table = _read_arrow_table(value)
+        except (SchemaError, pa.ArrowException, ValueError, OSError):
+            end_group()
+            _decode_arrow(value, off, source, frames, row_offsets, letters)  # the dead letter
+            continue
+        if group and not table.schema.equals(group[0][0].schema):
+            end_group()
+        group.append((table, off, value))
+    end_group()
 
 
 def _decode_arrow(value: bytes, offset: int, source: str, frames: list[pl.DataFrame],
@@ -351,6 +409,8 @@ def decode_measurements(values: Sequence[bytes | None], formats: Sequence[str | 
     letters: list[dict[str, object]] = []
     run_vals: list[bytes] = []
     run_offs: list[int] = []
+    arrow_vals: list[bytes] = []
+    arrow_offs: list[int] = []
 
     def end_run() -> None:
         if run_vals:
@@ -358,6 +418,11 @@ def decode_measurements(values: Sequence[bytes | None], formats: Sequence[str | 
                                   letters)
             run_vals.clear()
             run_offs.clear()
+        if arrow_vals:
+            _decode_arrow_run(list(arrow_vals), list(arrow_offs), source, frames, row_offsets,
+                              letters)
+            arrow_vals.clear()
+            arrow_offs.clear()
 
     for value, fmt, off in zip(values, formats, offsets, strict=True):
         if fmt is None:
@@ -374,17 +439,22 @@ def decode_measurements(values: Sequence[bytes | None], formats: Sequence[str | 
                 end_run()
                 letters.append(_letter(source, off, "message", "empty message", ""))
                 continue
+            if arrow_vals:
+                end_run()
             if b"\n" in value or b"\r" in value:
                 # Line breaks in valid JSON are whitespace; NDJSON needs one line per message.
                 value = value.replace(b"\r", b" ").replace(b"\n", b" ")
             run_vals.append(value)
             run_offs.append(off)
         elif fmt == ARROW:
-            end_run()
+            if run_vals:
+                end_run()
             if not value:
+                end_run()
                 letters.append(_letter(source, off, "message", "empty message", ""))
                 continue
-            _decode_arrow(value, off, source, frames, row_offsets, letters)
+            arrow_vals.append(value)
+            arrow_offs.append(off)
         else:
             end_run()
             letters.append(_letter(source, off, FORMAT_HEADER,

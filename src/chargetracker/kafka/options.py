@@ -43,6 +43,9 @@ class WorkerOptions:
     #: a process crash still loses nothing (the page cache survives it), a power loss
     #: may lose archived rows whose results were committed.
     archive_fsync: bool = True
+    #: Commit on a writer thread while the next micro-batch is polled and processed
+    #: (one commit in flight, in order; offsets after the durable writes, as without).
+    pipeline_commits: bool = True
     #: Reject rows whose cell id murmur2-hashes to another partition.
     partition_check: bool = True
     #: Raise limit alerts (voltage, temperature, coulombic efficiency) from cycles.

@@ -356,6 +356,9 @@ class Processor:
                 keep = ~wrong
                 frame, offs = frame.filter(pl.Series(keep)), offs[keep]
         rejected = pl.concat(own) if own else None
+        t2, c2 = time.perf_counter(), time.thread_time()
+        self._time("screen", t2 - t1, c2 - c1)  # the partition check (murmur2 of every id)
+        t1, c1 = t2, c2
         if frame.height == 0:
             if rejected is not None:
                 self._letters(out, rejected)
@@ -394,9 +397,11 @@ class Processor:
             commit.tables[name] = raw
 
     def flush(self, ps: PartitionState, out: Collected) -> None:
+        t0, c0 = time.perf_counter(), time.thread_time()
         ctx = StepContext(self.kind, counter=self.counter)
         ps.state, s = finish(ps.state, ctx)
         self._alerts(ps, s, ctx)
+        self._time("flush", time.perf_counter() - t0, time.thread_time() - c0)
         if s.rejected.height:
             s.commit.counters[self.counter] = {"accepted": 0, "rejected": s.rejected.height}
         out.commits.append(s.commit)

@@ -147,7 +147,7 @@ class Worker:
             groups=self._groups)
         self._committer = Committer(
             store, self.kind, self.kafka, counter=self._processor.counter, metrics=self.metrics,
-            groups=self._groups, archive=archive)
+            groups=self._groups, archive=archive, pipeline=self.options.pipeline_commits)
         self.exit_reason = ""
         conf = self._consumer_config()
         # Incremental (cooperative) rebalancing hands over only the moved partitions.
@@ -224,6 +224,7 @@ class Worker:
             else:
                 self.exit_reason = "stopped"
                 self._drain()
+            self._settle(block=True)
         finally:
             try:
                 consumer.close()  # leaves the group: revocation commits what is buffered
@@ -255,6 +256,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------
     def _step(self, consumer: Consumer) -> None:
         opts = self.options
+        self._settle(block=False)
         t0, c0 = time.perf_counter(), time.thread_time()
         msgs: list[Any] = consumer.consume(num_messages=min(opts.max_batch_messages, 100_000),
                                            timeout=opts.poll_timeout_s)
@@ -310,7 +312,8 @@ class Worker:
 
     def _update_ready(self) -> None:
         self._lag.refresh_ready(joined=self._joined, recovering=self._recovering,
-                                buffered=self._buffered, parts=self._parts)
+                                buffered=self._buffered + self._committer.in_flight,
+                                parts=self._parts)
 
     def _caught_up(self) -> bool:
         """Every partition with buffered messages has reached its end (a partition-EOF
@@ -332,7 +335,7 @@ class Worker:
 
     def _idle_done(self) -> bool:
         limit = self.options.until_idle_s
-        if limit is None or self._buffered or not self._joined:
+        if limit is None or self._buffered or self._committer.in_flight or not self._joined:
             return False
         if self._clock() - self._last_activity < limit:
             return False
@@ -353,6 +356,8 @@ class Worker:
     # -- rebalancing ----------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._last_activity = self._clock()
+        if self._committer.failed is None:
+            self._settle(block=True)  # the store is used by one thread at a time
         self._joined = True
         self._store_cells = None  # re-read: cells may have been registered since
         cells = self._cells_from_store() if partitions else None
@@ -381,8 +386,10 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._last_activity = self._clock()
-        if self._buffered and not self._recovering:
-            self._drain()  # commit what we hold while the partitions are still ours
+        if not self._recovering and self._committer.failed is None:
+            if self._buffered:
+                self._drain()  # commit what we hold while the partitions are still ours
+            self._settle(block=True)  # durable before the next owner reads the checkpoints
         for tp in partitions:
             self._parts.pop(tp.partition, None)
             self._buffer.pop(tp.partition, None)
@@ -394,6 +401,8 @@ class Worker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {tp.partition for tp in partitions}
+        if self._committer.failed is None:
+            self._settle(block=True)  # a failed commit must still send the worker into recovery
         log.warning("lost %s%s without commit (another member may own them)", self.topic, sorted(lost))
         for p in lost:
             dropped = self._buffer.pop(p, [])
@@ -412,6 +421,7 @@ class Worker:
         log.warning("store unavailable (%s); leaving the group until it is back", exc)
         self._recovering = True
         self._joined = False
+        self._committer.discard()  # replayed from the checkpoints like the buffered work
         self._buffer, self._buffered, self._buffer_bytes = {}, 0, 0
         try:
             self._consumer.unsubscribe()
@@ -437,6 +447,7 @@ class Worker:
         """Process and commit the buffered messages (one store transaction)."""
         if not self._buffered:
             return
+        td, cd = time.perf_counter(), time.thread_time()
         self._update_lag()  # cached watermarks: lags as of the fetch, before the commit
         by_part, self._buffer = self._buffer, {}
         self._buffered = self._buffer_bytes = 0
@@ -457,17 +468,28 @@ class Worker:
                             "continuing at %d", self.topic, p, ps.next_offset,
                             pmsgs[0].offset() - 1, pmsgs[0].offset())
             self._processor.process(ps, pmsgs, out)
-            out.commits.append(self._processor.checkpoint(ps))
+            t0, c0 = time.perf_counter(), time.thread_time()
+            out.commits.append(self._processor.checkpoint(ps))  # the state, serialized
+            self.metrics.add_phase("checkpoint", time.perf_counter() - t0, time.thread_time() - c0)
             out.offsets.append(TopicPartition(self.topic, p, ps.next_offset))
+        self.metrics.add_phase("drain", time.perf_counter() - td, time.thread_time() - cd)
         if out.has_checkpoints:
             self._commit(out)
 
     def _commit(self, out: Collected) -> None:
-        self._committer.commit(out, self._consumer)
-        for tp in out.offsets:  # durable now: the committed lag moves
-            ps = self._parts.get(tp.partition)
-            if ps is not None:
-                ps.committed_offset = max(ps.committed_offset, int(tp.offset))
+        self._durable(self._committer.submit(out, self._consumer))
+
+    def _settle(self, *, block: bool) -> None:
+        """Take note of a finished pipelined commit (``block``: wait for it); raises
+        its error (StoreUnavailable: the loop recovers)."""
+        self._durable(self._committer.wait() if block else self._committer.poll())
+
+    def _durable(self, done: list[Collected]) -> None:
+        for out in done:
+            for tp in out.offsets:  # durable now: the committed lag moves
+                ps = self._parts.get(tp.partition)
+                if ps is not None:
+                    ps.committed_offset = max(ps.committed_offset, int(tp.offset))
 
     # -- cells, groups, alerts ------------------------------------------------------
     def _cells_from_store(self) -> pl.DataFrame | None:
