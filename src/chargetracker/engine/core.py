@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from ..checks import IdCodes
 from ..config import EngineConfig
 from ..schema import DEAD_LETTER_SCHEMA, Limits, Validated, validate
 from . import kernel as K
@@ -107,7 +108,11 @@ _NO_LETTERS = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
 
 
 def _floats(col: pl.Series) -> np.ndarray:
-    """Float64 column as NumPy, null -> NaN (what ``to_numpy`` gives floats anyway)."""
+    """Float64 column as NumPy, null -> NaN (what ``to_numpy`` gives floats anyway).
+    An all-null column (an optional column the source lacks) is one NaN broadcast
+    (read-only, stride 0): no 8 bytes per row written and read back."""
+    if col.null_count() == len(col):
+        return np.broadcast_to(np.float64(np.nan), (len(col),))
     out = col.to_numpy()
     return out if out.dtype == np.float64 else out.astype(np.float64)
 
@@ -119,8 +124,8 @@ def _labels(col: pl.Series) -> np.ndarray:
     nulls = col.null_count()
     if nulls == 0:
         return col.to_numpy()
-    if nulls == len(col):
-        return np.full(len(col), NULL_LABEL, dtype=np.int64)
+    if nulls == len(col):  # read-only, stride 0 (as in _floats)
+        return np.broadcast_to(np.int64(NULL_LABEL), (len(col),))
     return col.fill_null(NULL_LABEL).to_numpy()
 
 
@@ -220,7 +225,10 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
     new: dict[str, np.ndarray] | None = None
     if good.height:
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
-        slots = assign_slots(state, good.get_column("cell_id"), nominal)
+        if checked.ids is not None and good.height >= _CODES_MIN_ROWS:
+            slots = _slots_from_codes(state, checked.ids, nominal)
+        else:
+            slots = assign_slots(state, good.get_column("cell_id"), nominal)
         new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching);
         # the check keeps per-cell state only, so interleaved cells need no grouping.
@@ -246,6 +254,23 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         if late.any() or dup.any():
             new = _take(new, np.flatnonzero(~(late | dup)))
     return _advance(state, new, rejected, final=final, source=source)
+
+
+#: Batches of at least this many rows map ids to slots from validation's codes (a
+#: file, a dump); smaller ones (a live fleet's poll) keep assign_slots and its caches.
+_CODES_MIN_ROWS = 262_144
+
+
+def _slots_from_codes(state: EngineState, ids: IdCodes, nominal: dict[str, float]) -> np.ndarray:
+    """Slot of each row from the batch's dictionary-encoded ids, allocating slots for
+    new cells in order of first appearance (as :func:`assign_slots` does)."""
+    distinct = ids.distinct.to_list()
+    state.add_cells(distinct, nominal)
+    index = state.index
+    lut = np.fromiter((index[x] for x in distinct), dtype=np.int64, count=len(distinct))
+    if np.array_equal(lut, np.arange(len(lut))):
+        return ids.codes  # a fresh state: the codes are the slots
+    return lut[ids.codes]
 
 
 def flush(state: EngineState) -> tuple[EngineState, EngineOutput]:
