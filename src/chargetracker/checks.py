@@ -84,72 +84,81 @@ def _finite_nonneg(x: np.ndarray) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def _grow(a: np.ndarray, fill: int) -> np.ndarray:
-    out = np.full(2 * a.shape[0], fill, dtype=np.int64)
-    out[:a.shape[0]] = a
-    return out
+def _group_hashes(h: np.ndarray, start: int, m: int, n_runs: int, table: np.ndarray,
+                  first: np.ndarray, runs: np.ndarray, codes: np.ndarray) -> tuple[int, int, int]:
+    """Give each row from ``start`` on a code (``codes``, per row): rows with equal
+    hashes share one, numbered in order of first appearance (``first``: each code's
+    first row; ``m`` codes so far). ``runs`` collects the first row of each run of equal
+    hashes while it has room (``n_runs`` so far, counted on). Returns (row reached, m,
+    n_runs): it stops before a new code when ``table`` or ``first`` is full, so the
+    caller can grow them and resume.
 
-
-@nb.njit(cache=True, nogil=True)
-def _group_hashes(h: np.ndarray, max_runs: int,
-                  codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fill ``codes`` (per row) and return (first row of each code, first row of each run
-    of equal hashes -- empty when there are more than ``max_runs`` runs): rows with equal
-    hashes share a code, numbered in order of first appearance. Open addressing (load
-    <= 1/2); a row equal to the previous one (grouped input) takes its code without a
-    probe. ``codes`` is allocated by NumPy: its large allocations use huge pages, and
-    Numba's take a page fault per 4 KiB (60 vs 9 ms for 40 MB here)."""
+    ``table`` (size, 2) = (hash, code), code -1 empty: open addressing kept under 1/8
+    full (short probes); a row equal to the previous one (grouped input) takes its code
+    without a probe. Every array is allocated by the caller (NumPy): its large
+    allocations use huge pages, Numba's take a page fault per 4 KiB (60 vs 9 ms for
+    40 MB here), and an array reassigned inside this loop would be reference-counted
+    on every row."""
     n = h.shape[0]
-    size = 256
-    keys = np.empty(size, dtype=np.int64)
-    vals = np.full(size, -1, dtype=np.int64)
-    first = np.empty(16, dtype=np.int64)
-    runs = np.empty(max_runs + 1, dtype=np.int64)
-    n_runs = 0
-    m = 0
-    cur_q = 0
-    cur_c = -1
-    for k in range(n):
+    mask = table.shape[0] - 1
+    cap = min(first.shape[0], table.shape[0] // 8)
+    max_runs = runs.shape[0]
+    cur_q = h[start - 1] if start > 0 else 0
+    cur_c = codes[start - 1] if start > 0 else -1
+    for k in range(start, n):
         q = h[k]
         if q == cur_q and cur_c >= 0:
             codes[k] = cur_c
             continue
-        if n_runs <= max_runs:
-            runs[n_runs] = k
-        n_runs += 1
-        mask = size - 1
         j = q & mask
-        while vals[j] >= 0 and keys[j] != q:
+        while table[j, 1] >= 0 and table[j, 0] != q:
             j = (j + 1) & mask
-        if vals[j] >= 0:
-            c = vals[j]
-        else:
-            keys[j] = q
-            vals[j] = m
-            if m == first.shape[0]:
-                grown = np.empty(2 * m, dtype=np.int64)
-                grown[:m] = first
-                first = grown
+        c = table[j, 1]
+        if c < 0:
+            if m >= cap:
+                return k, m, n_runs
+            table[j, 0] = q
+            table[j, 1] = m
             first[m] = k
             c = m
             m += 1
-            if 8 * m > size:  # rehash into twice the size (load <= 1/8: short probes)
-                size *= 2
-                mask = size - 1
-                nk = np.empty(size, dtype=np.int64)
-                nv = np.full(size, -1, dtype=np.int64)
-                for i in range(size // 2):
-                    if vals[i] >= 0:
-                        jj = keys[i] & mask
-                        while nv[jj] >= 0:
-                            jj = (jj + 1) & mask
-                        nk[jj] = keys[i]
-                        nv[jj] = vals[i]
-                keys, vals = nk, nv
+        if n_runs < max_runs:
+            runs[n_runs] = k
+        n_runs += 1
         codes[k] = c
         cur_q = q
         cur_c = c
-    return first[:m], runs[:n_runs] if n_runs <= max_runs else runs[:0]
+    return n, m, n_runs
+
+
+@nb.njit(cache=True, nogil=True)
+def _rehash(table: np.ndarray, size: int) -> np.ndarray:
+    out = np.full((size, 2), -1, dtype=np.int64)
+    mask = size - 1
+    for i in range(table.shape[0]):
+        if table[i, 1] >= 0:
+            j = table[i, 0] & mask
+            while out[j, 1] >= 0:
+                j = (j + 1) & mask
+            out[j, 0] = table[i, 0]
+            out[j, 1] = table[i, 1]
+    return out
+
+
+def _codes(h: np.ndarray, max_runs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code per row, first row per code, run starts -- empty when more than
+    ``max_runs``) of the hashes ``h`` (see :func:`_group_hashes`)."""
+    n = h.shape[0]
+    codes = np.empty(n, dtype=np.int64)
+    table = np.full((256, 2), -1, dtype=np.int64)
+    first = np.empty(32, dtype=np.int64)
+    runs = np.empty(max_runs + 1, dtype=np.int64)
+    k, m, n_runs = _group_hashes(h, 0, 0, 0, table, first, runs, codes)
+    while k < n:
+        table = _rehash(table, 2 * table.shape[0])
+        first = np.concatenate([first, np.empty_like(first)])
+        k, m, n_runs = _group_hashes(h, k, m, n_runs, table, first, runs, codes)
+    return codes, first[:m], runs[:n_runs] if n_runs <= max_runs else runs[:0]
 
 
 def dedupe(ids: pl.Series) -> IdCodes | None:
@@ -162,8 +171,7 @@ def dedupe(ids: pl.Series) -> IdCodes | None:
     n = len(ids)
     if n == 0:
         return None
-    codes = np.empty(n, dtype=np.int64)
-    first, runs = _group_hashes(ids.hash(seed=_SEED).to_numpy().view(np.int64), n // 16, codes)
+    codes, first, runs = _codes(ids.hash(seed=_SEED).to_numpy().view(np.int64), n // 16)
     distinct = ids.gather(first)
     if len(runs):
         exact = ids.ne_missing(ids.shift(1)).fill_null(True).arg_true().to_numpy()
