@@ -417,6 +417,45 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
     return _Out(step_f[:ns], step_i[:ns], cyc_f[:nc], cyc_i[:nc], cyc_x[:nc])
 
 
+_KEYS = ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")
+
+
+def _process_blocked(state: EngineState, r: dict[str, np.ndarray], cells: tuple[int, int],
+                     cfgv: np.ndarray, block: int) -> _Out:
+    """:func:`_process` for interleaved rows of few cells: each block of ``block`` rows
+    is first put in cell order (compiled, into reused buffers), so the kernel visits a
+    cell's state once per block and its run loop takes the cell's samples in registers,
+    instead of jumping to another cell's state on every row. Each cell's rows keep their
+    order, so the results are identical."""
+    src = tuple(r[k] for k in _KEYS)
+    n = len(src[0])
+    cap = min(block, n)
+    flat = [a.strides[0] == 0 for a in src]  # broadcast all-null columns: not copied
+    copy_t, copy_labels, copy_st = not flat[4], not (flat[5] and flat[6]), not flat[7]
+    copied = (True, True, True, True, copy_t, copy_labels, copy_labels, copy_st)
+    # Not copied: the kernel reads the broadcast column, the gather gets a writable
+    # placeholder (compiled code is typed by writability, not by the flags).
+    dst = tuple(np.empty(cap if c else 0, dtype=a.dtype) for a, c in zip(src, copied, strict=True))
+    rows = dict(zip(_KEYS, (d if c else a[:cap] for a, d, c in zip(src, dst, copied, strict=True)),
+                    strict=True))
+    count = np.zeros(state.n_cells + 1, dtype=np.int64)
+    outs = []
+    for lo in range(0, n, block):
+        m = O.gather_block(src, lo, min(n, lo + block), cells[0], cells[1], count, dst,
+                           copy_t, copy_labels, copy_st)
+        if m:
+            outs.append(_process(state, rows, 0, m, cells, cfgv))
+    if len(outs) <= 1:
+        return outs[0] if outs else _process(state, r, 0, 0, cells, cfgv)
+    return _Out(*(np.concatenate([getattr(o, name) for o in outs])
+                  for name in ("step_f", "step_i", "cyc_f", "cyc_i", "cyc_x")))
+
+
+#: Interleaved rows of fewer cells than _ORDER_MIN_CELLS, at least this many per cell
+#: in a batch, go through _process_blocked in blocks of _BLOCK_ROWS rows.
+_BLOCK_MIN_ROWS_PER_CELL = 16
+_BLOCK_ROWS = 65_536
+
 #: Below this many rows one thread does the work; above, cells are split across two.
 _PARALLEL_ROWS = 400_000
 #: Interleaved rows of at least this many cells are grouped by cell (stable, within
@@ -456,6 +495,7 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
     cfgv = _cfg_vector(state.config)
     outs: list[_Out] = []
     everyone = (0, n_cells)
+    blocked = not grouped and n >= _BLOCK_MIN_ROWS_PER_CELL * n_cells
     if n >= _PARALLEL_ROWS:
         # Cells are independent: two threads take half of the rows each, split at a cell
         # boundary (grouped rows: a row range; interleaved rows: a slot range, each
@@ -469,8 +509,15 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
             split = int(np.searchsorted(rows_to, n // 2)) + 1
             jobs = [(0, n, (0, split)), (0, n, (split, n_cells))]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
+            if blocked:
+                futs = [pool.submit(_process_blocked, state, ready, cells, cfgv, _BLOCK_ROWS)
+                        for _, _, cells in jobs]
+            else:
+                futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv)
+                        for lo, hi, cells in jobs]
             outs = [f.result() for f in futs]
+    elif n and blocked:
+        outs = [_process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS)]
     elif n:
         outs = [_process(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):

@@ -9,7 +9,7 @@ import math
 import numba as nb
 import numpy as np
 
-__all__ = ["chunked_slot_order", "duplicate_mask", "in_cell_order", "is_strictly_sorted",
+__all__ = ["chunked_slot_order", "duplicate_mask", "gather_block", "in_cell_order", "is_strictly_sorted",
            "late_and_duplicates",
            "slot_order", "touched_slots"]
 
@@ -157,3 +157,46 @@ def chunked_slot_order(slots: np.ndarray, n_cells: int, chunk: int) -> np.ndarra
         for j in range(m):
             count[cells[j]] = 0
     return order
+
+
+@nb.njit(cache=True, nogil=True)
+def gather_block(src: tuple, lo: int, hi: int, slot_lo: int, slot_hi: int, count: np.ndarray,
+                 dst: tuple, copy_t: bool, copy_labels: bool, copy_st: bool) -> int:
+    """Rows ``lo..hi-1`` of the cells ``slot_lo..slot_hi-1`` of ``src`` into ``dst``,
+    grouped by cell (a stable counting sort: each cell's rows keep their order);
+    returns how many. ``src``/``dst``: (slot, ts, v, i, t, cyc, step, stime) arrays;
+    temperature, the labels and the step time are copied only when flagged (a
+    broadcast all-null column is not). ``count`` (cells + 1 zeros) is left zeroed.
+    One compiled pass moves each row once, without NumPy's permutation and gather
+    temporaries."""
+    slot, ts, v, i, t, cyc, step, stime = src
+    o_slot, o_ts, o_v, o_i, o_t, o_cyc, o_step, o_stime = dst
+    for k in range(lo, hi):
+        c = slot[k]
+        if c >= slot_lo and c < slot_hi:
+            count[c] += 1
+    pos = 0
+    for c in range(slot_lo, slot_hi):
+        w = count[c]
+        count[c] = pos
+        pos += w
+    for k in range(lo, hi):
+        c = slot[k]
+        if c < slot_lo or c >= slot_hi:
+            continue
+        p = count[c]
+        count[c] = p + 1
+        o_slot[p] = c
+        o_ts[p] = ts[k]
+        o_v[p] = v[k]
+        o_i[p] = i[k]
+        if copy_t:
+            o_t[p] = t[k]
+        if copy_labels:
+            o_cyc[p] = cyc[k]
+            o_step[p] = step[k]
+        if copy_st:
+            o_stime[p] = stime[k]
+    for c in range(slot_lo, slot_hi):
+        count[c] = 0
+    return pos
