@@ -418,6 +418,7 @@ def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
 
 
 _KEYS = ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")
+_INT_KEYS = ("slot", "cyc", "step")
 
 
 def _process_blocked(state: EngineState, r: dict[str, np.ndarray], cells: tuple[int, int],
@@ -433,15 +434,15 @@ def _process_blocked(state: EngineState, r: dict[str, np.ndarray], cells: tuple[
     flat = [a.strides[0] == 0 for a in src]  # broadcast all-null columns: not copied
     copy_t, copy_labels, copy_st = not flat[4], not (flat[5] and flat[6]), not flat[7]
     copied = (True, True, True, True, copy_t, copy_labels, copy_labels, copy_st)
-    # Not copied: the kernel reads the broadcast column, the gather gets a writable
-    # placeholder (compiled code is typed by writability, not by the flags).
-    dst = tuple(np.empty(cap if c else 0, dtype=a.dtype) for a, c in zip(src, copied, strict=True))
-    rows = dict(zip(_KEYS, (d if c else a[:cap] for a, d, c in zip(src, dst, copied, strict=True)),
-                    strict=True))
+    buf = np.empty((cap, len(_KEYS)))  # one 64-byte row per sample
+    ibuf = buf.view(np.int64)
+    # Not copied: the kernel reads the broadcast column itself.
+    rows = {k: (ibuf[:, j] if k in _INT_KEYS else buf[:, j]) if c else a[:cap]
+            for j, (k, a, c) in enumerate(zip(_KEYS, src, copied, strict=True))}
     count = np.zeros(state.n_cells + 1, dtype=np.int64)
     outs = []
     for lo in range(0, n, block):
-        m = O.gather_block(src, lo, min(n, lo + block), cells[0], cells[1], count, dst,
+        m = O.gather_block(src, lo, min(n, lo + block), cells[0], cells[1], count, buf, ibuf,
                            copy_t, copy_labels, copy_st)
         if m:
             outs.append(_process(state, rows, 0, m, cells, cfgv))

@@ -161,16 +161,18 @@ def chunked_slot_order(slots: np.ndarray, n_cells: int, chunk: int) -> np.ndarra
 
 @nb.njit(cache=True, nogil=True)
 def gather_block(src: tuple, lo: int, hi: int, slot_lo: int, slot_hi: int, count: np.ndarray,
-                 dst: tuple, copy_t: bool, copy_labels: bool, copy_st: bool) -> int:
-    """Rows ``lo..hi-1`` of the cells ``slot_lo..slot_hi-1`` of ``src`` into ``dst``,
-    grouped by cell (a stable counting sort: each cell's rows keep their order);
-    returns how many. ``src``/``dst``: (slot, ts, v, i, t, cyc, step, stime) arrays;
-    temperature, the labels and the step time are copied only when flagged (a
-    broadcast all-null column is not). ``count`` (cells + 1 zeros) is left zeroed.
-    One compiled pass moves each row once, without NumPy's permutation and gather
-    temporaries."""
+                 buf: np.ndarray, ibuf: np.ndarray, copy_t: bool, copy_labels: bool,
+                 copy_st: bool) -> int:
+    """Rows ``lo..hi-1`` of the cells ``slot_lo..slot_hi-1`` of ``src`` into the rows of
+    ``buf``, grouped by cell (a stable counting sort: each cell's rows keep their order);
+    returns how many.
+
+    ``src``: (slot, ts, v, i, t, cyc, step, stime) arrays. ``buf`` (rows, 8) float64 and
+    ``ibuf`` (its int64 view) hold one sample per 64-byte row, in that column order:
+    the scattered writes touch one cache line per sample, not one per column.
+    Temperature, the labels and the step time are copied only when flagged (a
+    broadcast all-null column is not). ``count`` (cells + 1 zeros) is left zeroed."""
     slot, ts, v, i, t, cyc, step, stime = src
-    o_slot, o_ts, o_v, o_i, o_t, o_cyc, o_step, o_stime = dst
     for k in range(lo, hi):
         c = slot[k]
         if c >= slot_lo and c < slot_hi:
@@ -186,17 +188,17 @@ def gather_block(src: tuple, lo: int, hi: int, slot_lo: int, slot_hi: int, count
             continue
         p = count[c]
         count[c] = p + 1
-        o_slot[p] = c
-        o_ts[p] = ts[k]
-        o_v[p] = v[k]
-        o_i[p] = i[k]
+        ibuf[p, 0] = c
+        buf[p, 1] = ts[k]
+        buf[p, 2] = v[k]
+        buf[p, 3] = i[k]
         if copy_t:
-            o_t[p] = t[k]
+            buf[p, 4] = t[k]
         if copy_labels:
-            o_cyc[p] = cyc[k]
-            o_step[p] = step[k]
+            ibuf[p, 5] = cyc[k]
+            ibuf[p, 6] = step[k]
         if copy_st:
-            o_stime[p] = stime[k]
+            buf[p, 7] = stime[k]
     for c in range(slot_lo, slot_hi):
         count[c] = 0
     return pos
