@@ -28,6 +28,7 @@ from .layout import (
     NA,
     NULL_LABEL,
 )
+from .passes import Out, process_blocked, process_rows
 from .snapshots import outputs
 from .state import PENDING_FIELDS, EngineState, empty_pending
 
@@ -384,95 +385,8 @@ def _letters_frame(rejected: list[pl.DataFrame]) -> pl.DataFrame:
     return letters[0] if len(letters) == 1 else pl.concat(letters) if letters else _NO_LETTERS
 
 
-@dataclass
-class _Out:
-    step_f: np.ndarray
-    step_i: np.ndarray
-    cyc_f: np.ndarray
-    cyc_i: np.ndarray
-    cyc_x: np.ndarray
-
-
-def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
-             cells: tuple[int, int], cfgv: np.ndarray) -> _Out:
-    """Run the kernel over rows lo..hi of the cells (slots) ``cells[0]..cells[1]-1``,
-    growing output buffers as needed."""
-    n = hi - lo
-    cap_s = max(64, n // 64 + 16)
-    cap_c = max(32, n // 512 + 16)
-    out = K.Records(np.empty((cap_s, NA)), np.empty((cap_s, K.NSO), dtype=np.int64),
-                    np.zeros(1, dtype=np.int64), np.empty((cap_c, NA)),
-                    np.empty((cap_c, K.NCO), dtype=np.int64), np.empty((cap_c, K.NCX)),
-                    np.zeros(1, dtype=np.int64))
-    samples = K.Samples(*(r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")))
-    arrays = state.arrays()
-    pos = 0
-    while pos < n:
-        pos = K.process(samples, pos, cells[0], cells[1], cfgv, arrays, out)
-        if pos < n:  # output buffers full: grow and resume where the kernel stopped
-            out = out._replace(**{
-                name: np.concatenate([a, np.empty_like(a)]) for name, a in out._asdict().items()
-                if name not in ("n_step", "n_cycle")})
-    step_f, step_i, cyc_f, cyc_i, cyc_x = out.step_f, out.step_i, out.cycle_f, out.cycle_i, out.cycle_x
-    n_step, n_cyc = out.n_step, out.n_cycle
-    ns, nc = int(n_step[0]), int(n_cyc[0])
-    return _Out(step_f[:ns], step_i[:ns], cyc_f[:nc], cyc_i[:nc], cyc_x[:nc])
-
-
-_KEYS = ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")
-_INT_KEYS = ("slot", "cyc", "step")
-
-
-def _process_blocked(state: EngineState, r: dict[str, np.ndarray], cells: tuple[int, int],
-                     cfgv: np.ndarray, block: int, pool: ThreadPoolExecutor | None = None) -> _Out:
-    """:func:`_process` for interleaved rows of few cells: each block of ``block`` rows
-    is first put in cell order (compiled, into reused buffers), so the kernel visits a
-    cell's state once per block and its run loop takes the cell's samples in registers,
-    instead of jumping to another cell's state on every row. Each cell's rows keep their
-    order, so the results are identical.
-
-    With ``pool`` (one worker) the next block is gathered there while the kernel runs
-    on this one (two buffers; both compiled calls release the GIL): each column is read
-    once. Splitting the cells across two kernel threads instead made both threads read
-    every cache line of the block (8 rows of different cells each): twice the memory
-    traffic, measured 0.115 vs ~0.05 CPU-s of gathers for 5 M rows."""
-    src = tuple(r[k] for k in _KEYS)
-    n = len(src[0])
-    cap = min(block, n)
-    flat = [a.strides[0] == 0 for a in src]  # broadcast all-null columns: not copied
-    copy_t, copy_labels, copy_st = not flat[4], not (flat[5] and flat[6]), not flat[7]
-    copied = (True, True, True, True, copy_t, copy_labels, copy_labels, copy_st)
-    count = [np.zeros(state.n_cells + 1, dtype=np.int64) for _ in range(2)]
-    bufs = [np.empty((cap, len(_KEYS))) for _ in range(2 if pool else 1)]  # 64 B per sample
-    # Not copied: the kernel reads the broadcast column itself.
-    views = [{k: (buf.view(np.int64)[:, j] if k in _INT_KEYS else buf[:, j]) if c else a[:cap]
-              for j, (k, a, c) in enumerate(zip(_KEYS, src, copied, strict=True))} for buf in bufs]
-
-    def gather(b: int) -> int:
-        buf = bufs[b % len(bufs)]
-        lo = b * block
-        return O.gather_block(src, lo, min(n, lo + block), cells[0], cells[1], count[b % 2],
-                              buf, buf.view(np.int64), copy_t, copy_labels, copy_st)
-
-    n_blocks = -(-n // block)
-    outs = []
-    ahead = pool.submit(gather, 0) if pool else None
-    for b in range(n_blocks):
-        if ahead is not None:
-            m = ahead.result()
-            ahead = pool.submit(gather, b + 1) if pool and b + 1 < n_blocks else None
-        else:
-            m = gather(b)
-        if m:
-            outs.append(_process(state, views[b % len(bufs)], 0, m, cells, cfgv))
-    if len(outs) <= 1:
-        return outs[0] if outs else _process(state, r, 0, 0, cells, cfgv)
-    return _Out(*(np.concatenate([getattr(o, name) for o in outs])
-                  for name in ("step_f", "step_i", "cyc_f", "cyc_i", "cyc_x")))
-
-
 #: Interleaved rows of fewer cells than _ORDER_MIN_CELLS, at least this many per cell
-#: in a batch, go through _process_blocked in blocks of _BLOCK_ROWS rows.
+#: in a batch, go through passes.process_blocked in blocks of _BLOCK_ROWS rows.
 _BLOCK_MIN_ROWS_PER_CELL = 16
 _BLOCK_ROWS = 65_536
 
@@ -513,12 +427,12 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
     else:
         touched = O.touched_slots(slots, n_cells)
     cfgv = _cfg_vector(state.config)
-    outs: list[_Out] = []
+    outs: list[Out] = []
     everyone = (0, n_cells)
     blocked = not grouped and n >= _BLOCK_MIN_ROWS_PER_CELL * n_cells
     if n >= _PARALLEL_ROWS and blocked:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            outs = [_process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS, pool)]
+            outs = [process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS, pool)]
     elif n >= _PARALLEL_ROWS:
         # Cells are independent: two threads take half of the rows each, split at a cell
         # boundary (grouped rows: a row range; interleaved rows: a slot range, each
@@ -532,12 +446,12 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
             split = int(np.searchsorted(rows_to, n // 2)) + 1
             jobs = [(0, n, (0, split)), (0, n, (split, n_cells))]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
+            futs = [pool.submit(process_rows, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
             outs = [f.result() for f in futs]
     elif n and blocked:
-        outs = [_process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS)]
+        outs = [process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS)]
     elif n:
-        outs = [_process(state, ready, 0, n, everyone, cfgv)]
+        outs = [process_rows(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
     # Only cells that have seen a sample have open records.
