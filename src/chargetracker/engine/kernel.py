@@ -5,7 +5,9 @@ The samples of many cells are processed in one call, each cell's rows in time or
 sequential pass in machine code (Numba) -- no Python per sample -- and the result does
 not depend on how the stream was split into batches: the state carried between calls
 is exactly the state the pass has at that sample. Floating-point sums are left folds in
-sample order, so incremental and batch results are bit-identical.
+sample order, so incremental and batch results are bit-identical. Runs of one cell's
+samples that only extend its open step go through the run loop of :mod:`.steady`
+(the same arithmetic with the totals in registers).
 """
 
 from __future__ import annotations
