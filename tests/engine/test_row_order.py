@@ -20,7 +20,8 @@ GROUPED = cycling_frame(cells=5, cycles=2, seed=7, noise_a=0.0004, charge_s=300,
 CONFIG = EngineConfig(default_epsilon_a=0.002)
 
 
-@pytest.fixture(params=["one thread", "two threads", "grouped visits", "both"])
+@pytest.fixture(params=["one thread", "two threads", "grouped visits", "both", "validation codes",
+                        "blocks", "blocks, two threads"])
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param in ("two threads", "both"):
         # Small enough that this data takes the parallel path (cells split across threads).
@@ -30,6 +31,16 @@ def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         # of large fleets), here in blocks of 20 rows so that many blocks are crossed.
         monkeypatch.setattr(core, "_ORDER_MIN_CELLS", 0)
         monkeypatch.setattr(core, "_ORDER_BLOCK_ROWS", 1)
+    if request.param.startswith("blocks"):
+        # Interleaved rows of few cells put in cell order per block of 7 rows before the
+        # kernel (its run loop then takes runs of a cell's samples).
+        monkeypatch.setattr(core, "_BLOCK_MIN_ROWS_PER_CELL", 0)
+        monkeypatch.setattr(core, "_BLOCK_ROWS", 7)
+        if request.param.endswith("two threads"):
+            monkeypatch.setattr(core, "_PARALLEL_ROWS", 100)
+    if request.param == "validation codes":
+        # Every batch maps ids to slots from validation's codes (the path of large ones).
+        monkeypatch.setattr(core, "_CODES_MIN_ROWS", 1)
     return str(request.param)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from ..checks import IdCodes
 from ..config import EngineConfig
 from ..schema import DEAD_LETTER_SCHEMA, Limits, Validated, validate
 from . import kernel as K
@@ -27,6 +28,7 @@ from .layout import (
     NA,
     NULL_LABEL,
 )
+from .passes import Out, process_blocked, process_rows
 from .snapshots import outputs
 from .state import PENDING_FIELDS, EngineState, empty_pending
 
@@ -107,7 +109,11 @@ _NO_LETTERS = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
 
 
 def _floats(col: pl.Series) -> np.ndarray:
-    """Float64 column as NumPy, null -> NaN (what ``to_numpy`` gives floats anyway)."""
+    """Float64 column as NumPy, null -> NaN (what ``to_numpy`` gives floats anyway).
+    An all-null column (an optional column the source lacks) is one NaN broadcast
+    (read-only, stride 0): no 8 bytes per row written and read back."""
+    if col.null_count() == len(col):
+        return np.broadcast_to(np.float64(np.nan), (len(col),))
     out = col.to_numpy()
     return out if out.dtype == np.float64 else out.astype(np.float64)
 
@@ -119,8 +125,8 @@ def _labels(col: pl.Series) -> np.ndarray:
     nulls = col.null_count()
     if nulls == 0:
         return col.to_numpy()
-    if nulls == len(col):
-        return np.full(len(col), NULL_LABEL, dtype=np.int64)
+    if nulls == len(col):  # read-only, stride 0 (as in _floats)
+        return np.broadcast_to(np.int64(NULL_LABEL), (len(col),))
     return col.fill_null(NULL_LABEL).to_numpy()
 
 
@@ -220,7 +226,10 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
     new: dict[str, np.ndarray] | None = None
     if good.height:
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
-        slots = assign_slots(state, good.get_column("cell_id"), nominal)
+        if checked.ids is not None and good.height >= _CODES_MIN_ROWS:
+            slots = _slots_from_codes(state, checked.ids, nominal)
+        else:
+            slots = assign_slots(state, good.get_column("cell_id"), nominal)
         new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching);
         # the check keeps per-cell state only, so interleaved cells need no grouping.
@@ -246,6 +255,23 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         if late.any() or dup.any():
             new = _take(new, np.flatnonzero(~(late | dup)))
     return _advance(state, new, rejected, final=final, source=source)
+
+
+#: Batches of at least this many rows map ids to slots from validation's codes (a
+#: file, a dump); smaller ones (a live fleet's poll) keep assign_slots and its caches.
+_CODES_MIN_ROWS = 262_144
+
+
+def _slots_from_codes(state: EngineState, ids: IdCodes, nominal: dict[str, float]) -> np.ndarray:
+    """Slot of each row from the batch's dictionary-encoded ids, allocating slots for
+    new cells in order of first appearance (as :func:`assign_slots` does)."""
+    distinct = ids.distinct.to_list()
+    state.add_cells(distinct, nominal)
+    index = state.index
+    lut = np.fromiter((index[x] for x in distinct), dtype=np.int64, count=len(distinct))
+    if np.array_equal(lut, np.arange(len(lut))):
+        return ids.codes  # a fresh state: the codes are the slots
+    return lut[ids.codes]
 
 
 def flush(state: EngineState) -> tuple[EngineState, EngineOutput]:
@@ -327,7 +353,9 @@ def _advance(
                     "duplicate timestamp: an earlier sample of this cell has the same ts", source,
                 ))
                 allr = _take(allr, np.flatnonzero(~dup))
-        fresh = allr["row"][allr["row"] >= 0]
+        # Held-back rows have row -1; without any (a batch's first pass, summarize)
+        # every row is fresh: no mask and gather of the whole batch.
+        fresh = allr["row"][allr["row"] >= 0] if len(pend["ts"]) else allr["row"]
         accepted = len(fresh)
         accepted_rows = fresh if bool(np.all(fresh[1:] > fresh[:-1])) else np.sort(fresh)
         ready: np.ndarray | None = None  # rows of allr to process (None: all)
@@ -357,40 +385,10 @@ def _letters_frame(rejected: list[pl.DataFrame]) -> pl.DataFrame:
     return letters[0] if len(letters) == 1 else pl.concat(letters) if letters else _NO_LETTERS
 
 
-@dataclass
-class _Out:
-    step_f: np.ndarray
-    step_i: np.ndarray
-    cyc_f: np.ndarray
-    cyc_i: np.ndarray
-    cyc_x: np.ndarray
-
-
-def _process(state: EngineState, r: dict[str, np.ndarray], lo: int, hi: int,
-             cells: tuple[int, int], cfgv: np.ndarray) -> _Out:
-    """Run the kernel over rows lo..hi of the cells (slots) ``cells[0]..cells[1]-1``,
-    growing output buffers as needed."""
-    n = hi - lo
-    cap_s = max(64, n // 64 + 16)
-    cap_c = max(32, n // 512 + 16)
-    out = K.Records(np.empty((cap_s, NA)), np.empty((cap_s, K.NSO), dtype=np.int64),
-                    np.zeros(1, dtype=np.int64), np.empty((cap_c, NA)),
-                    np.empty((cap_c, K.NCO), dtype=np.int64), np.empty((cap_c, K.NCX)),
-                    np.zeros(1, dtype=np.int64))
-    samples = K.Samples(*(r[k][lo:hi] for k in ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")))
-    arrays = state.arrays()
-    pos = 0
-    while pos < n:
-        pos = K.process(samples, pos, cells[0], cells[1], cfgv, arrays, out)
-        if pos < n:  # output buffers full: grow and resume where the kernel stopped
-            out = out._replace(**{
-                name: np.concatenate([a, np.empty_like(a)]) for name, a in out._asdict().items()
-                if name not in ("n_step", "n_cycle")})
-    step_f, step_i, cyc_f, cyc_i, cyc_x = out.step_f, out.step_i, out.cycle_f, out.cycle_i, out.cycle_x
-    n_step, n_cyc = out.n_step, out.n_cycle
-    ns, nc = int(n_step[0]), int(n_cyc[0])
-    return _Out(step_f[:ns], step_i[:ns], cyc_f[:nc], cyc_i[:nc], cyc_x[:nc])
-
+#: Interleaved rows of fewer cells than _ORDER_MIN_CELLS, at least this many per cell
+#: in a batch, go through passes.process_blocked in blocks of _BLOCK_ROWS rows.
+_BLOCK_MIN_ROWS_PER_CELL = 16
+_BLOCK_ROWS = 65_536
 
 #: Below this many rows one thread does the work; above, cells are split across two.
 _PARALLEL_ROWS = 400_000
@@ -429,9 +427,13 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
     else:
         touched = O.touched_slots(slots, n_cells)
     cfgv = _cfg_vector(state.config)
-    outs: list[_Out] = []
+    outs: list[Out] = []
     everyone = (0, n_cells)
-    if n >= _PARALLEL_ROWS:
+    blocked = not grouped and n >= _BLOCK_MIN_ROWS_PER_CELL * n_cells
+    if n >= _PARALLEL_ROWS and blocked:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            outs = [process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS, pool)]
+    elif n >= _PARALLEL_ROWS:
         # Cells are independent: two threads take half of the rows each, split at a cell
         # boundary (grouped rows: a row range; interleaved rows: a slot range, each
         # thread skipping the other's rows). The kernel releases the GIL.
@@ -444,10 +446,12 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
             split = int(np.searchsorted(rows_to, n // 2)) + 1
             jobs = [(0, n, (0, split)), (0, n, (split, n_cells))]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(_process, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
+            futs = [pool.submit(process_rows, state, ready, lo, hi, cells, cfgv) for lo, hi, cells in jobs]
             outs = [f.result() for f in futs]
+    elif n and blocked:
+        outs = [process_blocked(state, ready, everyone, cfgv, _BLOCK_ROWS)]
     elif n:
-        outs = [_process(state, ready, 0, n, everyone, cfgv)]
+        outs = [process_rows(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
     # Only cells that have seen a sample have open records.

@@ -46,7 +46,7 @@ from .layout import (
     I_SEEN_START,
 )
 
-__all__ = ["acc_gap", "big_enough", "is_gap", "is_partial", "labelled_kind", "learn_eps",
+__all__ = ["acc_gap", "big_enough", "gap_of", "is_gap", "is_partial", "labelled_kind", "learn_eps",
            "note_kind", "observe_dt"]
 
 
@@ -63,22 +63,32 @@ def is_gap(cfg: np.ndarray, f: np.ndarray, iv: np.ndarray, c: int, dt: float, ki
     step timer vouches for the interval, or the logger's habit in this kind of step is
     not known yet.
     """
+    k = kind + 1
+    return gap_of(cfg, dt, kind, same_step, pi, ik, st, eps, f[c, F_PREV_ST],
+                  f[c, F_DTMAX + k], iv[c, I_DTN + k], f[c, F_DTMAX_ALL])
+
+
+@nb.njit(cache=True, nogil=True)
+def gap_of(cfg: np.ndarray, dt: float, kind: int, same_step: bool, pi: float, ik: float,
+           st: float, eps: float, pst: float, dtmax_kind: float, dtn_kind: int,
+           dtmax_all: float) -> bool:
+    """:func:`is_gap` on the cell's values (``pst``: previous step time, s; longest
+    interval and intervals counted in this kind of step; longest in any): the kernel's
+    run loop keeps them in registers."""
     fixed = cfg[C_GAP_FIXED]
     if not math.isnan(fixed):
         return dt > fixed
     clock_ok = False
-    pst = f[c, F_PREV_ST]
     if same_step and not math.isnan(st) and not math.isnan(pst):
         tol = max(1.0, 0.01 * dt)
         dst = st - pst
         if dst < dt - tol:
             return True  # the step ran for less time than the clock says passed
         clock_ok = abs(dst - dt) <= tol
-    k = kind + 1
-    ref = f[c, F_DTMAX + k]
-    known = iv[c, I_DTN + k] >= int(cfg[C_DT_K])
+    ref = dtmax_kind
+    known = dtn_kind >= int(cfg[C_DT_K])
     if not known:
-        ref = max(ref, f[c, F_DTMAX_ALL])
+        ref = max(ref, dtmax_all)
     if dt <= max(cfg[C_GAP_MIN], cfg[C_GAP_FACTOR] * ref):
         return False
     steady = same_step and abs(ik - pi) <= max(eps, 0.02 * max(abs(ik), abs(pi)))

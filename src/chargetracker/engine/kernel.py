@@ -5,7 +5,9 @@ The samples of many cells are processed in one call, each cell's rows in time or
 sequential pass in machine code (Numba) -- no Python per sample -- and the result does
 not depend on how the stream was split into batches: the state carried between calls
 is exactly the state the pass has at that sample. Floating-point sums are left folds in
-sample order, so incremental and batch results are bit-identical.
+sample order, so incremental and batch results are bit-identical. Runs of one cell's
+samples that only extend its open step go through the run loop of :mod:`.steady`
+(the same arithmetic with the totals in registers).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from .layout import (
     Records,
     Samples,
 )
+from .steady import classify, run_in_step
 
 #: A cycler's current settles within about this long after a step starts, s.
 _SETTLE_S = 1.0
@@ -98,20 +101,6 @@ NCO = 3
 CX_RETENTION, CX_THROUGHPUT, CX_REF = 0, 1, 2
 NCX = 3
 
-
-
-@nb.njit(cache=True, nogil=True)
-def _classify(i: float, eps: float, hyst: float, prev: int) -> int:
-    if i > eps:
-        return 1
-    if i < -eps:
-        return -1
-    low = hyst * eps
-    if prev == 1 and i >= low:
-        return 1
-    if prev == -1 and i <= -low:
-        return -1
-    return 0
 
 
 @nb.njit(cache=True, nogil=True)
@@ -237,12 +226,23 @@ def process(samples: Samples, start: int, slot_lo: int, slot_hi: int, cfg: np.nd
     hyst = cfg[C_HYST]
     use_cyc = cfg[C_USE_CYC] > 0.0
     use_step = cfg[C_USE_STEP] > 0.0
+    skip = start  # samples before this were taken by the run loop
     for k in range(start, n):
+        if k < skip:
+            continue
         if n_step[0] + 2 > step_f.shape[0] or n_cyc[0] + 2 > cyc_f.shape[0]:
             return k
         c = slots[k]
         if c < slot_lo or c >= slot_hi:
             continue
+        if (k + 1 < n and slots[k + 1] == c and iv[c, I_HAS_PREV] == 1
+                and iv[c, I_HAS_CAND] == 0 and s[c, A_N] > 0.0):
+            # A run of this cell's samples: those that only extend its open step go
+            # through the run loop (totals in registers, bit-identical).
+            skip = run_in_step(slots, ts, v, cur, temp, cyc_lab, step_lab, step_time, k,
+                               cfg, f, iv, s)
+            if skip > k:
+                continue
         t_k = ts[k]
         v_k = v[k]
         i_k = cur[k]
@@ -253,7 +253,7 @@ def process(samples: Samples, start: int, slot_lo: int, slot_hi: int, cfg: np.nd
         if iv[c, I_EPS_LEARN] == 1 and iv[c, I_HAS_PREV] == 1:
             learn_eps(cfg, f, c, f[c, F_PREV_I], i_k)
         eps = f[c, F_EPS]
-        kind = _classify(i_k, eps, hyst, iv[c, I_PREV_KIND])
+        kind = classify(i_k, eps, hyst, iv[c, I_PREV_KIND])
 
         if iv[c, I_HAS_PREV] == 0:
             # First sample of this cell: open the first step and cycle.
