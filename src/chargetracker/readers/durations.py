@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["parse_durations"]
+__all__ = ["parse_durations", "durations_checked", "string_buffers"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -97,19 +97,61 @@ def _parse(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, out: np.nda
             out[r] = np.nan
 
 
-def _series(s: pl.Series) -> pl.Series:
+@nb.njit(cache=True, nogil=True)
+def _parse_flags(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, out: np.ndarray,
+                 ok: np.ndarray) -> tuple[int, int]:
+    """Like :func:`_parse`, also flagging each row: ``ok`` = a duration was read. Returns
+    (absent: null or empty text, unread: text that is not a duration)."""
+    absent = 0
+    unread = 0
+    for r in range(out.size):
+        start, end = offsets[r], offsets[r + 1]
+        if not valid[r] or end == start:
+            out[r] = np.nan
+            ok[r] = False
+            absent += 1
+            continue
+        v = _one(data, start, end)
+        out[r] = v
+        ok[r] = v == v
+        if v != v:
+            unread += 1
+    return absent, unread
+
+
+def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets int64[n + 1], UTF-8 bytes uint8, valid bool[n]) of a text column, read from
+    its Arrow buffers (no copy of the text beyond Arrow's own)."""
     arr = s.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     arr = arr.cast(pa.large_string())
     n = len(arr)
-    out = np.empty(n, dtype=np.float64)
-    if n:
-        validity, offs_buf, data_buf = arr.buffers()
-        offsets = np.frombuffer(offs_buf, dtype=np.int64, count=n + 1 + arr.offset)[arr.offset:]
-        data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
-                else np.zeros(0, dtype=np.uint8))
-        valid = (~np.asarray(arr.is_null())) if validity is not None else np.ones(n, dtype=np.bool_)
+    if n == 0:
+        return (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8),
+                np.zeros(0, dtype=np.bool_))
+    validity, offs_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offs_buf, dtype=np.int64, count=n + 1 + arr.offset)[arr.offset:]
+    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+            else np.zeros(0, dtype=np.uint8))
+    valid = (~np.asarray(arr.is_null())) if validity is not None else np.ones(n, dtype=np.bool_)
+    return offsets, data, valid
+
+
+def durations_checked(s: pl.Series) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Duration text -> (seconds float64, read bool, absent count, unread count): the fused
+    reader pass (:mod:`.fused`) decides from the counts whether the column is clean."""
+    offsets, data, valid = string_buffers(s)
+    out = np.empty(len(valid), dtype=np.float64)
+    ok = np.empty(len(valid), dtype=np.bool_)
+    absent, unread = _parse_flags(offsets, data, valid, out, ok)
+    return out, ok, int(absent), int(unread)
+
+
+def _series(s: pl.Series) -> pl.Series:
+    offsets, data, valid = string_buffers(s)
+    out = np.empty(len(valid), dtype=np.float64)
+    if len(valid):
         _parse(offsets, data, valid, out)
     return pl.Series(s.name, out).fill_nan(None)
 
