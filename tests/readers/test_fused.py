@@ -239,3 +239,44 @@ def test_detection_prefilter_never_hides_a_maccor_or_pec_header() -> None:
         pec = {"totaltime", "current", "voltage", "step", "cycle"} <= k and "realtime" in k
         if maccor or pec:
             assert _may_be_maccor_or_pec(line), line
+
+
+# -- generic: a cell_id column, epoch ms and s, blanks in optional columns, Parquet -------------
+def _generic_frame(n: int, ms: bool) -> pl.DataFrame:
+    rng = np.random.default_rng(3)
+    ts = 1.7e9 + np.arange(n) * 0.5
+    temp: list[float | None] = list(25.0 + rng.normal(0, 1, n))
+    temp[5] = None
+    return pl.DataFrame({
+        "cell_id": [f"cell-{i % 3}" for i in range(n)],
+        "ts": ts * 1000.0 if ms else ts,
+        "voltage_v": 3.6 + 0.1 * np.sin(ts / 900), "current_a": np.where(np.arange(n) % 40 < 20, 1.5, -1.5),
+        "temperature_c": temp, "cycle": (np.arange(n) // 40).astype(np.int64),
+        "step_time_s": (np.arange(n) % 20) * 0.5,
+    })
+
+
+@pytest.mark.parametrize("ms", [False, True])
+def test_fused_equals_exact_on_generic_text_and_parquet(tmp_path: Path, ms: bool) -> None:
+    frame = _generic_frame(3000, ms)
+    csv, pq = tmp_path / "g.csv", tmp_path / "g.parquet"
+    frame.write_csv(csv)
+    frame.write_parquet(pq)
+    for p in (csv, pq):
+        _same(p, chunk_rows=1000)
+        fast, _ = _read(p, True)
+        assert fast["cell_id"].n_unique() == 3 and fast["temperature_c"].null_count() == 1
+    assert _fused_taken(csv)
+
+
+def test_generic_blank_cell_id_takes_the_exact_path(tmp_path: Path) -> None:
+    frame = _generic_frame(50, False).with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit(" ")).otherwise(pl.col("cell_id"))
+        .alias("cell_id"))
+    p = tmp_path / "g.csv"
+    frame.write_csv(p)
+    fast, bad = _read(p, True)
+    exact, exact_bad = _read(p, False)
+    assert_frame_equal(fast, exact)
+    assert_frame_equal(bad, exact_bad)
+    assert fast.height == 49 and bad.height == 1 and bad["field"][0] == "cell_id"

@@ -111,6 +111,14 @@ def _check(ts: np.ndarray, v: np.ndarray, i: np.ndarray,
     return bad, nan_t
 
 
+@nb.njit(cache=True, nogil=True)
+def _epoch_seconds(src: np.ndarray, out: np.ndarray) -> None:
+    """Numeric times -> epoch s: values above 1e11 are ms (as :func:`.fields._epoch_number`)."""
+    for r in range(src.size):
+        x = src[r]
+        out[r] = x / 1000.0 if x > 1e11 else x
+
+
 def _limits() -> np.ndarray:
     lim = _LIMITS
     return np.array([*lim.ts, *lim.voltage_v, *lim.current_a, *lim.temperature_c],
@@ -132,17 +140,19 @@ def _floats(s: pl.Series) -> tuple[np.ndarray, np.ndarray | None]:
     return s.to_numpy(), None
 
 
-def _field(f: Field, s: pl.Series) -> pl.Series | None:
-    """The parsed column of one field, or None when the exact path must decide."""
+def _field(f: Field, s: pl.Series, longest: dict[str, int]) -> pl.Series | None:
+    """The parsed column of one field, or None when the exact path must decide; a text
+    field's longest value (bytes) goes to ``longest``."""
     dtype = s.dtype
     numeric = dtype.is_numeric() and dtype != pl.Boolean
     if f.kind == "str":
         if dtype != pl.Utf8:
             return None
         offsets, data, valid = string_buffers(s)
-        absent, strip, longest = _text_clean(offsets, data, valid)
+        absent, strip, longest_bytes = _text_clean(offsets, data, valid)
         if strip or (absent and f.required):
             return None
+        longest[f.out] = -1 if absent else int(longest_bytes)
         return s.alias(f.out)
     if f.required and s.null_count():
         return None
@@ -169,8 +179,10 @@ def _field(f: Field, s: pl.Series) -> pl.Series | None:
     if f.kind == "datetime":
         if f.scale != 1.0:
             return (num * f.scale).alias(f.out)
-        return pl.select(pl.when(num > 1e11).then(num / 1000.0).otherwise(num)).to_series() \
-            .alias(f.out)
+        vals, valid = _floats(num)
+        out = np.empty(vals.size, dtype=np.float64)
+        _epoch_seconds(vals, out)
+        return _with_nulls(f.out, out, valid)
     if f.kind in ("float", "epoch"):
         if f.scale != 1.0 or f.offset != 0.0:
             num = num * f.scale + f.offset
@@ -208,12 +220,13 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
     if all(t == pl.Utf8 for t in raw.schema.values()):
         return None  # the text path: blank lines and text numbers are the exact path's
     parsed: list[pl.Series] = []
+    longest: dict[str, int] = {}
     for f in reader.fields:
         if f.probe_only:
             continue
         if f.source not in raw.columns:
             return None
-        col = _field(f, raw.get_column(f.source))
+        col = _field(f, raw.get_column(f.source), longest)
         if col is None:
             return None
         parsed.append(col)
@@ -227,9 +240,13 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
         cid = frame.get_column("cell_id")
         if cid.dtype != pl.Utf8:
             return None
-        offsets, data, valid = string_buffers(cid)
-        absent, strip, longest = _text_clean(offsets, data, valid)
-        cell_ok = absent == 0 and strip == 0 and longest <= lim.max_cell_id_length
+        if "cell_id" in longest:  # checked as a field above (a _finish never rewrites it)
+            n_bytes = longest["cell_id"]
+            cell_ok = 0 <= n_bytes <= lim.max_cell_id_length
+        else:
+            offsets, data, valid = string_buffers(cid)
+            absent, strip, n_bytes = _text_clean(offsets, data, valid)
+            cell_ok = absent == 0 and strip == 0 and n_bytes <= lim.max_cell_id_length
         cell = cid
     else:
         cell_ok = bool(reader.cell_id.strip()) and \
