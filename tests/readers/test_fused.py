@@ -38,7 +38,12 @@ TEXT_FILES = [
     "CALCE_CX2-33_prism_LCO_25C_0-100_0.5-0.5C_d_timeseries.csv",
 ]
 SHARED_FILES = ["xTESLADIAG_000038.078", "neware_uio.csv", "gcpl.issue_211.mpt",
-                "gcpl.pr_182.1.mpt", "pec.csv", "maccor_002.txt"]
+                "gcpl.pr_182.1.mpt", "pec.csv", "maccor_002.txt", "maccor_001.txt",
+                "PredictionDiagnostics_000109_tztest.010",
+                "20160805_test001_45_cc_01.Channel_Normal_Table.csv",
+                "nw_regular_export_ife_example.csv", "test_Nova_Form-CH01-01_short.csv"]
+#: Binary files: decoded into one table, then converted chunk by chunk like text.
+BINARY_FILES = ["test.nda", "test.ndax", "00_test_04_MB_C01.mpr"]
 
 
 def _read(path: Path, enabled: bool, **kw: object) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -74,7 +79,8 @@ def _fused_taken(path: Path) -> bool:
 
 #: Files whose first block is not parsed typed, so the exact path reads it: 3-level Neware
 #: (three row layouts in one column set), Maccor MIMS (a blank line after the header).
-NOT_FUSED = {"neware_3level_head.csv", "maccor_mims_head.txt", "maccor_002.txt"}
+NOT_FUSED = {"neware_3level_head.csv", "nw_regular_export_ife_example.csv", "maccor_mims_head.txt",
+             "maccor_002.txt"}
 
 
 @pytest.mark.parametrize("name", TEXT_FILES)
@@ -91,6 +97,20 @@ def test_fused_equals_exact_on_real_files(name: str) -> None:
         pytest.skip("../shared/data/cycler-more is absent")
     _same(SHARED / name)
     assert _fused_taken(SHARED / name) == (name not in NOT_FUSED)
+
+
+@pytest.mark.parametrize("name", BINARY_FILES)
+def test_fused_equals_exact_on_binary_files(name: str) -> None:
+    if not (DATA / name).is_file():
+        pytest.skip(f"{name} not in tests/data")
+    _same(DATA / name, chunk_rows=500)
+
+
+def test_fused_equals_exact_on_a_res_file() -> None:
+    res = SHARED / "20160805_test001_45_cc_01.res" if SHARED is not None else None
+    if res is None or not res.is_file():
+        pytest.skip("../shared/data/cycler-more is absent")
+    _same(res)
 
 
 def test_a_chunk_with_one_bad_row_takes_the_exact_path(tmp_path: Path) -> None:
