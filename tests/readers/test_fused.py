@@ -300,3 +300,16 @@ def test_generic_blank_cell_id_takes_the_exact_path(tmp_path: Path) -> None:
     assert_frame_equal(fast, exact)
     assert_frame_equal(bad, exact_bad)
     assert fast.height == 49 and bad.height == 1 and bad["field"][0] == "cell_id"
+
+
+@pytest.mark.parametrize("values", [["12.5", "00:01:00", None, "x", "1d 00:00:01", "3"],
+                                    ["12.5", "7", None, "0.25"]])
+def test_number_or_duration_is_the_coalesce_of_both(values: list[str | None]) -> None:
+    from chargetracker.readers.durations import parse_durations
+    from chargetracker.readers.fields import _number_or_duration
+
+    text = pl.Series("t", values, dtype=pl.Utf8)
+    frame = text.to_frame()
+    want = frame.select(pl.coalesce(pl.col("t").cast(pl.Float64, strict=False) * 60.0,
+                                    parse_durations(pl.col("t")))).to_series()
+    assert _number_or_duration(text, 60.0).to_list() == want.to_list()

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["parse_durations", "durations_checked", "string_buffers"]
+__all__ = ["parse_durations", "parse_durations_series", "durations_checked", "string_buffers"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -154,6 +154,11 @@ def _series(s: pl.Series) -> pl.Series:
     if len(valid):
         _parse(offsets, data, valid, out)
     return pl.Series(s.name, out).fill_nan(None)
+
+
+def parse_durations_series(text: pl.Series) -> pl.Series:
+    """Duration text -> seconds (Float64; null where the text is not a duration)."""
+    return _series(text)
 
 
 def parse_durations(text: pl.Expr) -> pl.Expr:

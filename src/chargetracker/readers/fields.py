@@ -17,7 +17,7 @@ from typing import Literal
 import polars as pl
 
 from ..errors import SchemaError
-from .durations import parse_durations
+from .durations import parse_durations, parse_durations_series
 
 __all__ = ["Field", "ColumnLookup", "datetime_to_epoch", "duration_seconds", "time_scale",
            "unit_scale", "OLE_EPOCH_DAYS"]
@@ -73,14 +73,18 @@ def datetime_to_epoch(
         # read (or is a number, which the callers read as epoch s instead): a file has
         # one layout, so each value is parsed about once instead of twelve times.
         frame = text.alias("__text").to_frame()
+        numbers = text.len() - text.cast(pl.Float64, strict=False).null_count()
         out: pl.Series | None = None
         for layout in layouts:
             got = frame.select(layout).to_series()
             out = got if out is None else out.fill_null(got)
-            missing = out.is_null() & text.is_not_null()
-            if not missing.any() or \
-                    text.filter(missing).cast(pl.Float64, strict=False).null_count() == 0:
+            unread = out.null_count() - text.null_count()  # null counts: no pass
+            if unread == 0:
                 break
+            if unread == numbers:  # perhaps only numbers are left: make sure
+                missing = out.is_null() & text.is_not_null()
+                if text.filter(missing).cast(pl.Float64, strict=False).null_count() == 0:
+                    break
         assert out is not None
         return out.alias(text.name)
 
@@ -227,7 +231,8 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None,
         num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
         value = num * f.scale
         if is_text:
-            value = pl.coalesce(value, duration_seconds(s))
+            value = s.map_batches(functools.partial(_number_or_duration, scale=f.scale),
+                                  return_dtype=pl.Float64, is_elementwise=True)
         bad = present & value.is_null()
         reason = pl.concat_str([pl.lit("not a duration: "), shown])
     else:  # float / epoch
@@ -242,6 +247,15 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None,
         bad = ~present if bad is None else bad | ~present
         reason = pl.when(~present).then(pl.lit("missing value")).otherwise(reason)
     return value, bad, reason
+
+
+def _number_or_duration(text: pl.Series, scale: float) -> pl.Series:
+    """``coalesce(number * scale, duration)`` of stripped text; the duration parse is
+    skipped when every value is a number (a test time in seconds written as text)."""
+    num = text.cast(pl.Float64, strict=False) * scale
+    if num.null_count() == text.null_count():
+        return num
+    return num.fill_null(parse_durations_series(text))
 
 
 def duration_seconds(text: pl.Expr) -> pl.Expr:
