@@ -18,7 +18,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["parse_durations", "parse_durations_series", "durations_checked", "string_buffers"]
+__all__ = ["parse_durations", "parse_durations_series", "durations_checked", "string_buffers",
+           "readonly"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -119,6 +120,15 @@ def _parse_flags(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, out: 
     return absent, unread
 
 
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: the compiled kernels then see one array type whether Polars
+    lent its buffer (read-only) or copied it, so each is compiled once, not once for every
+    combination of its inputs."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(offsets int64[n + 1], UTF-8 bytes uint8, valid bool[n]) of a text column, read from
     its Arrow buffers (no copy of the text beyond Arrow's own)."""
@@ -128,14 +138,14 @@ def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arr = arr.cast(pa.large_string())
     n = len(arr)
     if n == 0:
-        return (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8),
-                np.zeros(0, dtype=np.bool_))
+        return (readonly(np.zeros(1, dtype=np.int64)), readonly(np.zeros(0, dtype=np.uint8)),
+                readonly(np.zeros(0, dtype=np.bool_)))
     validity, offs_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(offs_buf, dtype=np.int64, count=n + 1 + arr.offset)[arr.offset:]
     data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
             else np.zeros(0, dtype=np.uint8))
     valid = (~np.asarray(arr.is_null())) if validity is not None else np.ones(n, dtype=np.bool_)
-    return offsets, data, valid
+    return readonly(offsets), readonly(data), readonly(valid)
 
 
 def durations_checked(s: pl.Series) -> tuple[np.ndarray, np.ndarray, int, int]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from ..schema import MEASUREMENT_SCHEMA, Limits, dead_letters
 from .base import REFERENCE_COLUMNS, ReadChunk
-from .durations import durations_checked, string_buffers
+from .durations import durations_checked, readonly, string_buffers
 from .fields import Field
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ __all__ = ["fused_chunk", "clean_rows", "ENABLED"]
 ENABLED = True
 
 _LIMITS = Limits()
-_EMPTY = np.zeros(0, dtype=np.float64)
-_EMPTY_B = np.zeros(0, dtype=np.bool_)
+_EMPTY = readonly(np.zeros(0, dtype=np.float64))
+_EMPTY_B = readonly(np.zeros(0, dtype=np.bool_))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -136,8 +136,8 @@ def _floats(s: pl.Series) -> tuple[np.ndarray, np.ndarray | None]:
     if s.dtype != pl.Float64:
         s = s.cast(pl.Float64)
     if s.null_count():
-        return s.fill_null(0.0).to_numpy(), s.is_not_null().to_numpy()
-    return s.to_numpy(), None
+        return readonly(s.fill_null(0.0).to_numpy()), readonly(s.is_not_null().to_numpy())
+    return readonly(s.to_numpy()), None
 
 
 def _field(f: Field, s: pl.Series, longest: dict[str, int]) -> pl.Series | None:
@@ -197,7 +197,7 @@ def clean_rows(frame: pl.DataFrame, cell_id_ok: bool) -> tuple[bool, int]:
         s = frame.get_column(name)
         if s.dtype != pl.Float64 or s.null_count():
             return False, 0
-        cols[name] = (s.to_numpy(), None)
+        cols[name] = (readonly(s.to_numpy()), None)
     opt: dict[str, tuple[np.ndarray, np.ndarray, bool, bool]] = {}
     for name in ("temperature_c", "step_time_s"):
         if name not in frame.columns:

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ..errors import SchemaError
 from .base import shown_columns
-from .durations import string_buffers
+from .durations import readonly, string_buffers
 from .fields import ColumnLookup, Field, _norm, unit_scale
 from .text import TextReader, _decode, _split_header
 
@@ -198,13 +198,13 @@ class MaccorReader(TextReader):
         # reasons are built only when there are some.
         amps = parsed.get_column("__amps")
         state = parsed.get_column("__state")
-        amps_valid = amps.is_not_null().to_numpy() if amps.null_count() else \
-            np.ones(amps.len(), dtype=np.bool_)
+        amps_valid = readonly(amps.is_not_null().to_numpy() if amps.null_count() else
+                              np.ones(amps.len(), dtype=np.bool_))
         offsets, data, valid = string_buffers(state)
         current = np.empty(amps.len(), dtype=np.float64)
         ok = np.empty(amps.len(), dtype=np.bool_)
         unknown = np.empty(amps.len(), dtype=np.bool_)
-        n_unknown = _sign_by_state(offsets, data, valid, amps.fill_null(0.0).to_numpy(),
+        n_unknown = _sign_by_state(offsets, data, valid, readonly(amps.fill_null(0.0).to_numpy()),
                                    amps_valid, current, ok, unknown)
         cur = pl.Series("current_a", current) if ok.all() else \
             pl.Series("current_a", pa.array(current, mask=~ok))
