@@ -4,6 +4,7 @@ CR-only), the refusal of a 1 M-column header, and every text format against a pl
 
     python benchmarks/run.py readers            # or: python benchmarks/bench_readers.py
     python benchmarks/bench_readers.py --formats [--rows 300000] [--rounds 3]
+    python benchmarks/bench_readers.py --phases [--rows 200000] [--rounds 3]   # CPU-s per phase
 
 ``--formats``: for each text format, a real export (``tests/data`` or, for the formats
 whose real files are not in the project, ``../shared/data/cycler-more``, skipped when
@@ -130,10 +131,82 @@ def formats(rows: int, rounds: int) -> None:
                  load=load_average(), machine=machine_info())
 
 
+def phases(rows: int, rounds: int) -> None:
+    """CPU-s of each phase of a read (best of ``rounds``): opening (detection, header, probe
+    of 1,000 lines), reading blocks, the typed block parse, the text parse (blocks that are
+    not clean), converting the chunks (``process_chunk``: the fused pass or the exact one)
+    and within it ``schema.validate`` (the exact path only); the plain typed read beside."""
+    from collections import defaultdict
+
+    import chargetracker.readers.chunk as chunk_mod
+    import chargetracker.readers.text as text_mod
+
+    acc: dict[str, float] = defaultdict(float)
+
+    def timed(owner: Any, name: str, key: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapper(*a: Any, **k: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[key] += time.process_time() - c0
+        setattr(owner, name, wrapper)
+
+    timed(text_mod, "process_chunk", "convert")
+    timed(chunk_mod, "validate", "validate")
+    timed(text_mod.TextReader, "_parse_block_typed", "typed_parse")
+    timed(text_mod.TextReader, "_parse_block", "text_parse")
+    blocks = text_mod.read_blocks
+
+    def read_blocks(*a: Any, **k: Any) -> Any:
+        it = blocks(*a, **k)
+        while True:
+            c0 = time.process_time()
+            try:
+                b = next(it)
+            except StopIteration:
+                acc["read_blocks"] += time.process_time() - c0
+                return
+            acc["read_blocks"] += time.process_time() - c0
+            yield b
+    text_mod.read_blocks = read_blocks  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory(prefix="ct-bench-phase-") as tmp:
+        for fmt, (spec, unquote) in FORMAT_FILES.items():
+            path = _format_file(fmt, spec, unquote, rows, Path(tmp))
+            if path is None:
+                print(f"readers.phases.{fmt}: skipped ({spec} not found)")
+                continue
+            plain = _plain(open_reader(path))
+            best: tuple[float, float, dict[str, float]] | None = None
+            n = 0
+            for _ in range(rounds):
+                c0 = time.process_time()
+                plain()
+                plain_cpu = time.process_time() - c0
+                acc.clear()
+                c0 = time.process_time()
+                reader = open_reader(path)
+                acc["open"] = time.process_time() - c0
+                n = sum(c.frame.height for c in reader)
+                total = time.process_time() - c0
+                if best is None or total < best[0]:
+                    best = (total, plain_cpu, dict(acc))
+            assert best is not None
+            emit(f"readers.phases.{fmt}", "reader_cpu_s", round(best[0], 4), "s",
+                 higher_is_better=False, rows=n, plain_cpu_s=round(best[1], 4),
+                 **{f"{k}_cpu_s": round(v, 4) for k, v in best[2].items()},
+                 load=load_average())
+
+
 def main() -> None:
     if "--formats" in sys.argv:
         rows = int(_arg("--rows", "300000"))
         formats(rows, int(_arg("--rounds", "3")))
+        return
+    if "--phases" in sys.argv:
+        phases(int(_arg("--rows", "200000")), int(_arg("--rounds", "3")))
         return
     repeat = 20 if "--quick" in sys.argv else 100
     lines = SRC.read_bytes().replace(b"\r\n", b"\n").split(b"\n")

@@ -17,6 +17,7 @@ import polars as pl
 from ..schema import DEAD_LETTER_SCHEMA, MEASUREMENT_SCHEMA, dead_letters, validate
 from .base import REFERENCE_COLUMNS, ReadChunk
 from .fields import _field_exprs
+from .fused import fused_chunk
 
 if TYPE_CHECKING:
     from .text import TextReader
@@ -32,6 +33,11 @@ def process_chunk(reader: TextReader, raw: pl.DataFrame, lines: pl.Series | int)
     ``lines``: the line (or record) number of each row, or that of the first row when the
     rows are consecutive lines.
     """
+    # A clean chunk (the usual case) is converted in compiled passes; anything else, or
+    # anything the fused pass does not know, takes the exact path below.
+    fast = fused_chunk(reader, raw)
+    if fast is not None:
+        return fast
     raw_cols = list(raw.columns)
     if isinstance(lines, int):
         raw = raw.with_columns(pl.int_range(lines, lines + raw.height, dtype=pl.Int64)

@@ -28,13 +28,27 @@ BINARY_FORMATS: dict[str, str] = {
 }
 
 
+_SEP = re.compile(r"[\t;,]")
+_UNIT = re.compile(r"(\([^)]*\)|\[[^\]]*\])\s*$")
+_NOT_KEY = re.compile(r"[^0-9a-z#]")
+
+
 def _keys(line: str) -> set[str]:
-    cells = re.split(r"[\t;,]", line)
     out = set()
-    for c in cells:
-        c = re.sub(r"(\([^)]*\)|\[[^\]]*\])\s*$", "", c.strip().strip('"'))
-        out.add(re.sub(r"[^0-9a-z#]", "", c.lower()))
+    for c in _SEP.split(line):
+        c = _UNIT.sub("", c.strip().strip('"'))
+        out.add(_NOT_KEY.sub("", c.lower()))
     return out
+
+
+def _may_be_maccor_or_pec(line: str) -> bool:
+    """False when no key set of ``line`` can match the Maccor or PEC rule: every key is a
+    substring of the line lowered with its non-key characters removed, so a line without
+    the words cannot have the keys (saves splitting 40 lines of every other format)."""
+    s = _NOT_KEY.sub("", line.lower())
+    maccor = ("amps" in s or "current" in s) and "volt" in s and ("state" in s or "md" in s)
+    pec = "totaltime" in s and "realtime" in s and "current" in s and "voltage" in s
+    return maccor or pec
 
 
 def _text_format(lines: list[str]) -> str | None:
@@ -52,6 +66,8 @@ def _text_format(lines: list[str]) -> str | None:
     if {"cycleindex", "stepindex", "steptype"} <= k and ("current" in k and "voltage" in k):
         return "neware_csv"
     for line in lines[:40]:
+        if not _may_be_maccor_or_pec(line):
+            continue
         k = _keys(line)
         if ({"amps", "volts"} <= k or {"amps", "voltage"} <= k or {"current", "voltage"} <= k) \
                 and ("state" in k or "md" in k):

@@ -18,7 +18,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["parse_durations"]
+__all__ = ["parse_durations", "parse_durations_series", "durations_checked", "string_buffers",
+           "readonly"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -97,21 +98,77 @@ def _parse(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, out: np.nda
             out[r] = np.nan
 
 
-def _series(s: pl.Series) -> pl.Series:
+@nb.njit(cache=True, nogil=True)
+def _parse_flags(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, out: np.ndarray,
+                 ok: np.ndarray) -> tuple[int, int]:
+    """Like :func:`_parse`, also flagging each row: ``ok`` = a duration was read. Returns
+    (absent: null or empty text, unread: text that is not a duration)."""
+    absent = 0
+    unread = 0
+    for r in range(out.size):
+        start, end = offsets[r], offsets[r + 1]
+        if not valid[r] or end == start:
+            out[r] = np.nan
+            ok[r] = False
+            absent += 1
+            continue
+        v = _one(data, start, end)
+        out[r] = v
+        ok[r] = v == v
+        if v != v:
+            unread += 1
+    return absent, unread
+
+
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: the compiled kernels then see one array type whether Polars
+    lent its buffer (read-only) or copied it, so each is compiled once, not once for every
+    combination of its inputs."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def string_buffers(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets int64[n + 1], UTF-8 bytes uint8, valid bool[n]) of a text column, read from
+    its Arrow buffers (no copy of the text beyond Arrow's own)."""
     arr = s.cast(pl.Utf8).to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     arr = arr.cast(pa.large_string())
     n = len(arr)
-    out = np.empty(n, dtype=np.float64)
-    if n:
-        validity, offs_buf, data_buf = arr.buffers()
-        offsets = np.frombuffer(offs_buf, dtype=np.int64, count=n + 1 + arr.offset)[arr.offset:]
-        data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
-                else np.zeros(0, dtype=np.uint8))
-        valid = (~np.asarray(arr.is_null())) if validity is not None else np.ones(n, dtype=np.bool_)
+    if n == 0:
+        return (readonly(np.zeros(1, dtype=np.int64)), readonly(np.zeros(0, dtype=np.uint8)),
+                readonly(np.zeros(0, dtype=np.bool_)))
+    validity, offs_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offs_buf, dtype=np.int64, count=n + 1 + arr.offset)[arr.offset:]
+    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+            else np.zeros(0, dtype=np.uint8))
+    valid = (~np.asarray(arr.is_null())) if validity is not None else np.ones(n, dtype=np.bool_)
+    return readonly(offsets), readonly(data), readonly(valid)
+
+
+def durations_checked(s: pl.Series) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Duration text -> (seconds float64, read bool, absent count, unread count): the fused
+    reader pass (:mod:`.fused`) decides from the counts whether the column is clean."""
+    offsets, data, valid = string_buffers(s)
+    out = np.empty(len(valid), dtype=np.float64)
+    ok = np.empty(len(valid), dtype=np.bool_)
+    absent, unread = _parse_flags(offsets, data, valid, out, ok)
+    return out, ok, int(absent), int(unread)
+
+
+def _series(s: pl.Series) -> pl.Series:
+    offsets, data, valid = string_buffers(s)
+    out = np.empty(len(valid), dtype=np.float64)
+    if len(valid):
         _parse(offsets, data, valid, out)
     return pl.Series(s.name, out).fill_nan(None)
+
+
+def parse_durations_series(text: pl.Series) -> pl.Series:
+    """Duration text -> seconds (Float64; null where the text is not a duration)."""
+    return _series(text)
 
 
 def parse_durations(text: pl.Expr) -> pl.Expr:

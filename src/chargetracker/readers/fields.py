@@ -8,6 +8,7 @@ numbers without a Python loop per row.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Literal
 import polars as pl
 
 from ..errors import SchemaError
-from .durations import parse_durations
+from .durations import parse_durations, parse_durations_series
 
 __all__ = ["Field", "ColumnLookup", "datetime_to_epoch", "duration_seconds", "time_scale",
            "unit_scale", "OLE_EPOCH_DAYS"]
@@ -58,23 +59,48 @@ def datetime_to_epoch(
 
     Naive timestamps are read as local time in ``timezone`` (IANA name, default UTC);
     timestamps with an offset (``+02:00``, ``Z``) are exact. ``fmt`` is a strptime layout;
-    without it a fixed list of ISO-8601 and US layouts is tried (vectorized coalesce).
+    without it a fixed list of ISO-8601 and US layouts is tried in order, the first that
+    reads a value wins (layout by layout, stopping once every value is read).
     """
     s = expr.str.strip_chars().str.replace(r"Z$", "+00:00")
-
-    def naive(f: str) -> pl.Expr:
-        dt = s.str.to_datetime(f, strict=False, time_unit="us")
-        if timezone != "UTC":
-            dt = dt.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
-        return dt.dt.epoch("us").cast(pl.Float64) / 1e6
-
-    def aware(f: str) -> pl.Expr:
-        dt = s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
-        return dt.dt.epoch("us").cast(pl.Float64) / 1e6
-
     if fmt is not None:
-        return aware(fmt) if ("%z" in fmt or "%:z" in fmt) else naive(fmt)
-    return pl.coalesce([naive(f) for f in _NAIVE_FORMATS] + [aware(f) for f in _AWARE_FORMATS])
+        return _layout(s, fmt, timezone)
+    layouts = [_layout(pl.col("__text"), f, timezone).alias("__epoch")
+               for f in (*_NAIVE_FORMATS, *_AWARE_FORMATS)]
+
+    def first_layout(text: pl.Series) -> pl.Series:
+        # The coalesce of every layout, layout by layout, stopping once every value is
+        # read (or is a number, which the callers read as epoch s instead): a file has
+        # one layout, so each value is parsed about once instead of twelve times.
+        frame = text.alias("__text").to_frame()
+        numbers = text.len() - text.cast(pl.Float64, strict=False).null_count()
+        out: pl.Series | None = None
+        for layout in layouts:
+            got = frame.select(layout).to_series()
+            out = got if out is None else out.fill_null(got)
+            unread = out.null_count() - text.null_count()  # null counts: no pass
+            if unread == 0:
+                break
+            if unread == numbers:  # perhaps only numbers are left: make sure
+                missing = out.is_null() & text.is_not_null()
+                if text.filter(missing).cast(pl.Float64, strict=False).null_count() == 0:
+                    break
+        assert out is not None
+        return out.alias(text.name)
+
+    return s.map_batches(first_layout, return_dtype=pl.Float64, is_elementwise=True)
+
+
+def _layout(s: pl.Expr, fmt: str, timezone: str) -> pl.Expr:
+    """Text in one strptime layout -> epoch s (null where it does not fit); a naive layout
+    is local time in ``timezone``."""
+    if "%z" in fmt or "%:z" in fmt:
+        dt = s.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC")
+        return dt.dt.epoch("us").cast(pl.Float64) / 1e6
+    dt = s.str.to_datetime(fmt, strict=False, time_unit="us")
+    if timezone != "UTC":
+        dt = dt.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+    return dt.dt.epoch("us").cast(pl.Float64) / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +179,13 @@ def unit_scale(unit: str | None, column: str) -> float:
         raise SchemaError(f"unsupported unit {unit!r} in column {column!r}", field=column) from None
 
 
+@functools.lru_cache(maxsize=1024)
 def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None, pl.Expr]:
     """(value, fail condition, reason) for one field over a column of ``dtype``; the
-    condition is None where no value can fail (a number column read as a number)."""
+    condition is None where no value can fail (a number column read as a number).
+
+    Cached: expressions are immutable, and building them costs more than evaluating them
+    on a probe of 1,000 lines (every file of a fleet has the same few plans)."""
     col = pl.col(f.source)
     is_text = dtype == pl.Utf8
     if is_text:
@@ -201,7 +231,8 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None,
         num = s.cast(pl.Float64, strict=False) if is_text else s.cast(pl.Float64)
         value = num * f.scale
         if is_text:
-            value = pl.coalesce(value, duration_seconds(s))
+            value = s.map_batches(functools.partial(_number_or_duration, scale=f.scale),
+                                  return_dtype=pl.Float64, is_elementwise=True)
         bad = present & value.is_null()
         reason = pl.concat_str([pl.lit("not a duration: "), shown])
     else:  # float / epoch
@@ -216,6 +247,15 @@ def _field_exprs(f: Field, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None,
         bad = ~present if bad is None else bad | ~present
         reason = pl.when(~present).then(pl.lit("missing value")).otherwise(reason)
     return value, bad, reason
+
+
+def _number_or_duration(text: pl.Series, scale: float) -> pl.Series:
+    """``coalesce(number * scale, duration)`` of stripped text; the duration parse is
+    skipped when every value is a number (a test time in seconds written as text)."""
+    num = text.cast(pl.Float64, strict=False) * scale
+    if num.null_count() == text.null_count():
+        return num
+    return num.fill_null(parse_durations_series(text))
 
 
 def duration_seconds(text: pl.Expr) -> pl.Expr:

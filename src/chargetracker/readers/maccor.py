@@ -21,10 +21,14 @@ import math
 import re
 from typing import BinaryIO
 
+import numba as nb
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from ..errors import SchemaError
 from .base import shown_columns
+from .durations import readonly, string_buffers
 from .fields import ColumnLookup, Field, _norm, unit_scale
 from .text import TextReader, _decode, _split_header
 
@@ -189,25 +193,71 @@ class MaccorReader(TextReader):
         self._attributes["timezone"] = self.timezone
 
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
-        state = pl.col("__state").str.to_uppercase()
-        amps = pl.col("__amps")
-        current = (
-            pl.when(state == "C").then(amps.abs())
-            .when(state == "D").then(-amps.abs())
-            .when(state == "R").then(amps)
-            .when(amps == 0).then(pl.lit(0.0))
-            .otherwise(None)
+        # The sign from State in one compiled pass over the Arrow buffers (string
+        # expressions cost a pass per comparison); unknown states are rare, so their
+        # reasons are built only when there are some.
+        amps = parsed.get_column("__amps")
+        state = parsed.get_column("__state")
+        amps_valid = readonly(amps.is_not_null().to_numpy() if amps.null_count() else
+                              np.ones(amps.len(), dtype=np.bool_))
+        offsets, data, valid = string_buffers(state)
+        current = np.empty(amps.len(), dtype=np.float64)
+        ok = np.empty(amps.len(), dtype=np.bool_)
+        unknown = np.empty(amps.len(), dtype=np.bool_)
+        n_unknown = _sign_by_state(offsets, data, valid, readonly(amps.fill_null(0.0).to_numpy()),
+                                   amps_valid, current, ok, unknown)
+        cur = pl.Series("current_a", current) if ok.all() else \
+            pl.Series("current_a", pa.array(current, mask=~ok))
+        out = parsed.with_columns(
+            (pl.col("__test_time") + self._origin).alias("ts"), cur,
         )
-        unknown = ~state.is_in(["C", "D", "R"]) & (amps != 0)
-        return parsed.with_columns(
-            (pl.col("__test_time") + self._origin).alias("ts"),
-            current.alias("current_a"),
-            pl.when(unknown).then(pl.lit(self._state_source)).otherwise(None)
-            .alias("__reject_field"),
-            pl.when(unknown)
-            .then(pl.concat_str([
-                pl.lit("unknown State '"), pl.col("__state"),
-                pl.lit("' with non-zero current: cannot tell charge from discharge"),
-            ]))
-            .otherwise(None).alias("__reject_reason"),
-        ).drop("__test_time", "__epoch", "__amps", "__state", strict=False)
+        if n_unknown:
+            bad = pl.Series("__unknown", unknown)
+            out = out.with_columns(
+                pl.when(bad).then(pl.lit(self._state_source)).otherwise(None)
+                .alias("__reject_field"),
+                pl.when(bad).then(pl.concat_str([
+                    pl.lit("unknown State '"), pl.col("__state"),
+                    pl.lit("' with non-zero current: cannot tell charge from discharge"),
+                ])).otherwise(None).alias("__reject_reason"),
+            )
+        return out.drop("__test_time", "__epoch", "__amps", "__state", strict=False)
+
+
+@nb.njit(cache=True, nogil=True)
+def _sign_by_state(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, amps: np.ndarray,
+                   amps_valid: np.ndarray, current: np.ndarray, ok: np.ndarray,
+                   unknown: np.ndarray) -> int:
+    """Signed current (A, + = charge) from unsigned ``amps`` and the one-letter State
+    (C/c charge, D/d discharge, R/r rest: as is). Another state (or a null one) gives 0 A
+    with zero current, else null; ``unknown`` marks another (non-null) state with non-zero
+    current. Returns how many rows are unknown."""
+    n_unknown = 0
+    for r in range(amps.size):
+        a = amps[r]
+        letter = 0
+        if valid[r] and offsets[r + 1] - offsets[r] == 1:
+            letter = data[offsets[r]]
+            if 97 <= letter <= 122:
+                letter -= 32
+        unknown[r] = False
+        if not amps_valid[r]:
+            current[r] = np.nan
+            ok[r] = False
+            continue
+        ok[r] = True
+        if letter == 67:  # C
+            current[r] = abs(a)
+        elif letter == 68:  # D
+            current[r] = -abs(a)
+        elif letter == 82:  # R
+            current[r] = a
+        elif a == 0:
+            current[r] = 0.0
+        else:
+            current[r] = np.nan
+            ok[r] = False
+            if valid[r]:
+                unknown[r] = True
+                n_unknown += 1
+    return n_unknown

@@ -94,7 +94,8 @@ class TextReader(Reader):
     @abstractmethod
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Parsed fields -> canonical (+ reference) columns. May add ``__reject_field`` and
-        ``__reject_reason`` (null = keep) to reject rows for format-specific reasons."""
+        ``__reject_reason`` (null = keep) to reject rows for format-specific reasons. Keeps a
+        parsed ``cell_id`` as it is (the fused pass, :mod:`.fused`, checks it as a field)."""
 
     # -- helpers for subclasses ---------------------------------------------------------
     def _require(self, cols: ColumnLookup, label: str, *keys: str,
