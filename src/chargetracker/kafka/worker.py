@@ -367,7 +367,10 @@ class Worker:
             tp.offset = OFFSET_BEGINNING if ps.next_offset < 0 else ps.next_offset
             if cells is not None and cells.height:
                 key = cells.get_column(self.kind.entity_key)
-                mine = cells.filter(pl.Series(self._partitioner.of_series(key) == tp.partition))
+                # A processor may route entities by another key (the pack feed: by pack).
+                route = getattr(self._processor, "entity_partitions", None)
+                parts = route(key) if route is not None else self._partitioner.of_series(key)
+                mine = cells.filter(pl.Series(parts == tp.partition))
                 if mine.height:
                     self._processor.add_entities(ps, mine, "store")
             self._parts[tp.partition] = ps
