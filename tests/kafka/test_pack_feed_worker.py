@@ -108,7 +108,7 @@ def test_worker_pack_feed_equals_the_batch_derivation_across_restarts(
     assert preds.select("vin", "date").equals(want.select("vin", "date"))
     assert preds.get_column("probability").to_list() == pytest.approx(
         want.get_column("probability").to_list(), abs=1e-9)
-    assert feed_rows == packs.height              # one row per pack cell, whatever the days
+    assert packs.height <= feed_rows <= 2 * packs.height  # per pack cell, whatever the days
     with open_store(postgres_url) as store:
         cps = [store.load_checkpoint(feed_checkpoint_name(cfg.topic, p)) for p in range(PARTITIONS)]
     assert all(cp is not None and cp.position["day"] == last_day - 1 for cp in cps)

@@ -193,7 +193,7 @@ class PackFeedProcessor(Processor):
         members = self.members(ps.partition)
         name = feed_checkpoint_name(self.topic, ps.partition)
         cells = members.get_column("cell_id")
-        days, touched = fp.days.folded(raw, cells, fp.done)
+        days, changed = fp.days.folded(raw, cells, fp.done)
         through = days.complete_through(members.height)
         commit = CommitBatch()
         if through is not None and (fp.done is None or through > fp.done):
@@ -212,7 +212,7 @@ class PackFeedProcessor(Processor):
             fp.done = through
             # The emitted days leave the accumulator in this same commit.
             days, dropped = days.folded(None, cells, through)
-            touched = pl.concat([touched, dropped]).unique()
+            changed = changed | dropped
             commit.checkpoints.append(Checkpoint(
                 name, self.feed.kind.state_to_bytes(fp.state),
                 {"day": through, "offset": ps.next_offset, "topic": self.topic,
@@ -221,8 +221,8 @@ class PackFeedProcessor(Processor):
                 episode_checkpoint(name), fp.episodes.to_bytes(),
                 {"offset": ps.next_offset, "episodes_open": fp.episodes.open_count}))
         fp.days = days
-        if touched.len():
-            commit.tables[PACK_FEED_CELLS.name] = days.rows(name, touched, members)
+        if changed:
+            commit.tables[PACK_FEED_CELLS.name] = days.rows(name, changed)
         if commit.tables or commit.checkpoints:
             out.commits.append(commit)
 

@@ -64,15 +64,16 @@ ALARM_PREDICTIONS = TableSpec(
     "alarm_predictions",
     {**PREDICTION_SCHEMA, "source": pl.Utf8(), "request_id": pl.Utf8()},
     key=("vin", "date", "model_version"), mode="upsert")
-#: The live feed's open cell-days (runtime/pack_days.py): one row per feed scope (a
-#: pipeline, a Kafka partition) and pack cell -- its newest sample ts [s] and its open
-#: days' running sums as JSON -- upserted for the cells a commit touched, so the feed's
-#: persisted state per commit grows with the batch, not with the fleet.
+#: The live feed's open cell-days (runtime/pack_days.py): per feed scope (a pipeline, a
+#: Kafka partition) and pack cell two rows -- ``part`` "newest": the cell's newest open
+#: day and its newest sample ts [s]; "older": its other open days -- each holding the
+#: days' running sums as columnar JSON. A commit upserts the rows its batch changed, so
+#: the feed's persisted state per commit grows with the batch, not with the fleet.
 PACK_FEED_CELLS = TableSpec(
     "pack_feed_cells",
-    {"scope": pl.Utf8(), "cell_id": pl.Utf8(), "vin": pl.Utf8(), "last_ts": pl.Float64(),
+    {"scope": pl.Utf8(), "cell_id": pl.Utf8(), "part": pl.Utf8(), "last_ts": pl.Float64(),
      "days": pl.Utf8()},
-    key=("scope", "cell_id"), mode="upsert")
+    key=("scope", "cell_id", "part"), mode="upsert")
 
 _STATE_MAGIC = b"CTPK"
 _STATE_VERSION = 1

@@ -7,33 +7,65 @@ sample ts; a day of the feed is complete once its slowest pack cell has passed i
 :func:`~chargetracker.ml.from_cells.pack_records_from_days`.
 
 Persistence is **by row, per commit, for the cells the commit touched**
-(:data:`~chargetracker.kinds.pack.PACK_FEED_CELLS`, key (scope, cell id)): a cell's row
-holds its newest ts and its open days (JSON; float64 sums round-trip exactly), so a
-commit writes rows in proportion to the cells in its batch instead of re-writing the
-whole fleet's accumulator (a 10,000-vehicle blob was ~20 MB per commit). Days already
-turned into pack records are dropped from memory and from the rows of their cells (each
-such cell's row is rewritten once, at the commit that drops them); nothing grows with
-time: one row per pack cell and scope.
+(:data:`~chargetracker.kinds.pack.PACK_FEED_CELLS`, key (scope, cell id, part)): a
+cell's "newest" row holds its newest ts and its newest open day, its "older" row the
+other open days (columnar JSON; float64 sums round-trip exactly). A sample of a cell's
+running day rewrites only that cell's "newest" row (the day before, still waiting for
+the pack's slowest cell, is not written again), so a commit writes rows in proportion
+to the cells in its batch instead of the whole fleet's accumulator (a 10,000-vehicle
+blob was ~20 MB per commit; benchmarks/bench_pack_feed.py). Days already turned into
+pack records are dropped from memory and from their cells' rows (rewritten once, at
+the commit that drops them); nothing grows with time: two rows per pack cell and scope.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 
 import polars as pl
 
 from ..kinds.pack import PACK_FEED_CELLS
 from ..ml.from_cells import CELL_DAY_SCHEMA, cell_day_summary, merge_cell_days
 
-__all__ = ["CellDays", "DAY_S"]
+__all__ = ["CellDays", "Changed", "DAY_S", "tap_header", "tap_version"]
 
 #: Seconds per UTC day.
 DAY_S = 86_400
 _LAST_SCHEMA: dict[str, pl.DataType] = {"cell_id": pl.Utf8(), "last_ts": pl.Float64()}
 _DAY_FIELDS = [c for c in CELL_DAY_SCHEMA if c != "cell_id"]
-_ROW_JSON = pl.Struct({"days": pl.List(pl.Struct(
-    {c: t for c, t in CELL_DAY_SCHEMA.items() if c != "cell_id"}))})
+#: A row's ``days``: the open days' columns as lists ({"day": [..], "n": [..], ...}).
+_ROW_JSON = pl.Struct({c: pl.List(t) for c, t in CELL_DAY_SCHEMA.items() if c != "cell_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """The cells whose "newest" / "older" :data:`PACK_FEED_CELLS` row a fold changed."""
+
+    newest: pl.Series
+    older: pl.Series
+
+    @classmethod
+    def none(cls) -> Changed:
+        empty = pl.Series("cell_id", [], dtype=pl.Utf8)
+        return cls(empty, empty)
+
+    @classmethod
+    def every(cls, ids: pl.Series) -> Changed:
+        return cls(ids, ids)
+
+    def __or__(self, other: Changed) -> Changed:
+        return Changed(pl.concat([self.newest, other.newest]).unique().sort(),
+                       pl.concat([self.older, other.older]).unique().sort())
+
+    def __bool__(self) -> bool:
+        return bool(self.newest.len() or self.older.len())
+
+
+def _ids(parts: list[pl.Series]) -> pl.Series:
+    return (pl.concat(parts).cast(pl.Utf8).unique().sort() if parts
+            else pl.Series("cell_id", [], dtype=pl.Utf8))
 
 
 class CellDays:
@@ -48,27 +80,38 @@ class CellDays:
         self.last = pl.DataFrame(schema=_LAST_SCHEMA) if last is None else last
 
     def folded(self, raw: pl.DataFrame | None, cells: pl.Series,
-               drop_through: int | None) -> tuple[CellDays, pl.Series]:
+               drop_through: int | None) -> tuple[CellDays, Changed]:
         """(accumulator with ``raw``'s samples of ``cells`` added and days up to
-        ``drop_through`` (already emitted) removed, the cell ids whose row changed)."""
-        touched: list[pl.Series] = []
+        ``drop_through`` (already emitted) removed, the rows that changed)."""
+        newest: list[pl.Series] = []
+        older: list[pl.Series] = []
         days, last = self.days, self.last
         mine = (raw.filter(pl.col("cell_id").is_in(cells.implode()))
                 if raw is not None and raw.height else None)
         if mine is not None and mine.height:
-            days = merge_cell_days(days, cell_day_summary(mine))
-            newest = mine.group_by("cell_id").agg(pl.col("ts").max().alias("last_ts"))
-            last = pl.concat([last, newest.cast(_LAST_SCHEMA)]).group_by("cell_id").agg(  # type: ignore[arg-type]
+            summ = cell_day_summary(mine)
+            before = days.group_by("cell_id").agg(pl.col("day").max().alias("prev"))
+            days = merge_cell_days(days, summ)
+            got = summ.group_by("cell_id").agg(pl.col("day").min().alias("lo"))
+            after = days.join(got, on="cell_id", how="semi").group_by("cell_id").agg(
+                pl.col("day").max().alias("top"))
+            info = got.join(after, on="cell_id").join(before, on="cell_id", how="left")
+            # The older row changes when the batch reached a day below the cell's newest,
+            # or the cell moved on to a new day (its newest becomes an older one).
+            older.append(info.filter((pl.col("lo") < pl.col("top"))
+                                     | (pl.col("prev") < pl.col("top"))).get_column("cell_id"))
+            newest.append(got.get_column("cell_id"))
+            stamp = mine.group_by("cell_id").agg(pl.col("ts").max().alias("last_ts"))
+            last = pl.concat([last, stamp.cast(_LAST_SCHEMA)]).group_by("cell_id").agg(  # type: ignore[arg-type]
                 pl.col("last_ts").max()).sort("cell_id")
-            touched.append(newest.get_column("cell_id"))
         if drop_through is not None:
             old = days.get_column("day") <= drop_through
             if old.any():
-                touched.append(days.filter(old).get_column("cell_id"))
+                gone = days.filter(old).get_column("cell_id").unique()
+                newest.append(gone)
+                older.append(gone)
                 days = days.filter(~old)
-        ids = (pl.concat(touched).unique().sort() if touched
-               else pl.Series("cell_id", [], dtype=pl.Utf8))
-        return CellDays(days, last), ids
+        return CellDays(days, last), Changed(_ids(newest), _ids(older))
 
     def complete_through(self, n_cells: int) -> int | None:
         """The last day every one of ``n_cells`` pack cells has passed (None until each
@@ -78,18 +121,28 @@ class CellDays:
         oldest = float(self.last.get_column("last_ts").min())  # type: ignore[arg-type]
         return int(oldest // DAY_S) - 1
 
-    def rows(self, scope: str, cell_ids: pl.Series, pack_map: pl.DataFrame) -> pl.DataFrame:
-        """The :data:`PACK_FEED_CELLS` rows of ``cell_ids`` (their current state)."""
-        want = pl.DataFrame({"cell_id": cell_ids.cast(pl.Utf8)})
-        days = (self.days.join(want, on="cell_id", how="semi").group_by("cell_id")
-                .agg(pl.struct(_DAY_FIELDS).alias("days")))
-        out = (want.join(self.last, on="cell_id", how="left")
-               .join(days, on="cell_id", how="left")
-               .join(pack_map.select("cell_id", "vin"), on="cell_id", how="left"))
-        return out.select(
-            pl.lit(scope).alias("scope"), "cell_id", "vin", "last_ts",
-            pl.struct("days").struct.json_encode().alias("days"),
-        ).cast({c: t for c, t in PACK_FEED_CELLS.schema.items()})  # type: ignore[arg-type]
+    def rows(self, scope: str, changed: Changed) -> pl.DataFrame:
+        """The :data:`PACK_FEED_CELLS` rows ``changed`` names, as they are now."""
+        top = self.days.group_by("cell_id").agg(pl.col("day").max().alias("top"))
+        tagged = self.days.join(top, on="cell_id")
+        parts = []
+        for part, ids, sel in (
+                ("newest", changed.newest, tagged.filter(pl.col("day") == pl.col("top"))),
+                ("older", changed.older, tagged.filter(pl.col("day") < pl.col("top")))):
+            if ids.len() == 0:
+                continue
+            want = pl.DataFrame({"cell_id": ids.cast(pl.Utf8)})
+            lists = (sel.join(want, on="cell_id", how="semi").group_by("cell_id")
+                     .agg(_DAY_FIELDS))
+            out = want.join(lists, on="cell_id", how="left")
+            stamp = (out.join(self.last, on="cell_id", how="left").get_column("last_ts")
+                     if part == "newest" else pl.repeat(None, out.height, dtype=pl.Float64, eager=True))
+            parts.append(out.select(
+                pl.lit(scope).alias("scope"), "cell_id", pl.lit(part).alias("part"),
+                stamp.alias("last_ts"), pl.struct(_DAY_FIELDS).struct.json_encode().alias("days")))
+        if not parts:
+            return pl.DataFrame(schema=dict(PACK_FEED_CELLS.schema))
+        return pl.concat(parts).cast(dict(PACK_FEED_CELLS.schema))  # type: ignore[arg-type]
 
     @classmethod
     def from_rows(cls, rows: pl.DataFrame, after: int | None) -> CellDays:
@@ -97,11 +150,10 @@ class CellDays:
         up to ``after`` (emitted: a crash came between the emission and the drop)."""
         if rows.height == 0:
             return cls()
-        last = rows.filter(pl.col("last_ts").is_not_null()).select(
-            "cell_id", "last_ts").sort("cell_id").cast(_LAST_SCHEMA)  # type: ignore[arg-type]
+        last = rows.filter(pl.col("last_ts").is_not_null()).group_by("cell_id").agg(
+            pl.col("last_ts").max()).sort("cell_id").cast(_LAST_SCHEMA)  # type: ignore[arg-type]
         days = (rows.select("cell_id", pl.col("days").str.json_decode(_ROW_JSON).alias("j"))
-                .select("cell_id", pl.col("j").struct.field("days").alias("d"))
-                .explode("d").filter(pl.col("d").is_not_null()).unnest("d")
+                .unnest("j").explode(_DAY_FIELDS).filter(pl.col("day").is_not_null())
                 .select(list(CELL_DAY_SCHEMA)).cast(CELL_DAY_SCHEMA)  # type: ignore[arg-type]
                 .sort("cell_id", "day"))
         if after is not None:

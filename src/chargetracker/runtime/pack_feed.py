@@ -44,7 +44,7 @@ from ..ml.fleet_sim import PackFleetConfig, simulate_pack_fleet
 from ..ml.from_cells import pack_of_cells, pack_records_from_days
 from ..schema import CELL_SCHEMA
 from ..stores.base import Checkpoint, Store, all_cells
-from .pack_days import DAY_S, CellDays, tap_header, tap_version
+from .pack_days import DAY_S, CellDays, Changed, tap_header, tap_version
 from .packs import shared_pack_pipeline
 from .pipeline import IngestResult, Pipeline, PreparedStep
 
@@ -128,12 +128,12 @@ class PackTapPipeline(Pipeline):
             if failed:  # the engine state was reloaded from the last commit: so is ours
                 self._pending = self._load_tap()
             raw = prepared.step.raw if prepared.step.raw is not None else prepared.commit.measurements
-            self._pending, touched = self._pending.folded(raw, self._pack_cells, self._emitted())
+            self._pending, changed = self._pending.folded(raw, self._pack_cells, self._emitted())
             if self._rewrite_all:
-                touched = pl.concat([touched, self._pending.last.get_column("cell_id")]).unique()
-            if touched.len():
+                changed = changed | Changed.every(self._pending.last.get_column("cell_id"))
+            if changed:
                 prepared.commit.tables[PACK_FEED_CELLS.name] = self._pending.rows(
-                    self._tap_name, touched, self.pack_map)
+                    self._tap_name, changed)
                 prepared.commit.checkpoints.append(Checkpoint(
                     self._tap_name, tap_header(2), {"cells": self._pack_cells.len()}))
                 self._rewrite_all = False
