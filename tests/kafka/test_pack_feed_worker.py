@@ -119,3 +119,38 @@ def test_worker_pack_feed_equals_the_batch_derivation_across_restarts(
     assert again.height == recs.height and preds2.height == preds.height
     assert alarms2 == alarms
     assert again.get_column("updated_at").equals(recs.get_column("updated_at"))
+
+
+def test_cells_keyed_by_cell_id_are_refused_not_folded_into_partial_packs(
+        make_topic: Callable[..., KafkaConfig], postgres_url: str) -> None:
+    fleet = Fleet(FleetConfig(
+        groups=(GroupConfig("nmc", "NMC", "standard", 4, cells_per_pack=2),
+                GroupConfig("lfp", "LFP", "standard", 2, cells_per_pack=2)),
+        seed=4, sample_period_s=600.0, duration_s=50 * 3600.0,
+        start_epoch=datetime(2024, 1, 1, tzinfo=UTC).timestamp()))
+    packs = pack_of_cells(fleet.cells)
+    # Keyed by cell id, every pack here has a cell off its pack's partition.
+    for vin, members in packs.group_by("vin"):
+        home = partition_for(str(vin[0]), PARTITIONS)
+        assert any(partition_for(c, PARTITIONS) != home for c in members["cell_id"])
+    cfg = make_topic(PARTITIONS)
+    settings = Settings(kafka=cfg)
+    with KafkaSink(cfg) as sink:                   # the default sink keys by cell id
+        sink.send_cells(fleet.cells)
+        for chunk in fleet.chunks(seconds=12 * 3600.0):
+            sink.send(chunk)
+        sink.end_of_stream()
+    _work(postgres_url, settings)
+    recs, preds, _, _ = _stored(postgres_url)
+    assert recs.height == 0 and preds.height == 0  # never a record of part of a pack
+    with open_store(postgres_url) as store:
+        letters = store.dead_letters(limit=10_000)
+    refused = letters.filter(pl.col("reason").str.contains("keyed by its pack"))
+    assert refused.height > 0
+    off = {c for c in packs["cell_id"]
+           if partition_for(c, PARTITIONS) != partition_for(vin_of_cell(packs, c), PARTITIONS)}
+    assert set(refused.get_column("cell_id").drop_nulls()) == off
+
+
+def vin_of_cell(packs: pl.DataFrame, cell_id: str) -> str:
+    return str(packs.filter(pl.col("cell_id") == cell_id).get_column("vin")[0])

@@ -111,6 +111,7 @@ class PackFeedProcessor(Processor):
         super().__init__(topic, kind, **kw)
         self.feed = feed
         self._raw: dict[int, list[pl.DataFrame]] = {}
+        self._batch: dict[int, PartitionState] = {}   # partitions of the micro-batch
         self._parts: dict[int, tuple[PartitionState, FeedPartition]] = {}
         self._routes: Partitioner | None = None
         self._members: dict[int, tuple[int, pl.DataFrame]] = {}
@@ -137,6 +138,11 @@ class PackFeedProcessor(Processor):
     def owners(self, ids: pl.Series) -> np.ndarray:
         return self.entity_partitions(ids)
 
+    def misrouted(self, owner: int, got: int, key: str) -> str:
+        return (f"{key} belongs to partition {owner}, received on {got}: with the pack feed "
+                "a cell's messages are keyed by its pack (murmur2 of the metadata pack_id / "
+                "vin; cells without one by the cell id), its metadata first")
+
     def _own_cells(self, cells: pl.DataFrame, ps: PartitionState, source: str, offset: int,
                    out: Collected) -> pl.DataFrame:
         self.feed.learn(cells)  # a cell's metadata names its pack: route it by that
@@ -161,10 +167,18 @@ class PackFeedProcessor(Processor):
         self._raw.setdefault(ps.partition, []).append(raw)
 
     def process(self, ps: PartitionState, msgs: list[Any], out: Collected) -> None:
-        self._raw[ps.partition] = []
+        self._raw.setdefault(ps.partition, [])
         super().process(ps, msgs, out)
-        raws = self._raw.pop(ps.partition, [])
-        self._advance(ps, pl.concat(raws) if raws else None, out)
+        self._batch[ps.partition] = ps
+
+    def end_batch(self, out: Collected) -> None:
+        """The feed of every partition of the micro-batch, after all their messages: the
+        cell metadata of the whole batch is known before any pack-day is judged
+        complete (a pack counts every cell that names it)."""
+        batch, self._batch = self._batch, {}
+        for p, ps in batch.items():
+            raws = self._raw.pop(p, [])
+            self._advance(ps, pl.concat(raws) if raws else None, out)
 
     def _partition(self, ps: PartitionState) -> FeedPartition:
         """The partition's feed (restored from the store at its first batch after each

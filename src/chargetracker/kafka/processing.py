@@ -199,6 +199,10 @@ class Processor:
     def on_accepted(self, ps: PartitionState, raw: pl.DataFrame) -> None:
         """A step's accepted raw rows (offset order); for a subclass's tap."""
 
+    def misrouted(self, owner: int, got: int, key: str) -> str:
+        """The dead-letter reason of a row on the wrong partition."""
+        return wrong_partition(owner, got, key)
+
     def _time(self, phase: str, wall_s: float, cpu_s: float) -> None:
         t = self.timings
         t[phase] = t.get(phase, 0.0) + wall_s
@@ -332,7 +336,7 @@ class Processor:
             return cells
         self._letters(out, dead_letters([{
             "source": source, "row": offset, "cell_id": cid, "field": key,
-            "reason": wrong_partition(int(q), ps.partition, key), "payload": "",
+            "reason": self.misrouted(int(q), ps.partition, key), "payload": "",
         } for cid, q in zip(cells.filter(pl.Series(wrong)).get_column(key).to_list(),
                             owner[wrong].tolist(), strict=True)]))
         return cells.filter(pl.Series(~wrong))
@@ -359,7 +363,7 @@ class Processor:
                     "cell_id": bad.get_column(key),
                     "ts": bad.get_column("ts"),
                     "field": [key] * bad.height,
-                    "reason": [wrong_partition(int(q), ps.partition, key)
+                    "reason": [self.misrouted(int(q), ps.partition, key)
                                for q in owner[wrong].tolist()],
                     "payload": bad.select(pl.struct(pl.all()).struct.json_encode()).to_series(),
                 }, schema=DEAD_LETTER_SCHEMA))

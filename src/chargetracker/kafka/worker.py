@@ -462,6 +462,9 @@ class Worker:
             self._processor.process(ps, pmsgs, out)
             out.commits.append(self._processor.checkpoint(ps))
             out.offsets.append(TopicPartition(self.topic, p, ps.next_offset))
+        end_batch = getattr(self._processor, "end_batch", None)
+        if end_batch is not None:  # after every partition's messages (the pack feed)
+            end_batch(out)
         if out.has_checkpoints:
             self._commit(out)
 

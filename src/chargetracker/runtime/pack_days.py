@@ -90,11 +90,14 @@ class CellDays:
                 if raw is not None and raw.height else None)
         if mine is not None and mine.height:
             summ = cell_day_summary(mine)
-            before = days.group_by("cell_id").agg(pl.col("day").max().alias("prev"))
-            days = merge_cell_days(days, summ)
             got = summ.group_by("cell_id").agg(pl.col("day").min().alias("lo"))
-            after = days.join(got, on="cell_id", how="semi").group_by("cell_id").agg(
-                pl.col("day").max().alias("top"))
+            # Only the batch's cells are re-aggregated: the rest of the fleet is copied.
+            hit = pl.col("cell_id").is_in(got.get_column("cell_id").implode())
+            theirs, rest = days.filter(hit), days.filter(~hit)
+            before = theirs.group_by("cell_id").agg(pl.col("day").max().alias("prev"))
+            merged = merge_cell_days(theirs, summ)
+            days = pl.concat([rest, merged])
+            after = merged.group_by("cell_id").agg(pl.col("day").max().alias("top"))
             info = got.join(after, on="cell_id").join(before, on="cell_id", how="left")
             # The older row changes when the batch reached a day below the cell's newest,
             # or the cell moved on to a new day (its newest becomes an older one).
@@ -102,8 +105,9 @@ class CellDays:
                                      | (pl.col("prev") < pl.col("top"))).get_column("cell_id"))
             newest.append(got.get_column("cell_id"))
             stamp = mine.group_by("cell_id").agg(pl.col("ts").max().alias("last_ts"))
-            last = pl.concat([last, stamp.cast(_LAST_SCHEMA)]).group_by("cell_id").agg(  # type: ignore[arg-type]
-                pl.col("last_ts").max()).sort("cell_id")
+            seen = pl.col("cell_id").is_in(stamp.get_column("cell_id").implode())
+            last = pl.concat([last.filter(~seen), pl.concat([last.filter(seen), stamp.cast(
+                _LAST_SCHEMA)]).group_by("cell_id").agg(pl.col("last_ts").max())])  # type: ignore[arg-type]
         if drop_through is not None:
             old = days.get_column("day") <= drop_through
             if old.any():
