@@ -127,8 +127,10 @@ class CellDays:
 
     def rows(self, scope: str, changed: Changed) -> pl.DataFrame:
         """The :data:`PACK_FEED_CELLS` rows ``changed`` names, as they are now."""
-        top = self.days.group_by("cell_id").agg(pl.col("day").max().alias("top"))
-        tagged = self.days.join(top, on="cell_id")
+        ids_all = pl.concat([changed.newest, changed.older]).cast(pl.Utf8).unique()
+        # Only the changed cells' days: the cost follows the batch, not the fleet.
+        sub = self.days.filter(pl.col("cell_id").is_in(ids_all.implode()))
+        tagged = sub.with_columns(pl.col("day").max().over("cell_id").alias("top"))
         parts = []
         for part, ids, sel in (
                 ("newest", changed.newest, tagged.filter(pl.col("day") == pl.col("top"))),
