@@ -112,6 +112,7 @@ class PackFeedProcessor(Processor):
         self.feed = feed
         self._raw: dict[int, list[pl.DataFrame]] = {}
         self._batch: dict[int, PartitionState] = {}   # partitions of the micro-batch
+        self._out: Collected | None = None            # the micro-batch being read
         self._parts: dict[int, tuple[PartitionState, FeedPartition]] = {}
         self._routes: Partitioner | None = None
         self._members: dict[int, tuple[int, pl.DataFrame]] = {}
@@ -167,6 +168,8 @@ class PackFeedProcessor(Processor):
         self._raw.setdefault(ps.partition, []).append(raw)
 
     def process(self, ps: PartitionState, msgs: list[Any], out: Collected) -> None:
+        if self._out is not out:  # a new micro-batch (an aborted one left nothing behind)
+            self._out, self._raw, self._batch = out, {}, {}
         self._raw.setdefault(ps.partition, [])
         super().process(ps, msgs, out)
         self._batch[ps.partition] = ps
@@ -175,10 +178,13 @@ class PackFeedProcessor(Processor):
         """The feed of every partition of the micro-batch, after all their messages: the
         cell metadata of the whole batch is known before any pack-day is judged
         complete (a pack counts every cell that names it)."""
-        batch, self._batch = self._batch, {}
+        if self._out is not out:
+            return
+        batch, raws = self._batch, self._raw
+        self._out, self._raw, self._batch = None, {}, {}
         for p, ps in batch.items():
-            raws = self._raw.pop(p, [])
-            self._advance(ps, pl.concat(raws) if raws else None, out)
+            mine = raws.get(p, [])
+            self._advance(ps, pl.concat(mine) if mine else None, out)
 
     def _partition(self, ps: PartitionState) -> FeedPartition:
         """The partition's feed (restored from the store at its first batch after each
