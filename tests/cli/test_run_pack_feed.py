@@ -93,3 +93,13 @@ def test_run_with_pack_feed_equals_the_batch_derivation(tmp_path: Path) -> None:
     assert again.height == recs.height and preds2.height == preds.height
     assert alarms2 == alarms
     assert again.get_column("updated_at").equals(recs.get_column("updated_at"))
+
+
+def test_run_checks_the_pack_model_at_start(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"duckdb:///{tmp_path / 'bad.duckdb'}"
+    missing = tmp_path / "no-model"
+    assert main(["run", "--store", url, "--simulate", "--cells", "2", "--hours", "1",
+                 "--accel", "max", "--no-summary", "--pack-feed", "--pack-model",
+                 str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
