@@ -111,7 +111,7 @@ def test_worker_pack_feed_equals_the_batch_derivation_across_restarts(
     assert packs.height <= feed_rows <= 2 * packs.height  # per pack cell, whatever the days
     with open_store(postgres_url) as store:
         cps = [store.load_checkpoint(feed_checkpoint_name(cfg.topic, p)) for p in range(PARTITIONS)]
-    assert all(cp is not None and cp.position["day"] == last_day - 1 for cp in cps)
+    assert all(cp is not None and cp.position["vins"] >= 1 for cp in cps)
 
     # A restart at the end reads nothing new: no record, prediction or alarm added.
     _work(postgres_url, settings)

@@ -14,7 +14,15 @@ from polars.testing import assert_frame_equal
 from chargetracker.config import Settings
 from chargetracker.kinds.pack import PACK_FEED_CELLS, PackKind
 from chargetracker.ml.from_cells import cell_day_summary
-from chargetracker.runtime.pack_days import DAY_S, CellDays, Changed
+from chargetracker.runtime.pack_days import (
+    DAY_S,
+    DECIDED_SCHEMA,
+    CellDays,
+    Changed,
+    decide,
+    drop_frame,
+    merge_decided,
+)
 from chargetracker.runtime.pack_feed import pack_feed_pipeline
 from chargetracker.stores.base import Checkpoint, CommitBatch
 from chargetracker.stores.url import open_store
@@ -106,3 +114,25 @@ def test_a_first_format_blob_is_read_and_replaced_by_rows(tmp_path: Path) -> Non
                            check_exact=True)
     finally:
         store.close()
+
+
+def test_a_silent_vehicle_holds_back_only_its_own_days() -> None:
+    frame = _samples(n_cells=4, hours=80.0)
+    # c3 (pack B) stops reporting after the first day; pack A goes on.
+    frame = frame.filter((pl.col("cell_id") != "c3") | (pl.col("ts") < T0 + 20 * 3600.0))
+    pack_map = pl.DataFrame({"cell_id": ["c0", "c1", "c2", "c3"], "vin": ["A", "A", "B", "B"]})
+    acc, _ = CellDays().folded(frame, pack_map.get_column("cell_id"), None)
+    none = pl.DataFrame(schema=DECIDED_SCHEMA)
+    new, days = decide(acc, pack_map, none)
+    last = int(frame["ts"].max() // DAY_S)
+    # B has not passed its first day: it is decided only up to the day before it.
+    assert dict(new.iter_rows()) == {"A": last - 1, "B": int(T0 // DAY_S) - 1}
+    assert set(days.get_column("cell_id")) == {"c0", "c1"}
+    assert days.get_column("day").max() == last - 1
+    decided = merge_decided(none, new)
+    dropped, changed = acc.folded(None, pack_map.get_column("cell_id"),
+                                  drop_frame(pack_map, decided))
+    assert set(changed.newest) | set(changed.older) == {"c0", "c1"}
+    assert set(dropped.days.filter(pl.col("day") < last).get_column("cell_id")) == {"c2", "c3"}
+    again, _ = decide(dropped, pack_map, decided)
+    assert again.height == 0                              # nothing decided twice

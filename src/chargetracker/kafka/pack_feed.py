@@ -2,14 +2,15 @@
 
 The embedded feed (:mod:`chargetracker.runtime.pack_feed`) per partition: each
 partition folds its accepted cell samples into open cell-days
-(:class:`~chargetracker.runtime.pack_days.CellDays`), and once every cell of the
-partition's packs has passed a day, that day's pack records go through the pack kind's
+(:class:`~chargetracker.runtime.pack_days.CellDays`), and once every cell of a pack
+has passed a day, that pack's record of the day goes through the pack kind's
 step on the partition's own pack state -- stored records (source ``stream``),
 predictions, predicted-alarm episodes. Everything is in the **same store transaction**
 as the partition's offset and engine state: the touched cells' rows of
 ``pack_feed_cells`` (scope ``pack-feed:<topic>:<partition>``), and, when a day was
-emitted, the checkpoint ``pack-feed:<topic>:<partition>`` (pack state, ``{"day": last
-emitted day}``) with its alert episodes beside it. A restart or a replay therefore
+emitted, the checkpoint ``pack-feed:<topic>:<partition>`` (the pack state, whose
+per-VIN last record day says which days are done) with its alert episodes beside it.
+A pack's day is decided once every cell of that pack has passed it. A restart or a replay therefore
 neither loses a partial day nor writes a record, prediction or notification twice.
 
 Why the topic is keyed by pack
@@ -44,7 +45,7 @@ from ..episodes import EpisodeState
 from ..errors import ConfigError
 from ..kinds.pack import PACK_FEED_CELLS, PackKind
 from ..ml.from_cells import pack_of_cells, pack_records_from_days
-from ..runtime.pack_days import CellDays
+from ..runtime.pack_days import CellDays, decide, decided_of, drop_frame, merge_decided
 from ..runtime.pack_feed import FEED_SOURCE, merge_pack_maps, pack_map_of
 from ..runtime.packs import load_pack_kind, pack_episode_policy
 from ..runtime.step import AlertPolicy, StepContext, advance, episode_checkpoint, raise_alerts
@@ -92,13 +93,13 @@ class PackFeed:
 
 @dataclass
 class FeedPartition:
-    """One partition's feed: open cell-days, pack state, alarm episodes, the last
-    day emitted (None: none yet)."""
+    """One partition's feed: open cell-days, pack state, alarm episodes, the last day
+    decided per pack (:data:`~chargetracker.runtime.pack_days.DECIDED_SCHEMA`)."""
 
     days: CellDays
     state: Any
+    decided: pl.DataFrame
     episodes: EpisodeState = field(default_factory=EpisodeState)
-    done: int | None = None
 
 
 class PackFeedProcessor(Processor):
@@ -195,32 +196,28 @@ class PackFeedProcessor(Processor):
         name = feed_checkpoint_name(self.topic, ps.partition)
         store, kind = self.feed.store, self.feed.kind
         cp = store.load_checkpoint(name)
-        done = None if cp is None else cp.position.get("day")
-        fp = FeedPartition(CellDays(), kind.new_state() if cp is None else kind.state_from_bytes(cp.state),
-                           done=None if done is None else int(done))
+        state = kind.new_state() if cp is None else kind.state_from_bytes(cp.state)
+        fp = FeedPartition(CellDays(), state, decided=decided_of(state.vins))
         ep = store.load_checkpoint(episode_checkpoint(name))
         if ep is not None:
             fp.episodes = EpisodeState.from_bytes(ep.state)
         rows = store.rows(PACK_FEED_CELLS.name, filters={"scope": name}, unbounded=True)
-        fp.days = CellDays.from_rows(rows, fp.done)
+        fp.days = CellDays.from_rows(rows, None)
         self._parts[ps.partition] = (ps, fp)
         return fp
 
     def _advance(self, ps: PartitionState, raw: pl.DataFrame | None, out: Collected) -> None:
-        """Fold the batch's samples, emit the days every pack cell has passed, and add
-        the rows and checkpoints to the partition's commit."""
+        """Fold the batch's samples, emit the days every cell of their pack has passed,
+        and add the rows and checkpoints to the partition's commit."""
         fp = self._partition(ps)
         members = self.members(ps.partition)
         name = feed_checkpoint_name(self.topic, ps.partition)
         cells = members.get_column("cell_id")
-        days, changed = fp.days.folded(raw, cells, fp.done)
-        through = days.complete_through(members.height)
+        days, changed = fp.days.folded(raw, cells, drop_frame(members, fp.decided))
+        new, ready = decide(days, members, fp.decided)
         commit = CommitBatch()
-        if through is not None and (fp.done is None or through > fp.done):
-            open_days = days.days.filter(pl.col("day") <= through)
-            if fp.done is not None:
-                open_days = open_days.filter(pl.col("day") > fp.done)
-            records = pack_records_from_days(open_days, members)
+        if new.height:
+            records = pack_records_from_days(ready, members)
             if records.height:
                 ctx = StepContext(self.feed.kind, FEED_SOURCE, alerts=self.feed.alerts,
                                   episodes=fp.episodes, counter=f"pack-feed:{self.topic}")
@@ -229,17 +226,17 @@ class PackFeedProcessor(Processor):
                 if s.episode_state is not None:
                     fp.episodes = s.episode_state
                 out.commits.append(s.commit)
-            fp.done = through
-            # The emitted days leave the accumulator in this same commit.
-            days, dropped = days.folded(None, cells, through)
+                commit.checkpoints.append(Checkpoint(
+                    name, self.feed.kind.state_to_bytes(fp.state),
+                    {"offset": ps.next_offset, "topic": self.topic, "partition": ps.partition,
+                     "vins": fp.state.vins.height}))
+                commit.checkpoints.append(Checkpoint(
+                    episode_checkpoint(name), fp.episodes.to_bytes(),
+                    {"offset": ps.next_offset, "episodes_open": fp.episodes.open_count}))
+            fp.decided = merge_decided(fp.decided, new)
+            # The decided days leave the accumulator in this same commit.
+            days, dropped = days.folded(None, cells, drop_frame(members, fp.decided))
             changed = changed | dropped
-            commit.checkpoints.append(Checkpoint(
-                name, self.feed.kind.state_to_bytes(fp.state),
-                {"day": through, "offset": ps.next_offset, "topic": self.topic,
-                 "partition": ps.partition}))
-            commit.checkpoints.append(Checkpoint(
-                episode_checkpoint(name), fp.episodes.to_bytes(),
-                {"offset": ps.next_offset, "episodes_open": fp.episodes.open_count}))
         fp.days = days
         if changed:
             commit.tables[PACK_FEED_CELLS.name] = days.rows(name, changed)

@@ -2,8 +2,8 @@
 
 Per pack cell and UTC day the running sums of :data:`~chargetracker.ml.from_cells.
 CELL_DAY_SCHEMA` (samples, sum of V, sum of A, temperature range) and each cell's newest
-sample ts; a day of the feed is complete once its slowest pack cell has passed it
-(:meth:`CellDays.complete_through`), and its pack records are then
+sample ts; a pack's day is decided once every cell of that pack has passed it
+(:meth:`CellDays.complete_by_pack`, :func:`decide`), and its pack record is then
 :func:`~chargetracker.ml.from_cells.pack_records_from_days`.
 
 Persistence is **by row, per commit, for the cells the commit touched**
@@ -29,7 +29,8 @@ import polars as pl
 from ..kinds.pack import PACK_FEED_CELLS
 from ..ml.from_cells import CELL_DAY_SCHEMA, cell_day_summary, merge_cell_days
 
-__all__ = ["CellDays", "Changed", "DAY_S", "tap_header", "tap_version"]
+__all__ = ["CellDays", "Changed", "DAY_S", "DECIDED_SCHEMA", "decide", "decided_of", "drop_frame",
+           "merge_decided", "tap_header", "tap_version"]
 
 #: Seconds per UTC day.
 DAY_S = 86_400
@@ -80,9 +81,10 @@ class CellDays:
         self.last = pl.DataFrame(schema=_LAST_SCHEMA) if last is None else last
 
     def folded(self, raw: pl.DataFrame | None, cells: pl.Series,
-               drop_through: int | None) -> tuple[CellDays, Changed]:
-        """(accumulator with ``raw``'s samples of ``cells`` added and days up to
-        ``drop_through`` (already emitted) removed, the rows that changed)."""
+               drop_through: int | pl.DataFrame | None) -> tuple[CellDays, Changed]:
+        """(accumulator with ``raw``'s samples of ``cells`` added and the decided days
+        removed, the rows that changed). ``drop_through``: the last decided day of every
+        cell, or per cell (cell_id, through; :func:`drop_frame`)."""
         newest: list[pl.Series] = []
         older: list[pl.Series] = []
         days, last = self.days, self.last
@@ -109,13 +111,30 @@ class CellDays:
             last = pl.concat([last.filter(~seen), pl.concat([last.filter(seen), stamp.cast(
                 _LAST_SCHEMA)]).group_by("cell_id").agg(pl.col("last_ts").max())])  # type: ignore[arg-type]
         if drop_through is not None:
-            old = days.get_column("day") <= drop_through
+            if isinstance(drop_through, pl.DataFrame):
+                old = (days.join(drop_through, on="cell_id", how="left", maintain_order="left")
+                       .select((pl.col("day") <= pl.col("through")).fill_null(False))
+                       .to_series())
+            else:
+                old = days.get_column("day") <= drop_through
             if old.any():
                 gone = days.filter(old).get_column("cell_id").unique()
                 newest.append(gone)
                 older.append(gone)
                 days = days.filter(~old)
         return CellDays(days, last), Changed(_ids(newest), _ids(older))
+
+    def complete_by_pack(self, pack_map: pl.DataFrame) -> pl.DataFrame:
+        """(vin, through): per pack, the last day every one of its cells (``pack_map``:
+        cell_id, vin) has passed; packs with a cell that never reported are left out.
+        A pack waits only for its own cells: a vehicle that stops reporting holds back
+        its own days, not the fleet's."""
+        size = pack_map.group_by("vin").agg(pl.len().alias("n"))
+        seen = (pack_map.join(self.last, on="cell_id", how="inner").group_by("vin")
+                .agg(pl.len().alias("k"), pl.col("last_ts").min().alias("t")))
+        return (seen.join(size, on="vin").filter(pl.col("k") == pl.col("n"))
+                .select("vin", ((pl.col("t") // DAY_S).cast(pl.Int64) - 1).cast(pl.Int32)
+                        .alias("through")).sort("vin"))
 
     def complete_through(self, n_cells: int) -> int | None:
         """The last day every one of ``n_cells`` pack cells has passed (None until each
@@ -185,6 +204,46 @@ class CellDays:
         days = pl.read_ipc(io.BytesIO(data[a:a + head["days"]])).cast(CELL_DAY_SCHEMA)  # type: ignore[arg-type]
         last = pl.read_ipc(io.BytesIO(data[a + head["days"]:])).cast(_LAST_SCHEMA)  # type: ignore[arg-type]
         return cls(days, last)
+
+
+#: Per pack: the last day decided (emitted, or passed by all its cells without a full
+#: record) -- the pack kind's last record day after a restart.
+DECIDED_SCHEMA: dict[str, pl.DataType] = {"vin": pl.Utf8(), "through": pl.Int32()}
+
+
+def decided_of(vins: pl.DataFrame) -> pl.DataFrame:
+    """:data:`DECIDED_SCHEMA` from the pack kind's per-VIN state (``last_day``): after a
+    restart, days up to a pack's last stored record are done; later ones are judged
+    again (an incomplete day again yields nothing, a complete one was not committed)."""
+    return vins.select("vin", pl.col("last_day").alias("through")).cast(DECIDED_SCHEMA)  # type: ignore[arg-type]
+
+
+def drop_frame(pack_map: pl.DataFrame, decided: pl.DataFrame) -> pl.DataFrame:
+    """(cell_id, through): each pack cell's last decided day."""
+    return pack_map.select("cell_id", "vin").join(decided, on="vin", how="inner").select(
+        "cell_id", "through")
+
+
+def decide(tap: CellDays, pack_map: pl.DataFrame,
+           decided: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(newly decided (vin, through), the cell-days to turn into pack records): per
+    pack the days after its last decided one up to the last its every cell has passed."""
+    ready = tap.complete_by_pack(pack_map).join(
+        decided.rename({"through": "done"}), on="vin", how="left").filter(
+        pl.col("done").is_null() | (pl.col("through") > pl.col("done")))
+    if ready.height == 0:
+        return ready.select("vin", "through").cast(DECIDED_SCHEMA), tap.days.clear()  # type: ignore[arg-type]
+    per_cell = pack_map.select("cell_id", "vin").join(ready, on="vin", how="inner")
+    days = tap.days.join(per_cell, on="cell_id", how="inner").filter(
+        (pl.col("day") <= pl.col("through"))
+        & (pl.col("done").is_null() | (pl.col("day") > pl.col("done")))).select(tap.days.columns)
+    return ready.select("vin", "through").cast(DECIDED_SCHEMA), days  # type: ignore[arg-type]
+
+
+def merge_decided(decided: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """Decided days with ``new`` ones (the later day wins)."""
+    return pl.concat([decided.cast(DECIDED_SCHEMA), new.cast(DECIDED_SCHEMA)]).group_by(  # type: ignore[arg-type]
+        "vin").agg(pl.col("through").max()).sort("vin")
 
 
 def tap_header(version: int) -> bytes:

@@ -11,11 +11,12 @@ samples (:mod:`chargetracker.ml.from_cells` defines the record):
   ``pack-days/<name>``) are written **in the cell batch's own commit**, so a restart
   neither loses a partial day nor counts a replayed sample twice, and a commit writes
   rows for its batch's cells, not for the whole fleet;
-* after each commit, the days every pack cell has passed (the slowest cell's clock is
-  past the day's end) become pack records, ingested by the pack pipeline
-  (:func:`~chargetracker.runtime.packs.shared_pack_pipeline`) with the day as its
-  position ``{"day": D}``; the accumulator drops days up to that position at the next
-  cell batch. A crash between the two commits re-emits the day (an idempotent upsert).
+* after each commit, the days every cell of a pack has passed (per pack: its slowest
+  cell's clock is past the day's end) become that pack's records, ingested by the pack
+  pipeline (:func:`~chargetracker.runtime.packs.shared_pack_pipeline`); the accumulator
+  drops the decided days at the next cell batch. After a restart a pack's days up to
+  its last stored record are done (the pack state's ``last_day``), later ones are judged
+  again: a crash between the two commits re-emits the day (an idempotent upsert).
 
 :func:`seed_history` gives a new demo fleet earlier days of simulated pack records
 (:func:`~chargetracker.ml.fleet_sim.simulate_pack_fleet`), so the 14-day windows are
@@ -44,7 +45,17 @@ from ..ml.fleet_sim import PackFleetConfig, simulate_pack_fleet
 from ..ml.from_cells import pack_of_cells, pack_records_from_days
 from ..schema import CELL_SCHEMA
 from ..stores.base import Checkpoint, Store, all_cells
-from .pack_days import DAY_S, CellDays, Changed, tap_header, tap_version
+from .pack_days import (
+    DAY_S,
+    CellDays,
+    Changed,
+    decide,
+    decided_of,
+    drop_frame,
+    merge_decided,
+    tap_header,
+    tap_version,
+)
 from .packs import shared_pack_pipeline
 from .pipeline import IngestResult, Pipeline, PreparedStep
 
@@ -84,7 +95,8 @@ class PackTapPipeline(Pipeline):
         self._tap_name = f"pack-days/{name}"
         self._tap_lock = threading.Lock()   # folds in prepare (ticket) order
         self._emit_lock = threading.Lock()
-        self._done = self._committed_day()   # last day committed by the pack pipeline
+        # Per pack the last day decided, as committed by the pack pipeline.
+        self._decided = decided_of(packs.state.vins)
         self._rewrite_all = False            # an old-format blob: write every cell's row
         self._pending = self._load_tap()    # after the newest prepared batch
         self._committed = self._pending     # after the newest committed batch
@@ -107,16 +119,8 @@ class PackTapPipeline(Pipeline):
             return CellDays.from_bytes(cp.state)
         rows = self.store.rows(PACK_FEED_CELLS.name, filters={"scope": self._tap_name},
                                unbounded=True)
-        return CellDays.from_rows(rows, self._done)
-
-    def _committed_day(self) -> int | None:
-        """The last day the pack pipeline committed (its checkpoint's position)."""
-        cp = self.store.load_checkpoint(self.packs.name)
-        pos = None if cp is None else cp.position.get(FEED_SOURCE)
-        return pos.get("day") if isinstance(pos, dict) else None
-
-    def _emitted(self) -> int | None:
-        return self._done
+        # Days already decided are dropped (and their rows rewritten) at the next batch.
+        return CellDays.from_rows(rows, None)
 
     def prepare(self, frame: pl.DataFrame, **kw: Any) -> PreparedStep:
         with self._tap_lock:
@@ -128,7 +132,8 @@ class PackTapPipeline(Pipeline):
             if failed:  # the engine state was reloaded from the last commit: so is ours
                 self._pending = self._load_tap()
             raw = prepared.step.raw if prepared.step.raw is not None else prepared.commit.measurements
-            self._pending, changed = self._pending.folded(raw, self._pack_cells, self._emitted())
+            self._pending, changed = self._pending.folded(
+                raw, self._pack_cells, drop_frame(self.pack_map, self._decided))
             if self._rewrite_all:
                 changed = changed | Changed.every(self._pending.last.get_column("cell_id"))
             if changed:
@@ -167,20 +172,17 @@ class PackTapPipeline(Pipeline):
         super().discard(prepared)
 
     def emit(self) -> IngestResult | None:
-        """Ingest the pack records of the days complete in the committed accumulator
-        and not emitted yet (None when there is none)."""
+        """Ingest the pack records of the days every cell of their pack has passed in
+        the committed accumulator and not decided yet (None when there is none)."""
         with self._emit_lock:
-            tap = self._committed
-            through = tap.complete_through(self._pack_cells.len())
-            done = self._emitted()
-            if through is None or (done is not None and through <= done):
+            new, days = decide(self._committed, self.pack_map, self._decided)
+            if new.height == 0:
                 return None
-            days = tap.days.filter(pl.col("day") <= through)
-            if done is not None:
-                days = days.filter(pl.col("day") > done)
             records = pack_records_from_days(days, self.pack_map)
-            result = self.packs.ingest(records, source=FEED_SOURCE, position={"day": through})
-            self._done = through  # only once committed: a failed commit is re-emitted
+            result = (self.packs.ingest(records, source=FEED_SOURCE) if records.height
+                      else None)
+            # Only once committed: after a failed commit the days are emitted again.
+            self._decided = merge_decided(self._decided, new)
             return result
 
 
