@@ -6,15 +6,18 @@ accumulator as one checkpoint blob; now (format 2) a commit upserts one row of
 ``pack_feed_cells`` per cell its batch touched. This benchmark runs the same
 accumulator code (:class:`chargetracker.runtime.pack_days.CellDays`) on a steady live
 fleet -- ``--vehicles`` packs of ``--cells-per-pack`` cells, each vehicle reporting every
-``--report-s`` seconds, one commit per ``--batch-s`` seconds, with one full day already
-open (the day before, waiting for its slowest cell; measured after one unmeasured
-report period, when every cell has rolled into the new day) -- and commits each batch's state
-into a DuckDB store both ways:
+``--report-s`` seconds, one commit per ``--batch-s`` seconds, starting just after
+midnight with the previous day open; during one unmeasured report period every pack's
+cells report in the new day, so the previous day is decided and dropped (a second one
+lets the drop's commit pass), as in a live fleet's steady state (one open day per cell) -- and commits each batch's state into a
+DuckDB store both ways:
 
     PYTHONPATH=src python benchmarks/bench_pack_feed.py --vehicles 10000 --commits 20
 
 Reports per commit: bytes written (blob, or the rows' payload: text lengths + 8 per
-float), process CPU-s of fold + encode, and of the store commit; wall s.
+float; and the largest warm-up commit: the once-a-day drop of the decided day, which
+rewrites its cells' rows), process CPU-s of the tap's work (fold with the decided days dropped, the per-pack
+decision, encode), and of the store commit; wall s.
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ import numpy as np
 import polars as pl
 
 from chargetracker.kinds.pack import PACK_FEED_CELLS, PackKind
-from chargetracker.runtime.pack_days import DAY_S, CellDays, Changed, tap_header
+from chargetracker.runtime.pack_days import (
+    DAY_S,
+    DECIDED_SCHEMA,
+    CellDays,
+    Changed,
+    decide,
+    drop_frame,
+    merge_decided,
+    tap_header,
+)
 from chargetracker.stores.base import Checkpoint, CommitBatch
 from chargetracker.stores.url import open_store
 
@@ -80,14 +92,19 @@ def run(vehicles: int, per_pack: int, report_s: float, batch_s: float, commits: 
     for mode in ("blob", "rows"):
         store = open_store(f"duckdb:///{tmp / (mode + '.duckdb')}", kinds=[PackKind()])
         acc = start
+        decided = pl.DataFrame(schema=DECIDED_SCHEMA)
         if mode == "rows":   # the first commit of a fleet writes every cell's row once
             store.commit(CommitBatch(tables={PACK_FEED_CELLS.name: acc.rows("bench", Changed.every(ids))}))
         nbytes, touched_n, cpu_fold, cpu_commit = [], [], 0.0, 0.0
-        # Unmeasured warm-up of one report period: every cell has rolled into today.
-        warm = int(np.ceil(report_s / batch_s))
+        rollover = 0.0
+        # Unmeasured warm-up of two report periods: every cell has rolled into today,
+        # yesterday is decided, then dropped (its cells' rows rewritten once, measured
+        # apart as the day's drop).
+        warm = 2 * int(np.ceil(report_s / batch_s)) + 1
         wall0 = time.perf_counter()
         for k in range(warm + commits):
             if k == warm:
+                rollover = max(nbytes)   # the warm-up's largest commit: the day's drop
                 nbytes, touched_n, cpu_fold, cpu_commit = [], [], 0.0, 0.0
                 wall0 = time.perf_counter()
             lo, hi = k * batch_s, (k + 1) * batch_s
@@ -96,7 +113,12 @@ def run(vehicles: int, per_pack: int, report_s: float, batch_s: float, commits: 
             due = t_first < hi
             batch = samples(ids.filter(pl.Series(due)), T0 + t_first[due], rng)
             c0 = time.process_time()
-            acc, changed = acc.folded(batch, ids, None)
+            # What the tap does per commit: fold with the decided days dropped, judge
+            # which pack-days are now decided (yesterday's, in the warm-up, once each
+            # pack's cells have all reported today; none in the steady state after).
+            acc, changed = acc.folded(batch, ids, drop_frame(pm, decided))
+            new, _ = decide(acc, pm, decided)
+            decided = merge_decided(decided, new)
             if mode == "blob":
                 blob = acc.to_bytes()
                 commit = CommitBatch(checkpoints=[Checkpoint("pack-days/bench", blob, {})])
@@ -116,6 +138,7 @@ def run(vehicles: int, per_pack: int, report_s: float, batch_s: float, commits: 
         wall = time.perf_counter() - wall0
         store.close()
         out[mode] = {"bytes_per_commit": float(np.mean(nbytes)),
+                     "rollover_commit_bytes": float(rollover),
                      "cells_per_commit": float(np.mean(touched_n)),
                      "cpu_s_per_commit_fold_encode": cpu_fold / commits,
                      "cpu_s_per_commit_store": cpu_commit / commits,
