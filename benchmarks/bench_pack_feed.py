@@ -14,8 +14,8 @@ DuckDB store both ways:
 
     PYTHONPATH=src python benchmarks/bench_pack_feed.py --vehicles 10000 --commits 20
 
-Reports per commit: bytes written (blob, or the rows' payload: text lengths + 8 per
-float; and the largest warm-up commit: the once-a-day drop of the decided day, which
+Reports per commit: bytes written (blob, or the rows' payload: text lengths + 8
+per float; and the largest warm-up commit: the once-a-day drop of the decided day, which
 rewrites its cells' rows), process CPU-s of the tap's work (fold with the decided days dropped, the per-pack
 decision, encode), and of the store commit; wall s.
 """

@@ -67,7 +67,7 @@ ALARM_PREDICTIONS = TableSpec(
 #: The live feed's open cell-days (runtime/pack_days.py): per feed scope (a pipeline, a
 #: Kafka partition) and pack cell two rows -- ``part`` "newest": the cell's newest open
 #: day and its newest sample ts [s]; "older": its other open days -- each holding the
-#: days' running sums as columnar JSON. A commit upserts the rows its batch changed, so
+#: days' running sums as packed records (base64). A commit upserts the rows its batch changed, so
 #: the feed's persisted state per commit grows with the batch, not with the fleet.
 PACK_FEED_CELLS = TableSpec(
     "pack_feed_cells",
