@@ -70,7 +70,8 @@ def test_folding_batches_equals_one_summary_and_the_rows_restore_it() -> None:
                                                schema=dict(PACK_FEED_CELLS.schema)), None)
     assert_frame_equal(_canon(restored.days), got, check_exact=True)
     assert_frame_equal(restored.last.sort("cell_id"), acc.last.sort("cell_id"), check_exact=True)
-    assert acc.complete_through(cells.len()) == int(frame["ts"].max() // DAY_S) - 1
+    one_pack = pl.DataFrame({"cell_id": cells, "vin": ["P"] * cells.len()})
+    assert acc.complete_by_pack(one_pack).rows() == [("P", int(frame["ts"].max() // DAY_S) - 1)]
 
 
 def test_dropping_emitted_days_rewrites_both_rows_and_leaves_no_closed_day() -> None:

@@ -173,14 +173,6 @@ class CellDays:
                 .select("vin", ((pl.col("t") // DAY_S).cast(pl.Int64) - 1).cast(pl.Int32)
                         .alias("through")).sort("vin"))
 
-    def complete_through(self, n_cells: int) -> int | None:
-        """The last day every one of ``n_cells`` pack cells has passed (None until each
-        one reported)."""
-        if n_cells == 0 or self.last.height < n_cells:
-            return None
-        oldest = float(self.last.get_column("last_ts").min())  # type: ignore[arg-type]
-        return int(oldest // DAY_S) - 1
-
     def rows(self, scope: str, changed: Changed) -> pl.DataFrame:
         """The :data:`PACK_FEED_CELLS` rows ``changed`` names, as they are now."""
         ids_all = pl.concat([changed.newest, changed.older]).cast(pl.Utf8).unique()

@@ -64,7 +64,7 @@ __all__ = ["FEED_SOURCE", "PackTapPipeline", "assign_packs", "live_pack_pipeline
 
 log = logging.getLogger(__name__)
 
-#: The pack pipeline's source name (and position key) of the derived records.
+#: The source name of the derived records (``pack_records.source``, predictions).
 FEED_SOURCE = "stream"
 _DAY_S = DAY_S
 
