@@ -117,14 +117,14 @@ def run(args: argparse.Namespace) -> int:
         _fresh(url)
     source = SimulatorSource(fleet, name="demo-fleet", acceleration=accel)
     from ..kinds.pack import PackKind
-    from ..runtime.pack_feed import live_pack_pipeline
+    from ..runtime.pack_feed import pack_feed_pipeline
 
     store = open_store(url, kinds=[PackKind()])
     server = houses = None
     try:
         # Cells in packs: daily pack records and alarm predictions (Fleet alarms page).
-        pipeline = live_pack_pipeline(store, settings, source.cells, start_ts=fleet.start_epoch,
-                                      seed=args.seed)
+        pipeline = pack_feed_pipeline(store, settings, cells=source.cells, synthetic_packs=True,
+                                      seed_start_ts=fleet.start_epoch, seed=args.seed)
         if not args.no_server:
             server = start_server(settings, store, pipeline)
             if server is not None:

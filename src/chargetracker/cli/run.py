@@ -63,6 +63,9 @@ def register(subparsers: Any) -> None:
                     help="print one JSON line per commit on stdout (source, position, counts)")
     rt.add_argument("--serve", action="store_true", help="also start the web server (API + dashboard)")
     _add_alarm_inbox_arguments(p)
+    from .pack_options import add_pack_feed_arguments
+
+    add_pack_feed_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -130,14 +133,28 @@ def build_sources(pcfg: PipelineConfig) -> list[Source]:
     return out
 
 
-def open_runtime(pcfg: PipelineConfig) -> tuple[Store, Pipeline, list[Source]]:
-    """Open the store, the pipeline (restoring its checkpoint) and the sources."""
+def open_runtime(pcfg: PipelineConfig, *, pack_feed: bool = False,
+                 pack_model: str | None = None) -> tuple[Store, Pipeline, list[Source]]:
+    """Open the store, the pipeline (restoring its checkpoint) and the sources. With
+    ``pack_feed`` the pipeline also derives daily pack records from the cells that name
+    their pack and predicts alarms with the model of ``pack_model`` (None: packaged)."""
     from ..stores.url import open_store
 
     sources = build_sources(pcfg)
-    store = open_store(pcfg.settings.store_url)
+    if pack_feed:
+        from ..kinds.pack import PackKind
+
+        store = open_store(pcfg.settings.store_url, kinds=[PackKind()])
+    else:
+        store = open_store(pcfg.settings.store_url)
     try:
-        pipeline = Pipeline(store, pcfg.settings, name=pcfg.name)
+        if pack_feed:
+            from ..runtime.pack_feed import pack_feed_pipeline
+
+            pipeline: Pipeline = pack_feed_pipeline(store, pcfg.settings, name=pcfg.name,
+                                                    model_dir=pack_model)
+        else:
+            pipeline = Pipeline(store, pcfg.settings, name=pcfg.name)
     except BaseException:
         store.close()
         raise
@@ -171,7 +188,10 @@ def describe(sources: list[Source], settings: Settings) -> str:
 
 def run(args: argparse.Namespace) -> int:
     pcfg = build_pipeline_config(args)
-    store, pipeline, sources = open_runtime(pcfg)
+    from .pack_options import pack_model_of
+
+    store, pipeline, sources = open_runtime(pcfg, pack_feed=args.pack_feed,
+                                            pack_model=pack_model_of(args))
     server = None
     inbox = None
     try:

@@ -86,6 +86,9 @@ def register(subparsers: Any) -> None:
                    help="log lines as text or JSON objects (credentials redacted either way)")
     p.add_argument("--stats-json", action="store_true",
                    help="print one JSON line with totals on exit (for scripts and benchmarks)")
+    from .pack_options import add_pack_feed_arguments
+
+    add_pack_feed_arguments(p, worker=True)
     p.set_defaults(func=run)
 
 
@@ -150,6 +153,15 @@ def run(args: argparse.Namespace) -> int:
     )
     plugin = kafka_kind(args.kind)
     store = open_store(settings.store_url)
+    if getattr(args, "pack_feed", False):
+        from ..kafka.pack_feed import with_pack_feed
+        from .pack_options import pack_model_of
+
+        try:
+            plugin = with_pack_feed(plugin, store, settings, model_dir=pack_model_of(args))
+        except BaseException:
+            store.close()
+            raise
     worker = Worker(store, settings, options, plugin=plugin)
 
     def _stop(signum: int, frame: object) -> None:

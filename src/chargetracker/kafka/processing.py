@@ -152,6 +152,9 @@ def wrong_partition(owner: int, got: int, key: str = "cell_id") -> str:
 class Processor:
     """Turns one partition's messages into commits (see the module docstring).
 
+    A subclass that taps the accepted samples (the live pack feed,
+    :mod:`.pack_feed`) sets ``keep_raw`` and overrides :meth:`on_accepted`.
+
     ``codec``: how the kind's messages decode (default: cells). ``learn_cells`` is
     called with every accepted entity-metadata frame (the worker keeps the groups for
     alerts); ``store_raw`` / ``archive`` say where accepted raw rows go;
@@ -188,6 +191,17 @@ class Processor:
         self.archive = archive
         self.learn_cells = learn_cells
         self.counter = f"kafka:{topic}"
+
+    #: The step keeps accepted raw rows for :meth:`on_accepted` even when neither the
+    #: store nor the archive takes them.
+    keep_raw = False
+
+    def on_accepted(self, ps: PartitionState, raw: pl.DataFrame) -> None:
+        """A step's accepted raw rows (offset order); for a subclass's tap."""
+
+    def misrouted(self, owner: int, got: int, key: str) -> str:
+        """The dead-letter reason of a row on the wrong partition."""
+        return wrong_partition(owner, got, key)
 
     def _time(self, phase: str, wall_s: float, cpu_s: float) -> None:
         t = self.timings
@@ -322,7 +336,7 @@ class Processor:
             return cells
         self._letters(out, dead_letters([{
             "source": source, "row": offset, "cell_id": cid, "field": key,
-            "reason": wrong_partition(int(q), ps.partition, key), "payload": "",
+            "reason": self.misrouted(int(q), ps.partition, key), "payload": "",
         } for cid, q in zip(cells.filter(pl.Series(wrong)).get_column(key).to_list(),
                             owner[wrong].tolist(), strict=True)]))
         return cells.filter(pl.Series(~wrong))
@@ -349,7 +363,7 @@ class Processor:
                     "cell_id": bad.get_column(key),
                     "ts": bad.get_column("ts"),
                     "field": [key] * bad.height,
-                    "reason": [wrong_partition(int(q), ps.partition, key)
+                    "reason": [self.misrouted(int(q), ps.partition, key)
                                for q in owner[wrong].tolist()],
                     "payload": bad.select(pl.struct(pl.all()).struct.json_encode()).to_series(),
                 }, schema=DEAD_LETTER_SCHEMA))
@@ -364,7 +378,8 @@ class Processor:
                 self._letters(out, rejected)
             return
         ctx = StepContext(self.kind, source, rejected=rejected, row_positions=offs,
-                          store_raw=self.store_raw or self.archive, counter=self.counter,
+                          store_raw=self.store_raw or self.archive or self.keep_raw,
+                          counter=self.counter,
                           now=time.time() if self.future_horizon_s else None,
                           future_horizon_s=self.future_horizon_s)
         ps.state, s = advance(ps.state, frame, ctx)
@@ -372,6 +387,7 @@ class Processor:
         self._time("engine", time.perf_counter() - t1, time.thread_time() - c1)
         out.accepted += s.accepted
         if s.raw is not None:
+            self.on_accepted(ps, s.raw)
             if self.archive:
                 out.archive.append((ps.partition, -1, s.raw))
             self._thin_raw(s.commit)

@@ -372,7 +372,10 @@ class Worker:
             tp.offset = OFFSET_BEGINNING if ps.next_offset < 0 else ps.next_offset
             if cells is not None and cells.height:
                 key = cells.get_column(self.kind.entity_key)
-                mine = cells.filter(pl.Series(self._partitioner.of_series(key) == tp.partition))
+                # A processor may route entities by another key (the pack feed: by pack).
+                route = getattr(self._processor, "entity_partitions", None)
+                parts = route(key) if route is not None else self._partitioner.of_series(key)
+                mine = cells.filter(pl.Series(parts == tp.partition))
                 if mine.height:
                     self._processor.add_entities(ps, mine, "store")
             self._parts[tp.partition] = ps
@@ -472,6 +475,9 @@ class Worker:
             out.commits.append(self._processor.checkpoint(ps))  # the state, serialized
             self.metrics.add_phase("checkpoint", time.perf_counter() - t0, time.thread_time() - c0)
             out.offsets.append(TopicPartition(self.topic, p, ps.next_offset))
+        end_batch = getattr(self._processor, "end_batch", None)
+        if end_batch is not None:  # after every partition's messages (the pack feed)
+            end_batch(out)
         self.metrics.add_phase("drain", time.perf_counter() - td, time.thread_time() - cd)
         if out.has_checkpoints:
             self._commit(out)

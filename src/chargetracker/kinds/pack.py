@@ -42,7 +42,7 @@ from ..schema import DEAD_LETTER_SCHEMA, Validated
 from ..vocabulary import ALERT_SCHEMA
 from .base import AlertContext, AlertRule, KindOutput, ReadQuery, TableSpec
 
-__all__ = ["ALARM_PREDICTIONS", "ALARM_RULE", "KEEP_DAYS", "PACK_RECORDS", "PackKind",
+__all__ = ["ALARM_PREDICTIONS", "ALARM_RULE", "KEEP_DAYS", "PACK_FEED_CELLS", "PACK_RECORDS", "PackKind",
            "PackState", "SOURCES"]
 
 #: Days of records kept per VIN before the day after its last record (>= 14).
@@ -64,6 +64,16 @@ ALARM_PREDICTIONS = TableSpec(
     "alarm_predictions",
     {**PREDICTION_SCHEMA, "source": pl.Utf8(), "request_id": pl.Utf8()},
     key=("vin", "date", "model_version"), mode="upsert")
+#: The live feed's open cell-days (runtime/pack_days.py): per feed scope (a pipeline, a
+#: Kafka partition) and pack cell two rows -- ``part`` "newest": the cell's newest open
+#: day and its newest sample ts [s]; "older": its other open days -- each holding the
+#: days' running sums as packed records (base64). A commit upserts the rows its batch changed, so
+#: the feed's persisted state per commit grows with the batch, not with the fleet.
+PACK_FEED_CELLS = TableSpec(
+    "pack_feed_cells",
+    {"scope": pl.Utf8(), "cell_id": pl.Utf8(), "part": pl.Utf8(), "last_ts": pl.Float64(),
+     "days": pl.Utf8()},
+    key=("scope", "cell_id", "part"), mode="upsert")
 
 _STATE_MAGIC = b"CTPK"
 _STATE_VERSION = 1
@@ -159,7 +169,7 @@ class PackKind:
     time_column: str = "date"
     measurement_schema: Mapping[str, pl.DataType] = field(default_factory=lambda: dict(PACK_SCHEMA))
     raw_table: TableSpec | None = None   # the records are a result table (with their source)
-    tables: tuple[TableSpec, ...] = (PACK_RECORDS, ALARM_PREDICTIONS)
+    tables: tuple[TableSpec, ...] = (PACK_RECORDS, ALARM_PREDICTIONS, PACK_FEED_CELLS)
     alert_rules: tuple[AlertRule, ...] = (
         AlertRule(ALARM_RULE, _alarms, description="the model predicts a cell-consistency "
                   "alarm within 14 days", judge=_judge),)

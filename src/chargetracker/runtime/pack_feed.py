@@ -6,25 +6,30 @@ samples (:mod:`chargetracker.ml.from_cells` defines the record):
 
 * :class:`PackTapPipeline` is the cell :class:`~chargetracker.runtime.Pipeline` with a
   tap: every batch's accepted samples fold into per cell-day running sums
-  (:func:`~chargetracker.ml.from_cells.cell_day_summary`), and that accumulator is
-  checkpointed **in the cell batch's own commit** (``pack-days/<name>``), so a restart
-  neither loses a partial day nor counts a replayed sample twice;
-* after each commit, the days every pack cell has passed (the slowest cell's clock is
-  past the day's end) become pack records, ingested by the pack pipeline
-  (:func:`~chargetracker.runtime.packs.shared_pack_pipeline`) with the day as its
-  position ``{"day": D}``; the accumulator drops days up to that position at the next
-  cell batch. A crash between the two commits re-emits the day (an idempotent upsert).
+  (:func:`~chargetracker.ml.from_cells.cell_day_summary`, :mod:`.pack_days`), and the
+  rows of the cells the batch touched (table ``pack_feed_cells``, scope
+  ``pack-days/<name>``) are written **in the cell batch's own commit**, so a restart
+  neither loses a partial day nor counts a replayed sample twice, and a commit writes
+  rows for its batch's cells, not for the whole fleet;
+* after each commit, the days every cell of a pack has passed (per pack: its slowest
+  cell's clock is past the day's end) become that pack's records, ingested by the pack
+  pipeline (:func:`~chargetracker.runtime.packs.shared_pack_pipeline`); the accumulator
+  drops the decided days at the next cell batch. After a restart a pack's days up to
+  its last stored record are done (the pack state's ``last_day``), later ones are judged
+  again: a crash between the two commits re-emits the day (an idempotent upsert).
 
 :func:`seed_history` gives a new demo fleet earlier days of simulated pack records
 (:func:`~chargetracker.ml.fleet_sim.simulate_pack_fleet`), so the 14-day windows are
 full at once instead of after two simulated weeks; the seeded records are stored with
 source ``batch``, the derived ones with source ``stream``.
+
+:func:`pack_feed_pipeline` is the one composition of the feed (``chargetracker run
+--pack-feed``, ``demo``); the Kafka worker's per-partition form is
+:mod:`chargetracker.kafka.pack_feed`.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import threading
 from typing import Any
@@ -35,28 +40,33 @@ import polars as pl
 from ..config import Settings
 from ..errors import ChargeTrackerError
 from ..frames import conform_frame
+from ..kinds.pack import PACK_FEED_CELLS
 from ..ml.fleet_sim import PackFleetConfig, simulate_pack_fleet
-from ..ml.from_cells import (
-    CELL_DAY_SCHEMA,
-    cell_day_summary,
-    merge_cell_days,
-    pack_of_cells,
-    pack_records_from_days,
-)
+from ..ml.from_cells import pack_of_cells, pack_records_from_days
 from ..schema import CELL_SCHEMA
-from ..stores.base import Checkpoint, Store
+from ..stores.base import Checkpoint, Store, all_cells
+from .pack_days import (
+    DAY_S,
+    CellDays,
+    Changed,
+    decide,
+    decided_of,
+    drop_frame,
+    merge_decided,
+    tap_header,
+    tap_version,
+)
 from .packs import shared_pack_pipeline
 from .pipeline import IngestResult, Pipeline, PreparedStep
 
 __all__ = ["FEED_SOURCE", "PackTapPipeline", "assign_packs", "live_pack_pipeline",
-           "seed_history"]
+           "merge_pack_maps", "pack_feed_pipeline", "pack_map_of", "seed_history"]
 
 log = logging.getLogger(__name__)
 
-#: The pack pipeline's source name (and position key) of the derived records.
+#: The source name of the derived records (``pack_records.source``, predictions).
 FEED_SOURCE = "stream"
-_DAY_S = 86_400
-_LAST_SCHEMA: dict[str, pl.DataType] = {"cell_id": pl.Utf8(), "last_ts": pl.Float64()}
+_DAY_S = DAY_S
 
 
 def assign_packs(cells: pl.DataFrame, *, cells_per_pack: int = 13) -> pl.DataFrame:
@@ -72,98 +82,74 @@ def assign_packs(cells: pl.DataFrame, *, cells_per_pack: int = 13) -> pl.DataFra
     return pl.concat([own, made]).sort("vin", "cell_id")
 
 
-class _CellDays:
-    """The tap's accumulator: per cell-day sums and each pack cell's newest ts (s)."""
-
-    def __init__(self, days: pl.DataFrame | None = None, last: pl.DataFrame | None = None) -> None:
-        self.days = pl.DataFrame(schema=CELL_DAY_SCHEMA) if days is None else days
-        self.last = pl.DataFrame(schema=_LAST_SCHEMA) if last is None else last
-
-    def folded(self, raw: pl.DataFrame, cells: pl.Series, drop_through: int | None) -> _CellDays:
-        """A new accumulator with ``raw`` (accepted samples) added and days up to
-        ``drop_through`` (already emitted) removed."""
-        mine = raw.filter(pl.col("cell_id").is_in(cells.implode()))
-        days = merge_cell_days(self.days, cell_day_summary(mine)) if mine.height else self.days
-        if drop_through is not None:
-            days = days.filter(pl.col("day") > drop_through)
-        last = self.last
-        if mine.height:
-            newest = mine.group_by("cell_id").agg(pl.col("ts").max().alias("last_ts"))
-            last = pl.concat([last, newest]).group_by("cell_id").agg(
-                pl.col("last_ts").max()).sort("cell_id")
-        return _CellDays(days, last)
-
-    def complete_through(self, n_cells: int) -> int | None:
-        """The last day every pack cell has passed (None until each one reported)."""
-        if self.last.height < n_cells:
-            return None
-        oldest = float(self.last.get_column("last_ts").min())  # type: ignore[arg-type]
-        return int(oldest // _DAY_S) - 1
-
-    def to_bytes(self) -> bytes:
-        parts = []
-        for frame in (self.days, self.last):
-            buf = io.BytesIO()
-            frame.write_ipc(buf, compression="uncompressed")
-            parts.append(buf.getvalue())
-        head = json.dumps({"v": 1, "days": len(parts[0])}).encode()
-        return len(head).to_bytes(4, "little") + head + parts[0] + parts[1]
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> _CellDays:
-        nh = int.from_bytes(data[:4], "little")
-        head = json.loads(data[4:4 + nh])
-        a = 4 + nh
-        days = pl.read_ipc(io.BytesIO(data[a:a + head["days"]])).cast(CELL_DAY_SCHEMA)  # type: ignore[arg-type]
-        last = pl.read_ipc(io.BytesIO(data[a + head["days"]:])).cast(_LAST_SCHEMA)  # type: ignore[arg-type]
-        return cls(days, last)
-
-
 class PackTapPipeline(Pipeline):
     """The cell pipeline, also feeding daily pack records to the pack pipeline
-    ``packs`` (see the module docstring). ``pack_map``: (cell_id, vin)."""
+    ``packs`` (see the module docstring). ``pack_map``: (cell_id, vin); cells whose
+    metadata (``pack_id`` / ``vin``) arrives with a batch join it."""
 
     def __init__(self, store: Store, settings: Settings, packs: Pipeline,
                  pack_map: pl.DataFrame, *, name: str = "embedded") -> None:
         super().__init__(store, settings, name=name)
         self.packs = packs
-        self.pack_map = pack_map.select("cell_id", "vin")
-        self._pack_cells = self.pack_map.get_column("cell_id")
+        self._set_pack_map(pack_map)
         self._tap_name = f"pack-days/{name}"
         self._tap_lock = threading.Lock()   # folds in prepare (ticket) order
         self._emit_lock = threading.Lock()
+        # Per pack the last day decided, as committed by the pack pipeline.
+        self._decided = decided_of(packs.state.vins)
+        self._rewrite_all = False            # an old-format blob: write every cell's row
         self._pending = self._load_tap()    # after the newest prepared batch
         self._committed = self._pending     # after the newest committed batch
-        self._by_ticket: dict[int, _CellDays] = {}
+        self._by_ticket: dict[int, CellDays] = {}
         self._committed_ticket = -1
-        self._done = self._committed_day()   # last day committed by the pack pipeline
 
-    def _load_tap(self) -> _CellDays:
+    def _set_pack_map(self, pack_map: pl.DataFrame) -> None:
+        self.pack_map = pack_map.select("cell_id", "vin").sort("vin", "cell_id")
+        self._pack_cells = self.pack_map.get_column("cell_id")
+
+    def _load_tap(self) -> CellDays:
+        """The accumulator as the last cell commit left it: the rows of this feed's
+        scope (format 2), or the whole blob of the first format (then every cell's row
+        is written at the next commit, and the blob is gone)."""
         cp = self.store.load_checkpoint(self._tap_name)
-        return _CellDays() if cp is None else _CellDays.from_bytes(cp.state)
-
-    def _committed_day(self) -> int | None:
-        """The last day the pack pipeline committed (its checkpoint's position)."""
-        cp = self.store.load_checkpoint(self.packs.name)
-        pos = None if cp is None else cp.position.get(FEED_SOURCE)
-        return pos.get("day") if isinstance(pos, dict) else None
-
-    def _emitted(self) -> int | None:
-        return self._done
+        if cp is None:
+            return CellDays()
+        if tap_version(cp.state) == 1:
+            self._rewrite_all = True
+            return CellDays.from_bytes(cp.state)
+        rows = self.store.rows(PACK_FEED_CELLS.name, filters={"scope": self._tap_name},
+                               unbounded=True)
+        # Days already decided are dropped (and their rows rewritten) at the next batch.
+        return CellDays.from_rows(rows, None)
 
     def prepare(self, frame: pl.DataFrame, **kw: Any) -> PreparedStep:
         with self._tap_lock:
             failed = self._failed is not None
+            cells = kw.get("cells")
+            if cells is not None and cells.height:
+                self._learn_packs(cells)
             prepared = super().prepare(frame, **kw)
             if failed:  # the engine state was reloaded from the last commit: so is ours
                 self._pending = self._load_tap()
             raw = prepared.step.raw if prepared.step.raw is not None else prepared.commit.measurements
-            if raw is not None and raw.height:
-                self._pending = self._pending.folded(raw, self._pack_cells, self._emitted())
+            self._pending, changed = self._pending.folded(
+                raw, self._pack_cells, drop_frame(self.pack_map, self._decided))
+            if self._rewrite_all:
+                changed = changed | Changed.every(self._pending.last.get_column("cell_id"))
+            if changed:
+                prepared.commit.tables[PACK_FEED_CELLS.name] = self._pending.rows(
+                    self._tap_name, changed)
                 prepared.commit.checkpoints.append(Checkpoint(
-                    self._tap_name, self._pending.to_bytes(), {"cells": self._pack_cells.len()}))
+                    self._tap_name, tap_header(2), {"cells": self._pack_cells.len()}))
+                self._rewrite_all = False
             self._by_ticket[prepared.ticket] = self._pending
             return prepared
+
+    def _learn_packs(self, cells: pl.DataFrame) -> None:
+        """Cells of a batch that name their pack join the pack map."""
+        own = pack_of_cells(conform_frame(cells, CELL_SCHEMA, table="cells"))
+        if own.height:
+            self._set_pack_map(merge_pack_maps(self.pack_map, own))
 
     def write(self, prepared: PreparedStep) -> IngestResult:
         tap = self._by_ticket.pop(prepared.ticket, None)
@@ -186,20 +172,17 @@ class PackTapPipeline(Pipeline):
         super().discard(prepared)
 
     def emit(self) -> IngestResult | None:
-        """Ingest the pack records of the days complete in the committed accumulator
-        and not emitted yet (None when there is none)."""
+        """Ingest the pack records of the days every cell of their pack has passed in
+        the committed accumulator and not decided yet (None when there is none)."""
         with self._emit_lock:
-            tap = self._committed
-            through = tap.complete_through(self._pack_cells.len())
-            done = self._emitted()
-            if through is None or (done is not None and through <= done):
+            new, days = decide(self._committed, self.pack_map, self._decided)
+            if new.height == 0:
                 return None
-            days = tap.days.filter(pl.col("day") <= through)
-            if done is not None:
-                days = days.filter(pl.col("day") > done)
             records = pack_records_from_days(days, self.pack_map)
-            result = self.packs.ingest(records, source=FEED_SOURCE, position={"day": through})
-            self._done = through  # only once committed: a failed commit is re-emitted
+            result = (self.packs.ingest(records, source=FEED_SOURCE) if records.height
+                      else None)
+            # Only once committed: after a failed commit the days are emitted again.
+            self._decided = merge_decided(self._decided, new)
             return result
 
 
@@ -224,15 +207,50 @@ def seed_history(packs: Pipeline, pack_map: pl.DataFrame, start_ts: float, *,
     return packs.ingest(sim, source="batch")
 
 
+def merge_pack_maps(*maps: pl.DataFrame) -> pl.DataFrame:
+    """(cell_id, vin) maps as one; a later map's pack of a cell wins."""
+    parts = [m.select("cell_id", "vin") for m in maps if m.height]
+    if not parts:
+        return pl.DataFrame(schema={"cell_id": pl.Utf8(), "vin": pl.Utf8()})
+    return pl.concat(parts).unique(subset=["cell_id"], keep="last", maintain_order=True).sort(
+        "vin", "cell_id")
+
+
+def pack_map_of(store: Store, cells: pl.DataFrame | None = None, *,
+                synthetic_packs: bool = False) -> pl.DataFrame:
+    """(cell_id, vin) of the cells registered in ``store`` and of ``cells``, by their
+    ``pack_id`` / ``vin`` metadata; with ``synthetic_packs`` cells without one are put
+    in packs of 13 of their group (:func:`assign_packs`, a simulated fleet)."""
+    known = pack_of_cells(all_cells(store))
+    if cells is None or cells.height == 0:
+        return merge_pack_maps(known)
+    given = (assign_packs(cells) if synthetic_packs
+             else pack_of_cells(conform_frame(cells, CELL_SCHEMA, table="cells")))
+    return merge_pack_maps(known, given)
+
+
+def pack_feed_pipeline(store: Store, settings: Settings, *, name: str = "embedded",
+                       cells: pl.DataFrame | None = None, model_dir: str | None = None,
+                       synthetic_packs: bool = False, seed_start_ts: float | None = None,
+                       seed: int = 0) -> PackTapPipeline:
+    """The composition of a live pack feed (``run``, ``demo``): the cell pipeline
+    ``name`` of ``store`` with the tap, feeding the store's pack pipeline (the model of
+    ``model_dir``, None: the packaged one). Packs: :func:`pack_map_of` (the store's
+    cells, ``cells``, and later every batch's cells that name a pack). With
+    ``seed_start_ts`` (the fleet's first sample, s since epoch) new packs get simulated
+    history first (:func:`seed_history`). ``store`` must be opened with the pack kind
+    (``open_store(url, kinds=[PackKind()])``)."""
+    packs = shared_pack_pipeline(store, settings, model_dir)
+    pack_map = pack_map_of(store, cells, synthetic_packs=synthetic_packs)
+    pipeline = PackTapPipeline(store, settings, packs, pack_map, name=name)
+    if seed_start_ts is not None:
+        seed_history(packs, pack_map, seed_start_ts, seed=seed)
+    return pipeline
+
+
 def live_pack_pipeline(store: Store, settings: Settings, cells: pl.DataFrame, *,
                        start_ts: float | None = None, seed: int = 0) -> PackTapPipeline:
-    """The cell pipeline of a live fleet with daily pack records and predictions: packs
-    from ``cells`` (:func:`assign_packs`); with ``start_ts`` (the fleet's first sample,
-    s since epoch) new packs get simulated history first (:func:`seed_history`).
-    ``store`` must be opened with the pack kind."""
-    packs = shared_pack_pipeline(store, settings)
-    pack_map = assign_packs(cells)
-    pipeline = PackTapPipeline(store, settings, packs, pack_map)
-    if start_ts is not None:
-        seed_history(packs, pack_map, start_ts, seed=seed)
-    return pipeline
+    """The demo's feed: :func:`pack_feed_pipeline` with ``cells`` in synthetic packs
+    where they name none."""
+    return pack_feed_pipeline(store, settings, cells=cells, synthetic_packs=True,
+                              seed_start_ts=start_ts, seed=seed)

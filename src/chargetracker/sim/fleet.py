@@ -175,9 +175,18 @@ class Fleet:
         tr = self.truth
         ag = tr.ageing
         attrs = []
+        g = self._group
+        within = np.zeros(self.n_cells, dtype=np.int64)  # a cell's index in its group
+        for i in range(len(cfg.groups)):
+            members = np.flatnonzero(g == i)
+            within[members] = np.arange(members.size)
         for c in range(self.n_cells):  # metadata only, once per cell
             kc = ag.knee_cycle[c]
+            group = cfg.groups[g[c]]
+            pack = ({} if group.cells_per_pack is None else
+                    {"pack_id": f"{group.name}-pack-{within[c] // group.cells_per_pack + 1:02d}"})
             attrs.append(json.dumps({
+                **pack,
                 "simulated": True,
                 "seed": cfg.seed,
                 "defective": bool(ag.defective[c]),
@@ -187,7 +196,6 @@ class Fleet:
                 "initial_capacity_ah": float(tr.initial_capacity_ah[c]),
                 "stuck_sensor": bool(tr.stuck[c]),
             }))
-        g = self._group
         return pl.DataFrame({
             "cell_id": self._ids,
             "group": [cfg.groups[i].name for i in g],

@@ -78,9 +78,14 @@ class GroupConfig:
     nominal_capacity_ah: float | None = None   # None: the chemistry preset's
     ambient_c: float = 25.0
     ageing: AgeingConfig | None = None          # None: the fleet's
+    #: Cells of the group in packs of this many (metadata ``pack_id``
+    #: ``<group>-pack-NN``, the live pack feed's vehicles); None: no packs.
+    cells_per_pack: int | None = None
 
     def __post_init__(self) -> None:
         get_chemistry(self.chemistry)
+        if self.cells_per_pack is not None and self.cells_per_pack < 1:
+            raise ConfigError(f"group {self.name!r}: cells_per_pack must be >= 1")
         if self.count < 0:
             raise ConfigError(f"group {self.name!r}: count must be >= 0")
         if self.nominal_capacity_ah is not None and not self.nominal_capacity_ah > 0:
@@ -178,7 +183,8 @@ _TOP_KEYS = {
     "seed", "sample_period_s", "duration_s", "duration_h", "time_acceleration", "start",
     "include_labels", "initial_soc", "noise", "faults", "ageing", "protocols", "groups",
 }
-_GROUP_KEYS = {"name", "chemistry", "test_type", "count", "nominal_capacity_ah", "ambient_c", "ageing"}
+_GROUP_KEYS = {"name", "chemistry", "test_type", "count", "nominal_capacity_ah", "ambient_c", "ageing",
+               "cells_per_pack"}
 
 
 def fleet_config_from_mapping(data: dict[str, Any]) -> FleetConfig:
@@ -211,6 +217,8 @@ def fleet_config_from_mapping(data: dict[str, Any]) -> FleetConfig:
                 chemistry=str(g["chemistry"]).upper(), test_type=str(g["test_type"]),
                 count=int(g["count"]), nominal_capacity_ah=g.get("nominal_capacity_ah"),
                 ambient_c=float(g.get("ambient_c", 25.0)), ageing=g_ageing,
+                cells_per_pack=(int(g["cells_per_pack"]) if g.get("cells_per_pack") is not None
+                                else None),
             ))
         groups = tuple(glist)
     if "duration_s" in data and "duration_h" in data:
