@@ -29,6 +29,7 @@ __all__ = [
     "partition_count",
     "topic_partitions",
     "wait_for_topic",
+    "worker_consumer_config",
 ]
 
 #: Settings only producers or only consumers understand; librdkafka warns about the
@@ -67,6 +68,26 @@ def client_config(cfg: KafkaConfig, role: str = "common", **defaults: Any) -> di
             continue
         conf[key] = value
     return conf
+
+
+def worker_consumer_config(cfg: KafkaConfig) -> dict[str, Any]:
+    """The scale-out worker's consumer: manual offsets (the store's checkpoint is the
+    truth), partition EOF events, bounded fetch buffers."""
+    return client_config(cfg, "consumer", **{
+        "group.id": cfg.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 1_000,
+        # Kafka answers a waiting fetch as soon as data arrives; brokers that do not
+        # (Tansu) hold it this long, which then bounds the latency.
+        "fetch.wait.max.ms": 100,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 8 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+    })
 
 
 def admin(cfg: KafkaConfig) -> AdminClient:

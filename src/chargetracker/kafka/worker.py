@@ -34,13 +34,8 @@ Bad input never stops a worker: it becomes dead letters with the field and reaso
 commit path is :mod:`.committer`, lags and readiness :mod:`.lag`, the per-kind seam
 :mod:`.kinds`.
 
-End of stream
--------------
-A finite stream ends with an ``end-of-stream`` marker in every partition
-(:meth:`KafkaSink.end_of_stream`): the worker flushes that partition's engine state
-at the marker -- a fixed offset, so replays flush at the same point -- and records
-``final`` in the checkpoint. ``until_idle_s`` additionally ends the process once it has
-received nothing for that long (flushing partitions that have not seen a marker).
+A finite stream ends with an ``end-of-stream`` marker per partition, flushed at that fixed
+offset (docs/deployment.md, "End of stream").
 """
 
 from __future__ import annotations
@@ -69,7 +64,7 @@ from ..runtime.step import AlertPolicy
 from ..stores.archive import ParquetArchive
 from ..stores.base import Store
 from . import codec
-from .client import client_config, topic_partitions
+from .client import topic_partitions, worker_consumer_config
 from .committer import Committer
 from .kinds import KafkaKind, PartitionProcessor, kafka_kind
 from .lag import LagTracker
@@ -149,7 +144,7 @@ class Worker:
             store, self.kind, self.kafka, counter=self._processor.counter, metrics=self.metrics,
             groups=self._groups, archive=archive, pipeline=self.options.pipeline_commits)
         self.exit_reason = ""
-        conf = self._consumer_config()
+        conf = worker_consumer_config(self.kafka)
         # Incremental (cooperative) rebalancing hands over only the moved partitions.
         self._cooperative = ("cooperative" in str(conf.get("partition.assignment.strategy", ""))
                              or str(conf.get("group.protocol", "")).lower() == "consumer")
@@ -162,23 +157,6 @@ class Worker:
     @property
     def metrics_port(self) -> int | None:
         return self._metrics_server.port if self._metrics_server is not None else None
-
-    def _consumer_config(self) -> dict[str, Any]:
-        return client_config(self.kafka, "consumer", **{
-            "group.id": self.kafka.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-            # Kafka answers a waiting fetch as soon as data arrives; brokers that do not
-            # (Tansu) hold it this long, which then bounds the latency.
-            "fetch.wait.max.ms": 100,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 8 * 1024 * 1024,
-            "queued.max.messages.kbytes": 256 * 1024,
-        })
 
     @property
     def caught_up(self) -> bool:
@@ -203,7 +181,7 @@ class Worker:
                 raise ConfigError(f"metrics port {opts.metrics_host}:{opts.metrics_port}: {exc}") from exc
             log.info("metrics on http://%s:%d/metrics", opts.metrics_host, self._metrics_server.port)
         try:
-            self._consumer = Consumer(self._consumer_config())
+            self._consumer = Consumer(worker_consumer_config(self.kafka))
         except KafkaException as exc:
             raise ConfigError(f"Kafka consumer: {exc}") from exc
         consumer = self._consumer
