@@ -22,8 +22,13 @@ def main() -> None:
         "step_time_s": np.where(t < 300, t, t - 300),
     })
     summarize(frame)
+    # Two cells interleaved in time order: the sorted-block pass.
+    two = pl.concat([frame, frame.with_columns(pl.lit("warmup-2").alias("cell_id"))]).sort("ts")
+    summarize(two)
     state, _ = update(new_state(), frame)
     flush(state)
+    _stores(frame)
+    _readers(frame)
     from chargetracker.readers.durations import parse_durations
 
     pl.DataFrame({"t": ["0d 01:02:03.5"]}).select(parse_durations(pl.col("t")))
@@ -32,6 +37,27 @@ def main() -> None:
     for _ in fleet.chunks(1800.0):
         pass
     print(f"warm-up: compiled kernels cached in {time.perf_counter() - t0:.1f} s")
+
+
+def _stores(frame: pl.DataFrame) -> None:
+    """The repeated-key check every store commit runs."""
+    from chargetracker.dedupe import may_repeat
+
+    may_repeat(frame, ("cell_id", "ts"))
+    may_repeat(frame.with_columns(pl.col("step").cast(pl.Int64)), ("cell_id", "step"))
+
+
+def _readers(frame: pl.DataFrame) -> None:
+    """The readers' fused pass, on a small generic CSV."""
+    import tempfile
+    from pathlib import Path
+
+    from chargetracker.readers import read_file
+
+    with tempfile.TemporaryDirectory(prefix="ct-warmup-") as tmp:
+        path = Path(tmp) / "warmup.csv"
+        frame.write_csv(path)
+        read_file(path)
 
 
 def _meters() -> None:
