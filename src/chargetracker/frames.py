@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import polars as pl
 
 from .errors import SchemaError
 
-__all__ = ["conform_frame"]
+__all__ = ["column", "conform_frame", "frame_from_columns", "gather"]
 
 
 def conform_frame(
@@ -66,3 +67,55 @@ def _first_bad(s: pl.Series, dtype: pl.DataType) -> int | None:
         return None
     idx = (casted.is_null() & s.is_not_null()).arg_true()
     return int(idx[0]) if len(idx) else None
+
+
+# -- building frames from NumPy columns, per batch ------------------------------------
+#
+# A live fleet's engine output is two ~30-column tables per 1-second batch, often of a few
+# hundred rows: the fixed cost of each construction is what counts. ``pl.Series(name,
+# ndarray)`` spends ~4 us per column in Python checks before Polars' own constructor
+# (which copies the values in ~0.3 us), and ``Series.gather`` goes through the expression
+# engine (~40 us, for 30 rows or 10,000). The constructors below call Polars' constructors
+# directly when this Polars has them (same values, same dtypes; tests/test_frames.py holds
+# the two paths equal) and fall back to the public API otherwise.
+try:
+    from polars._plr import PyDataFrame as _PyDataFrame
+    from polars._plr import PySeries as _PySeries
+except ImportError:  # another Polars layout: the public constructors below
+    _PyDataFrame = _PySeries = None
+
+_FAST = _PySeries is not None and all(
+    hasattr(_PySeries, m) for m in ("new_f64", "new_i64", "new_u32", "gather_with_series"))
+
+
+def gather(series: pl.Series, index: np.ndarray) -> pl.Series:
+    """``series.gather(index)`` for non-negative int indices (out of range: Polars'
+    error), without the expression engine's fixed cost."""
+    if not _FAST:
+        return series.gather(index)
+    idx = _PySeries.new_u32("", np.ascontiguousarray(index, dtype=np.uint32), True)
+    return pl.Series._from_pyseries(series._s.gather_with_series(idx))
+
+
+def column(name: str, values: np.ndarray | pl.Series, dtype: pl.DataType) -> pl.Series:
+    """A column of ``dtype`` from NumPy values (float64 / int64 copied as they are, NaN
+    kept) or from a Series (renamed, cast when its dtype differs)."""
+    if isinstance(values, pl.Series):
+        s = values if values.dtype == dtype else values.cast(dtype)
+        return s if s.name == name else s.alias(name)
+    if _FAST:
+        if dtype == pl.Float64 and values.dtype == np.float64:
+            return pl.Series._from_pyseries(_PySeries.new_f64(name, np.ascontiguousarray(values), False))
+        if dtype == pl.Int64 and values.dtype == np.int64:
+            return pl.Series._from_pyseries(_PySeries.new_i64(name, np.ascontiguousarray(values), True))
+    return pl.Series(name, values, dtype=dtype)
+
+
+def frame_from_columns(columns: Mapping[str, np.ndarray | pl.Series],
+                       schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """A frame with ``schema``'s columns in order, from NumPy arrays or Series of equal
+    length (see :func:`column`); ~0.4 us per column instead of ~5 us."""
+    cols = [column(name, columns[name], dtype) for name, dtype in schema.items()]
+    if _FAST and _PyDataFrame is not None:
+        return pl.DataFrame._from_pydf(_PyDataFrame([c._s for c in cols]))
+    return pl.DataFrame(cols)

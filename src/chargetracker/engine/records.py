@@ -4,12 +4,10 @@ of the data. Units: accumulators hold A*s and W*s; the tables Ah, Wh, V, A, s.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import polars as pl
 
+from ..frames import frame_from_columns, gather
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
 from .evidence import labelled_kind
@@ -116,7 +114,7 @@ def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
     if table is None:
         table = pl.Series("name", [names.get(k, "") for k in range(lo, max(names) + 1)], dtype=pl.Utf8)
         _NAME_TABLES[key] = table
-    return table.gather(codes.astype(np.int64) - lo)
+    return gather(table, codes.astype(np.int64) - lo)
 
 
 #: The Series of names of each code table, by its (code, name) pairs.
@@ -130,20 +128,6 @@ _EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
 #: One null Int64, repeated to a column of nulls (pyarrow's ``nulls`` is as fast, but
 #: importing pyarrow here slowed the Polars work of the whole process by ~7 %).
 _NULL_INT = pl.Series("null", [None], dtype=pl.Int64)
-
-
-def _frame(data: Mapping[str, np.ndarray | pl.Series], schema: Mapping[str, Any]) -> pl.DataFrame:
-    """A frame from NumPy columns (and ready Series), one Series per column: half the
-    fixed cost of ``pl.DataFrame(dict, schema=...)``, which matters per batch."""
-    cols = [v.alias(name) if isinstance(v, pl.Series)
-            # Passing the dtype costs a check per column even when it already matches.
-            else pl.Series(name, v) if _NUMPY_DTYPES.get(v.dtype) == dtype
-            else pl.Series(name, v, dtype=dtype)
-            for (name, dtype), v in zip(schema.items(), (data[name] for name in schema), strict=True)]
-    return pl.DataFrame(cols)
-
-
-_NUMPY_DTYPES = {np.dtype(np.float64): pl.Float64, np.dtype(np.int64): pl.Int64}
 
 
 def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
@@ -220,7 +204,7 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
         np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), 1, np.where(std_v < cfg.cv_v_std_v, 2, 3)),
     ).astype(np.int8)
     data: dict[str, np.ndarray | pl.Series] = {
-        "cell_id": state.id_series().gather(slot),
+        "cell_id": gather(state.id_series(), slot),
         "step": ints[:, K.SO_STEP],
         "cycle": ints[:, K.SO_CYCLE],
         "step_label": _with_nulls("step_label", label, labelled),
@@ -250,7 +234,7 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
         "gap_excluded_s": base["gap_excluded_s"],
         "gap_missing_ah": base["gap_missing_ah"],
     }
-    return _frame(data, STEP_SCHEMA)
+    return frame_from_columns(data, STEP_SCHEMA)
 
 
 def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
@@ -269,7 +253,7 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
     # the cycle is sensor noise (a partial first cycle), and a ratio to it means nothing.
     charged = a[:, A_CHG_AS] > state.f[slot, F_EPS] * a[:, A_DT]
     data: dict[str, np.ndarray | pl.Series] = {
-        "cell_id": state.id_series().gather(slot),
+        "cell_id": gather(state.id_series(), slot),
         "cycle": cycle,
         "status": _names(status.astype(np.int8), _STATUS_CODES),
         "start_ts": base["start_ts"],
@@ -302,4 +286,4 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
         "gap_excluded_s": base["gap_excluded_s"],
         "gap_missing_ah": base["gap_missing_ah"],
     }
-    return _frame(data, CYCLE_SCHEMA)
+    return frame_from_columns(data, CYCLE_SCHEMA)
