@@ -48,3 +48,14 @@ def test_gather_checks_bounds() -> None:
 def test_unequal_lengths_refused() -> None:
     with pytest.raises(pl.exceptions.ShapeError):
         frames.frame_from_columns({"x": np.zeros(2), "y": np.zeros(3)}, {"x": pl.Float64(), "y": pl.Float64()})
+
+
+def test_conform_frame_casts_only_what_differs() -> None:
+    frame = pl.DataFrame({"b": pl.Series([1, 2], dtype=pl.Int32), "a": ["x", "y"], "extra": [0, 0]})
+    out = frames.conform_frame(frame, {"a": pl.Utf8(), "b": pl.Int64(), "c": pl.Float64()}, table="t",
+                               required=["a"])
+    assert out.schema == pl.Schema({"a": pl.String(), "b": pl.Int64(), "c": pl.Float64()})
+    assert out.get_column("b").to_list() == [1, 2] and out.get_column("c").null_count() == 2
+    # A parametric dtype is compared in full, not by class.
+    ts = pl.DataFrame({"t": pl.Series([0], dtype=pl.Datetime("ms"))})
+    assert frames.conform_frame(ts, {"t": pl.Datetime("us")}, table="t").schema["t"] == pl.Datetime("us")

@@ -32,16 +32,17 @@ def conform_frame(
     like the efficiency of a cycle without charge, is missing, not a number). A frame
     that already has the layout is returned with its columns untouched (no copy).
     """
-    missing = [c for c in required if c not in frame.columns]
+    have = set(frame.columns)  # the list is rebuilt on every access
+    missing = [c for c in required if c not in have]
     if missing:
         raise SchemaError(f"missing required column(s) {missing}", field=missing[0], source=table)
     cols: list[pl.Series] = []
     for name, dtype in schema.items():
-        if name not in frame.columns:
+        if name not in have:
             cols.append(pl.Series(name, [None] * frame.height, dtype=dtype))
             continue
         s = frame.get_column(name)
-        if s.dtype != dtype:
+        if not _same_dtype(s.dtype, dtype):
             if s.dtype == pl.Null:
                 s = s.cast(dtype)
             else:
@@ -105,6 +106,12 @@ _F64, _I64, _OTHER = 0, 1, 2
 _PLAIN = (pl.String, pl.Int64, pl.Int32, pl.Float64, pl.Boolean, pl.UInt32)
 
 
+def _same_dtype(have: pl.DataType, want: pl.DataType) -> bool:
+    """``have == want``; a plain dtype matches by class (Polars' == costs ~3 us a call,
+    paid per column per batch)."""
+    return type(have) is type(want) if type(want) in _PLAIN else have == want
+
+
 def _tag(dtype: pl.DataType) -> int:
     return _F64 if dtype == pl.Float64 else _I64 if dtype == pl.Int64 else _OTHER
 
@@ -125,10 +132,7 @@ def column(name: str, values: np.ndarray | pl.Series, dtype: pl.DataType, tag: i
     kept) or from a Series (renamed, cast when its dtype differs). ``tag``: the
     :class:`ColumnLayout`'s code for ``dtype`` when the caller has it."""
     if isinstance(values, pl.Series):
-        have = values.dtype
-        # A plain dtype matches by class (Polars' == costs ~3 us per call).
-        same = type(have) is type(dtype) if type(dtype) in _PLAIN else have == dtype
-        s = values if same else values.cast(dtype)
+        s = values if _same_dtype(values.dtype, dtype) else values.cast(dtype)
         return s if s.name == name else s.alias(name)
     if tag is None:
         tag = _tag(dtype)
