@@ -1,6 +1,7 @@
-"""The lateness window's one-pass split gives the rows the NumPy formulation gives:
-ready = ts before the cell's watermark (arrival order, or grouped by cell, stable),
-waiting = the others in arrival order."""
+"""The lateness window kept per cell gives the rows the NumPy formulation gives: ready =
+each cell's held-back then new rows before its watermark (grouped by cell, stable; or
+held-back by cell then new in arrival order), waiting = the others, kept per cell in
+time order; the flat form round-trips."""
 
 from __future__ import annotations
 
@@ -15,36 +16,76 @@ def _rows(rng: np.random.Generator, n: int, cells: int, t0: float) -> dict[str, 
         "slot": rng.integers(0, cells, n).astype(np.int64),
         "ts": t0 + np.sort(rng.uniform(0, 5, n)),
         "v": rng.uniform(3, 4, n), "i": rng.normal(0, 1, n), "t": rng.uniform(20, 30, n),
-        "cyc": rng.integers(0, 9, n).astype(np.int64), "step": rng.integers(0, 9, n).astype(np.int64),
+        "cyc": rng.integers(0, 9, n).astype(np.int64), "step": rng.integers(-(2**62), 9, n).astype(np.int64),
         "stime": rng.uniform(0, 100, n),
     }
 
 
+def _by_slot(rows: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    return idx[np.argsort(rows["slot"][idx], kind="stable")]
+
+
 @pytest.mark.parametrize("group", [False, True])
 @pytest.mark.parametrize("lateness", [0.0, 2.0])
-def test_split_matches_mask_and_stable_sort(group: bool, lateness: float) -> None:
+def test_take_ready_matches_mask_and_stable_sort(group: bool, lateness: float) -> None:
     rng = np.random.default_rng(11)
     cells = 7
-    pend, new = _rows(rng, 40, cells, 0.0), _rows(rng, 60, cells, 5.0)
+    held, new = _rows(rng, 40, cells, 0.0), _rows(rng, 60, cells, 5.0)
     max_ts = np.full(cells, -np.inf)
-    for part in (pend, new):
+    for part in (held, new):
         np.maximum.at(max_ts, part["slot"], part["ts"])
     max_ts[3] = np.nan  # a cell with no accepted sample yet: nothing of it is ready
-    ready, wait = W.split(pend, new, max_ts, lateness, cells, group=group)
-    both = {k: np.concatenate([pend[k], new[k]]) for k in W.COLUMNS}
-    wm = max_ts[both["slot"]] - lateness
-    is_ready = both["ts"] <= wm if lateness <= 0 else both["ts"] < wm
-    order = np.flatnonzero(is_ready)
+    pending = W.Pending(depth=2)  # too shallow for these rows: grows as it loads and takes
+    pending.load(held, cells)
+    flat = pending.to_flat(cells)
+    np.testing.assert_array_equal(flat["ts"], held["ts"][_by_slot(held, np.arange(40))])
+    ready = W.take_ready(pending, new, max_ts, lateness, cells, group=group)
+
+    def is_ready(rows: dict[str, np.ndarray]) -> np.ndarray:
+        wm = max_ts[rows["slot"]] - lateness
+        return rows["ts"] <= wm if lateness <= 0 else rows["ts"] < wm
+
+    h_ready, q_ready = is_ready(flat), is_ready(new)
+    both = {k: np.concatenate([flat[k], new[k]]) for k in W.COLUMNS}
+    order = np.concatenate([np.flatnonzero(h_ready), 40 + np.flatnonzero(q_ready)])
     if group:
-        order = order[np.argsort(both["slot"][order], kind="stable")]
+        order = _by_slot(both, order)
+    waiting = _by_slot(both, np.concatenate([np.flatnonzero(~h_ready), 40 + np.flatnonzero(~q_ready)]))
+    left = pending.to_flat(cells)
     for k in W.COLUMNS:
         np.testing.assert_array_equal(ready[k], both[k][order])
-        np.testing.assert_array_equal(wait[k], both[k][~is_ready])
-    assert 0 < len(order) < len(is_ready)
+        np.testing.assert_array_equal(left[k], both[k][waiting])
+    assert 0 < len(order) < 100
+    assert pending.rows == len(waiting)
 
 
-def test_order_check_spans_pending_and_new() -> None:
+def test_order_check_spans_held_back_and_new() -> None:
     slot = np.array([0, 1], dtype=np.int64)
-    assert W.in_cell_order_after(slot, np.array([1.0, 2.0]), slot, np.array([3.0, 4.0]), 2)
-    # Cell 1's new row is older than its pending one: not in order.
-    assert not W.in_cell_order_after(slot, np.array([1.0, 5.0]), slot, np.array([3.0, 4.0]), 2)
+    rows = _rows(np.random.default_rng(1), 2, 2, 0.0)
+    rows["slot"], rows["ts"] = slot, np.array([1.0, 2.0])
+    pending = W.Pending()
+    pending.load(rows, 2)
+    assert W.in_order_after(pending.f, pending.n[:2], slot, np.array([3.0, 4.0]))
+    # Cell 1's new row is older than its held-back one: not in order.
+    assert not W.in_order_after(pending.f, pending.n[:2], slot, np.array([3.0, 1.5]))
+
+
+def test_empty_window_and_new_cells() -> None:
+    pending = W.Pending()
+    new = _rows(np.random.default_rng(2), 30, 5, 0.0)
+    pending.reserve(5)
+    ready = W.take_ready(pending, new, np.full(5, 100.0), 2.0, 5, group=True)
+    np.testing.assert_array_equal(ready["ts"], new["ts"][_by_slot(new, np.arange(30))])
+    assert pending.rows == 0 and pending.to_flat(5)["ts"].size == 0
+
+
+def test_block_deepens_for_many_waiting_rows() -> None:
+    pending = W.Pending(cells=2, depth=1)
+    held = _rows(np.random.default_rng(3), 1, 1, 0.0)
+    pending.load(held, 2)
+    new = _rows(np.random.default_rng(4), 6, 1, 10.0)  # all cell 0, all inside the window
+    ready = W.take_ready(pending, new, np.array([15.0, np.nan]), 30.0, 2, group=False)
+    assert ready["ts"].size == 0 and pending.f.shape[1] >= 7
+    left = pending.to_flat(2)
+    np.testing.assert_array_equal(left["ts"], np.concatenate([held["ts"], new["ts"]]))
+    np.testing.assert_array_equal(left["step"], np.concatenate([held["step"], new["step"]]))

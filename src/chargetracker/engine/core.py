@@ -311,15 +311,18 @@ def _advance(
     source: str,
 ) -> tuple[EngineState, EngineOutput]:
     cfg = state.config
-    if not final and new is not None and len(new["ts"]) and W.in_cell_order_after(
-            state.pending["slot"], state.pending["ts"], new["slot"], new["ts"], state.n_cells):
+    n_cells = state.n_cells
+    state.window.reserve(n_cells)
+    if not final and new is not None and len(new["ts"]) and W.in_order_after(
+            state.window.f, state.window.n[:n_cells], new["slot"], new["ts"]):
         # A live stream's usual batch: every cell's held-back and new rows in time order.
-        # One compiled pass splits them at the watermark (ready rows grouped by cell for
-        # a large fleet, see _ORDER_MIN_CELLS) -- the same rows in the same per-cell order
-        # as the general path below, without its concatenation and gathers.
-        n_cells = state.n_cells
-        passed, state.pending = W.split(state.pending, new, state.f[:n_cells, F_MAX_TS],
-                                        cfg.lateness_s, n_cells, group=n_cells >= _ORDER_MIN_CELLS)
+        # One compiled pass takes the rows the watermark has passed (each cell's held-back
+        # prefix, then its new ones; grouped by cell for a large fleet, see
+        # _ORDER_MIN_CELLS) and keeps the others in the cell's block of the window -- the
+        # same rows in the same per-cell order as the general path below, without its
+        # concatenation and gathers.
+        passed = W.take_ready(state.window, new, state.f[:n_cells, F_MAX_TS], cfg.lateness_s,
+                              n_cells, group=n_cells >= _ORDER_MIN_CELLS)
         rows = new["row"]
         accepted_rows = rows if bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
         steps, cycles = _run_kernel(state, passed, None, final=False)

@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 import polars as pl
 
+from ..frames import gather
 from .state import EngineState
 
 __all__ = ["assign_slots", "build_table"]
@@ -77,7 +78,7 @@ def _known_slots(state: EngineState, ids: pl.Series) -> np.ndarray | None:
     slots = _probe(table, _hashes(ids))
     if slots.min(initial=0) < 0:
         return None
-    if not state.id_series().gather(slots).equals(ids, check_names=False):
+    if not gather(state.id_series(), slots).equals(ids, check_names=False):
         return None  # a hash clash with an unknown id
     return slots
 

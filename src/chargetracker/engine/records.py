@@ -4,12 +4,11 @@ of the data. Units: accumulators hold A*s and W*s; the tables Ah, Wh, V, A, s.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+import numba as nb
 import numpy as np
 import polars as pl
 
+from ..frames import ColumnLayout, frame_from_columns, gather
 from ..schema import CYCLE_SCHEMA, STEP_SCHEMA
 from . import kernel as K
 from .evidence import labelled_kind
@@ -116,7 +115,7 @@ def _names(codes: np.ndarray, names: dict[int, str]) -> pl.Series:
     if table is None:
         table = pl.Series("name", [names.get(k, "") for k in range(lo, max(names) + 1)], dtype=pl.Utf8)
         _NAME_TABLES[key] = table
-    return table.gather(codes.astype(np.int64) - lo)
+    return gather(table, codes.astype(np.int64) - lo)
 
 
 #: The Series of names of each code table, by its (code, name) pairs.
@@ -130,20 +129,8 @@ _EMPTY_CYCLES = pl.DataFrame(schema=CYCLE_SCHEMA)
 #: One null Int64, repeated to a column of nulls (pyarrow's ``nulls`` is as fast, but
 #: importing pyarrow here slowed the Polars work of the whole process by ~7 %).
 _NULL_INT = pl.Series("null", [None], dtype=pl.Int64)
-
-
-def _frame(data: Mapping[str, np.ndarray | pl.Series], schema: Mapping[str, Any]) -> pl.DataFrame:
-    """A frame from NumPy columns (and ready Series), one Series per column: half the
-    fixed cost of ``pl.DataFrame(dict, schema=...)``, which matters per batch."""
-    cols = [v.alias(name) if isinstance(v, pl.Series)
-            # Passing the dtype costs a check per column even when it already matches.
-            else pl.Series(name, v) if _NUMPY_DTYPES.get(v.dtype) == dtype
-            else pl.Series(name, v, dtype=dtype)
-            for (name, dtype), v in zip(schema.items(), (data[name] for name in schema), strict=True)]
-    return pl.DataFrame(cols)
-
-
-_NUMPY_DTYPES = {np.dtype(np.float64): pl.Float64, np.dtype(np.int64): pl.Int64}
+_STEP_LAYOUT = ColumnLayout(STEP_SCHEMA)
+_CYCLE_LAYOUT = ColumnLayout(CYCLE_SCHEMA)
 
 
 def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
@@ -155,40 +142,121 @@ def _with_nulls(name: str, values: np.ndarray, valid: np.ndarray) -> pl.Series:
     return pl.Series(name, values, dtype=pl.Int64).scatter(np.flatnonzero(~valid), None)
 
 
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+# Derived columns, computed in one compiled pass over the accumulator rows: the NumPy
+# form (~40 array expressions, each a temporary) cost more than the rows' values at a
+# live fleet's batch sizes. Each formula is the NumPy one's, operation for operation
+# (the same IEEE results: incremental == batch bit for bit); ratios are NaN without a
+# positive denominator.
+_D_DURATION, _D_CHG_AH, _D_DIS_AH, _D_CHG_WH, _D_DIS_WH, _D_MEAN_V, _D_MEAN_I = 0, 1, 2, 3, 4, 5, 6
+_D_MEAN_T, _D_MAX_T, _D_MIN_T, _D_GAP_AH = 7, 8, 9, 10
+_ND = 11
+_E_N, _E_GAPS, _E_KIND, _E_MODE = 0, 1, 2, 3  # int columns: the last two only for steps
+# Cycle-only float columns, after the common ones.
+_D_CE, _D_EE, _D_MCV, _D_MDV, _D_THR_AH, _D_EFC = 11, 12, 13, 14, 15, 16
+_NDC = 17
 
 
-def _common(state: EngineState, a: np.ndarray) -> dict[str, np.ndarray]:
-    dt = a[:, A_DT]
-    mean_v = np.where(dt > 0, _safe_div(a[:, A_VDT], dt), a[:, A_STARTV])
-    mean_i = np.where(dt > 0, _safe_div(a[:, A_IDT], dt), 0.5 * (a[:, A_MINI] + a[:, A_MAXI]))
-    mean_t = _safe_div(a[:, A_SUMT], a[:, A_NT])
-    max_t = np.where(a[:, A_NT] > 0, a[:, A_MAXT], np.nan)
-    min_t = np.where(a[:, A_NT] > 0, a[:, A_MINT], np.nan)
+@nb.njit(cache=True, nogil=True, inline="always")
+def _div(a: float, b: float) -> float:
+    return a / b if b > 0 else np.nan
+
+
+@nb.njit(cache=True, nogil=True)
+def _derive(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
+    """Columns every table has (duration, Ah, Wh, time-weighted means, temperature
+    statistics, sample and gap counts) of accumulator rows ``a`` into ``d`` / ``e``."""
+    for k in range(a.shape[0]):
+        dt = a[k, A_DT]
+        nt = a[k, A_NT]
+        d[k, _D_DURATION] = a[k, A_END] - a[k, A_START]
+        d[k, _D_CHG_AH] = a[k, A_CHG_AS] / 3600.0
+        d[k, _D_DIS_AH] = a[k, A_DIS_AS] / 3600.0
+        d[k, _D_CHG_WH] = a[k, A_CHG_WS] / 3600.0
+        d[k, _D_DIS_WH] = a[k, A_DIS_WS] / 3600.0
+        d[k, _D_MEAN_V] = a[k, A_VDT] / dt if dt > 0 else a[k, A_STARTV]
+        d[k, _D_MEAN_I] = a[k, A_IDT] / dt if dt > 0 else 0.5 * (a[k, A_MINI] + a[k, A_MAXI])
+        d[k, _D_MEAN_T] = _div(a[k, A_SUMT], nt)
+        d[k, _D_MAX_T] = a[k, A_MAXT] if nt > 0 else np.nan
+        d[k, _D_MIN_T] = a[k, A_MINT] if nt > 0 else np.nan
+        d[k, _D_GAP_AH] = a[k, A_GAP_AS] / 3600.0
+        e[k, _E_N] = np.int64(a[k, A_N])
+        e[k, _E_GAPS] = np.int64(a[k, A_GAPS])
+
+
+@nb.njit(cache=True, nogil=True)
+def _step_codes(a: np.ndarray, d: np.ndarray, e: np.ndarray, kind0: np.ndarray, label: np.ndarray,
+                eps: np.ndarray, cc_rel_std: float, cv_v_std_v: float) -> None:
+    """Kind (a cycler's step named by its net current) and mode (rest, CC, CV, CC-CV)
+    codes of step rows, after :func:`_derive`."""
+    for k in range(a.shape[0]):
+        mi = d[k, _D_MEAN_I]
+        kind = kind0[k]
+        if label[k] != NULL_LABEL:
+            kind = 1 if mi > eps[k] else (-1 if mi < -eps[k] else 0)
+        e[k, _E_KIND] = kind
+        if kind == 0:
+            e[k, _E_MODE] = 0
+            continue
+        dt = a[k, A_DT]
+        var_i = _div(a[k, A_I2DT], dt) - mi * mi
+        var_i = var_i if not var_i < 0.0 else 0.0  # np.maximum: NaN stays NaN
+        mv = _div(a[k, A_VDT], dt)
+        var_v = _div(a[k, A_V2DT], dt) - mv * mv
+        var_v = var_v if not var_v < 0.0 else 0.0
+        rel_i = np.sqrt(var_i) / abs(mi)
+        if dt <= 0 or rel_i < cc_rel_std:
+            e[k, _E_MODE] = 1
+        elif np.sqrt(var_v) < cv_v_std_v:
+            e[k, _E_MODE] = 2
+        else:
+            e[k, _E_MODE] = 3
+
+
+@nb.njit(cache=True, nogil=True)
+def _cycle_ratios(a: np.ndarray, d: np.ndarray, eps: np.ndarray, nominal: np.ndarray,
+                  throughput_as: np.ndarray, ref_as: np.ndarray) -> None:
+    """Efficiencies, mean charge/discharge voltage, throughput and equivalent full
+    cycles of cycle rows, after :func:`_derive`."""
+    for k in range(a.shape[0]):
+        # Efficiencies need a real charge: charge below the rest threshold on average
+        # over the cycle is sensor noise (a partial first cycle).
+        charged = a[k, A_CHG_AS] > eps[k] * a[k, A_DT]
+        d[k, _D_CE] = _div(a[k, A_DIS_AS], a[k, A_CHG_AS]) if charged else np.nan
+        d[k, _D_EE] = _div(a[k, A_DIS_WS], a[k, A_CHG_WS]) if charged else np.nan
+        d[k, _D_MCV] = _div(a[k, A_CHG_WS], a[k, A_CHG_AS])
+        d[k, _D_MDV] = _div(a[k, A_DIS_WS], a[k, A_DIS_AS])
+        thr = throughput_as[k] / 3600.0
+        d[k, _D_THR_AH] = thr
+        # Equivalent full cycles: throughput over twice the capacity (one charge + one
+        # discharge); the nominal capacity when known, else the cell's own early one.
+        nom = nominal[k]
+        cap = nom if (np.isfinite(nom) and nom > 0) else ref_as[k] / 3600.0
+        d[k, _D_EFC] = _div(thr, 2.0 * cap)
+
+
+def _common(a: np.ndarray, d: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns every table has, by name: accumulator fields (views of ``a``) and
+    the derived ones in ``d``."""
     return {
         "start_ts": a[:, A_START],
         "end_ts": a[:, A_END],
-        "duration_s": a[:, A_END] - a[:, A_START],
-        "n_samples": a[:, A_N].astype(np.int64),
-        "charge_ah": a[:, A_CHG_AS] / 3600.0,
-        "discharge_ah": a[:, A_DIS_AS] / 3600.0,
-        "charge_wh": a[:, A_CHG_WS] / 3600.0,
-        "discharge_wh": a[:, A_DIS_WS] / 3600.0,
+        "duration_s": d[:, _D_DURATION],
+        "charge_ah": d[:, _D_CHG_AH],
+        "discharge_ah": d[:, _D_DIS_AH],
+        "charge_wh": d[:, _D_CHG_WH],
+        "discharge_wh": d[:, _D_DIS_WH],
         "min_v": a[:, A_MINV],
         "max_v": a[:, A_MAXV],
-        "mean_v": mean_v,
-        "mean_current_a": mean_i,
+        "mean_v": d[:, _D_MEAN_V],
+        "mean_current_a": d[:, _D_MEAN_I],
         "min_current_a": a[:, A_MINI],
         "max_current_a": a[:, A_MAXI],
-        "mean_temperature_c": mean_t,
-        "max_temperature_c": max_t,
-        "min_temperature_c": min_t,
+        "mean_temperature_c": d[:, _D_MEAN_T],
+        "max_temperature_c": d[:, _D_MAX_T],
+        "min_temperature_c": d[:, _D_MIN_T],
         "internal_resistance_ohm": a[:, A_IR],
-        "gap_count": a[:, A_GAPS].astype(np.int64),
         "gap_excluded_s": a[:, A_GAP_S],
-        "gap_missing_ah": a[:, A_GAP_AS] / 3600.0,
+        "gap_missing_ah": d[:, _D_GAP_AH],
     }
 
 
@@ -197,60 +265,29 @@ def steps_frame(state: EngineState, a: np.ndarray, ints: np.ndarray, n_closed: i
     if a.shape[0] == 0:
         return _EMPTY_STEPS
     cfg = state.config
-    base = _common(state, a)
-    slot = ints[:, K.SO_SLOT]
-    label = ints[:, K.SO_LABEL]
-    kind = ints[:, K.SO_KIND].copy()
-    labelled = label != NULL_LABEL
-    if labelled.any():
-        # A cycler's step is named by its net current, not by its first sample.
-        eps = state.f[slot, F_EPS]
-        mi = base["mean_current_a"]
-        kind = np.where(labelled, np.where(mi > eps, 1, np.where(mi < -eps, -1, 0)), kind)
-    dt = a[:, A_DT]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_i = base["mean_current_a"]
-        var_i = np.maximum(_safe_div(a[:, A_I2DT], dt) - mean_i**2, 0.0)
-        mean_v = _safe_div(a[:, A_VDT], dt)
-        var_v = np.maximum(_safe_div(a[:, A_V2DT], dt) - mean_v**2, 0.0)
-        rel_i = np.sqrt(var_i) / np.abs(mean_i)
-    std_v = np.sqrt(var_v)
-    mode = np.where(
-        kind == 0, 0,
-        np.where((dt <= 0) | (rel_i < cfg.cc_rel_std), 1, np.where(std_v < cfg.cv_v_std_v, 2, 3)),
-    ).astype(np.int8)
+    n = a.shape[0]
+    d = np.empty((n, _ND), order="F")
+    e = np.empty((n, 4), dtype=np.int64, order="F")
+    _derive(a, d, e)
+    slot = np.ascontiguousarray(ints[:, K.SO_SLOT])
+    label = np.ascontiguousarray(ints[:, K.SO_LABEL])
+    _step_codes(a, d, e, np.ascontiguousarray(ints[:, K.SO_KIND]), label, state.f[slot, F_EPS],
+                cfg.cc_rel_std, cfg.cv_v_std_v)
     data: dict[str, np.ndarray | pl.Series] = {
-        "cell_id": state.id_series().gather(slot),
+        "cell_id": gather(state.id_series(), slot),
         "step": ints[:, K.SO_STEP],
         "cycle": ints[:, K.SO_CYCLE],
-        "step_label": _with_nulls("step_label", label, labelled),
-        "kind": _names(kind.astype(np.int8), _KIND_CODES),
-        "mode": _names(mode, _MODE_CODES),
-        "status": _status(a.shape[0], n_closed),
-        "start_ts": base["start_ts"],
-        "end_ts": base["end_ts"],
-        "duration_s": base["duration_s"],
-        "n_samples": base["n_samples"],
-        "charge_ah": base["charge_ah"],
-        "discharge_ah": base["discharge_ah"],
-        "charge_wh": base["charge_wh"],
-        "discharge_wh": base["discharge_wh"],
+        "step_label": _with_nulls("step_label", label, label != NULL_LABEL),
+        "kind": _names(e[:, _E_KIND], _KIND_CODES),
+        "mode": _names(e[:, _E_MODE], _MODE_CODES),
+        "status": _status(n, n_closed),
+        "n_samples": e[:, _E_N],
         "start_v": a[:, A_STARTV],
         "end_v": a[:, A_ENDV],
-        "min_v": base["min_v"],
-        "max_v": base["max_v"],
-        "mean_v": base["mean_v"],
-        "mean_current_a": base["mean_current_a"],
-        "min_current_a": base["min_current_a"],
-        "max_current_a": base["max_current_a"],
-        "mean_temperature_c": base["mean_temperature_c"],
-        "max_temperature_c": base["max_temperature_c"],
-        "internal_resistance_ohm": base["internal_resistance_ohm"],
-        "gap_count": base["gap_count"],
-        "gap_excluded_s": base["gap_excluded_s"],
-        "gap_missing_ah": base["gap_missing_ah"],
+        "gap_count": e[:, _E_GAPS],
+        **_common(a, d),
     }
-    return _frame(data, STEP_SCHEMA)
+    return frame_from_columns(data, _STEP_LAYOUT)
 
 
 def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.ndarray,
@@ -259,47 +296,26 @@ def cycles_frame(state: EngineState, a: np.ndarray, slot: np.ndarray, cycle: np.
     """Cycle rows with their status codes (closed, open snapshot or partial)."""
     if a.shape[0] == 0:
         return _EMPTY_CYCLES
-    base = _common(state, a)
-    nominal = state.f[slot, F_NOMINAL_AH]
-    throughput_ah = throughput_as / 3600.0
-    # Equivalent full cycles: throughput over twice the capacity (one charge + one
-    # discharge); the nominal capacity when known, else the cell's own early capacity.
-    cap_ah = np.where(np.isfinite(nominal) & (nominal > 0), nominal, ref_as / 3600.0)
-    # Efficiencies need a real charge: charge below the rest threshold on average over
-    # the cycle is sensor noise (a partial first cycle), and a ratio to it means nothing.
-    charged = a[:, A_CHG_AS] > state.f[slot, F_EPS] * a[:, A_DT]
+    n = a.shape[0]
+    d = np.empty((n, _NDC), order="F")
+    e = np.empty((n, 2), dtype=np.int64, order="F")
+    _derive(a, d, e)
+    _cycle_ratios(a, d, state.f[slot, F_EPS], state.f[slot, F_NOMINAL_AH],
+                  np.ascontiguousarray(throughput_as), np.ascontiguousarray(ref_as))
     data: dict[str, np.ndarray | pl.Series] = {
-        "cell_id": state.id_series().gather(slot),
+        "cell_id": gather(state.id_series(), slot),
         "cycle": cycle,
-        "status": _names(status.astype(np.int8), _STATUS_CODES),
-        "start_ts": base["start_ts"],
-        "end_ts": base["end_ts"],
-        "duration_s": base["duration_s"],
-        "n_samples": base["n_samples"],
+        "status": _names(status, _STATUS_CODES),
+        "n_samples": e[:, _E_N],
         "n_steps": a[:, A_STEPS].astype(np.int64),
-        "charge_ah": base["charge_ah"],
-        "discharge_ah": base["discharge_ah"],
-        "charge_wh": base["charge_wh"],
-        "discharge_wh": base["discharge_wh"],
-        "coulombic_efficiency": np.where(charged, _safe_div(a[:, A_DIS_AS], a[:, A_CHG_AS]), np.nan),
-        "energy_efficiency": np.where(charged, _safe_div(a[:, A_DIS_WS], a[:, A_CHG_WS]), np.nan),
-        "mean_charge_v": _safe_div(a[:, A_CHG_WS], a[:, A_CHG_AS]),
-        "mean_discharge_v": _safe_div(a[:, A_DIS_WS], a[:, A_DIS_AS]),
-        "min_v": base["min_v"],
-        "max_v": base["max_v"],
-        "mean_v": base["mean_v"],
-        "min_current_a": base["min_current_a"],
-        "max_current_a": base["max_current_a"],
-        "mean_current_a": base["mean_current_a"],
-        "min_temperature_c": base["min_temperature_c"],
-        "max_temperature_c": base["max_temperature_c"],
-        "mean_temperature_c": base["mean_temperature_c"],
+        "coulombic_efficiency": d[:, _D_CE],
+        "energy_efficiency": d[:, _D_EE],
+        "mean_charge_v": d[:, _D_MCV],
+        "mean_discharge_v": d[:, _D_MDV],
         "retention": retention,
-        "internal_resistance_ohm": base["internal_resistance_ohm"],
-        "throughput_ah": throughput_ah,
-        "equivalent_full_cycles": _safe_div(throughput_ah, 2.0 * cap_ah),
-        "gap_count": base["gap_count"],
-        "gap_excluded_s": base["gap_excluded_s"],
-        "gap_missing_ah": base["gap_missing_ah"],
+        "throughput_ah": d[:, _D_THR_AH],
+        "equivalent_full_cycles": d[:, _D_EFC],
+        "gap_count": e[:, _E_GAPS],
+        **_common(a, d),
     }
-    return _frame(data, CYCLE_SCHEMA)
+    return frame_from_columns(data, _CYCLE_LAYOUT)

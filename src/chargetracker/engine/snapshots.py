@@ -58,6 +58,40 @@ def _due(f: np.ndarray, touched: np.ndarray, closed_steps: np.ndarray, closed_cy
     return out[:m]
 
 
+_MAX_FLOAT = float(np.finfo(np.float64).max)
+
+
+@nb.njit(cache=True, nogil=True)
+def _open_fields(iv: np.ndarray, f: np.ndarray, touched: np.ndarray, open_c: np.ndarray,
+                 oi: np.ndarray, cycle_no: np.ndarray, ref: np.ndarray, retention: np.ndarray,
+                 throughput: np.ndarray) -> None:
+    """The open records' keys and cycle figures from each shown cell's state, its rows
+    read once: NumPy's gathers of eight state columns each walked the whole (cells, 22)
+    block (~5 ms per batch at 100,000 cells). Retention = discharge / reference (NaN
+    without one); throughput (A*s) = closed cycles' (NaN as 0, as ``np.nan_to_num``)
+    + the open cycle's charge + discharge, in that order (bitwise as the NumPy form)."""
+    for k in range(touched.shape[0]):
+        c = touched[k]
+        oi[k, K.SO_SLOT] = c
+        oi[k, K.SO_STEP] = iv[c, I_STEP_NO]
+        oi[k, K.SO_CYCLE] = iv[c, I_STEP_CYCLE]
+        oi[k, K.SO_LABEL] = iv[c, I_STEP_LABEL]
+        oi[k, K.SO_KIND] = iv[c, I_STEP_KIND]
+        cycle_no[k] = iv[c, I_CYCLE_NO]
+        r = f[c, F_REF_DIS]
+        ref[k] = r
+        dis = open_c[k, A_DIS_AS]
+        retention[k] = dis / r if r > 0 else np.nan
+        t = f[c, F_THROUGHPUT]
+        if np.isnan(t):
+            t = 0.0
+        elif t == np.inf:
+            t = _MAX_FLOAT
+        elif t == -np.inf:
+            t = -_MAX_FLOAT
+        throughput[k] = t + open_c[k, A_CHG_AS] + dis
+
+
 def snapshot_slots(state: EngineState, touched: np.ndarray, step_i: np.ndarray,
                    cyc_i: np.ndarray, *, final: bool) -> np.ndarray:
     """The cells (slots, ascending) whose open records are shown in this output, their
@@ -93,22 +127,15 @@ def outputs(state: EngineState, step_f: np.ndarray, step_i: np.ndarray, cyc_f: n
     if m:
         K.partial_state(state.iv, state.f, state.s, state.r, state.cy, touched, open_s, open_c)
     oi = np.empty((m, K.NSO), dtype=np.int64)
-    oi[:, K.SO_SLOT] = touched
-    oi[:, K.SO_STEP] = state.iv[touched, I_STEP_NO]
-    oi[:, K.SO_CYCLE] = state.iv[touched, I_STEP_CYCLE]
-    oi[:, K.SO_LABEL] = state.iv[touched, I_STEP_LABEL]
-    oi[:, K.SO_KIND] = state.iv[touched, I_STEP_KIND]
-    ref = state.f[touched, F_REF_DIS]
-    dis = open_c[:, A_DIS_AS]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        retention = np.where(ref > 0, dis / ref, np.nan)
-    throughput = np.nan_to_num(state.f[touched, F_THROUGHPUT]) + open_c[:, A_CHG_AS] + open_c[:, A_DIS_AS]
+    cycle_no = np.empty(m, dtype=np.int64)
+    ref, retention, throughput = np.empty(m), np.empty(m), np.empty(m)
+    _open_fields(state.iv, state.f, touched, open_c, oi, cycle_no, ref, retention, throughput)
     open_status = final_status(state, touched, open_s, open_c) if final else np.full(m, STATUS_OPEN)
     steps = steps_frame(state, steps_a, np.concatenate([step_i, oi]), len(step_f))
     cycles = cycles_frame(
         state, cycles_a,
         np.concatenate([cyc_i[:, K.CO_SLOT], touched]),
-        np.concatenate([cyc_i[:, K.CO_CYCLE], state.iv[touched, I_CYCLE_NO]]),
+        np.concatenate([cyc_i[:, K.CO_CYCLE], cycle_no]),
         np.concatenate([cyc_x[:, K.CX_RETENTION], retention]),
         np.concatenate([cyc_x[:, K.CX_THROUGHPUT], throughput]),
         np.concatenate([cyc_x[:, K.CX_REF], ref]),

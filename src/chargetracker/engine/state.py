@@ -36,6 +36,7 @@ from .layout import (
     NULL_LABEL,
     CellArrays,
 )
+from .window import Pending
 
 __all__ = ["EngineState", "STATE_VERSION", "PENDING_FIELDS", "empty_pending"]
 
@@ -80,7 +81,8 @@ class EngineState:
     s: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     r: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
     cy: np.ndarray = field(default_factory=lambda: np.zeros((0, NA)))
-    pending: dict[str, np.ndarray] = field(default_factory=empty_pending)
+    #: Samples inside the lateness window, per cell (see .window).
+    window: Pending = field(default_factory=Pending)
     index: dict[str, int] = field(default_factory=dict)
     _id_enum: pl.Enum | None = None
     _slot_frame: pl.DataFrame | None = None
@@ -88,6 +90,16 @@ class EngineState:
     _last_ids: tuple[pl.Series, np.ndarray] | None = None
     #: (cells when built, hash table of the ids): see .ids (rebuilt, not saved).
     _id_table: tuple[int, np.ndarray] | None = None
+
+    @property
+    def pending(self) -> dict[str, np.ndarray]:
+        """The held-back samples as flat columns (PENDING_FIELDS): grouped by slot, each
+        cell's in time order (the serialized form, and the general path's)."""
+        return self.window.to_flat(self.n_cells)
+
+    @pending.setter
+    def pending(self, flat: dict[str, np.ndarray]) -> None:
+        self.window.load(flat, self.n_cells)
 
     def arrays(self) -> CellArrays:
         """The per-cell arrays by name (the compiled kernel's view; rows beyond
