@@ -109,3 +109,19 @@ def test_slots_from_codes_equal_assign_slots() -> None:
     assert codes is not None
     got = core._slots_from_codes(b, codes, {})
     assert np.array_equal(got, want) and a.cell_ids == b.cell_ids
+
+
+def test_mostly_distinct_ids_are_checked_row_by_row() -> None:
+    """One sample per cell of a large fleet: the ids are not encoded, every row's id is
+    checked, and a bad id anywhere still sends the batch to the full rules."""
+    n = 5_000
+    ids = [f"cell-{k:05d}" for k in range(n)]
+    frame = pl.DataFrame({"cell_id": ids, "ts": 1.7e9 + np.arange(n, dtype=np.float64),
+                          "voltage_v": np.full(n, 3.7), "current_a": np.ones(n),
+                          "temperature_c": np.full(n, 25.0)})
+    quick = all_good(schema.conform(frame), schema.Limits())
+    assert quick is not None and quick.ids is None
+    bad = frame.with_columns(pl.Series("cell_id", ids[:-1] + ["  "]))
+    assert all_good(schema.conform(bad), schema.Limits()) is None
+    got = schema.validate(bad)
+    assert got.rejected.height == 1 and got.good.height == n - 1
