@@ -288,3 +288,16 @@ def test_no_lateness_window_processes_newest_sample_at_once() -> None:
         "duplicate timestamp: an earlier sample of this cell has the same ts"]
     assert out.steps.get_column("n_samples").item() == 4
     assert out.steps.get_column("charge_ah").item() == pytest.approx(3 / 3600)
+
+
+def test_short_blips_merged_into_a_step_of_zero_mean_current() -> None:
+    """1 A for 3 s, rest 2 s, -1 A for 2 s, rest: with the default minimum step length
+    the blips merge into one step whose mean current is exactly 0, and the CC/CV
+    classification divides by it (NumPy semantics: NaN, never an exception)."""
+    f = frame(np.arange(8.0), [1.0, 1.0, 1.0, 0.0, 0.0, -1.0, -1.0, 0.0])
+    s = summarize(f)
+    assert s.steps.get_column("mean_current_a").to_list() == [0.0]
+    assert s.steps.get_column("mode").to_list() == ["CV"]
+    state, _ = update(new_state(EngineConfig()), f)
+    assert_frame_equal(flush(state)[1].steps.drop("updated_at", strict=False),
+                       s.steps.drop("updated_at", strict=False), check_exact=True)

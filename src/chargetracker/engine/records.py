@@ -156,12 +156,12 @@ _D_CE, _D_EE, _D_MCV, _D_MDV, _D_THR_AH, _D_EFC = 11, 12, 13, 14, 15, 16
 _NDC = 17
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
+@nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _div(a: float, b: float) -> float:
     return a / b if b > 0 else np.nan
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _derive(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
     """Columns every table has (duration, Ah, Wh, time-weighted means, temperature
     statistics, sample and gap counts) of accumulator rows ``a`` into ``d`` / ``e``."""
@@ -183,7 +183,7 @@ def _derive(a: np.ndarray, d: np.ndarray, e: np.ndarray) -> None:
         e[k, _E_GAPS] = np.int64(a[k, A_GAPS])
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _step_codes(a: np.ndarray, d: np.ndarray, e: np.ndarray, kind0: np.ndarray, label: np.ndarray,
                 eps: np.ndarray, cc_rel_std: float, cv_v_std_v: float) -> None:
     """Kind (a cycler's step named by its net current) and mode (rest, CC, CV, CC-CV)
@@ -212,7 +212,7 @@ def _step_codes(a: np.ndarray, d: np.ndarray, e: np.ndarray, kind0: np.ndarray, 
             e[k, _E_MODE] = 3
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _cycle_ratios(a: np.ndarray, d: np.ndarray, eps: np.ndarray, nominal: np.ndarray,
                   throughput_as: np.ndarray, ref_as: np.ndarray) -> None:
     """Efficiencies, mean charge/discharge voltage, throughput and equivalent full

@@ -36,7 +36,7 @@ from .state import EngineState
 __all__ = ["outputs", "snapshot_slots"]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _due(f: np.ndarray, touched: np.ndarray, closed_steps: np.ndarray, closed_cycles: np.ndarray,
          interval: float, n_cells: int) -> np.ndarray:
     """The cells of ``touched`` due a snapshot (interval <= 0: all), marking each one's
@@ -61,7 +61,7 @@ def _due(f: np.ndarray, touched: np.ndarray, closed_steps: np.ndarray, closed_cy
 _MAX_FLOAT = float(np.finfo(np.float64).max)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _open_fields(iv: np.ndarray, f: np.ndarray, touched: np.ndarray, open_c: np.ndarray,
                  oi: np.ndarray, cycle_no: np.ndarray, ref: np.ndarray, retention: np.ndarray,
                  throughput: np.ndarray) -> None:

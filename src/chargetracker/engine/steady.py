@@ -75,7 +75,7 @@ _SETTLE_S = 1.0
 _SETTLE_RATIO = 10.0
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def classify(i: float, eps: float, hyst: float, prev: int) -> int:
     """Charge (+1), discharge (-1) or rest (0) of a sample's current ``i`` (A) against
     the threshold ``eps`` (A), with hysteresis from the previous sample's kind."""
@@ -91,7 +91,7 @@ def classify(i: float, eps: float, hyst: float, prev: int) -> int:
     return 0
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def run_in_step(slots: np.ndarray, ts: np.ndarray, v: np.ndarray, cur: np.ndarray,
                 temp: np.ndarray, cyc_lab: np.ndarray, step_lab: np.ndarray,
                 step_time: np.ndarray, k0: int, cfg: np.ndarray, f: np.ndarray,

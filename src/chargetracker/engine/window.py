@@ -79,7 +79,7 @@ class Pending:
         _fill(self.f, self.ints, self.n, *(flat[k] for k in COLUMNS))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _fill(f: np.ndarray, ints: np.ndarray, n: np.ndarray, slot: np.ndarray, ts: np.ndarray,
           v: np.ndarray, i: np.ndarray, t: np.ndarray, cyc: np.ndarray, step: np.ndarray,
           stime: np.ndarray) -> None:
@@ -96,7 +96,7 @@ def _fill(f: np.ndarray, ints: np.ndarray, n: np.ndarray, slot: np.ndarray, ts: 
         n[c] = j + 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _flatten(f: np.ndarray, ints: np.ndarray, n: np.ndarray) -> tuple:
     m = 0
     for c in range(n.shape[0]):
@@ -118,7 +118,7 @@ def _flatten(f: np.ndarray, ints: np.ndarray, n: np.ndarray) -> tuple:
     return slot, ts, v, i, t, cyc, step, stime
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def in_order_after(f: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_ts: np.ndarray) -> bool:
     """True when each cell's held-back rows then ``q``'s rows are strictly increasing
     in ts (the held-back rows are, by construction)."""
@@ -134,14 +134,14 @@ def in_order_after(f: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_ts: np.nd
     return True
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _is_ready(ts: float, wm: float, lateness: float) -> bool:
     # Without a window nothing can still arrive before the newest sample: processed at
     # once; otherwise a sample waits until the watermark has passed it.
     return ts <= wm if lateness <= 0.0 else ts < wm
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_ts: np.ndarray,
           q_v: np.ndarray, q_i: np.ndarray, q_t: np.ndarray, q_cyc: np.ndarray,
           q_step: np.ndarray, q_st: np.ndarray, max_ts: np.ndarray, lateness: float,

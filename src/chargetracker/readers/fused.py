@@ -42,7 +42,7 @@ _EMPTY = readonly(np.zeros(0, dtype=np.float64))
 _EMPTY_B = readonly(np.zeros(0, dtype=np.bool_))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _float_to_int(src: np.ndarray, valid: np.ndarray, has_valid: bool, out: np.ndarray) -> int:
     """Integral floats -> int64 (``1.0`` -> 1); returns how many present values are not
     integral (NaN, inf, ``1.5``) or do not fit in int64."""
@@ -60,7 +60,7 @@ def _float_to_int(src: np.ndarray, valid: np.ndarray, has_valid: bool, out: np.n
     return bad
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _text_clean(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> tuple[int, int, int]:
     """(absent, needs stripping, longest in bytes) of a text column. A value needs stripping
     when it is empty or starts or ends with a blank or a non-ASCII byte (which may be a
@@ -84,7 +84,7 @@ def _text_clean(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> tup
     return absent, strip, longest
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _check(ts: np.ndarray, v: np.ndarray, i: np.ndarray,
            temp: np.ndarray, temp_valid: np.ndarray, has_temp: bool, temp_masked: bool,
            st: np.ndarray, st_valid: np.ndarray, has_st: bool, st_masked: bool,
@@ -111,7 +111,7 @@ def _check(ts: np.ndarray, v: np.ndarray, i: np.ndarray,
     return bad, nan_t
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _epoch_seconds(src: np.ndarray, out: np.ndarray) -> None:
     """Numeric times -> epoch s: values above 1e11 are ms (as :func:`.fields._epoch_number`)."""
     for r in range(src.size):
