@@ -269,3 +269,21 @@ def test_raw_rows_across_the_newest_stored_time() -> None:
         assert store.measurements("a")["ts"].to_list() == [float(t) for t in range(15)]
         assert store.measurements("b")["ts"].to_list() == [3.0, 4.0, 5.0, 6.0]
         assert store.ingest_stats()["measurements_stored"] == 19
+
+
+def test_plugin_raw_records_across_the_newest_stored_time() -> None:
+    """A plug-in insert-if-absent table (meter readings) takes the same path as raw cell
+    samples: repeats at or before the newest stored ts skipped, new rows on both sides kept."""
+    from chargetracker.kinds.meter import READINGS, meter_kind
+
+    def readings(meter: str, ts: list[float]) -> pl.DataFrame:
+        return pl.DataFrame({"meter_id": [meter] * len(ts), "ts": ts,
+                             "power_w": [100.0] * len(ts)}, schema_overrides=READINGS.schema)
+    with DuckDBStore(":memory:", kinds=[meter_kind()]) as store:
+        store.commit(CommitBatch(tables={READINGS.name: readings("m1", [float(t) for t in range(10)])}))
+        store.commit(CommitBatch(tables={READINGS.name: pl.concat([
+            readings("m1", [float(t) for t in range(5, 15)]), readings("m2", [3.0, 4.0])])}))
+        rows = store._con.execute(
+            "SELECT meter_id, count(*), min(ts), max(ts) FROM meter_readings GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert rows == [("m1", 15, 0.0, 14.0), ("m2", 2, 3.0, 4.0)]

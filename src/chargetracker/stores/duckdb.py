@@ -267,17 +267,7 @@ class DuckDBStore(SqlStore):
         if b.cells is not None:
             self._insert(cur, b.cells, lambda s: q.upsert_from(q.CELLS, s))
         if b.measurements is not None:
-            lo = b.measurements.get_column("ts").min()
-            newest = cur.execute(q.newest_measurement_ts(_D), [lo]).fetchall()[0][0]
-            if newest is None:
-                # Nothing stored from the batch's start on: no row can be a repeat.
-                self._insert(cur, b.measurements,
-                             lambda s: q.insert_measurements_after_from(_D, s), [-math.inf])
-            else:
-                self._insert(cur, b.measurements,
-                             lambda s: q.insert_new_measurements_from(_D, s), [newest, lo, newest])
-                self._insert(cur, b.measurements,
-                             lambda s: q.insert_measurements_after_from(_D, s), [newest])
+            self._insert_new(cur, b.measurements, q.MEASUREMENTS, ("ts",))
         if b.steps is not None:
             self._insert(cur, b.steps, lambda s: q.upsert_from(q.STEPS, s))
         if b.cycles is not None:
@@ -300,13 +290,33 @@ class DuckDBStore(SqlStore):
             if spec.mode == "insert_new":
                 # Restricted to the batch's range of each numeric key column (zone maps).
                 bounded = tuple(k for k in spec.key if spec.schema[k].is_numeric())
-                params = [v for k in bounded for v in (frame[k].min(), frame[k].max())]
-                self._insert(cur, frame, functools.partial(
-                    q.insert_new_anti_join_from, _D, layout, bounded=bounded), params)
+                self._insert_new(cur, frame, layout, bounded)
                 continue
             self._insert(cur, frame, functools.partial(q.plugin_write_from, layout, spec.mode))
         cur.execute(q.set_meta(_D), ["last_commit_wall", repr(b.now)])
         return new
+
+    def _insert_new(self, cur: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: q.Table,
+                    bounded: tuple[str, ...]) -> None:
+        """Insert the rows of ``frame`` whose key is not stored (raw records, no key
+        index). The last ``bounded`` key column is taken as the time front: rows above
+        its newest stored value cannot be stored yet and are appended; only the others
+        go through the anti-join, so a stream's insert cost stays flat as the table grows."""
+        params = [v for k in bounded for v in (frame[k].min(), frame[k].max())]
+        if not bounded:
+            self._insert(cur, frame, functools.partial(
+                q.insert_new_anti_join_from, _D, table, bounded=bounded), params)
+            return
+        front = bounded[-1]
+        newest = cur.execute(q.newest_stored(_D, table, front), [params[-2]]).fetchall()[0][0]
+        if newest is not None:
+            params[-1] = newest
+            self._insert(cur, frame, functools.partial(
+                q.insert_new_anti_join_from, _D, table, bounded=bounded, upto=front),
+                [newest, *params])
+        # Nothing stored from the batch's start on (newest None): no row can be a repeat.
+        self._insert(cur, frame, functools.partial(q.insert_after_from, _D, table, front),
+                     [-math.inf if newest is None else newest])
 
     def ack_alert(self, alert_id: int, *, by: str | None = None) -> bool:
         """Acknowledge an alert; False when no alert has that id. Acknowledging twice

@@ -67,7 +67,7 @@ class Dialect:
     #: Enforce the raw measurements' (cell_id, ts) key with a primary key index. DuckDB:
     #: no -- its index makes bulk inserts ~2x and retention deletes ~300x slower, and
     #: the store dedupes with an anti-join under its single-writer lock instead
-    #: (:func:`insert_new_measurements_from`). PostgreSQL: yes, ON CONFLICT DO NOTHING.
+    #: (:func:`insert_new_anti_join_from`). PostgreSQL: yes, ON CONFLICT DO NOTHING.
     measurements_pk: bool = True
     #: Appended to text expressions the reads ORDER BY that are not plain columns (e.g.
     #: a JSON attribute as group): PostgreSQL's ``COLLATE "C"`` makes that order

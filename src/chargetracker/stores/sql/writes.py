@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ...schema import DEAD_LETTER_SCHEMA
 from ...vocabulary import ALERT_KEY, ALERT_SCHEMA
-from .ddl import ALERTS, CELLS, MEASUREMENTS, Dialect, Table, column_list, quote
+from .ddl import ALERTS, CELLS, Dialect, Table, column_list, quote
 
 
 def upsert_from(t: Table, source: str) -> str:
@@ -33,59 +33,41 @@ def insert_ignore_from(t: Table, source: str) -> str:
     )
 
 
-def newest_measurement_ts(d: Dialect) -> str:
-    """The newest stored raw ts at or after the placeholder (NULL when none): only the
-    row groups at the time front are read (zone maps skip the rest)."""
-    return f'SELECT max("ts") FROM "measurements" WHERE "ts" >= {d.ph}'  # noqa: S608 - placeholder only
-
-
-def insert_new_measurements_from(d: Dialect, source: str) -> str:
-    """Insert the raw rows of ``source`` with ts <= the first placeholder whose
-    (cell_id, ts) is not stored yet.
-
-    For stores without a key index (DuckDB). Three placeholders: the bound, then the
-    batch's min ts and the bound again, which restrict the existing rows compared against
-    (zone maps skip the rest). Rows above the newest stored ts cannot be stored yet and go
-    through :func:`insert_measurements_after_from` instead: on a stream that is almost the
-    whole batch, so the anti-join stays small however large the table grows. ``source``
-    must be free of duplicate keys and the caller must hold the store's only write lock,
-    so no concurrent insert can slip between check and write.
-    """
-    names = MEASUREMENTS.insert_columns
-    return (
-        f'INSERT INTO "measurements" ({column_list(names)}) SELECT {column_list(names, "s.")} '  # noqa: S608
-        f'FROM {source} AS s WHERE s."ts" <= {d.ph} AND NOT EXISTS (SELECT 1 FROM '
-        f'(SELECT "cell_id", "ts" FROM "measurements" WHERE "ts" >= {d.ph} AND "ts" <= {d.ph}) AS e '
-        'WHERE e."cell_id" = s."cell_id" AND e."ts" = s."ts")'
-    )
-
-
-def insert_measurements_after_from(d: Dialect, source: str) -> str:
-    """Insert the raw rows of ``source`` with ts above the placeholder (the newest stored
-    ts, so none of them can be stored already); for DuckDB, beside
-    :func:`insert_new_measurements_from`."""
-    names = MEASUREMENTS.insert_columns
-    return (
-        f'INSERT INTO "measurements" ({column_list(names)}) SELECT {column_list(names, "s.")} '  # noqa: S608
-        f'FROM {source} AS s WHERE s."ts" > {d.ph}'
-    )
+def newest_stored(d: Dialect, t: Table, column: str) -> str:
+    """The newest stored ``column`` value at or after the placeholder (NULL when none):
+    only the row groups at the time front are read (zone maps skip the rest)."""
+    c = quote(column)
+    return f"SELECT max({c}) FROM {quote(t.name)} WHERE {c} >= {d.ph}"  # noqa: S608 - constant identifiers
 
 
 def insert_new_anti_join_from(d: Dialect, t: Table, source: str,
-                              bounded: tuple[str, ...]) -> str:
-    """Insert the rows of ``source`` whose key is not stored yet, by an anti-join (for a
-    plug-in ``insert_new`` table without a primary-key index: DuckDB, where the index
-    makes bulk inserts ~5x costlier, as for raw measurements). The existing rows compared
-    against are restricted to the batch's ``[min, max]`` of each ``bounded`` key column
-    (two parameters each, in order; zone maps skip the rest). ``source`` must be free of
-    duplicate keys and the caller must hold the store's only write lock."""
+                              bounded: tuple[str, ...], upto: str | None = None) -> str:
+    """Insert the rows of ``source`` whose key is not stored yet, by an anti-join, for a
+    table without a primary-key index (DuckDB raw records: the index makes bulk inserts
+    ~5x costlier). The existing rows compared against are restricted to the batch's
+    ``[min, max]`` of each ``bounded`` key column (two parameters each, in order; zone
+    maps skip the rest). With ``upto`` (a bounded column), only rows with ``upto`` at or
+    below a first parameter take part: the newest stored value, above which rows go
+    through :func:`insert_after_from` instead, so on a stream the anti-join stays small
+    however large the table grows. ``source`` must be free of duplicate keys and the
+    caller must hold the store's only write lock."""
     names = t.insert_columns
     within = " AND ".join(f"{quote(c)} >= {d.ph} AND {quote(c)} <= {d.ph}" for c in bounded)
     existing = (f"(SELECT {column_list(t.key)} FROM {quote(t.name)}"  # noqa: S608 - constant identifiers
                 + (f" WHERE {within}" if within else "") + ")")
     same = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in t.key)
+    first = f"s.{quote(upto)} <= {d.ph} AND " if upto else ""
     return (f"INSERT INTO {quote(t.name)} ({column_list(names)}) SELECT {column_list(names, 's.')} "  # noqa: S608
-            f"FROM {source} AS s WHERE NOT EXISTS (SELECT 1 FROM {existing} AS e WHERE {same})")
+            f"FROM {source} AS s WHERE {first}NOT EXISTS (SELECT 1 FROM {existing} AS e WHERE {same})")
+
+
+def insert_after_from(d: Dialect, t: Table, column: str, source: str) -> str:
+    """Insert the rows of ``source`` whose ``column`` is above the placeholder (the newest
+    stored value, so none of them can be stored already); beside
+    :func:`insert_new_anti_join_from` with ``upto``."""
+    names = t.insert_columns
+    return (f"INSERT INTO {quote(t.name)} ({column_list(names)}) SELECT {column_list(names, 's.')} "  # noqa: S608
+            f"FROM {source} AS s WHERE s.{quote(column)} > {d.ph}")
 
 
 def plugin_write_from(t: Table, mode: str, source: str) -> str:
