@@ -41,3 +41,17 @@ def test_extra_wins_and_is_split_by_role() -> None:
 def test_missing_store_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "--broker", "127.0.0.1:1"]) == 2
     assert "--store" in capsys.readouterr().err
+
+
+def test_worker_options_from_flags() -> None:
+    from chargetracker.cli.worker import build_options
+
+    base = ["worker", "--broker", "k:9092", "--store", "postgresql://u@h/db"]
+    args = build_parser().parse_args(base)
+    opts = build_options(args, build_settings(args))
+    assert opts.pipeline_commits and opts.archive_fsync
+    args = build_parser().parse_args([*base, "--no-pipeline-commits", "--archive-no-fsync",
+                                      "--archive", "/tmp/a"])
+    opts = build_options(args, build_settings(args))
+    assert not opts.pipeline_commits and not opts.archive_fsync
+    assert opts.archive_dir == "/tmp/a"
