@@ -90,3 +90,37 @@ def test_from_url_creates_the_topic(make_topic: Callable[..., KafkaConfig]) -> N
     with pytest.raises(ConfigError):
         KafkaSink(cfg, format="csv")
     assert pl.DataFrame(schema=MEASUREMENT_SCHEMA).height == 0
+
+
+def test_keyed_by_pack_every_cell_of_a_pack_shares_a_partition(
+        make_topic: Callable[..., KafkaConfig]) -> None:
+    """``key="pack"`` (for ``worker --pack-feed``): cell metadata first, then samples;
+    every message of a cell goes to the partition of its pack, a cell without a pack to
+    its own id's."""
+    cfg = make_topic(5)
+    packs = {f"c{i}": f"VIN{i // 3}" for i in range(12)}          # 4 packs of 3 cells
+    cells = pl.DataFrame({"cell_id": [*packs, "loose"],
+                          "pack_id": [*packs.values(), None]})
+    n = 260
+    frame = pl.DataFrame({"cell_id": [f"c{i % 12}" if i % 13 else "loose" for i in range(n)],
+                          "ts": [float(i) for i in range(n)], "voltage_v": [3.7] * n,
+                          "current_a": [1.0] * n})
+    with KafkaSink.from_url(f"kafka://{cfg.brokers}/{cfg.topic}?key=pack") as sink:
+        assert sink.key == "pack"
+        sink.send_cells(cells)
+        sink.send(frame[:130])
+        sink.send(frame[130:], format="json")
+        sink.flush()
+    want = {**{c: partition_for(v, 5) for c, v in packs.items()}, "loose": partition_for("loose", 5)}
+    seen = 0
+    for m in _read_all(cfg, 5, expected=13 + 130 // 8192 + 1 + 130):
+        fmt, typ = codec.headers_of(m.headers())
+        if typ == codec.CELL:
+            continue
+        dec = codec.decode_measurements([m.value()], [fmt], [m.offset()], source="t")
+        for c in dec.frame.get_column("cell_id").to_list():
+            assert want[c] == m.partition(), c
+            seen += 1
+    assert seen == n
+    with pytest.raises(ConfigError, match="key"):
+        KafkaSink(cfg, key="vin")

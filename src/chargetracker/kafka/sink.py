@@ -48,7 +48,9 @@ _CELL_HEADERS: list[tuple[str, str | bytes | None]] = [(codec.FORMAT_HEADER, b"j
 _EOS_HEADERS: list[tuple[str, str | bytes | None]] = [(codec.TYPE_HEADER, codec.END_OF_STREAM.encode())]
 
 _URL_KEYS = {"format", "partitions", "rows_per_message", "compression", "group_id",
-             "dead_letter_topic"}
+             "dead_letter_topic", "key"}
+#: What a cell's messages are routed by: its own id, or its pack (``worker --pack-feed``).
+KEYS = ("cell", "pack")
 
 
 def parse_kafka_url(url: str, *, extra: Iterable[tuple[str, str]] = ()) -> tuple[KafkaConfig, dict[str, str]]:
@@ -56,7 +58,7 @@ def parse_kafka_url(url: str, *, extra: Iterable[tuple[str, str]] = ()) -> tuple
 
     Query keys: ``format`` (json|arrow), ``partitions`` (create the topic with this many
     when absent), ``rows_per_message``, ``compression`` (lz4, zstd, gzip, snappy, none),
-    ``group_id``, ``dead_letter_topic``. Other librdkafka settings (security.protocol,
+    ``key`` (cell|pack), ``group_id``, ``dead_letter_topic``. Other librdkafka settings (security.protocol,
     sasl.*, ssl.*) go in ``extra`` (the CLI's ``-X key=value``), never in the URL, so
     credentials do not end up in process listings.
     """
@@ -93,11 +95,23 @@ class KafkaSink:
         must exist).
     max_rows_per_message:
         Arrow rows per message (keeps messages under the 1 MB default message size).
+    key:
+        ``"cell"`` (default): a cell's messages go to the partition of its id.
+        ``"pack"``: to the partition of its pack (the ``pack_id`` / ``vin`` of the cell
+        metadata sent with :meth:`send_cells`, which must come first), so every cell of a
+        pack reaches the same worker, as ``worker --pack-feed`` requires; cells without a
+        pack stay on their own id's partition.
     """
 
     def __init__(self, config: KafkaConfig, *, format: str = "arrow",
                  create_partitions: int | None = None, max_rows_per_message: int = 8192,
-                 compression: str = "lz4", arrow_compression: str | None = None) -> None:
+                 compression: str = "lz4", arrow_compression: str | None = None,
+                 key: str = "cell") -> None:
+        if key not in KEYS:
+            raise ConfigError(f"Kafka sink key {key!r}: one of {list(KEYS)}")
+        self.key = key
+        #: cell id -> pack id, learned from :meth:`send_cells` (``key="pack"``).
+        self._packs: dict[str, str] = {}
         if format not in codec.FORMATS:
             raise ConfigError(f"Kafka sink format {format!r}: one of {list(codec.FORMATS)}")
         if max_rows_per_message < 1:
@@ -145,6 +159,8 @@ class KafkaSink:
             args["max_rows_per_message"] = _positive_int("rows_per_message", opts["rows_per_message"])
         if "compression" in opts:
             args["compression"] = opts["compression"]
+        if "key" in opts:
+            args["key"] = opts["key"]
         args.update(kw)
         return cls(cfg, **args)
 
@@ -183,11 +199,12 @@ class KafkaSink:
         if frame.height == 0:
             return 0
         df = conform(frame)
-        parts = self.partitioner.of_series(df.get_column("cell_id"))
+        routes = self._routes(df.get_column("cell_id"))
+        parts = self.partitioner.of_series(routes)
         parts[parts < 0] = 0
         if fmt == codec.JSON:
             values = codec.encode_json(df)
-            keys = df.get_column("cell_id").to_list()
+            keys = routes.to_list()
             produce = self._produce
             for value, key, p in zip(values, keys, parts.tolist(), strict=True):
                 produce(value, p, key.encode() if key is not None else None, _JSON_HEADERS)
@@ -228,12 +245,25 @@ class KafkaSink:
     def send_cells(self, cells: pl.DataFrame) -> int:
         """Produce cell metadata (CELL_SCHEMA columns), one JSON message per cell, keyed
         and partitioned like the cell's samples so workers see it before them."""
+        if self.key == "pack":
+            from ..ml.from_cells import pack_of_cells
+
+            packs = pack_of_cells(cells)
+            self._packs.update(zip(packs.get_column("cell_id").to_list(),
+                                   packs.get_column("vin").to_list(), strict=True))
         n = 0
         for cell_id, value in cell_codec.encode_cells_json(cells):
-            self._produce(value, self.partitioner(cell_id), cell_id.encode(), _CELL_HEADERS)
+            route = self._packs.get(cell_id, cell_id)
+            self._produce(value, self.partitioner(route), route.encode(), _CELL_HEADERS)
             n += 1
         self._producer.poll(0)
         return n
+
+    def _routes(self, ids: pl.Series) -> pl.Series:
+        """The routing key of each row: its cell id, or its cell's pack (``key="pack"``)."""
+        if not self._packs:
+            return ids
+        return ids.replace(self._packs)
 
     def end_of_stream(self, *, timeout_s: float = 60.0) -> dict[int, int]:
         """Mark the end of a finite stream in every partition and wait for delivery;
