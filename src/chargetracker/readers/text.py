@@ -48,6 +48,8 @@ class TextReader(Reader):
     _origin: float = 0.0
     #: Which typed-parse layout read the last block (see :meth:`_parse_block_typed`).
     _typed_attempt: int = 0
+    #: True while the probe is parsed: the typed parse then reads probe-only fields too.
+    _probing: bool = False
 
     def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -66,10 +68,26 @@ class TextReader(Reader):
         # Calibrate (time origin, datetime layout) on the first lines, independently of
         # chunk_rows, so that any chunking gives exactly the same frame.
         cut = probe.rfind(b"\n") + 1 if len(probe) == (1 << 20) else len(probe)
-        lines = probe[:cut].split(b"\n")[: self.probe_lines]
-        raw = self._parse_block(self._transform_block(b"\n".join(lines)))
-        parsed, _ = self._parse_fields(raw)
+        block = self._transform_block(_first_lines(probe[:cut], self.probe_lines))
+        parsed, _ = self._parse_fields(self._parse_probe(block))
         self._calibrate(parsed)
+
+    def _parse_probe(self, block: bytes) -> pl.DataFrame:
+        """The probe lines parsed for calibration: typed (every field, probe-only ones
+        included) when that layout reads them one row a line, else as text.
+
+        The typed parse is the one clean blocks are read with, so the calibration sees the
+        values the data will have; it costs a fraction of the text parse and of the string
+        field expressions (the open cost of a small file, issue 14)."""
+        attempt, self._probing = self._typed_attempt, True
+        try:
+            typed = self._parse_block_typed(block)
+        finally:
+            # The first data block starts from the same layout as without the probe.
+            self._typed_attempt, self._probing = attempt, False
+        if typed is not None and typed.height == count_lines(block):
+            return typed
+        return self._parse_block(block)
 
     # -- hooks --------------------------------------------------------------------------
     def _transform_block(self, block: bytes) -> bytes:
@@ -184,7 +202,7 @@ class TextReader(Reader):
         """
         if not block or self.decimal_comma:
             return None
-        wanted = [f for f in self.fields if not f.probe_only]
+        wanted = [f for f in self.fields if self._probing or not f.probe_only]
         sources = list(dict.fromkeys(f.source for f in wanted))
         numeric = {f.source for f in wanted if f.kind in ("float", "int", "epoch")}
         required = {f.source for f in wanted if f.required} & numeric
@@ -269,6 +287,20 @@ class TextReader(Reader):
             exprs.append(value.alias(f.out))
             checks.append((f, fail, reason))
         return raw.select(exprs), checks
+
+
+def _first_lines(data: bytes, n: int) -> bytes:
+    """The first ``n`` lines of ``data`` without the newline after the last one (all of
+    ``data`` when it has fewer): ``b"\\n".join(data.split(b"\\n")[:n])`` without splitting
+    a MiB into lines."""
+    if n <= 0:
+        return b""
+    at = -1
+    for _ in range(n):
+        at = data.find(b"\n", at + 1)
+        if at < 0:
+            return data
+    return data[:at]
 
 
 def _decode(line: bytes) -> str:
