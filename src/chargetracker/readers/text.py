@@ -92,8 +92,9 @@ class TextReader(Reader):
         values the data will have; it costs a fraction of the text parse and of the string
         field expressions (the open cost of a small file, issue 14)."""
         attempt, self._probing = self._typed_attempt, True
-        if self._text_times_first(block):
-            self._typed_attempt = 2  # the layout with times as text: skip two failing parses
+        # Labels as numbers (as the text parse reads them; calibration uses none): no failed
+        # parse for labels written "1.0"; times written as text are read as text at once.
+        self._typed_attempt = 2 if self._text_times_first(block) else 1
         try:
             typed = self._parse_block_typed(block)
         finally:
