@@ -5,6 +5,7 @@ CR-only), the refusal of a 1 M-column header, and every text format against a pl
     python benchmarks/run.py readers            # or: python benchmarks/bench_readers.py
     python benchmarks/bench_readers.py --formats [--rows 300000] [--rounds 3]
     python benchmarks/bench_readers.py --phases [--rows 200000] [--rounds 3]   # CPU-s per phase
+    python benchmarks/bench_readers.py --opens [--rows 200000] [--rounds 3]    # CPU-ms per open
 
 ``--formats``: for each text format, a real export (``tests/data`` or, for the formats
 whose real files are not in the project, ``../shared/data/cycler-more``, skipped when
@@ -200,10 +201,33 @@ def phases(rows: int, rounds: int) -> None:
                  load=load_average())
 
 
+def opens(rows: int, rounds: int, n: int = 20) -> None:
+    """CPU-ms of ``open_reader(path)`` alone (detection, header, probe, calibration) per
+    format: the mean of ``n`` opens, best of ``rounds``; the fixed cost of every file."""
+    with tempfile.TemporaryDirectory(prefix="ct-bench-open-") as tmp:
+        for fmt, (spec, unquote) in FORMAT_FILES.items():
+            path = _format_file(fmt, spec, unquote, rows, Path(tmp))
+            if path is None:
+                print(f"readers.open.{fmt}: skipped ({spec} not found)")
+                continue
+            open_reader(path)  # warm: imports, caches, the page cache
+            best = 1e9
+            for _ in range(rounds):
+                c0 = time.process_time()
+                for _ in range(n):
+                    open_reader(path)
+                best = min(best, (time.process_time() - c0) / n)
+            emit(f"readers.open.{fmt}", "open_cpu_ms", round(best * 1e3, 2), "ms",
+                 higher_is_better=False, opens=n, load=load_average())
+
+
 def main() -> None:
     if "--formats" in sys.argv:
         rows = int(_arg("--rows", "300000"))
         formats(rows, int(_arg("--rounds", "3")))
+        return
+    if "--opens" in sys.argv:
+        opens(int(_arg("--rows", "200000")), int(_arg("--rounds", "3")))
         return
     if "--phases" in sys.argv:
         phases(int(_arg("--rows", "200000")), int(_arg("--rounds", "3")))

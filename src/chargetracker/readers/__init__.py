@@ -120,7 +120,7 @@ def open_reader(
                             f"{fmt!r} export; use --format auto (or {detected!r})")
     kw: dict[str, Any] = dict(cell_id=cell_id, chunk_rows=chunk_rows,
                               keep_reference=keep_reference, timezone=timezone,
-                              start_time=start_time, metadata=metadata)
+                              start_time=start_time, metadata=metadata, sniffed=info)
     if fmt == "generic":
         return GenericReader(path, options=options, **kw)
     return _READERS[fmt](path, **kw)

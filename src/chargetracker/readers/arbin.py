@@ -95,14 +95,26 @@ class TableReader(TextReader):
                     fields.append(Field(out, hit[0], scale=unit_scale(hit[1], hit[0])))
         return fields
 
-    def _calibrate(self, probe: pl.DataFrame) -> None:
+    #: The origin is the first row having date/time and test time: most files have it in
+    #: their first rows (see :meth:`TextReader._head_calibrates`).
+    calibration_head_rows = 50
+
+    def _epoch_probe(self, probe: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+        """``probe`` with an OLE date/time read as epoch s (decided by its first value)."""
         how = "date/time - test time of the first row"
         if "__epoch" in probe.columns:
             first = probe.get_column("__epoch").drop_nulls()
             if len(first) and 1e4 < float(first[0]) < 1e5:
                 probe = probe.with_columns(ole_to_epoch(pl.col("__epoch"), self.timezone))
                 how = "OLE date/time - test time of the first row"
-        self._calibrate_origin(probe, how)
+        return probe, how
+
+    def _calibrate(self, probe: pl.DataFrame) -> None:
+        self._calibrate_origin(*self._epoch_probe(probe))
+
+    def _head_calibrates(self, head: pl.DataFrame) -> bool:
+        # A head with a non-null date/time has the probe's first one: the same OLE choice.
+        return self._origin_settled(self._epoch_probe(head)[0])
 
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
         return parsed.with_columns(

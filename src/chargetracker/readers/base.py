@@ -113,6 +113,7 @@ class Reader(ABC):
         timezone: str = "UTC",
         start_time: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        sniffed: Sniff | None = None,
     ) -> None:
         self.path = Path(path)
         #: The file name, for messages: never the full path (an upload's temporary folder).
@@ -131,7 +132,9 @@ class Reader(ABC):
         self.timezone = timezone
         self.start_time = start_time
         self.total_bytes = self.path.stat().st_size
-        self.sniff: Sniff = sniff(self.path)
+        # ``sniffed``: what :func:`open_reader` already learnt from the first bytes (saves
+        # reading and classifying them twice per open).
+        self.sniff: Sniff = sniffed if sniffed is not None else sniff(self.path)
         self.bytes_read = 0
         self.rows_read = 0
         self.rows_rejected = 0

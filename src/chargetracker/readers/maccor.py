@@ -180,6 +180,16 @@ class MaccorReader(TextReader):
         self._time_unit_known = test[1] is not None
         return fields
 
+    #: With a known test time unit the origin is all the probe gives: the first row having
+    #: DPt Time and Test Time, most often in the first rows (see ``_head_calibrates``).
+    calibration_head_rows = 50
+
+    def _head_calibrates(self, head: pl.DataFrame) -> bool:
+        # An unknown unit is learnt from the span of the whole probe.
+        if not self._time_unit_known and "__epoch" in head.columns:
+            return False
+        return self._origin_settled(head)
+
     def _calibrate(self, probe: pl.DataFrame) -> None:
         if not self._time_unit_known and "__epoch" in probe.columns:
             scale = _time_unit_from_clock(probe)

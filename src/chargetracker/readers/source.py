@@ -93,6 +93,10 @@ def _compression(head: bytes) -> Compression:
     return None
 
 
+#: Every byte but the control bytes that mean binary (all below 32 except tab/LF/FF/CR).
+_NOT_CONTROL = bytes(b for b in range(256) if b >= 32 or b in (9, 10, 12, 13))
+
+
 def _text_encoding(head: bytes) -> str | None:
     """Codec of a text head, or None when it is binary."""
     if head.startswith(codecs.BOM_UTF8):
@@ -109,7 +113,7 @@ def _text_encoding(head: bytes) -> str | None:
             return "utf-16-be"
     # Control bytes (NUL included) other than tab/CR/LF/FF mean binary; a stray few (as in
     # some Maccor preambles, or a damaged line) do not.
-    ctrl = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13))
+    ctrl = len(sample.translate(None, _NOT_CONTROL))  # C speed, not a loop per byte
     if sample and ctrl > max(8, len(sample) // 100):
         return None
     try:

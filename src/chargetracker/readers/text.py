@@ -48,6 +48,11 @@ class TextReader(Reader):
     _origin: float = 0.0
     #: Which typed-parse layout read the last block (see :meth:`_parse_block_typed`).
     _typed_attempt: int = 0
+    #: Rows of the probe converted first (0: convert the whole probe); see
+    #: :meth:`_head_calibrates`.
+    calibration_head_rows: int = 0
+    #: True while the probe is parsed: the typed parse then reads probe-only fields too.
+    _probing: bool = False
 
     def __init__(self, path: str | os.PathLike[str], **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -66,10 +71,38 @@ class TextReader(Reader):
         # Calibrate (time origin, datetime layout) on the first lines, independently of
         # chunk_rows, so that any chunking gives exactly the same frame.
         cut = probe.rfind(b"\n") + 1 if len(probe) == (1 << 20) else len(probe)
-        lines = probe[:cut].split(b"\n")[: self.probe_lines]
-        raw = self._parse_block(self._transform_block(b"\n".join(lines)))
-        parsed, _ = self._parse_fields(raw)
+        block = self._transform_block(_first_lines(probe[:cut], self.probe_lines))
+        raw = self._parse_probe(block)
+        parsed = None
+        if self.calibration_head_rows:
+            # Field values are row by row, so the head's rows equal the full probe's first
+            # rows; when they settle the calibration, the other rows are not converted
+            # (the string datetime parse of the probe is most of the open cost).
+            head, _ = self._parse_fields(raw.head(self.calibration_head_rows))
+            parsed = head if self._head_calibrates(head) else None
+        if parsed is None:
+            parsed, _ = self._parse_fields(raw)
         self._calibrate(parsed)
+
+    def _parse_probe(self, block: bytes) -> pl.DataFrame:
+        """The probe lines parsed for calibration: typed (every field, probe-only ones
+        included) when that layout reads them one row a line, else as text.
+
+        The typed parse is the one clean blocks are read with, so the calibration sees the
+        values the data will have; it costs a fraction of the text parse and of the string
+        field expressions (the open cost of a small file, issue 14)."""
+        attempt, self._probing = self._typed_attempt, True
+        # Labels as numbers (as the text parse reads them; calibration uses none): no failed
+        # parse for labels written "1.0"; times written as text are read as text at once.
+        self._typed_attempt = 2 if self._text_times_first(block) else 1
+        try:
+            typed = self._parse_block_typed(block)
+        finally:
+            # The first data block starts from the same layout as without the probe.
+            self._typed_attempt, self._probing = attempt, False
+        if typed is not None and typed.height == count_lines(block):
+            return typed
+        return self._parse_block(block)
 
     # -- hooks --------------------------------------------------------------------------
     def _transform_block(self, block: bytes) -> bytes:
@@ -90,6 +123,21 @@ class TextReader(Reader):
 
     def _calibrate(self, probe: pl.DataFrame) -> None:
         """Learn file-wide constants (e.g. the epoch of Test_Time = 0) from the first rows."""
+
+    def _head_calibrates(self, head: pl.DataFrame) -> bool:
+        """True when :meth:`_calibrate` of ``head`` (the probe's first rows, converted)
+        gives exactly what it gives for the whole probe. Only with ``calibration_head_rows``."""
+        return False
+
+    def _origin_settled(self, head: pl.DataFrame) -> bool:
+        """True when :meth:`_calibrate_origin` of the whole probe gives what it gives for
+        ``head``: a start_time option, no epoch or test time column, or a first row having
+        both in the head (the first such row of the probe, the head being its prefix)."""
+        if self.start_time is not None:
+            return True
+        if "__epoch" not in head.columns or "__test_time" not in head.columns:
+            return True
+        return self._origin_from(head, "__epoch", "__test_time") is not None
 
     @abstractmethod
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
@@ -184,7 +232,7 @@ class TextReader(Reader):
         """
         if not block or self.decimal_comma:
             return None
-        wanted = [f for f in self.fields if not f.probe_only]
+        wanted = [f for f in self.fields if self._probing or not f.probe_only]
         sources = list(dict.fromkeys(f.source for f in wanted))
         numeric = {f.source for f in wanted if f.kind in ("float", "int", "epoch")}
         required = {f.source for f in wanted if f.required} & numeric
@@ -228,6 +276,22 @@ class TextReader(Reader):
             return None
         return df
 
+    def _text_times_first(self, block: bytes) -> bool:
+        """True when the first line of ``block`` has a duration or datetime field written as
+        text ("2024-05-01 12:00:00"): the typed parse then reads those as text at once. Only
+        the speed depends on it: every layout gives the same field values."""
+        end = block.find(b"\n")
+        cells = _split_header(_decode(block if end < 0 else block[:end]), self.separator)
+        for f in self.fields:
+            if f.kind not in ("duration", "datetime") or f.source not in self.columns:
+                continue
+            at = self.columns.index(f.source)
+            try:
+                float(cells[at])
+            except (IndexError, ValueError):
+                return True
+        return False
+
     def _parse_block(self, block: bytes) -> pl.DataFrame:
         """Every line of ``block`` as one row of text columns (blank line -> all null)."""
         names = self.columns
@@ -269,6 +333,19 @@ class TextReader(Reader):
             exprs.append(value.alias(f.out))
             checks.append((f, fail, reason))
         return raw.select(exprs), checks
+
+
+def _first_lines(data: bytes, n: int) -> bytes:
+    """The first ``n`` lines of ``data`` without the newline after the last one (all of
+    ``data`` when it has fewer): ``b"\\n".join(data.split(b"\\n")[:n])`` without splitting
+    a MiB into lines."""
+    if n <= 0:
+        return b""
+    # n splits only: n small pieces and the rest, whose length places the n-th newline.
+    parts = data.split(b"\n", n)
+    if len(parts) <= n:
+        return data
+    return data[: len(data) - len(parts[-1]) - 1]
 
 
 def _decode(line: bytes) -> str:
