@@ -85,8 +85,7 @@ NOT_FUSED = {"neware_3level_head.csv", "nw_regular_export_ife_example.csv", "mac
 
 @pytest.mark.parametrize("name", TEXT_FILES)
 def test_fused_equals_exact_on_test_files(name: str) -> None:
-    if not (DATA / name).is_file():
-        pytest.skip(f"{name} not in tests/data")
+    assert (DATA / name).is_file(), f"{name} is listed but not in tests/data"
     _same(DATA / name, chunk_rows=700)  # small chunks: several of them, each decided alone
     assert _fused_taken(DATA / name) == (name not in NOT_FUSED)
 
@@ -101,8 +100,7 @@ def test_fused_equals_exact_on_real_files(name: str) -> None:
 
 @pytest.mark.parametrize("name", BINARY_FILES)
 def test_fused_equals_exact_on_binary_files(name: str) -> None:
-    if not (DATA / name).is_file():
-        pytest.skip(f"{name} not in tests/data")
+    assert (DATA / name).is_file(), f"{name} is listed but not in tests/data"
     _same(DATA / name, chunk_rows=500)
 
 
