@@ -141,9 +141,10 @@ class ThreadSampler:
 
 
 def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str,
-                 src: str | None = None) -> subprocess.Popen[bytes]:
+                 src: str | None = None, cpu: int | None = None) -> subprocess.Popen[bytes]:
     """A ``chargetracker worker`` subprocess (``src``: the package tree to import, for A/B
-    runs against another checkout; default this process's ``sys.path``)."""
+    runs against another checkout; default this process's ``sys.path``; ``cpu``: pin the
+    worker and all its threads to that core, as one worker per machine core would run)."""
     entry = [sys.executable, "-c", "import sys; from chargetracker.cli import main; sys.exit(main())"]
     if PROFILE_DIR is not None:
         script = PROFILE_DIR / "worker_main.py"
@@ -157,8 +158,13 @@ def start_worker(cfg: KafkaConfig, url: str, log: Path, *args: str,
     env = None
     if src is not None:
         env = {**os.environ, "PYTHONPATH": src}
+    if cpu is not None:
+        # Numba sizes its pool from the CPU count, not the affinity mask: one thread per
+        # core the worker may use, so a pinned worker does not oversubscribe its core.
+        env = {**(env or os.environ), "NUMBA_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1"}
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "ab"),  # noqa: SIM115
-                            stdin=subprocess.DEVNULL, env=env)
+                            stdin=subprocess.DEVNULL, env=env, preexec_fn=pin)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -174,7 +180,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFrame,
                     chunks: list[pl.DataFrame], fmt: str, workers: int, partitions: int,
                     logdir: Path, raw: str = "yes", extra_args: tuple[str, ...] = (),
-                    src: str | None = None) -> dict[str, object]:
+                    src: str | None = None, pin: bool = False) -> dict[str, object]:
     topic = f"bench-{name}"
     broker.create_topic(topic, partitions)
     cfg = KafkaConfig(brokers=broker.bootstrap, topic=topic, group_id=f"g-{topic}",
@@ -205,7 +211,9 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         extra += ["--raw-every", raw[len("every"):]]
     # The topic is full before any worker starts (the producer never competes with them);
     # all workers start together so that the group assigns the partitions once.
-    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra, src=src)
+    ncpu = len(os.sched_getaffinity(0))
+    procs = [start_worker(cfg, url, logdir / f"{name}-{i}.log", *extra, src=src,
+                          cpu=sorted(os.sched_getaffinity(0))[i % ncpu] if pin else None)
              for i in range(workers)]
     samplers = [ThreadSampler(p.pid) for p in procs]
     stats = []
@@ -287,7 +295,7 @@ def throughput_case(broker: TansuBroker, pg: object, name: str, cells: pl.DataFr
         "work_cpu_us_per_sample": 1e6 * work_cpu_s / total if work_cpu_s and total else None,
         "streaming_cpu_us_per_sample": 1e6 * (cpu_s - startup_cpu_s) / total if total else None, "raw_rows_in_pg": stored_raw, "raw_rows_archived": archived,
         "checkpoints_final": ok, "counted_once": counted["accepted"] + counted["rejected"] == samples,
-        "load_before": load_before, "load_after": load_average(),
+        "load_before": load_before, "load_after": load_average(), "pinned": pin,
     }
     print(f"  [{name}] {workers} worker(s): {fmt_rate(rate)} samples/s total, "
           f"{fmt_rate(rate / workers)}/worker, {fmt_rate(res['messages_per_s'])} messages/s, "
@@ -409,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes")
     ap.add_argument("--ab", metavar="SRC", help="also run every throughput case with the package "
                     "tree SRC (e.g. a `git archive` of main's src), alternating with this one")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin each worker to its own core (worker i on core i mod cores, one "
+                         "Numba and Polars thread each): how workers scale when each has a "
+                         "core; the broker and PostgreSQL stay unpinned")
     ap.add_argument("--profile", metavar="DIR", help="run each worker under cProfile (DIR/<case>-<i>.prof; "
                     "the main thread only, and slower: for where the time goes, not for rates)")
     args = ap.parse_args(argv)
@@ -435,11 +447,12 @@ def main(argv: list[str] | None = None) -> int:
             cells, chunks = fleet_frames(args.cells, minutes * 60, seed=1 if fmt == "arrow" else 2)
             trees = [None, args.ab] if args.ab else [None]
             for raw, n, tree in [(r, n, t) for r in variants for n in counts for t in trees]:
-                suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}")
+                suffix = {"yes": "", "no": "_noraw"}.get(raw, f"_{raw}") + ("_pinned" if args.pin else "")
                 if tree is not None:
                     suffix += "_ab"
                 r = throughput_case(broker, pg, f"{fmt}-{n}w{suffix.replace('_', '-')}", cells,
-                                    chunks, fmt, n, args.partitions, logdir, raw=raw, src=tree)
+                                    chunks, fmt, n, args.partitions, logdir, raw=raw, src=tree,
+                                    pin=args.pin)
                 if fmt == "arrow":
                     emit(BENCH, f"arrow_samples_per_s_per_worker_{n}w{suffix}",
                          round(r["per_worker"]), "samples/s", target=500_000, **r, machine=info)
