@@ -89,3 +89,52 @@ def test_block_deepens_for_many_waiting_rows() -> None:
     left = pending.to_flat(2)
     np.testing.assert_array_equal(left["ts"], np.concatenate([held["ts"], new["ts"]]))
     np.testing.assert_array_equal(left["step"], np.concatenate([held["step"], new["step"]]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_admit_equals_lateness_check_then_order_check(seed: int) -> None:
+    """admit (lateness > 0) gives late_and_duplicates' flags and newest ts, and status 0
+    only where in_order_after holds for the rows that are not late."""
+    from chargetracker.engine import order as O
+
+    rng = np.random.default_rng(seed)
+    cells, lateness = 6, 2.0
+    held = _rows(rng, 12, cells, 0.0)
+    keep = held["slot"] != 5  # cell 5: no sample accepted yet
+    held = {k: a[keep] for k, a in held.items()}
+    pending = W.Pending()
+    pending.load(held, cells)
+    max_ts = np.full(cells, np.nan)
+    for c in range(cells):  # the newest accepted sample of a cell is its newest held-back one
+        mine = held["ts"][held["slot"] == c]
+        if mine.size:
+            max_ts[c] = mine.max()
+    new = _rows(rng, 30, cells, 5.0 if seed % 2 else 2.0)
+    if seed % 3 == 0:  # a few rows far in the past: late
+        new["ts"][rng.integers(0, 30, 3)] = -100.0
+    ref_ts, got_ts = max_ts.copy(), max_ts.copy()
+    labels = np.zeros(cells, dtype=np.int64)
+    ref = O.late_and_duplicates(new["slot"], new["ts"], new["step"], ref_ts, labels, lateness)
+    flags = np.empty(30, dtype=np.int8)
+    status = W.admit(new["slot"], new["ts"], got_ts, lateness, flags)
+    np.testing.assert_array_equal(flags, ref)
+    np.testing.assert_array_equal(got_ts, ref_ts)
+    assert (status == 2) == bool((ref == 1).any())
+    if status == 0:
+        assert W.in_order_after(pending.f, pending.n[:cells], new["slot"], new["ts"])
+
+
+def test_take_ready_buffers_are_reused_and_grow() -> None:
+    """The ready columns are views of scratch kept between calls: a later, larger batch
+    grows them and gives the same rows as a fresh window would."""
+    pending, fresh = W.Pending(), W.Pending()
+    rng = np.random.default_rng(5)
+    for n in (10, 200, 50):
+        new = _rows(rng, n, 4, 0.0)
+        max_ts = np.full(4, 100.0)
+        got = {k: a.copy() for k, a in W.take_ready(pending, new, max_ts, 2.0, 4, group=True).items()}
+        want = W.take_ready(fresh, new, max_ts, 2.0, 4, group=True)
+        fresh = W.Pending()
+        for k in W.COLUMNS:
+            np.testing.assert_array_equal(got[k], want[k])
+            assert got[k].size == n

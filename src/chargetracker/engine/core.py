@@ -75,7 +75,22 @@ def new_state(config: EngineConfig | None = None) -> EngineState:
     return EngineState(config=config or EngineConfig())
 
 
+#: The kernel's configuration vector of the last configuration used (configs are frozen
+#: and hashable): rebuilding it set 17 fields per batch.
+_CFG_CACHE: dict[EngineConfig, np.ndarray] = {}
+
+
 def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
+    """The kernel's configuration vector (float64, layout ``C_*``; the kernel only reads it)."""
+    v = _CFG_CACHE.get(cfg)
+    if v is None:
+        if len(_CFG_CACHE) > 16:
+            _CFG_CACHE.clear()
+        v = _CFG_CACHE[cfg] = _build_cfg_vector(cfg)
+    return v
+
+
+def _build_cfg_vector(cfg: EngineConfig) -> np.ndarray:
     v = np.zeros(L.NC)
     v[L.C_MIN_STEP] = cfg.min_step_s
     v[L.C_HYST] = cfg.hysteresis
@@ -224,6 +239,7 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
     rejected = [checked.rejected]
     good = checked.good
     new: dict[str, np.ndarray] | None = None
+    in_order = False  # proven: every cell's held-back then new rows in time order
     if good.height:
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
         if checked.ids is not None and good.height >= _CODES_MIN_ROWS:
@@ -233,28 +249,39 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching);
         # the check keeps per-cell state only, so interleaved cells need no grouping.
-        # The newest ts per cell is advanced in place (a strided view, no copy); the
-        # label logged at it is the kernel's to keep, so the check works on a copy.
+        # The newest ts per cell is advanced in place (a strided view, no copy).
         n_cells = state.n_cells
-        max_lab = state.iv[:n_cells, I_PREV_SLAB].copy()
-        flags = O.late_and_duplicates(slots, new["ts"], new["step"], state.f[:n_cells, F_MAX_TS],
-                                      max_lab, cfg.lateness_s)
-        dup = flags == 2
-        if dup.any():
-            rejected.append(_letters(
-                state, _take(new, np.flatnonzero(dup)),
-                "duplicate timestamp: an earlier sample of this cell has the same ts", source,
-            ))
-        late = flags == 1
-        if late.any():
-            rejected.append(_letters(
-                state, _take(new, np.flatnonzero(late)),
-                f"late: older than the cell's newest sample by more than the lateness window ({cfg.lateness_s:g} s)",
-                source,
-            ))
-        if late.any() or dup.any():
-            new = _take(new, np.flatnonzero(~(late | dup)))
-    return _advance(state, new, rejected, final=final, source=source)
+        late_msg = (f"late: older than the cell's newest sample by more than the lateness "
+                    f"window ({cfg.lateness_s:g} s)")
+        if cfg.lateness_s > 0 and not final:
+            # A live stream's batch: lateness and order in one pass (no duplicates are
+            # possible here: with a window a repeated ts is sorted out later).
+            flags = np.empty(len(slots), dtype=np.int8)
+            status = W.admit(slots, new["ts"], state.f[:n_cells, F_MAX_TS], cfg.lateness_s, flags)
+            in_order = status == 0
+            if status == 2:
+                keep = flags == 0
+                rejected.append(_letters(state, _take(new, np.flatnonzero(~keep)), late_msg, source))
+                new = _take(new, np.flatnonzero(keep))
+        else:
+            # The label logged at the newest ts is the kernel's to keep: the check works
+            # on a copy.
+            max_lab = state.iv[:n_cells, I_PREV_SLAB].copy()
+            flags = O.late_and_duplicates(slots, new["ts"], new["step"], state.f[:n_cells, F_MAX_TS],
+                                          max_lab, cfg.lateness_s)
+            dup = flags == 2
+            if dup.any():
+                rejected.append(_letters(
+                    state, _take(new, np.flatnonzero(dup)),
+                    "duplicate timestamp: an earlier sample of this cell has the same ts", source,
+                ))
+            late = flags == 1
+            if late.any():
+                rejected.append(_letters(state, _take(new, np.flatnonzero(late)), late_msg, source))
+            if late.any() or dup.any():
+                new = _take(new, np.flatnonzero(~(late | dup)))
+    return _advance(state, new, rejected, final=final, source=source, in_order=in_order,
+                    rows_sorted=checked.rows is None)
 
 
 #: Batches of at least this many rows map ids to slots from validation's codes (a
@@ -309,12 +336,16 @@ def _advance(
     *,
     final: bool,
     source: str,
+    in_order: bool = False,
+    rows_sorted: bool = False,
 ) -> tuple[EngineState, EngineOutput]:
+    """``in_order``: the caller proved what :func:`.window.in_order_after` checks;
+    ``rows_sorted``: ``new["row"]`` is ascending (every row of the batch good)."""
     cfg = state.config
     n_cells = state.n_cells
     state.window.reserve(n_cells)
-    if not final and new is not None and len(new["ts"]) and W.in_order_after(
-            state.window.f, state.window.n[:n_cells], new["slot"], new["ts"]):
+    if not final and new is not None and len(new["ts"]) and (in_order or W.in_order_after(
+            state.window.f, state.window.n[:n_cells], new["slot"], new["ts"])):
         # A live stream's usual batch: every cell's held-back and new rows in time order.
         # One compiled pass takes the rows the watermark has passed (each cell's held-back
         # prefix, then its new ones; grouped by cell for a large fleet, see
@@ -324,7 +355,7 @@ def _advance(
         passed = W.take_ready(state.window, new, state.f[:n_cells, F_MAX_TS], cfg.lateness_s,
                               n_cells, group=n_cells >= _ORDER_MIN_CELLS)
         rows = new["row"]
-        accepted_rows = rows if bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
+        accepted_rows = rows if rows_sorted or bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
         steps, cycles = _run_kernel(state, passed, None, final=False)
         return state, EngineOutput(steps=steps, cycles=cycles, rejected=_letters_frame(rejected),
                                    accepted=len(rows), accepted_rows=accepted_rows)
