@@ -138,3 +138,17 @@ def test_take_ready_buffers_are_reused_and_grow() -> None:
         for k in W.COLUMNS:
             np.testing.assert_array_equal(got[k], want[k])
             assert got[k].size == n
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_take_with_cells_names_the_ready_rows_cells(group: bool) -> None:
+    rng = np.random.default_rng(21)
+    cells = 8
+    pending = W.Pending()
+    pending.load(_rows(rng, 20, cells, 0.0), cells)
+    new = _rows(rng, 25, cells, 4.0)
+    max_ts = np.full(cells, 6.0)
+    max_ts[2] = np.nan  # nothing of cell 2 is ready
+    ready, moved = W.take_with_cells(pending, new, max_ts, 2.0, cells, group=group)
+    np.testing.assert_array_equal(moved, np.unique(ready["slot"]))
+    assert 2 not in moved.tolist() and moved.size > 0

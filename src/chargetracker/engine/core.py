@@ -352,11 +352,13 @@ def _advance(
         # _ORDER_MIN_CELLS) and keeps the others in the cell's block of the window -- the
         # same rows in the same per-cell order as the general path below, without its
         # concatenation and gathers.
-        passed = W.take_ready(state.window, new, state.f[:n_cells, F_MAX_TS], cfg.lateness_s,
-                              n_cells, group=n_cells >= _ORDER_MIN_CELLS)
+        group = n_cells >= _ORDER_MIN_CELLS
+        passed, moved = W.take_with_cells(state.window, new, state.f[:n_cells, F_MAX_TS],
+                                          cfg.lateness_s, n_cells, group=group)
         rows = new["row"]
         accepted_rows = rows if rows_sorted or bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
-        steps, cycles = _run_kernel(state, passed, None, final=False)
+        steps, cycles = _run_kernel(state, passed, None, final=False, touched=moved,
+                                    grouped=True if group else None)
         return state, EngineOutput(steps=steps, cycles=cycles, rejected=_letters_frame(rejected),
                                    accepted=len(rows), accepted_rows=accepted_rows)
     pend = dict(state.pending)
@@ -439,13 +441,18 @@ _ORDER_BLOCK_ROWS = 65_536
 
 
 def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarray | None, *,
-                final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+                final: bool, touched: np.ndarray | None = None,
+                grouped: bool | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Process ``rows`` (those at ``pick``, in that order; ``None``: all) and build the
-    output tables. The rows are gathered once, however many steps choose them."""
+    output tables. The rows are gathered once, however many steps choose them.
+    ``touched``: the rows' distinct slots, ascending, and ``grouped``: whether the rows
+    are sorted by slot, when the caller knows them."""
+    given = touched
     slots = rows["slot"] if pick is None else rows["slot"][pick]
     n = len(slots)
     n_cells = state.n_cells
-    grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
+    if grouped is None:
+        grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
     if not grouped and n_cells >= _ORDER_MIN_CELLS:
         block = max(_ORDER_BLOCK_ROWS, 4 * n_cells)
         order = O.chunked_slot_order(slots, n_cells, block)
@@ -455,6 +462,8 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
     slots = ready["slot"]
     if final:
         touched = np.arange(n_cells, dtype=np.int64)
+    elif given is not None:
+        touched = given
     elif grouped:
         # Rows are sorted by slot: unique slots are where the slot changes.
         touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
@@ -488,8 +497,10 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
         outs = [process_rows(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
-    # Only cells that have seen a sample have open records.
-    touched = touched[state.iv[touched, 0] == 1]
+    # Only cells that have seen a sample have open records (every cell the kernel
+    # took a sample of has: only the final settling touches others).
+    if final:
+        touched = touched[state.iv[touched, 0] == 1]
     if outs:
         step_f = np.concatenate([o.step_f for o in outs])
         step_i = np.concatenate([o.step_i for o in outs])

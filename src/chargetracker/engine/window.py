@@ -20,7 +20,7 @@ import math
 import numba as nb
 import numpy as np
 
-__all__ = ["COLUMNS", "Pending", "admit", "in_order_after", "take_ready"]
+__all__ = ["COLUMNS", "Pending", "admit", "in_order_after", "take_ready", "take_with_cells"]
 
 #: Sample columns of the flat form and of the ready rows, in this order.
 COLUMNS = ("slot", "ts", "v", "i", "t", "cyc", "step", "stime")
@@ -184,8 +184,9 @@ def _is_ready(ts: float, wm: float, lateness: float) -> bool:
 def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_ts: np.ndarray,
           q_v: np.ndarray, q_i: np.ndarray, q_t: np.ndarray, q_cyc: np.ndarray,
           q_step: np.ndarray, q_st: np.ndarray, max_ts: np.ndarray, lateness: float,
-          group: bool, out_f: np.ndarray, out_i: np.ndarray, counts: np.ndarray) -> tuple[int, int, int]:
-    """See :func:`take_ready`. Returns (depth needed, rows of output needed, ready rows):
+          group: bool, out_f: np.ndarray, out_i: np.ndarray, counts: np.ndarray) -> tuple[int, int, int, int]:
+    """See :func:`take_ready`. Returns (depth needed, rows of output needed, ready rows,
+    the distinct slots of the ready rows, ascending, in ``counts[1]``):
     when a cell's block may be too shallow for its waiting rows, or the output buffers
     too short for every row that could be ready, nothing is changed and that depth or
     row count is returned (the caller grows and calls again). One pass over the new
@@ -204,7 +205,7 @@ def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_
     for c in range(n_cells):
         bound += n[c]
     if out_f.shape[1] < bound or counts.shape[1] < n_cells:
-        return 0, bound + 1, 0
+        return 0, bound + 1, 0, 0
     new_ready = counts[0]
     wait_new = counts[1]
     for c in range(n_cells):
@@ -224,10 +225,12 @@ def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_
     for c in range(n_cells):
         need = max(need, n[c] + wait_new[c])
     if need > f.shape[1]:
-        return need, 0, 0
+        return need, 0, 0, 0
     ts, v, i, t, stime = out_f[_P_TS], out_f[_P_V], out_f[_P_I], out_f[_P_T], out_f[_P_ST]
     slot, cyc, step = out_i[0], out_i[1], out_i[2]
     start = new_ready  # group: next row of each cell, in place of its count
+    touched = wait_new  # the cells with a ready row, ascending (wait_new is read no more)
+    m = 0
     pos = 0
     for c in range(n_cells):
         h = 0
@@ -250,6 +253,9 @@ def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_
                     for x in range(_NPI):
                         ints[c, j - h, x] = ints[c, j, x]
                 n[c] -= h
+        if h > 0 or new_ready[c] > 0:
+            touched[m] = c
+            m += 1
         pos += h
         if group:  # the cell's new ready rows follow its held-back ones
             w = new_ready[c]
@@ -287,11 +293,18 @@ def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_
             ints[c, j, _P_CYC] = q_cyc[k]
             ints[c, j, _P_STEP] = q_step[k]
             n[c] = j + 1
-    return 0, 0, n_ready
+    return 0, 0, n_ready, m
 
 
 def take_ready(pending: Pending, new: dict[str, np.ndarray], max_ts: np.ndarray, lateness: float,
                n_cells: int, *, group: bool) -> dict[str, np.ndarray]:
+    """:func:`take_with_cells` without the cells."""
+    return take_with_cells(pending, new, max_ts, lateness, n_cells, group=group)[0]
+
+
+def take_with_cells(pending: Pending, new: dict[str, np.ndarray], max_ts: np.ndarray,
+                    lateness: float, n_cells: int, *,
+                    group: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The rows the watermark has passed -- each cell's held-back prefix, then its new
     rows -- as columns :data:`COLUMNS`; the other new rows join their cell's
     block. Every cell's held-back then new rows must be in time order
@@ -301,14 +314,16 @@ def take_ready(pending: Pending, new: dict[str, np.ndarray], max_ts: np.ndarray,
     ones by slot, then the new ones in arrival order. ``max_ts``: each cell's newest
     accepted ts (the watermark is that minus ``lateness``).
 
+    Also returns the slots of the ready rows, distinct, ascending.
+
     The columns are views of buffers the next call overwrites: use them before then.
     """
     pending.reserve(n_cells)
     args = (new["slot"], new["ts"], new["v"], new["i"], new["t"], new["cyc"], new["step"],
             new["stime"], max_ts, lateness, group)
     while True:
-        need, rows, ready = _take(pending.f, pending.ints, pending.n[:n_cells], *args,
-                                  pending._out_f, pending._out_i, pending._counts)
+        need, rows, ready, moved = _take(pending.f, pending.ints, pending.n[:n_cells], *args,
+                                         pending._out_f, pending._out_i, pending._counts)
         if need:
             pending.reserve(n_cells, need)
         elif rows:
@@ -319,5 +334,6 @@ def take_ready(pending: Pending, new: dict[str, np.ndarray], max_ts: np.ndarray,
         else:
             break
     of, oi = pending._out_f, pending._out_i
-    return {"slot": oi[0, :ready], "ts": of[_P_TS, :ready], "v": of[_P_V, :ready], "i": of[_P_I, :ready],
+    cols = {"slot": oi[0, :ready], "ts": of[_P_TS, :ready], "v": of[_P_V, :ready], "i": of[_P_I, :ready],
             "t": of[_P_T, :ready], "cyc": oi[1, :ready], "step": oi[2, :ready], "stime": of[_P_ST, :ready]}
+    return cols, pending._counts[1, :moved]
