@@ -116,7 +116,9 @@ def test_admit_equals_lateness_check_then_order_check(seed: int) -> None:
     labels = np.zeros(cells, dtype=np.int64)
     ref = O.late_and_duplicates(new["slot"], new["ts"], new["step"], ref_ts, labels, lateness)
     flags = np.empty(30, dtype=np.int8)
-    status = W.admit(new["slot"], new["ts"], got_ts, lateness, flags)
+    span = np.empty(2)
+    status = W.admit(new["slot"], new["ts"], got_ts, lateness, flags, span)
+    assert tuple(span) == (new["ts"].min(), new["ts"].max())
     np.testing.assert_array_equal(flags, ref)
     np.testing.assert_array_equal(got_ts, ref_ts)
     assert (status == 2) == bool((ref == 1).any())
@@ -152,3 +154,31 @@ def test_take_with_cells_names_the_ready_rows_cells(group: bool) -> None:
     ready, moved = W.take_with_cells(pending, new, max_ts, 2.0, cells, group=group)
     np.testing.assert_array_equal(moved, np.unique(ready["slot"]))
     assert 2 not in moved.tolist() and moved.size > 0
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_all_wait_equals_the_counting_take(group: bool) -> None:
+    """When no new row can be ready (each its cell's newest, the batch spanning at most
+    the window), the two-pass take gives the same ready rows, cells and blocks, also
+    when the buffers and blocks must grow on the way."""
+    rng = np.random.default_rng(8)
+    cells, lateness = 9, 2.0
+    a, b = W.Pending(depth=1), W.Pending(depth=1)
+    max_a, max_b = np.full(cells, np.nan), np.full(cells, np.nan)
+    t0 = 0.0
+    for _ in range(8):
+        n = int(rng.integers(1, 40))
+        new = _rows(rng, n, cells, t0)
+        new["ts"] = t0 + np.sort(rng.uniform(0, lateness, n))  # spans <= the window
+        flags, span = np.empty(n, dtype=np.int8), np.empty(2)
+        assert W.admit(new["slot"], new["ts"], max_a, lateness, flags, span) == 0
+        assert W.admit(new["slot"], new["ts"], max_b, lateness, flags, span) == 0
+        got, got_cells = W.take_with_cells(a, new, max_a, lateness, cells, group=group, all_wait=True)
+        got = {k: v.copy() for k, v in got.items()}
+        got_cells = got_cells.copy()
+        want, want_cells = W.take_with_cells(b, new, max_b, lateness, cells, group=group)
+        np.testing.assert_array_equal(got_cells, want_cells)
+        for k in W.COLUMNS:
+            np.testing.assert_array_equal(got[k], want[k])
+            np.testing.assert_array_equal(a.to_flat(cells)[k], b.to_flat(cells)[k])
+        t0 += lateness + rng.uniform(0, 3)

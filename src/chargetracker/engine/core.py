@@ -240,6 +240,7 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
     good = checked.good
     new: dict[str, np.ndarray] | None = None
     in_order = False  # proven: every cell's held-back then new rows in time order
+    all_wait = False  # proven: no new row is ready yet (see window.take_with_cells)
     if good.height:
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
         if checked.ids is not None and good.height >= _CODES_MIN_ROWS:
@@ -257,8 +258,10 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
             # A live stream's batch: lateness and order in one pass (no duplicates are
             # possible here: with a window a repeated ts is sorted out later).
             flags = np.empty(len(slots), dtype=np.int8)
-            status = W.admit(slots, new["ts"], state.f[:n_cells, F_MAX_TS], cfg.lateness_s, flags)
+            span = np.empty(2)
+            status = W.admit(slots, new["ts"], state.f[:n_cells, F_MAX_TS], cfg.lateness_s, flags, span)
             in_order = status == 0
+            all_wait = in_order and span[1] - span[0] <= cfg.lateness_s
             if status == 2:
                 keep = flags == 0
                 rejected.append(_letters(state, _take(new, np.flatnonzero(~keep)), late_msg, source))
@@ -281,7 +284,7 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
             if late.any() or dup.any():
                 new = _take(new, np.flatnonzero(~(late | dup)))
     return _advance(state, new, rejected, final=final, source=source, in_order=in_order,
-                    rows_sorted=checked.rows is None)
+                    all_wait=all_wait, rows_sorted=checked.rows is None)
 
 
 #: Batches of at least this many rows map ids to slots from validation's codes (a
@@ -337,9 +340,11 @@ def _advance(
     final: bool,
     source: str,
     in_order: bool = False,
+    all_wait: bool = False,
     rows_sorted: bool = False,
 ) -> tuple[EngineState, EngineOutput]:
     """``in_order``: the caller proved what :func:`.window.in_order_after` checks;
+    ``all_wait``: that no new row is ready yet (:func:`.window.take_with_cells`);
     ``rows_sorted``: ``new["row"]`` is ascending (every row of the batch good)."""
     cfg = state.config
     n_cells = state.n_cells
@@ -354,7 +359,7 @@ def _advance(
         # concatenation and gathers.
         group = n_cells >= _ORDER_MIN_CELLS
         passed, moved = W.take_with_cells(state.window, new, state.f[:n_cells, F_MAX_TS],
-                                          cfg.lateness_s, n_cells, group=group)
+                                          cfg.lateness_s, n_cells, group=group, all_wait=all_wait)
         rows = new["row"]
         accepted_rows = rows if rows_sorted or bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
         steps, cycles = _run_kernel(state, passed, None, final=False, touched=moved,
