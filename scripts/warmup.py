@@ -26,6 +26,8 @@ def main() -> None:
     two = pl.concat([frame, frame.with_columns(pl.lit("warmup-2").alias("cell_id"))]).sort("ts")
     summarize(two)
     state, _ = update(new_state(), frame)
+    # A live second (one row, within the lateness window): the window's all-wait take.
+    state, _ = update(state, frame.tail(1).with_columns(pl.col("ts") + 600.0))
     flush(state)
     _stores(frame)
     _readers(frame)

@@ -59,3 +59,24 @@ def test_conform_frame_casts_only_what_differs() -> None:
     # A parametric dtype is compared in full, not by class.
     ts = pl.DataFrame({"t": pl.Series([0], dtype=pl.Datetime("ms"))})
     assert frames.conform_frame(ts, {"t": pl.Datetime("us")}, table="t").schema["t"] == pl.Datetime("us")
+
+
+def test_conform_fast_path_equals_the_select() -> None:
+    """Frames already in canonical dtypes skip the select: same columns, dtypes, values
+    (absent optional columns null), the columns themselves when nothing is missing."""
+    from chargetracker import schema
+
+    base = pl.DataFrame({"voltage_v": [3.5, 3.6], "ts": [1.0, 2.0], "extra": ["x", "y"],
+                         "cell_id": ["a", "b"], "current_a": [1.0, -1.0], "step": [1, None]})
+    fast = schema.conform(base)
+    monkey = schema._canonical
+    try:
+        schema._canonical = lambda frame: None
+        slow = schema.conform(base)
+    finally:
+        schema._canonical = monkey
+    assert fast.schema == slow.schema and fast.equals(slow)
+    full = slow  # every canonical column, in order: returned as it is
+    assert schema.conform(full) is full
+    assert schema.conform(base.with_columns(pl.col("ts").cast(pl.Int64))).schema == slow.schema
+    assert schema.conform(base.head(0)).height == 0

@@ -17,6 +17,7 @@ import polars as pl
 
 from .checks import IdCodes, all_good
 from .errors import SchemaError
+from .frames import frame_from_series, null_column, same_dtype
 
 __all__ = [
     "MEASUREMENT_SCHEMA",
@@ -175,7 +176,7 @@ def empty_measurements() -> pl.DataFrame:
 def dead_letters(rows: list[dict[str, object]] | None = None) -> pl.DataFrame:
     """A dead-letter frame from row dicts (missing keys become null)."""
     if not rows:
-        return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+        return _NO_LETTERS
     return pl.DataFrame(
         [{k: r.get(k) for k in DEAD_LETTER_SCHEMA} for r in rows], schema=DEAD_LETTER_SCHEMA
     )
@@ -188,6 +189,9 @@ def conform(frame: pl.DataFrame, *, source: str | None = None) -> pl.DataFrame:
     cannot be cast (e.g. text in ``voltage_v``). Row-level problems (NaN, inf, out of
     range) are left to :func:`validate`.
     """
+    quick = _canonical(frame)
+    if quick is not None:
+        return quick
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise SchemaError(
@@ -221,6 +225,33 @@ def conform(frame: pl.DataFrame, *, source: str | None = None) -> pl.DataFrame:
         return frame.select(exprs)
     except pl.exceptions.PolarsError as exc:
         raise SchemaError(f"cannot convert to the canonical schema: {exc}", source=source) from exc
+
+
+#: The canonical columns with their dtypes, for the per-batch check of :func:`_canonical`.
+_CANONICAL = tuple(MEASUREMENT_SCHEMA.items())
+
+
+def _canonical(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """``conform(frame)`` when every column it has among the canonical ones already has
+    its dtype and the required ones are there (a driver's or a reader's batch): the
+    columns as they are (no copy), absent optional ones as nulls. ``None`` otherwise
+    (the general path casts, or names what is wrong). A live fleet's 1-second batch pays
+    this per batch: the select it replaces cost ~0.1-0.2 ms."""
+    by_name = {s.name: s for s in frame.get_columns()}
+    cols: list[pl.Series] = []
+    n = frame.height
+    for name, dtype in _CANONICAL:
+        s = by_name.get(name)
+        if s is None:
+            if name in REQUIRED_COLUMNS:
+                return None
+            s = null_column(name, dtype, n)
+        elif not same_dtype(s.dtype, dtype):
+            return None
+        cols.append(s)
+    if len(by_name) == len(cols) and frame.columns == list(MEASUREMENT_SCHEMA):
+        return frame
+    return frame_from_series(cols)
 
 
 def validate(
@@ -265,7 +296,7 @@ def _checked(df: pl.DataFrame, lim: Limits, source: str, row_offset: int) -> Val
         good = df
         if good.get_column("temperature_c").is_nan().any():
             good = good.with_columns(t.fill_nan(None))
-        return Validated(good, dead_letters())
+        return Validated(good, _NO_LETTERS)
     good = df.filter(mask).with_columns(t.fill_nan(None))
     good_rows = np.flatnonzero(mask.to_numpy())
     df = df.with_row_index("__row").filter(~mask)

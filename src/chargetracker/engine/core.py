@@ -75,7 +75,22 @@ def new_state(config: EngineConfig | None = None) -> EngineState:
     return EngineState(config=config or EngineConfig())
 
 
+#: The kernel's configuration vector of the last configuration used (configs are frozen
+#: and hashable): rebuilding it set 17 fields per batch.
+_CFG_CACHE: dict[EngineConfig, np.ndarray] = {}
+
+
 def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
+    """The kernel's configuration vector (float64, layout ``C_*``; the kernel only reads it)."""
+    v = _CFG_CACHE.get(cfg)
+    if v is None:
+        if len(_CFG_CACHE) > 16:
+            _CFG_CACHE.clear()
+        v = _CFG_CACHE[cfg] = _build_cfg_vector(cfg)
+    return v
+
+
+def _build_cfg_vector(cfg: EngineConfig) -> np.ndarray:
     v = np.zeros(L.NC)
     v[L.C_MIN_STEP] = cfg.min_step_s
     v[L.C_HYST] = cfg.hysteresis
@@ -224,6 +239,8 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
     rejected = [checked.rejected]
     good = checked.good
     new: dict[str, np.ndarray] | None = None
+    in_order = False  # proven: every cell's held-back then new rows in time order
+    all_wait = False  # proven: no new row is ready yet (see window.take_with_cells)
     if good.height:
         rows = checked.rows if checked.rows is not None else np.arange(good.height, dtype=np.int64)
         if checked.ids is not None and good.height >= _CODES_MIN_ROWS:
@@ -233,28 +250,41 @@ def _update_checked(state: EngineState, checked: Validated, *, cells: pl.DataFra
         new = _arrays(good, slots, rows)
         # Arrival order within each cell decides lateness (independent of batching);
         # the check keeps per-cell state only, so interleaved cells need no grouping.
-        # The newest ts per cell is advanced in place (a strided view, no copy); the
-        # label logged at it is the kernel's to keep, so the check works on a copy.
+        # The newest ts per cell is advanced in place (a strided view, no copy).
         n_cells = state.n_cells
-        max_lab = state.iv[:n_cells, I_PREV_SLAB].copy()
-        flags = O.late_and_duplicates(slots, new["ts"], new["step"], state.f[:n_cells, F_MAX_TS],
-                                      max_lab, cfg.lateness_s)
-        dup = flags == 2
-        if dup.any():
-            rejected.append(_letters(
-                state, _take(new, np.flatnonzero(dup)),
-                "duplicate timestamp: an earlier sample of this cell has the same ts", source,
-            ))
-        late = flags == 1
-        if late.any():
-            rejected.append(_letters(
-                state, _take(new, np.flatnonzero(late)),
-                f"late: older than the cell's newest sample by more than the lateness window ({cfg.lateness_s:g} s)",
-                source,
-            ))
-        if late.any() or dup.any():
-            new = _take(new, np.flatnonzero(~(late | dup)))
-    return _advance(state, new, rejected, final=final, source=source)
+        late_msg = (f"late: older than the cell's newest sample by more than the lateness "
+                    f"window ({cfg.lateness_s:g} s)")
+        if cfg.lateness_s > 0 and not final:
+            # A live stream's batch: lateness and order in one pass (no duplicates are
+            # possible here: with a window a repeated ts is sorted out later).
+            flags = np.empty(len(slots), dtype=np.int8)
+            span = np.empty(2)
+            status = W.admit(slots, new["ts"], state.f[:n_cells, F_MAX_TS], cfg.lateness_s, flags, span)
+            in_order = status == 0
+            all_wait = in_order and span[1] - span[0] <= cfg.lateness_s
+            if status == 2:
+                keep = flags == 0
+                rejected.append(_letters(state, _take(new, np.flatnonzero(~keep)), late_msg, source))
+                new = _take(new, np.flatnonzero(keep))
+        else:
+            # The label logged at the newest ts is the kernel's to keep: the check works
+            # on a copy.
+            max_lab = state.iv[:n_cells, I_PREV_SLAB].copy()
+            flags = O.late_and_duplicates(slots, new["ts"], new["step"], state.f[:n_cells, F_MAX_TS],
+                                          max_lab, cfg.lateness_s)
+            dup = flags == 2
+            if dup.any():
+                rejected.append(_letters(
+                    state, _take(new, np.flatnonzero(dup)),
+                    "duplicate timestamp: an earlier sample of this cell has the same ts", source,
+                ))
+            late = flags == 1
+            if late.any():
+                rejected.append(_letters(state, _take(new, np.flatnonzero(late)), late_msg, source))
+            if late.any() or dup.any():
+                new = _take(new, np.flatnonzero(~(late | dup)))
+    return _advance(state, new, rejected, final=final, source=source, in_order=in_order,
+                    all_wait=all_wait, rows_sorted=checked.rows is None)
 
 
 #: Batches of at least this many rows map ids to slots from validation's codes (a
@@ -309,23 +339,31 @@ def _advance(
     *,
     final: bool,
     source: str,
+    in_order: bool = False,
+    all_wait: bool = False,
+    rows_sorted: bool = False,
 ) -> tuple[EngineState, EngineOutput]:
+    """``in_order``: the caller proved what :func:`.window.in_order_after` checks;
+    ``all_wait``: that no new row is ready yet (:func:`.window.take_with_cells`);
+    ``rows_sorted``: ``new["row"]`` is ascending (every row of the batch good)."""
     cfg = state.config
     n_cells = state.n_cells
     state.window.reserve(n_cells)
-    if not final and new is not None and len(new["ts"]) and W.in_order_after(
-            state.window.f, state.window.n[:n_cells], new["slot"], new["ts"]):
+    if not final and new is not None and len(new["ts"]) and (in_order or W.in_order_after(
+            state.window.f, state.window.n[:n_cells], new["slot"], new["ts"])):
         # A live stream's usual batch: every cell's held-back and new rows in time order.
         # One compiled pass takes the rows the watermark has passed (each cell's held-back
         # prefix, then its new ones; grouped by cell for a large fleet, see
         # _ORDER_MIN_CELLS) and keeps the others in the cell's block of the window -- the
         # same rows in the same per-cell order as the general path below, without its
         # concatenation and gathers.
-        passed = W.take_ready(state.window, new, state.f[:n_cells, F_MAX_TS], cfg.lateness_s,
-                              n_cells, group=n_cells >= _ORDER_MIN_CELLS)
+        group = n_cells >= _ORDER_MIN_CELLS
+        passed, moved = W.take_with_cells(state.window, new, state.f[:n_cells, F_MAX_TS],
+                                          cfg.lateness_s, n_cells, group=group, all_wait=all_wait)
         rows = new["row"]
-        accepted_rows = rows if bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
-        steps, cycles = _run_kernel(state, passed, None, final=False)
+        accepted_rows = rows if rows_sorted or bool(np.all(rows[1:] > rows[:-1])) else np.sort(rows)
+        steps, cycles = _run_kernel(state, passed, None, final=False, touched=moved,
+                                    grouped=True if group else None)
         return state, EngineOutput(steps=steps, cycles=cycles, rejected=_letters_frame(rejected),
                                    accepted=len(rows), accepted_rows=accepted_rows)
     pend = dict(state.pending)
@@ -408,13 +446,18 @@ _ORDER_BLOCK_ROWS = 65_536
 
 
 def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarray | None, *,
-                final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+                final: bool, touched: np.ndarray | None = None,
+                grouped: bool | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Process ``rows`` (those at ``pick``, in that order; ``None``: all) and build the
-    output tables. The rows are gathered once, however many steps choose them."""
+    output tables. The rows are gathered once, however many steps choose them.
+    ``touched``: the rows' distinct slots, ascending, and ``grouped``: whether the rows
+    are sorted by slot, when the caller knows them."""
+    given = touched
     slots = rows["slot"] if pick is None else rows["slot"][pick]
     n = len(slots)
     n_cells = state.n_cells
-    grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
+    if grouped is None:
+        grouped = n == 0 or bool(np.all(slots[1:] >= slots[:-1]))
     if not grouped and n_cells >= _ORDER_MIN_CELLS:
         block = max(_ORDER_BLOCK_ROWS, 4 * n_cells)
         order = O.chunked_slot_order(slots, n_cells, block)
@@ -424,6 +467,8 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
     slots = ready["slot"]
     if final:
         touched = np.arange(n_cells, dtype=np.int64)
+    elif given is not None:
+        touched = given
     elif grouped:
         # Rows are sorted by slot: unique slots are where the slot changes.
         touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
@@ -457,8 +502,10 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
         outs = [process_rows(state, ready, 0, n, everyone, cfgv)]
     if final and len(touched):
         K.finish(touched, state.iv, state.f, state.s, state.r)
-    # Only cells that have seen a sample have open records.
-    touched = touched[state.iv[touched, 0] == 1]
+    # Only cells that have seen a sample have open records (every cell the kernel
+    # took a sample of has: only the final settling touches others).
+    if final:
+        touched = touched[state.iv[touched, 0] == 1]
     if outs:
         step_f = np.concatenate([o.step_f for o in outs])
         step_i = np.concatenate([o.step_i for o in outs])

@@ -87,7 +87,10 @@ def assign_slots(state: EngineState, ids: pl.Series, nominal: dict[str, float]) 
     """Slot of each row's cell, allocating slots for new cells in order of appearance."""
     n = len(ids)
     prev = state._last_ids
-    if prev is not None and len(prev[0]) == n and prev[0].equals(ids):
+    # The first and last ids first: a fleet whose order changes every poll would pay a
+    # whole comparison (~20 us per 10,000 ids) for nothing.
+    if (prev is not None and len(prev[0]) == n and n and prev[0][0] == ids[0]
+            and prev[0][n - 1] == ids[n - 1] and prev[0].equals(ids)):
         # A live fleet that sends the same cells in the same order every poll.
         return prev[1]
     slots = _lookup_slots(state, ids, nominal)
