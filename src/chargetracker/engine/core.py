@@ -75,43 +75,6 @@ def new_state(config: EngineConfig | None = None) -> EngineState:
     return EngineState(config=config or EngineConfig())
 
 
-#: The kernel's configuration vector of the last configuration used (configs are frozen
-#: and hashable): rebuilding it set 17 fields per batch.
-_CFG_CACHE: dict[EngineConfig, np.ndarray] = {}
-
-
-def _cfg_vector(cfg: EngineConfig) -> np.ndarray:
-    """The kernel's configuration vector (float64, layout ``C_*``; the kernel only reads it)."""
-    v = _CFG_CACHE.get(cfg)
-    if v is None:
-        if len(_CFG_CACHE) > 16:
-            _CFG_CACHE.clear()
-        v = _CFG_CACHE[cfg] = _build_cfg_vector(cfg)
-    return v
-
-
-def _build_cfg_vector(cfg: EngineConfig) -> np.ndarray:
-    v = np.zeros(L.NC)
-    v[L.C_MIN_STEP] = cfg.min_step_s
-    v[L.C_HYST] = cfg.hysteresis
-    v[L.C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
-    v[L.C_GAP_FACTOR] = cfg.gap_factor
-    v[L.C_GAP_MIN] = cfg.gap_min_s
-    v[L.C_DT_K] = cfg.dt_ref_intervals
-    v[L.C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
-    v[L.C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
-    v[L.C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
-    v[L.C_REF_CYCLES] = cfg.retention_ref_cycles
-    v[L.C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
-    v[L.C_IR_MAX_DT] = cfg.resistance_max_dt_s
-    v[L.C_EPS_FRAC] = cfg.epsilon_current_fraction
-    v[L.C_EPS_FLOOR] = cfg.epsilon_floor_a
-    v[L.C_MIN_STEP_Q] = cfg.min_step_capacity_fraction
-    v[L.C_START_ST] = cfg.partial_start_step_s
-    v[L.C_MAX_FIRST_CE] = cfg.max_first_cycle_ce
-    return v
-
-
 def _nominal_map(cells: pl.DataFrame | None) -> dict[str, float]:
     if cells is None or "nominal_capacity_ah" not in cells.columns or cells.height == 0:
         return {}
@@ -474,7 +437,7 @@ def _run_kernel(state: EngineState, rows: dict[str, np.ndarray], pick: np.ndarra
         touched = slots[np.r_[True, slots[1:] != slots[:-1]]] if n else np.zeros(0, dtype=np.int64)
     else:
         touched = O.touched_slots(slots, n_cells)
-    cfgv = _cfg_vector(state.config)
+    cfgv = L.config_vector(state.config)
     outs: list[Out] = []
     everyone = (0, n_cells)
     blocked = not grouped and n >= _BLOCK_MIN_ROWS_PER_CELL * n_cells

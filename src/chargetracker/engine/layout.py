@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..config import EngineConfig
+
 # Accumulator fields ------------------------------------------------------------
 A_CHG_AS = 0      # charge, A*s (positive current)
 A_DIS_AS = 1      # discharge, A*s (magnitude of negative current)
@@ -153,3 +155,40 @@ class Records(NamedTuple):
     cycle_i: np.ndarray  # (cap, NCO of .kernel) CO_* ints
     cycle_x: np.ndarray  # (cap, NCX of .kernel) CX_* floats
     n_cycle: np.ndarray
+
+
+#: The kernel's configuration vector of the last configuration used (configs are frozen
+#: and hashable): rebuilding it set 17 fields per batch.
+_CFG_CACHE: dict[EngineConfig, np.ndarray] = {}
+
+
+def config_vector(cfg: EngineConfig) -> np.ndarray:
+    """The kernel's configuration vector (float64, layout ``C_*``; the kernel only reads it)."""
+    v = _CFG_CACHE.get(cfg)
+    if v is None:
+        if len(_CFG_CACHE) > 16:
+            _CFG_CACHE.clear()
+        v = _CFG_CACHE[cfg] = _build_config_vector(cfg)
+    return v
+
+
+def _build_config_vector(cfg: EngineConfig) -> np.ndarray:
+    v = np.zeros(NC)
+    v[C_MIN_STEP] = cfg.min_step_s
+    v[C_HYST] = cfg.hysteresis
+    v[C_GAP_FIXED] = np.nan if cfg.gap_limit_s is None else cfg.gap_limit_s
+    v[C_GAP_FACTOR] = cfg.gap_factor
+    v[C_GAP_MIN] = cfg.gap_min_s
+    v[C_DT_K] = cfg.dt_ref_intervals
+    v[C_CYCLE_START] = 1.0 if cfg.cycle_start == "charge" else -1.0
+    v[C_USE_CYC] = 1.0 if cfg.use_cycle_labels else 0.0
+    v[C_USE_STEP] = 1.0 if cfg.use_step_labels else 0.0
+    v[C_REF_CYCLES] = cfg.retention_ref_cycles
+    v[C_IR_MIN_DEPS] = cfg.resistance_min_delta_epsilons
+    v[C_IR_MAX_DT] = cfg.resistance_max_dt_s
+    v[C_EPS_FRAC] = cfg.epsilon_current_fraction
+    v[C_EPS_FLOOR] = cfg.epsilon_floor_a
+    v[C_MIN_STEP_Q] = cfg.min_step_capacity_fraction
+    v[C_START_ST] = cfg.partial_start_step_s
+    v[C_MAX_FIRST_CE] = cfg.max_first_cycle_ce
+    return v
