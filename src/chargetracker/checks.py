@@ -198,30 +198,29 @@ def _slot(w0: np.uint64, w1: np.uint64, shift: np.uint64) -> np.uint64:
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _group_views(views: np.ndarray, start: int, m: int, table: np.ndarray, first: np.ndarray,
-                 codes: np.ndarray, limit: int) -> tuple[int, int, bool]:
+                 codes: np.ndarray, cap: int, limit: int, long_seen: bool) -> tuple[int, int, bool]:
     """Give each row from ``start`` on a code (``codes``): rows with equal string views
     share one, numbered in order of first appearance (``first``: each code's first row;
-    ``m`` codes so far). Returns (row reached, m, some view is of a long string); it
-    stops before a new code when ``table`` would get more than 1/8 full (the caller
-    grows it and resumes) or ``limit`` codes are reached (the caller gives up).
+    ``m`` codes so far). Returns (row reached, m, some view is of a long string;
+    ``long_seen`` on entry: one was in the rows before ``start``); it stops before a new
+    code when ``table`` would get fuller than its ``cap`` codes (the caller grows it and
+    resumes), or once a long id was seen, at ``limit`` codes (the caller gives up).
 
     ``table`` (size, 4) uint64 rows = (view word 0, word 1, code + 1, unused), code 0
     empty; open addressing. The view is stored with the bytes past a short string's
     end zeroed, so two views of one string always compare equal. A row whose view
     equals the previous row's (grouped input) takes its code without a probe; any other
-    row probes the table, in one 32-byte row, kept 1/8 full so that a probe almost never
-    goes on to the next row: with a fleet of a few thousand cells the table stays in the
-    CPU cache and a row of interleaved input costs ~3 ns, no branch mispredicted, its
-    bytes never hashed. Every array comes from the caller (NumPy): see
+    row probes the table, in one 32-byte row, kept 1/8 full (up to 8,192 codes; 1/2
+    beyond) so that a probe almost never goes on to the next row: with a fleet of a few
+    thousand cells the table stays in the CPU cache and a row of interleaved input
+    costs ~3 ns (its bytes never hashed). Every array comes from the caller (NumPy): see
     :func:`_group_hashes`."""
     n = views.shape[0]
     size = table.shape[0]
     shift = _shift(size)
     mask = np.uint64(size - 1)
-    cap = min(size // 8, limit)
     one = np.uint64(1)
     low32 = np.uint64(0xFFFFFFFF)
-    long_seen = False
     p0 = views[start - 1, 0] if start > 0 else np.uint64(0)
     p1 = views[start - 1, 1] if start > 0 else np.uint64(0)
     pc = codes[start - 1] if start > 0 else -1
@@ -250,7 +249,7 @@ def _group_views(views: np.ndarray, start: int, m: int, table: np.ndarray, first
                 break
             j = (j + one) & mask
         if c < 0:
-            if m >= cap:
+            if m >= cap or (long_seen and m >= limit):
                 return k, m, long_seen
             table[j, 0] = w0
             table[j, 1] = w1
@@ -279,28 +278,42 @@ def _regrow(table: np.ndarray, out: np.ndarray) -> None:
             out[j, 2] = table[i, 2]
 
 
+def _cap(size: int) -> int:
+    # 1/8 full while the table is small enough for the CPU cache, 1/2 beyond (memory).
+    return size // 8 if size <= 65_536 else size // 2
+
+
 def _view_codes(views: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """(code per row, first row per code, some id is long) of rows grouped by string
-    view (see :func:`_group_views`), or ``None`` when there are more than
+    view (see :func:`_group_views`), or ``None`` when long ids have more than
     ``max(4096, rows / 16)`` distinct views (long ids stored one copy per row, as a text
-    reader makes them: the caller hashes the strings instead)."""
+    reader makes them: the caller hashes the strings instead). Short ids have one view
+    each: no limit."""
     n = views.shape[0]
     limit = max(4096, n // 16)
     size = 512
     while size < 8 * min(n, 1024):  # 1,024 codes before the first growth (256 KiB)
         size *= 2
     codes = np.empty(n, dtype=np.int64)
-    first = np.empty(min(n, limit), dtype=np.int64)
+    first = np.empty(min(n, _cap(size)), dtype=np.int64)
     table = np.zeros((size, 4), dtype=np.uint64)
-    k, m, long_seen = _group_views(views, 0, 0, table, first, codes, limit)
+    k, m, long_seen = _group_views(views, 0, 0, table, first, codes, _cap(size), limit, False)
     while k < n:
-        if m >= limit:
+        if long_seen and m >= limit:
             return None
-        grown = np.zeros((2 * table.shape[0], 4), dtype=np.uint64)
+        # Grown for the codes the rows so far project to (at least doubled): ids that
+        # keep coming new (one per row) take a few large steps, not a dozen doublings.
+        want = 2 * table.shape[0]
+        while _cap(want) < min(n, m * n // max(k, 1)):
+            want *= 2
+        grown = np.zeros((want, 4), dtype=np.uint64)
         _regrow(table, grown)
         table = grown
-        k, m, more = _group_views(views, k, m, table, first, codes, limit)
-        long_seen = long_seen or more
+        if first.shape[0] < _cap(table.shape[0]):
+            first = np.concatenate([first, np.empty(min(n, _cap(table.shape[0])) - first.shape[0],
+                                                    dtype=np.int64)])
+        k, m, long_seen = _group_views(views, k, m, table, first, codes, _cap(table.shape[0]),
+                                       limit, long_seen)
     return codes, first[:m], long_seen
 
 
