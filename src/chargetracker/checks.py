@@ -180,6 +180,12 @@ _M0 = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 
+#: Per length 0..12 of a short string: the bits of view words 0 and 1 that hold it
+#: (word 0: the length and bytes 0..3; word 1: bytes 4..11).
+_MASK0 = np.array([(1 << (32 + 8 * min(b, 4))) - 1 for b in range(13)], dtype=np.uint64)
+_MASK1 = np.array([(1 << (8 * max(b - 4, 0))) - 1 for b in range(13)], dtype=np.uint64)
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _shift(size: int) -> np.uint64:
     """64 - log2(size) for a power-of-two table size."""
@@ -234,12 +240,9 @@ def _group_views(views: np.ndarray, start: int, m: int, table: np.ndarray, first
         p1 = w1
         size_b = w0 & low32
         if size_b <= np.uint64(12):
-            # Arrow zero-pads a short string's view; zeroed here anyway.
-            if size_b < np.uint64(4):
-                w0 &= (one << (np.uint64(32) + np.uint64(8) * size_b)) - one
-                w1 = np.uint64(0)
-            elif size_b < np.uint64(12):
-                w1 &= (one << (np.uint64(8) * (size_b - np.uint64(4)))) - one
+            # Arrow zero-pads a short string's view; zeroed here anyway (no branch).
+            w0 &= _MASK0[size_b]
+            w1 &= _MASK1[size_b]
         else:
             long_seen = True
         j = _slot(w0, w1, shift)
