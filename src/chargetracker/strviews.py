@@ -50,9 +50,10 @@ _Stream._fields_ = [("get_schema", _GetSchema), ("get_next", _GetNext),
                     ("private_data", ctypes.c_void_p)]
 _Release = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
-_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-_capsule_pointer.restype = ctypes.c_void_p
-_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+# A private prototype (not ``ctypes.pythonapi.PyCapsule_GetPointer.argtypes = ...``, which
+# would change the shared function object for every other user in the process).
+_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi))
 
 
 def _release(obj: _Schema | _Array) -> None:
