@@ -29,6 +29,7 @@ def main() -> None:
     # A live second (one row, within the lateness window): the window's all-wait take.
     state, _ = update(state, frame.tail(1).with_columns(pl.col("ts") + 600.0))
     flush(state)
+    _ids()
     _stores(frame)
     _readers(frame)
     from chargetracker.readers.durations import parse_durations
@@ -39,6 +40,15 @@ def main() -> None:
     for _ in fleet.chunks(1800.0):
         pass
     print(f"warm-up: compiled kernels cached in {time.perf_counter() - t0:.1f} s")
+
+
+def _ids() -> None:
+    """Validation's id encoding: a table that grows (many short ids), and the hashed
+    path of long ids stored once per row (a text reader's column)."""
+    from chargetracker.checks import dedupe
+
+    dedupe(pl.Series("cell_id", [f"warmup-{k}" for k in range(3000)] * 2))
+    dedupe(pl.Series("cell_id", [f"a long warm-up cell id {k % 300}" for k in range(70_000)]))
 
 
 def _stores(frame: pl.DataFrame) -> None:

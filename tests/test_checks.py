@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from chargetracker import schema
+from chargetracker import checks, schema
 from chargetracker.checks import all_good, dedupe
 from chargetracker.config import EngineConfig
 from chargetracker.engine import core
@@ -125,3 +125,53 @@ def test_mostly_distinct_ids_are_checked_row_by_row() -> None:
     assert all_good(schema.conform(bad), schema.Limits()) is None
     got = schema.validate(bad)
     assert got.rejected.height == 1 and got.good.height == n - 1
+
+
+# Ids of every length around the 12-byte inline limit of a string view, and long ones.
+VIEW_IDS = ["", "a", "abc", "abcd", "abcde", "cell-00001", "cell-000012", "cell-0000123",
+            "cell-00001234", "\u3000y", "a long cell identifier", "a long cell identifier!", "x" * 300]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(VIEW_IDS), min_size=1, max_size=300), st.booleans(),
+       st.integers(0, 3))
+def test_dedupe_from_string_views_is_exact(ids: list[str], copies: bool, cut: int) -> None:
+    """Codes from the string views: one code per distinct id in first-appearance order,
+    also when a long id is stored at several places (a concatenation rechunked, each
+    part with its own copy of the bytes) and on a slice (views at an offset)."""
+    series = pl.Series("cell_id", ids, dtype=pl.Utf8)
+    if copies:
+        series = pl.concat([series, pl.Series("cell_id", ids[::-1], dtype=pl.Utf8)]).rechunk()
+    series = series.slice(min(cut, len(series) - 1))
+    codes = dedupe(series)
+    assert codes is not None
+    assert codes.distinct.to_list() == list(dict.fromkeys(series.to_list()))
+    assert codes.distinct.gather(codes.codes).equals(series, check_names=False)
+    assert codes.codes.dtype == np.int64
+
+
+def test_dedupe_of_many_long_ids_stored_per_row_falls_back_to_hashes() -> None:
+    """Long ids with their bytes stored once per row (a text reader's column) have as
+    many views as rows: the view path gives up and the hashed path encodes them."""
+    n = 20_000
+    ids = [f"a long cell identifier {k % 50:03d}" for k in range(n)]
+    series = pl.Series("cell_id", ids, dtype=pl.Utf8)  # built from Python: a copy per row
+    assert checks._view_codes_of(series) is None
+    codes = dedupe(series)
+    assert codes is not None and codes.distinct.len() == 50
+    assert codes.distinct.gather(codes.codes).equals(series, check_names=False)
+
+
+def test_dedupe_without_string_views_takes_the_hashed_path(monkeypatch) -> None:
+    """A column that is not exported as string views (another Polars) still encodes."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def none(col):
+        yield None
+
+    monkeypatch.setattr(checks, "string_views", none)
+    series = pl.Series("cell_id", ["b", "a", "b", "c", "a"])
+    codes = dedupe(series)
+    assert codes is not None and codes.distinct.to_list() == ["b", "a", "c"]
+    assert codes.codes.tolist() == [0, 1, 0, 2, 1]

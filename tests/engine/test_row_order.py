@@ -114,3 +114,29 @@ def test_snapshot_timer_emits_fewer_snapshots_and_the_same_result() -> None:
     steps, cycles, _ = run_incremental(timed, cuts, timer)
     assert_frame_equal(steps, grouped.steps, check_exact=True)
     assert_frame_equal(cycles, grouped.cycles, check_exact=True)
+
+
+@pytest.mark.parametrize("present", [(True, True, True), (True, False, False), (False, True, False),
+                                     (False, False, True), (False, False, False)])
+def test_blocks_with_any_optional_columns_equal_grouped(present: tuple[bool, bool, bool],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block gather copies only the columns present (temperature, the labels, the
+    step time; a missing one is broadcast, not copied): the same numbers whichever."""
+    monkeypatch.setattr(core, "_BLOCK_MIN_ROWS_PER_CELL", 0)
+    monkeypatch.setattr(core, "_BLOCK_ROWS", 5)
+    n = GROUPED.height
+    rng = np.random.default_rng(3)
+    extra = {}
+    if present[0]:
+        extra["temperature_c"] = pl.Series(25.0 + rng.normal(0, 0.1, n))
+    if present[1]:
+        extra["cycle"] = pl.Series(np.arange(n) // 700 + 1, dtype=pl.Int64)
+        extra["step"] = pl.Series(np.arange(n) // 150 + 1, dtype=pl.Int64)
+    if present[2]:
+        extra["step_time_s"] = pl.Series((np.arange(n) % 150).astype(np.float64))
+    frame = GROUPED.drop([c for c in ("temperature_c", "cycle", "step", "step_time_s")
+                          if c in GROUPED.columns]).with_columns(**extra)
+    grouped = summarize(frame, CONFIG)
+    inter = summarize(interleave(frame), CONFIG)
+    assert_frame_equal(inter.steps, grouped.steps, check_exact=True)
+    assert_frame_equal(inter.cycles, grouped.cycles, check_exact=True)

@@ -19,9 +19,20 @@ def late_and_duplicates(slots: np.ndarray, ts: np.ndarray, labels: np.ndarray,
                         lateness: float) -> np.ndarray:
     """Classify rows as 0 ok, 1 late, 2 duplicate (see :func:`_late_and_duplicates`).
     The flags are allocated by NumPy: its large allocations use huge pages, Numba's
-    take a page fault per 4 KiB (~6 ms per 5 M rows here)."""
+    take a page fault per 4 KiB (~6 ms per 5 M rows here).
+
+    ``max_ts`` is usually a strided view into the cells' state (one cache line per
+    cell): with many rows per cell it is worked on as a contiguous copy (8 bytes per
+    cell, so interleaved rows of a few thousand cells hit the L1 cache, not L2) and
+    written back; with few rows per cell (a live fleet's poll) the copy would cost
+    more than it saves."""
     out = np.empty(ts.shape[0], dtype=np.int8)
-    _late_and_duplicates(slots, ts, labels, max_ts, max_lab, lateness, out)
+    if max_ts.strides[0] != max_ts.itemsize and ts.shape[0] >= 16 * max_ts.shape[0]:
+        newest = np.ascontiguousarray(max_ts)
+        _late_and_duplicates(slots, ts, labels, newest, max_lab, lateness, out)
+        max_ts[:] = newest
+    else:
+        _late_and_duplicates(slots, ts, labels, max_ts, max_lab, lateness, out)
     return out
 
 
@@ -171,18 +182,22 @@ def chunked_slot_order(slots: np.ndarray, n_cells: int, chunk: int) -> np.ndarra
 
 @nb.njit(cache=True, nogil=True)
 def gather_block(src: tuple, lo: int, hi: int, slot_lo: int, slot_hi: int, count: np.ndarray,
-                 buf: np.ndarray, ibuf: np.ndarray, copy_t: bool, copy_labels: bool,
-                 copy_st: bool) -> int:
+                 buf: np.ndarray, ibuf: np.ndarray, slot_out: np.ndarray, cols: np.ndarray) -> int:
     """Rows ``lo..hi-1`` of the cells ``slot_lo..slot_hi-1`` of ``src`` into the rows of
     ``buf``, grouped by cell (a stable counting sort: each cell's rows keep their order);
     returns how many.
 
-    ``src``: (slot, ts, v, i, t, cyc, step, stime) arrays. ``buf`` (rows, 8) float64 and
-    ``ibuf`` (its int64 view) hold one sample per 64-byte row, in that column order:
-    the scattered writes touch one cache line per sample, not one per column.
-    Temperature, the labels and the step time are copied only when flagged (a
-    broadcast all-null column is not). ``count`` (cells + 1 zeros) is left zeroed."""
+    ``src``: (slot, ts, v, i, t, cyc, step, stime) arrays. ``cols[j]`` is the column of
+    ``buf`` that takes ``src[j + 1]`` (ts, v, i always 0, 1, 2), -1 for a column not
+    copied (a broadcast all-null one); ``ibuf`` is ``buf``'s int64 view (the labels).
+    Only the columns the kernel reads are written, one sample per row of ``buf`` (4
+    values, 32 bytes, for ts, v, i, t: two samples per cache line, each line written
+    whole by consecutive samples of one cell), so the scattered writes move half the
+    bytes of a 64-byte row. The slot of each sample goes into ``slot_out`` cell by cell
+    (runs of one value, written in order, not scattered). ``count`` (cells + 1 zeros)
+    is left zeroed."""
     slot, ts, v, i, t, cyc, step, stime = src
+    c_t, c_cyc, c_step, c_st = cols[3], cols[4], cols[5], cols[6]
     for k in range(lo, hi):
         c = slot[k]
         if c >= slot_lo and c < slot_hi:
@@ -191,6 +206,8 @@ def gather_block(src: tuple, lo: int, hi: int, slot_lo: int, slot_hi: int, count
     for c in range(slot_lo, slot_hi):
         w = count[c]
         count[c] = pos
+        for p in range(pos, pos + w):
+            slot_out[p] = c
         pos += w
     for k in range(lo, hi):
         c = slot[k]
@@ -198,17 +215,17 @@ def gather_block(src: tuple, lo: int, hi: int, slot_lo: int, slot_hi: int, count
             continue
         p = count[c]
         count[c] = p + 1
-        ibuf[p, 0] = c
-        buf[p, 1] = ts[k]
-        buf[p, 2] = v[k]
-        buf[p, 3] = i[k]
-        if copy_t:
-            buf[p, 4] = t[k]
-        if copy_labels:
-            ibuf[p, 5] = cyc[k]
-            ibuf[p, 6] = step[k]
-        if copy_st:
-            buf[p, 7] = stime[k]
+        buf[p, 0] = ts[k]
+        buf[p, 1] = v[k]
+        buf[p, 2] = i[k]
+        if c_t >= 0:
+            buf[p, c_t] = t[k]
+        if c_cyc >= 0:
+            ibuf[p, c_cyc] = cyc[k]
+        if c_step >= 0:
+            ibuf[p, c_step] = step[k]
+        if c_st >= 0:
+            buf[p, c_st] = stime[k]
     for c in range(slot_lo, slot_hi):
         count[c] = 0
     return pos
