@@ -50,3 +50,35 @@ def test_a_long_column_in_slices_and_with_nulls() -> None:
     got = frame.select(parse_durations(pl.col("t"))).to_series()
     assert got.null_count() == 1
     assert got.fill_null(-1.0).to_numpy()[3:].tolist() == secs[4:].astype(float).tolist()
+
+
+def test_the_inline_clock_path_gives_the_general_parse_bit_for_bit() -> None:
+    """The usual ``H:MM:SS[.fff]`` is read in the loop of ``_parse_flags`` with integer
+    arithmetic; ``_one`` (the general parse) must give the same double, or NaN, for every
+    text: random clock-like text, near misses and long digit runs included."""
+    from chargetracker.readers.durations import _one, _parse_flags, string_buffers
+
+    rng = np.random.default_rng(14)
+    parts = ["0", "00", "7", "59", "123", "9" * 15, "1" * 16, "12345678901234", ""]
+    seps = [":", ":", ":", ".", " ", "d ", "-", "\r", "x"]
+    text: list[str] = []
+    for _ in range(20_000):
+        n = int(rng.integers(1, 8))
+        text.append("".join(str(rng.choice(parts)) + (str(rng.choice(seps)) if k < n - 1 else "")
+                            for k in range(n)))
+    for _ in range(5_000):  # the usual form with fractions of every length
+        h, m, s = (int(x) for x in rng.integers(0, [10**int(rng.integers(1, 16)), 100, 100]))
+        frac = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(0, 16))))
+        text.append(f"{h}:{m:0{int(rng.integers(1, 3))}d}:{s:02d}" + (f".{frac}" if frac or
+                                                                        rng.random() < 0.2 else ""))
+    offsets, data, valid = string_buffers(pl.Series("t", text))
+    out = np.empty(len(text))
+    ok = np.empty(len(text), dtype=np.bool_)
+    _parse_flags(offsets, data, valid, out, ok)
+    want = np.array([_one(data, offsets[r], offsets[r + 1]) if offsets[r + 1] > offsets[r]
+                     else np.nan for r in range(len(text))])
+    assert np.isnan(out).sum() < len(text) * 0.9  # the random text holds durations too
+    np.testing.assert_array_equal(out.view(np.int64)[~np.isnan(want)],
+                                  want.view(np.int64)[~np.isnan(want)])
+    assert np.array_equal(np.isnan(out), np.isnan(want))
+    assert np.array_equal(ok, ~np.isnan(want))
