@@ -40,6 +40,7 @@ ENABLED = True
 _LIMITS = Limits()
 _EMPTY = readonly(np.zeros(0, dtype=np.float64))
 _EMPTY_B = readonly(np.zeros(0, dtype=np.bool_))
+_NO_DEAD = dead_letters()
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -190,21 +191,24 @@ def _field(f: Field, s: pl.Series, longest: dict[str, int]) -> pl.Series | None:
     return None
 
 
-def clean_rows(frame: pl.DataFrame, cell_id_ok: bool) -> tuple[bool, int]:
-    """(every row passes :func:`schema.validate`, NaN temperatures) for canonical columns."""
+def clean_rows(frame: pl.DataFrame | dict[str, pl.Series],
+               cell_id_ok: bool) -> tuple[bool, int]:
+    """(every row passes :func:`schema.validate`, NaN temperatures) for canonical columns
+    (a frame, or columns by name)."""
+    by_name = frame if isinstance(frame, dict) else {c: frame.get_column(c) for c in frame.columns}
     cols: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for name in ("ts", "voltage_v", "current_a"):
-        s = frame.get_column(name)
-        if s.dtype != pl.Float64 or s.null_count():
+        s = by_name[name]
+        if not isinstance(s.dtype, pl.Float64) or s.null_count():
             return False, 0
         cols[name] = (readonly(s.to_numpy()), None)
     opt: dict[str, tuple[np.ndarray, np.ndarray, bool, bool]] = {}
     for name in ("temperature_c", "step_time_s"):
-        if name not in frame.columns:
+        if name not in by_name:
             opt[name] = (_EMPTY, _EMPTY_B, False, False)
             continue
-        s = frame.get_column(name)
-        if s.dtype != pl.Float64:
+        s = by_name[name]
+        if not isinstance(s.dtype, pl.Float64):
             return False, 0
         vals, valid = _floats(s)
         opt[name] = (vals, valid if valid is not None else _EMPTY_B, True, valid is not None)
@@ -221,24 +225,29 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
         return None  # the text path: blank lines and text numbers are the exact path's
     parsed: list[pl.Series] = []
     longest: dict[str, int] = {}
+    raw_columns = set(raw.columns)
     for f in reader.fields:
         if f.probe_only:
             continue
-        if f.source not in raw.columns:
+        if f.source not in raw_columns:
             return None
         col = _field(f, raw.get_column(f.source), longest)
         if col is None:
             return None
         parsed.append(col)
-    frame = reader._finish(pl.DataFrame(parsed))
-    if "__reject_field" in frame.columns:
-        if frame.get_column("__reject_field").null_count() != frame.height:
-            return None
-        frame = frame.drop("__reject_field", "__reject_reason")
+    height = raw.height
+    cols = reader._finish_fused({s.name: s for s in parsed})
+    if cols is None:
+        frame = reader._finish(pl.DataFrame(parsed))
+        if "__reject_field" in frame.columns:
+            if frame.get_column("__reject_field").null_count() != frame.height:
+                return None
+            frame = frame.drop("__reject_field", "__reject_reason")
+        cols = {c: frame.get_column(c) for c in frame.columns}
     lim = _LIMITS
-    if "cell_id" in frame.columns:
-        cid = frame.get_column("cell_id")
-        if cid.dtype != pl.Utf8:
+    if "cell_id" in cols:
+        cid = cols["cell_id"]
+        if not isinstance(cid.dtype, pl.String):
             return None
         if "cell_id" in longest:  # checked as a field above (a _finish never rewrites it)
             n_bytes = longest["cell_id"]
@@ -251,11 +260,12 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
     else:
         cell_ok = bool(reader.cell_id.strip()) and \
             len(reader.cell_id.encode()) <= lim.max_cell_id_length
-        cell = pl.repeat(reader.cell_id, frame.height, dtype=pl.Utf8, eager=True)
+        # One value repeated, without an expression (pl.repeat runs a query: ~1 ms a chunk).
+        cell = pl.Series("cell_id", [reader.cell_id], dtype=pl.Utf8).new_from_index(0, height)
     for name in ("ts", "voltage_v", "current_a"):
-        if name not in frame.columns:
+        if name not in cols:
             return None
-    ok, nan_t = clean_rows(frame, cell_ok)
+    ok, nan_t = clean_rows(cols, cell_ok)
     if not ok:
         return None
     out: list[pl.Series] = []
@@ -263,15 +273,16 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
         if name == "cell_id":
             out.append(cell.alias("cell_id"))
             continue
-        if name not in frame.columns:
-            out.append(pl.Series(name, [None], dtype=dtype).extend_constant(None, frame.height - 1))
+        if name not in cols:
+            out.append(pl.Series(name, [None], dtype=dtype).new_from_index(0, height))
             continue
-        s = frame.get_column(name)
+        s = cols[name]
         if s.dtype != dtype:
             return None  # conform() casts or refuses: the exact path decides
         if name == "temperature_c" and nan_t:
             s = s.fill_nan(None)
         out.append(s)
     if reader.keep_reference:
-        out += [frame.get_column(c) for c in REFERENCE_COLUMNS if c in frame.columns]
-    return ReadChunk(pl.DataFrame(out), dead_letters())
+        out += [cols[c] for c in REFERENCE_COLUMNS if c in cols]
+    # The empty dead letters built once: a frame built from a schema costs ~1 ms a chunk.
+    return ReadChunk(pl.DataFrame(out), _NO_DEAD.clear())

@@ -202,12 +202,10 @@ class MaccorReader(TextReader):
         self._calibrate_origin(probe, "DPt Time - Test Time of the first row")
         self._attributes["timezone"] = self.timezone
 
-    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
-        # The sign from State in one compiled pass over the Arrow buffers (string
-        # expressions cost a pass per comparison); unknown states are rare, so their
-        # reasons are built only when there are some.
-        amps = parsed.get_column("__amps")
-        state = parsed.get_column("__state")
+    def _signed(self, amps: pl.Series, state: pl.Series) -> tuple[pl.Series, np.ndarray, int]:
+        """(signed current_a, unknown-state mask, how many unknown) from ``__amps`` and
+        ``__state``, in one compiled pass over the Arrow buffers (string expressions cost a
+        pass per comparison)."""
         amps_valid = readonly(amps.is_not_null().to_numpy() if amps.null_count() else
                               np.ones(amps.len(), dtype=np.bool_))
         offsets, data, valid = string_buffers(state)
@@ -218,6 +216,12 @@ class MaccorReader(TextReader):
                                    amps_valid, current, ok, unknown)
         cur = pl.Series("current_a", current) if ok.all() else \
             pl.Series("current_a", pa.array(current, mask=~ok))
+        return cur, unknown, int(n_unknown)
+
+    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        # Unknown states are rare, so their reasons are built only when there are some.
+        cur, unknown, n_unknown = self._signed(parsed.get_column("__amps"),
+                                               parsed.get_column("__state"))
         out = parsed.with_columns(
             (pl.col("__test_time") + self._origin).alias("ts"), cur,
         )
@@ -232,6 +236,14 @@ class MaccorReader(TextReader):
                 ])).otherwise(None).alias("__reject_reason"),
             )
         return out.drop("__test_time", "__epoch", "__amps", "__state", strict=False)
+
+    def _finish_fused(self, cols: dict[str, pl.Series]) -> dict[str, pl.Series] | None:
+        cur, _, n_unknown = self._signed(cols["__amps"], cols["__state"])
+        if n_unknown:
+            return None  # rows to reject: _finish names them
+        out = self._finish_origin(cols, "__test_time", ("__epoch", "__amps", "__state"))
+        out["current_a"] = cur
+        return out
 
 
 @nb.njit(cache=True, nogil=True)
