@@ -141,6 +141,26 @@ def _floats(s: pl.Series) -> tuple[np.ndarray, np.ndarray | None]:
     return readonly(s.to_numpy()), None
 
 
+def _masked_floats(s: pl.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """(float64 values, validity or None when no nulls) straight from the Arrow buffers: the
+    values under a null are whatever the buffer holds, so only for kernels that read a value
+    only where it is valid. Without the fill and the mask that :func:`_floats` computes
+    (two passes; ~0.5 ms for 200,000 rows)."""
+    if not isinstance(s.dtype, pl.Float64):
+        s = s.cast(pl.Float64)
+    if not s.null_count():
+        return readonly(s.to_numpy()), None
+    arr = s.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    bits, values = arr.buffers()
+    n, at = len(arr), arr.offset
+    vals = np.frombuffer(values, dtype=np.float64, count=at + n)[at:]
+    valid = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=at + n,
+                          bitorder="little")[at:].view(np.bool_)
+    return readonly(vals), readonly(valid)
+
+
 def _field(f: Field, s: pl.Series, longest: dict[str, int]) -> pl.Series | None:
     """The parsed column of one field, or None when the exact path must decide; a text
     field's longest value (bytes) goes to ``longest``."""
@@ -162,7 +182,7 @@ def _field(f: Field, s: pl.Series, longest: dict[str, int]) -> pl.Series | None:
             return s.cast(pl.Int64).alias(f.out)
         if not numeric:
             return None
-        vals, valid = _floats(s)
+        vals, valid = _masked_floats(s)  # _float_to_int reads only valid values
         out = np.empty(vals.size, dtype=np.int64)
         if _float_to_int(vals, valid if valid is not None else _EMPTY_B, valid is not None, out):
             return None
@@ -210,7 +230,7 @@ def clean_rows(frame: pl.DataFrame | dict[str, pl.Series],
         s = by_name[name]
         if not isinstance(s.dtype, pl.Float64):
             return False, 0
-        vals, valid = _floats(s)
+        vals, valid = _masked_floats(s)  # _check reads only valid values
         opt[name] = (vals, valid if valid is not None else _EMPTY_B, True, valid is not None)
     bad, nan_t = _check(cols["ts"][0], cols["voltage_v"][0], cols["current_a"][0],
                         *opt["temperature_c"], *opt["step_time_s"], _limits())
