@@ -72,9 +72,10 @@ def test_the_inline_clock_path_gives_the_general_parse_bit_for_bit() -> None:
         text.append(f"{h}:{m:0{int(rng.integers(1, 3))}d}:{s:02d}" + (f".{frac}" if frac or
                                                                         rng.random() < 0.2 else ""))
     offsets, data, valid = string_buffers(pl.Series("t", text))
+    starts, ends = offsets[:-1], offsets[1:]
     out = np.empty(len(text))
     ok = np.empty(len(text), dtype=np.bool_)
-    _parse_flags(offsets, data, valid, out, ok)
+    _parse_flags(starts, ends, data, valid, out, ok)
     want = np.array([_one(data, offsets[r], offsets[r + 1]) if offsets[r + 1] > offsets[r]
                      else np.nan for r in range(len(text))])
     assert np.isnan(out).sum() < len(text) * 0.9  # the random text holds durations too
@@ -82,3 +83,21 @@ def test_the_inline_clock_path_gives_the_general_parse_bit_for_bit() -> None:
                                   want.view(np.int64)[~np.isnan(want)])
     assert np.array_equal(np.isnan(out), np.isnan(want))
     assert np.array_equal(ok, ~np.isnan(want))
+
+
+def test_short_text_read_in_place_gives_the_copied_text() -> None:
+    """string_spans reads text of at most 12 bytes from Polars' string views in place; the
+    spans must hold exactly the values (and nulls) of the copied offsets-and-bytes form, for
+    sliced columns and columns of several chunks too."""
+    from chargetracker.readers.durations import string_buffers, string_spans
+
+    short = pl.Series("t", ["C", "", None, "00:01:00", "123456789012", "R"] * 50)
+    chunked = pl.concat([short, short.slice(7, 40)], rechunk=False)
+    for s in (short, short.slice(5, 200), chunked, pl.Series("t", ["x" * 13, "C", None])):
+        starts, ends, data, valid = string_spans(s)
+        offsets, data2, valid2 = string_buffers(s)
+        assert valid.tolist() == valid2.tolist() == s.is_not_null().to_list()
+        got = [bytes(data[a:b]) if v else None for a, b, v in zip(starts, ends, valid, strict=True)]
+        want = [bytes(data2[a:b]) if v else None
+                for a, b, v in zip(offsets[:-1], offsets[1:], valid2, strict=True)]
+        assert got == want == [None if x is None else x.encode() for x in s.to_list()]

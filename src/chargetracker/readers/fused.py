@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from ..schema import MEASUREMENT_SCHEMA, Limits, dead_letters
 from .base import REFERENCE_COLUMNS, ReadChunk
-from .durations import durations_checked, readonly, string_buffers
+from .durations import durations_checked, readonly, string_spans
 from .fields import Field
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def _float_to_int(src: np.ndarray, valid: np.ndarray, has_valid: bool, out: np.n
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def _text_clean(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> tuple[int, int, int]:
+def _text_clean(starts: np.ndarray, ends: np.ndarray, data: np.ndarray,
+                valid: np.ndarray) -> tuple[int, int, int]:
     """(absent, needs stripping, longest in bytes) of a text column. A value needs stripping
     when it is empty or starts or ends with a blank or a non-ASCII byte (which may be a
     Unicode blank): the exact path handles those."""
@@ -73,7 +74,7 @@ def _text_clean(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> tup
         if not valid[r]:
             absent += 1
             continue
-        start, end = offsets[r], offsets[r + 1]
+        start, end = starts[r], ends[r]
         if end == start:
             strip += 1
             continue
@@ -169,8 +170,7 @@ def _field(f: Field, s: pl.Series, longest: dict[str, int]) -> pl.Series | None:
     if f.kind == "str":
         if dtype != pl.Utf8:
             return None
-        offsets, data, valid = string_buffers(s)
-        absent, strip, longest_bytes = _text_clean(offsets, data, valid)
+        absent, strip, longest_bytes = _text_clean(*string_spans(s))
         if strip or (absent and f.required):
             return None
         longest[f.out] = -1 if absent else int(longest_bytes)
@@ -273,8 +273,7 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
             n_bytes = longest["cell_id"]
             cell_ok = 0 <= n_bytes <= lim.max_cell_id_length
         else:
-            offsets, data, valid = string_buffers(cid)
-            absent, strip, n_bytes = _text_clean(offsets, data, valid)
+            absent, strip, n_bytes = _text_clean(*string_spans(cid))
             cell_ok = absent == 0 and strip == 0 and n_bytes <= lim.max_cell_id_length
         cell = cid
     else:
