@@ -71,6 +71,12 @@ def test_the_inline_clock_path_gives_the_general_parse_bit_for_bit() -> None:
         frac = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(0, 16))))
         text.append(f"{h}:{m:0{int(rng.integers(1, 3))}d}:{s:02d}" + (f".{frac}" if frac or
                                                                         rng.random() < 0.2 else ""))
+    chars = list("0123456789::: .d-x")
+    for _ in range(20_000):  # eight characters: the fixed-place "HH:MM:SS" path and near misses
+        t = list(rng.choice(chars, 8))
+        if rng.random() < 0.7:
+            t[2] = t[5] = ":"
+        text.append("".join(t))
     offsets, data, valid = string_buffers(pl.Series("t", text))
     starts, ends = offsets[:-1], offsets[1:]
     out = np.empty(len(text))

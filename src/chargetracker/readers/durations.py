@@ -117,6 +117,16 @@ def _parse_flags(starts: np.ndarray, ends: np.ndarray, data: np.ndarray, valid: 
             absent += 1
             continue
         v = -1.0
+        if end - start == 8 and data[start + 2] == 58 and data[start + 5] == 58:
+            # "HH:MM:SS" (Neware, Arbin exports): fixed places, no loop.
+            d0, d1, d3 = data[start] - 48, data[start + 1] - 48, data[start + 3] - 48
+            d4, d6, d7 = data[start + 4] - 48, data[start + 6] - 48, data[start + 7] - 48
+            if (0 <= d0 <= 9 and 0 <= d1 <= 9 and 0 <= d3 <= 9 and 0 <= d4 <= 9
+                    and 0 <= d6 <= 9 and 0 <= d7 <= 9):
+                out[r] = (np.float64(d0 * 10 + d1) * 3600.0 + np.float64(d3 * 10 + d4) * 60.0) \
+                    + np.float64(d6 * 10 + d7)
+                ok[r] = True
+                continue
         i = start
         h = 0
         while i < end and 48 <= data[i] <= 57:
