@@ -21,6 +21,7 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+import numpy as np
 import polars as pl
 
 from ..errors import ReaderError, SchemaError
@@ -176,10 +177,13 @@ class TextReader(Reader):
         """Epoch of relative time 0 from the first row having both columns."""
         if epoch not in probe.columns or rel not in probe.columns:
             return None
-        both = probe.filter(pl.col(epoch).is_finite() & pl.col(rel).is_finite())
-        if both.height == 0:
+        # NumPy, not a filter query (one per call, twice an open): nulls read as NaN.
+        e = probe.get_column(epoch).cast(pl.Float64).to_numpy()
+        t = probe.get_column(rel).cast(pl.Float64).to_numpy()
+        hit = np.flatnonzero(np.isfinite(e) & np.isfinite(t))
+        if hit.size == 0:
             return None
-        return float(both[epoch][0] - both[rel][0])
+        return float(e[hit[0]] - t[hit[0]])
 
     def _reference_names(self) -> list[str]:
         return [f.out for f in self.fields if f.out in REFERENCE_COLUMNS]
