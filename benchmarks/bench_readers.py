@@ -6,6 +6,7 @@ CR-only), the refusal of a 1 M-column header, and every text format against a pl
     python benchmarks/bench_readers.py --formats [--rows 300000] [--rounds 3]
     python benchmarks/bench_readers.py --phases [--rows 200000] [--rounds 3]   # CPU-s per phase
     python benchmarks/bench_readers.py --opens [--rows 200000] [--rounds 3]    # CPU-ms per open
+    python benchmarks/bench_readers.py --formats --base 389e8b9 [--rows 200000] [--rounds 5]
 
 ``--formats``: for each text format, a real export (``tests/data`` or, for the formats
 whose real files are not in the project, ``../shared/data/cycler-more``, skipped when
@@ -15,6 +16,10 @@ reader (``open_reader(path)`` iterated to the end, chunks of 250,000 rows) and
 the same lines skipped) are timed ``--rounds`` times; the best CPU and wall time of each
 count. ``ratio`` = plain CPU-s / reader CPU-s (>= 0.8: the reader reads at 0.8x the speed
 of a bare typed parse or better).
+
+``--formats --base REV``: the same, with the readers of commit ``REV`` (its ``src/`` exported
+with ``git archive``) and of this tree each in a worker process, timed in turn with the plain
+read in every round (plain, base, head, ...), so that the load drifts alike for all three.
 """
 
 from __future__ import annotations
@@ -132,6 +137,85 @@ def formats(rows: int, rounds: int) -> None:
                  load=load_average(), machine=machine_info())
 
 
+_WORKER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from chargetracker.readers import open_reader
+plain = {}
+for line in sys.stdin:
+    what, path = line.split(maxsplit=1)
+    path = path.strip()
+    if what == "plain" and path not in plain:
+        import bench_readers
+        plain[path] = bench_readers._plain(open_reader(path))
+    c0, t0 = time.process_time(), time.perf_counter()
+    if what == "plain":
+        n = plain[path]().height
+    else:
+        n = sum(c.frame.height for c in open_reader(path))
+    print(n, time.process_time() - c0, time.perf_counter() - t0, flush=True)
+"""
+
+
+def formats_ab(rows: int, rounds: int, base: str) -> None:
+    """``--formats`` against the readers of commit ``base``, interleaved (see the module)."""
+    import os
+    import subprocess
+    import tarfile
+
+    with tempfile.TemporaryDirectory(prefix="ct-bench-ab-") as tmp:
+        d = Path(tmp)
+        with (d / "src.tar").open("wb") as fh:
+            subprocess.run(["git", "-C", str(ROOT), "archive", base, "src"], stdout=fh, check=True)
+        with tarfile.open(d / "src.tar") as tar:
+            tar.extractall(d / "base", filter="data")
+        # Three like processes (the plain read too), so that each sees the same process state.
+        workers = {}
+        for side, src in (("plain", ROOT / "src"), ("base", d / "base" / "src"),
+                          ("head", ROOT / "src")):
+            env = dict(os.environ, PYTHONPATH=str(src))
+            workers[side] = subprocess.Popen(
+                [sys.executable, "-c", _WORKER, str(Path(__file__).resolve().parent)], env=env,
+                text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+        def read(side: str, path: Path) -> tuple[int, float, float]:
+            w = workers[side]
+            assert w.stdin is not None and w.stdout is not None
+            w.stdin.write(f"{'plain' if side == 'plain' else 'read'} {path}\n")
+            w.stdin.flush()
+            n, cpu, wall = w.stdout.readline().split()
+            return int(n), float(cpu), float(wall)
+
+        try:
+            for fmt, (spec, unquote) in FORMAT_FILES.items():
+                path = _format_file(fmt, spec, unquote, rows, d)
+                if path is None:
+                    print(f"readers.format_ab.{fmt}: skipped ({spec} not found)")
+                    continue
+                counts = {side: read(side, path)[0] for side in workers}  # warm: kernels, cache
+                best = {k: [1e9, 1e9] for k in ("plain", "base", "head")}
+                for _ in range(rounds):
+                    for name in ("plain", "base", "head"):
+                        _, cpu, wall = read(name, path)
+                        best[name] = [min(best[name][0], cpu), min(best[name][1], wall)]
+                assert counts["base"] == counts["head"] == counts["plain"], counts
+                emit(f"readers.format_ab.{fmt}", "ratio_cpu_head", round(
+                    best["plain"][0] / best["head"][0], 3), "x", rows=counts["head"],
+                    ratio_cpu_base=round(best["plain"][0] / best["base"][0], 3),
+                    plain_cpu_s=round(best["plain"][0], 4), base_cpu_s=round(best["base"][0], 4),
+                    head_cpu_s=round(best["head"][0], 4),
+                    head_vs_base_cpu=round(best["base"][0] / best["head"][0], 3),
+                    ratio_wall_head=round(best["plain"][1] / best["head"][1], 3),
+                    ratio_wall_base=round(best["plain"][1] / best["base"][1], 3),
+                    base=base, load=load_average())
+                path.unlink()
+        finally:
+            for w in workers.values():
+                if w.stdin is not None:
+                    w.stdin.close()
+                w.wait(timeout=60)
+
+
 def phases(rows: int, rounds: int) -> None:
     """CPU-s of each phase of a read (best of ``rounds``): opening (detection, header, probe
     of 1,000 lines), reading blocks, the typed block parse, the text parse (blocks that are
@@ -224,6 +308,9 @@ def opens(rows: int, rounds: int, n: int = 20) -> None:
 def main() -> None:
     if "--formats" in sys.argv:
         rows = int(_arg("--rows", "300000"))
+        if "--base" in sys.argv:
+            formats_ab(rows, int(_arg("--rounds", "5")), _arg("--base", "main"))
+            return
         formats(rows, int(_arg("--rounds", "3")))
         return
     if "--opens" in sys.argv:

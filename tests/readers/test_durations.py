@@ -50,3 +50,60 @@ def test_a_long_column_in_slices_and_with_nulls() -> None:
     got = frame.select(parse_durations(pl.col("t"))).to_series()
     assert got.null_count() == 1
     assert got.fill_null(-1.0).to_numpy()[3:].tolist() == secs[4:].astype(float).tolist()
+
+
+def test_the_inline_clock_path_gives_the_general_parse_bit_for_bit() -> None:
+    """The usual ``H:MM:SS[.fff]`` is read in the loop of ``_parse_flags`` with integer
+    arithmetic; ``_one`` (the general parse) must give the same double, or NaN, for every
+    text: random clock-like text, near misses and long digit runs included."""
+    from chargetracker.readers.durations import _one, _parse_flags, string_buffers
+
+    rng = np.random.default_rng(14)
+    parts = ["0", "00", "7", "59", "123", "9" * 15, "1" * 16, "12345678901234", ""]
+    seps = [":", ":", ":", ".", " ", "d ", "-", "\r", "x"]
+    text: list[str] = []
+    for _ in range(20_000):
+        n = int(rng.integers(1, 8))
+        text.append("".join(str(rng.choice(parts)) + (str(rng.choice(seps)) if k < n - 1 else "")
+                            for k in range(n)))
+    for _ in range(5_000):  # the usual form with fractions of every length
+        h, m, s = (int(x) for x in rng.integers(0, [10**int(rng.integers(1, 16)), 100, 100]))
+        frac = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(0, 16))))
+        text.append(f"{h}:{m:0{int(rng.integers(1, 3))}d}:{s:02d}" + (f".{frac}" if frac or
+                                                                        rng.random() < 0.2 else ""))
+    chars = list("0123456789::: .d-x")
+    for _ in range(20_000):  # eight characters: the fixed-place "HH:MM:SS" path and near misses
+        t = list(rng.choice(chars, 8))
+        if rng.random() < 0.7:
+            t[2] = t[5] = ":"
+        text.append("".join(t))
+    offsets, data, valid = string_buffers(pl.Series("t", text))
+    starts, ends = offsets[:-1], offsets[1:]
+    out = np.empty(len(text))
+    ok = np.empty(len(text), dtype=np.bool_)
+    _parse_flags(starts, ends, data, valid, out, ok)
+    want = np.array([_one(data, offsets[r], offsets[r + 1]) if offsets[r + 1] > offsets[r]
+                     else np.nan for r in range(len(text))])
+    assert np.isnan(out).sum() < len(text) * 0.9  # the random text holds durations too
+    np.testing.assert_array_equal(out.view(np.int64)[~np.isnan(want)],
+                                  want.view(np.int64)[~np.isnan(want)])
+    assert np.array_equal(np.isnan(out), np.isnan(want))
+    assert np.array_equal(ok, ~np.isnan(want))
+
+
+def test_short_text_read_in_place_gives_the_copied_text() -> None:
+    """string_spans reads text of at most 12 bytes from Polars' string views in place; the
+    spans must hold exactly the values (and nulls) of the copied offsets-and-bytes form, for
+    sliced columns and columns of several chunks too."""
+    from chargetracker.readers.durations import string_buffers, string_spans
+
+    short = pl.Series("t", ["C", "", None, "00:01:00", "123456789012", "R"] * 50)
+    chunked = pl.concat([short, short.slice(7, 40)], rechunk=False)
+    for s in (short, short.slice(5, 200), chunked, pl.Series("t", ["x" * 13, "C", None])):
+        starts, ends, data, valid = string_spans(s)
+        offsets, data2, valid2 = string_buffers(s)
+        assert valid.tolist() == valid2.tolist() == s.is_not_null().to_list()
+        got = [bytes(data[a:b]) if v else None for a, b, v in zip(starts, ends, valid, strict=True)]
+        want = [bytes(data2[a:b]) if v else None
+                for a, b, v in zip(offsets[:-1], offsets[1:], valid2, strict=True)]
+        assert got == want == [None if x is None else x.encode() for x in s.to_list()]

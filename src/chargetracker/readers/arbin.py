@@ -121,6 +121,9 @@ class TableReader(TextReader):
             (pl.col("__test_time") + self._origin).alias("ts")
         ).drop("__test_time", "__epoch", strict=False)
 
+    def _finish_fused(self, cols: dict[str, pl.Series]) -> dict[str, pl.Series] | None:
+        return self._finish_origin(cols, "__test_time", ("__epoch",))
+
 
 class ArbinReader(TableReader):
     """Arbin CSV export (see module docstring)."""

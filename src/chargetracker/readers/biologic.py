@@ -112,6 +112,9 @@ class _BioLogicPlan(TextReader):
         return parsed.with_columns((pl.col("__test_time") + self._origin).alias("ts")).drop(
             "__test_time")
 
+    def _finish_fused(self, cols: dict[str, pl.Series]) -> dict[str, pl.Series] | None:
+        return self._finish_origin(cols, "__test_time")
+
 
 class BioLogicMptReader(_BioLogicPlan):
     """EC-Lab ``.mpt`` text export (see module docstring)."""

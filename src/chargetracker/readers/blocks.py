@@ -67,8 +67,13 @@ def _read_blocks_seekable(fh: BinaryIO, size: int) -> Iterator[bytes]:
                 return
             continue  # the file grew between the two reads: look again
         pos += len(data)
+        n = len(data)
         yield data
-        if len(data) < cut:  # the file shrank between the two reads
+        # Drop the block before reading the next: with the consumer's reference dropped
+        # too, the next read reuses its memory instead of faulting in fresh pages (a 16 MiB
+        # block: ~4,000 page faults, more CPU than the copy itself).
+        del data
+        if n < cut:  # the file shrank between the two reads
             return
 
 

@@ -246,6 +246,9 @@ class GenericReader(TextReader):
     def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
         return parsed.with_columns((pl.col("__time") + self._origin).alias("ts")).drop("__time")
 
+    def _finish_fused(self, cols: dict[str, pl.Series]) -> dict[str, pl.Series] | None:
+        return self._finish_origin(cols, "__time")
+
     # -- Parquet ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[ReadChunk]:
         if not self._parquet:

@@ -28,8 +28,9 @@ import pyarrow as pa
 
 from ..errors import SchemaError
 from .base import shown_columns
-from .durations import readonly, string_buffers
+from .durations import readonly, string_spans
 from .fields import ColumnLookup, Field, _norm, unit_scale
+from .fused import _masked_floats
 from .text import TextReader, _decode, _split_header
 
 __all__ = ["MaccorReader", "parse_preamble"]
@@ -46,6 +47,10 @@ _KEYS = {
     "comment": rf"Comment/Barcode:?\s*(.+?){_END}",
 }
 _CAPACITY = re.compile(r"C-?rate\s*[=:]\s*([0-9]*\.?[0-9]+)\s*(mAh|Ah)\b", re.IGNORECASE)
+
+
+def _ones(n: int) -> np.ndarray:
+    return readonly(np.ones(n, dtype=np.bool_))
 
 
 def parse_preamble(text: str) -> tuple[dict[str, str], float | None]:
@@ -202,22 +207,28 @@ class MaccorReader(TextReader):
         self._calibrate_origin(probe, "DPt Time - Test Time of the first row")
         self._attributes["timezone"] = self.timezone
 
-    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
-        # The sign from State in one compiled pass over the Arrow buffers (string
-        # expressions cost a pass per comparison); unknown states are rare, so their
-        # reasons are built only when there are some.
-        amps = parsed.get_column("__amps")
-        state = parsed.get_column("__state")
-        amps_valid = readonly(amps.is_not_null().to_numpy() if amps.null_count() else
-                              np.ones(amps.len(), dtype=np.bool_))
-        offsets, data, valid = string_buffers(state)
+    def _signed(self, amps: pl.Series, state: pl.Series) -> tuple[pl.Series, np.ndarray, int]:
+        """(signed current_a, unknown-state mask, how many unknown) from ``__amps`` and
+        ``__state``, in one compiled pass over the Arrow buffers (string expressions cost a
+        pass per comparison)."""
+        # The kernel reads an amps value only where it is valid: no fill or mask pass.
+        amps_values, amps_valid = _masked_floats(amps)
+        if amps_valid is None:
+            amps_valid = _ones(amps.len())
+        starts, ends, data, valid = string_spans(state)
         current = np.empty(amps.len(), dtype=np.float64)
         ok = np.empty(amps.len(), dtype=np.bool_)
         unknown = np.empty(amps.len(), dtype=np.bool_)
-        n_unknown = _sign_by_state(offsets, data, valid, readonly(amps.fill_null(0.0).to_numpy()),
-                                   amps_valid, current, ok, unknown)
+        n_unknown = _sign_by_state(starts, ends, data, valid, amps_values, amps_valid,
+                                   current, ok, unknown)
         cur = pl.Series("current_a", current) if ok.all() else \
             pl.Series("current_a", pa.array(current, mask=~ok))
+        return cur, unknown, int(n_unknown)
+
+    def _finish(self, parsed: pl.DataFrame) -> pl.DataFrame:
+        # Unknown states are rare, so their reasons are built only when there are some.
+        cur, unknown, n_unknown = self._signed(parsed.get_column("__amps"),
+                                               parsed.get_column("__state"))
         out = parsed.with_columns(
             (pl.col("__test_time") + self._origin).alias("ts"), cur,
         )
@@ -233,9 +244,18 @@ class MaccorReader(TextReader):
             )
         return out.drop("__test_time", "__epoch", "__amps", "__state", strict=False)
 
+    def _finish_fused(self, cols: dict[str, pl.Series]) -> dict[str, pl.Series] | None:
+        cur, _, n_unknown = self._signed(cols["__amps"], cols["__state"])
+        if n_unknown:
+            return None  # rows to reject: _finish names them
+        out = self._finish_origin(cols, "__test_time", ("__epoch", "__amps", "__state"))
+        out["current_a"] = cur
+        return out
+
 
 @nb.njit(cache=True, nogil=True)
-def _sign_by_state(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, amps: np.ndarray,
+def _sign_by_state(starts: np.ndarray, ends: np.ndarray, data: np.ndarray, valid: np.ndarray,
+                   amps: np.ndarray,
                    amps_valid: np.ndarray, current: np.ndarray, ok: np.ndarray,
                    unknown: np.ndarray) -> int:
     """Signed current (A, + = charge) from unsigned ``amps`` and the one-letter State
@@ -246,8 +266,8 @@ def _sign_by_state(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, amp
     for r in range(amps.size):
         a = amps[r]
         letter = 0
-        if valid[r] and offsets[r + 1] - offsets[r] == 1:
-            letter = data[offsets[r]]
+        if valid[r] and ends[r] - starts[r] == 1:
+            letter = data[starts[r]]
             if 97 <= letter <= 122:
                 letter -= 32
         unknown[r] = False
