@@ -60,6 +60,36 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _thread_cpu(seen: dict[str, tuple[str, float]]) -> None:
+    """Record every thread's CPU seconds (user + system, /proc/self/task) under a name:
+    the Python thread's name, else ``native`` (DuckDB's workers, OpenMP, OpenBLAS) or the
+    kernel's comm (``polars-0``, ``jemalloc_bg_thd``). Kept per thread id, so a thread that
+    ends keeps its last reading."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    names[str(os.getpid())] = "main"
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                comm = fh.read().strip()
+        except OSError:
+            continue
+        old = seen.get(tid)
+        name = old[0] if old else names.get(tid, "native" if comm == "python" else comm)
+        seen[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+
+
+def _by_thread(seen: dict[str, tuple[str, float]], samples: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, cpu in seen.values():
+        key = name.split(" (")[0].rstrip("-_0123456789") or name
+        out[key] = out.get(key, 0.0) + cpu
+    return {k: round(v / (samples / 1e6), 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])
+            if v / (samples / 1e6) >= 0.002}
+
+
 # -- throughput ------------------------------------------------------------------------
 def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
                      memory_limit: str | None = None) -> dict[str, Any]:
@@ -99,9 +129,12 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         rss: list[tuple[float, float]] = []
         stop = threading.Event()
 
+        threads_cpu: dict[str, tuple[str, float]] = {}
+
         def sample_rss() -> None:
-            while not stop.wait(0.5):
+            while not stop.wait(0.25):
                 rss.append((time.perf_counter(), _rss_mb()))
+                _thread_cpu(threads_cpu)
 
         total = 0
 
@@ -120,6 +153,7 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         stop.set()
         sampler.join()
+        _thread_cpu(threads_cpu)
         store.close()
         size_mb = db.stat().st_size / 2**20
     half = next(i for i, (_, n) in enumerate(marks) if n >= total / 2)
@@ -150,6 +184,10 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         "batch_rows": batch_rows, "queue": queue, "duckdb_memory_limit": memory_limit,
         "cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 2),
         "cpu_s_per_m_samples": {k: round(v / (stats.accepted / 1e6), 3) for k, v in cpu.items()},
+        # Every thread's CPU per 1 M samples (read every 0.25 s; a thread keeps its last
+        # reading): the stage threads above plus DuckDB's, polars' and OpenMP's own;
+        # ``main`` includes the process start (imports, loading the compiled kernels).
+        "cpu_s_per_m_by_thread": _by_thread(threads_cpu, stats.accepted),
         # Store commit CPU per 1 M samples in the first and the last tenth of the commits:
         # how the commit cost changes as the tables grow (independent of machine load).
         "store_cpu_s_per_m_first_tenth": _per_m(writes[: max(1, len(writes) // 10)]),
@@ -193,6 +231,7 @@ def bench_throughput(args: argparse.Namespace) -> None:
               f"first/last tenth of the commits {res['store_cpu_s_per_m_first_tenth']}/"
               f"{res['store_cpu_s_per_m_last_tenth']} s); load average at end {res['loadavg_end']}",
               flush=True)
+        print(f"  CPU per 1 M samples by thread: {res['cpu_s_per_m_by_thread']}", flush=True)
         emit("pipeline.throughput", "samples_per_s", res["sustained_samples_per_s"], "samples/s",
              target=THROUGHPUT_TARGET, **{k: v for k, v in res.items() if k != "sustained_samples_per_s"})
         emit("pipeline.throughput", "peak_rss_mb", res["peak_rss_mb"], "MiB", samples=res["samples"])
