@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit, fmt_rate, load_average, machine_info, peak_rss_mb  # noqa: E402
 
-from chargetracker.config import EngineConfig, RuntimeConfig, Settings  # noqa: E402
+from chargetracker.config import AlertConfig, EngineConfig, RuntimeConfig, Settings  # noqa: E402
 from chargetracker.runtime import Pipeline, Runner  # noqa: E402
 from chargetracker.sim.fleet_config import default_fleet_config  # noqa: E402
 from chargetracker.sources import SimulatorSource  # noqa: E402
@@ -92,12 +92,13 @@ def _by_thread(seen: dict[str, tuple[str, float]], samples: int) -> dict[str, fl
 
 # -- throughput ------------------------------------------------------------------------
 def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
-                     memory_limit: str | None = None) -> dict[str, Any]:
+                     memory_limit: str | None = None, outliers: bool = True) -> dict[str, Any]:
     periods = max(1, samples // cells)
     fleet = default_fleet_config(cells=cells, seed=0, duration_s=float(periods))
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
         db = Path(tmp) / "bench.duckdb"
         settings = Settings(store_url=f"duckdb:///{db}", raw_retention_days=None,
+                            alerts=AlertConfig(outliers=outliers),
                             runtime=RuntimeConfig(max_batch_rows=batch_rows, max_queue_batches=queue))
         # DuckDB keeps written blocks in its buffer pool up to memory_limit (default 80 %
         # of RAM), so resident memory grows with the file unless it is capped.
@@ -182,6 +183,7 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         "peak_rss_mb": round(peak_rss_mb(), 1), "rss_start_mb": round(rss_start, 1), **quarters,
         "duckdb_file_mb": round(size_mb, 1), "max_queue": stats.max_queue,
         "batch_rows": batch_rows, "queue": queue, "duckdb_memory_limit": memory_limit,
+        "outlier_alerts": outliers,
         "cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 2),
         "cpu_s_per_m_samples": {k: round(v / (stats.accepted / 1e6), 3) for k, v in cpu.items()},
         # Every thread's CPU per 1 M samples (read every 0.25 s; a thread keeps its last
@@ -210,6 +212,8 @@ def bench_throughput(args: argparse.Namespace) -> None:
                "--batch-rows", str(args.batch_rows), "--queue", str(args.queue)]
         if args.duckdb_memory_limit:
             cmd += ["--duckdb-memory-limit", args.duckdb_memory_limit]
+        if not args.outlier_alerts:
+            cmd.append("--no-outlier-alerts")
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
@@ -338,11 +342,15 @@ def main() -> None:
     ap.add_argument("--poll-interval", type=float, default=0.2)
     ap.add_argument("--duckdb-memory-limit", metavar="SIZE",
                     help="cap DuckDB's buffer pool (e.g. 1GB) in the throughput runs")
+    ap.add_argument("--no-outlier-alerts", dest="outlier_alerts", action="store_false",
+                    help="throughput runs without the group-outlier alert rule (it reads the "
+                    "store's cycle history every batch: its cost grows with the run)")
     ap.add_argument("--child-throughput", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_throughput:
         print(json.dumps(throughput_child(args.child_throughput, args.cells, args.batch_rows,
-                                          args.queue, args.duckdb_memory_limit)))
+                                          args.queue, args.duckdb_memory_limit,
+                                          args.outlier_alerts)))
         return
     if args.quick:
         args.samples, args.latency_s = [2_000_000], 10.0
