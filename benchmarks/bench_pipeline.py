@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit, fmt_rate, load_average, machine_info, peak_rss_mb  # noqa: E402
 
-from chargetracker.config import EngineConfig, RuntimeConfig, Settings  # noqa: E402
+from chargetracker.config import AlertConfig, EngineConfig, RuntimeConfig, Settings  # noqa: E402
 from chargetracker.runtime import Pipeline, Runner  # noqa: E402
 from chargetracker.sim.fleet_config import default_fleet_config  # noqa: E402
 from chargetracker.sources import SimulatorSource  # noqa: E402
@@ -60,14 +60,45 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _thread_cpu(seen: dict[str, tuple[str, float]]) -> None:
+    """Record every thread's CPU seconds (user + system, /proc/self/task) under a name:
+    the Python thread's name, else ``native`` (DuckDB's workers, OpenMP, OpenBLAS) or the
+    kernel's comm (``polars-0``, ``jemalloc_bg_thd``). Kept per thread id, so a thread that
+    ends keeps its last reading."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    names[str(os.getpid())] = "main"
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                comm = fh.read().strip()
+        except OSError:
+            continue
+        old = seen.get(tid)
+        name = old[0] if old else names.get(tid, "native" if comm == "python" else comm)
+        seen[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+
+
+def _by_thread(seen: dict[str, tuple[str, float]], samples: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, cpu in seen.values():
+        key = name.split(" (")[0].rstrip("-_0123456789") or name
+        out[key] = out.get(key, 0.0) + cpu
+    return {k: round(v / (samples / 1e6), 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])
+            if v / (samples / 1e6) >= 0.002}
+
+
 # -- throughput ------------------------------------------------------------------------
 def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
-                     memory_limit: str | None = None) -> dict[str, Any]:
+                     memory_limit: str | None = None, outliers: bool = True) -> dict[str, Any]:
     periods = max(1, samples // cells)
     fleet = default_fleet_config(cells=cells, seed=0, duration_s=float(periods))
     with tempfile.TemporaryDirectory(prefix="ct-bench-") as tmp:
         db = Path(tmp) / "bench.duckdb"
         settings = Settings(store_url=f"duckdb:///{db}", raw_retention_days=None,
+                            alerts=AlertConfig(outliers=outliers),
                             runtime=RuntimeConfig(max_batch_rows=batch_rows, max_queue_batches=queue))
         # DuckDB keeps written blocks in its buffer pool up to memory_limit (default 80 %
         # of RAM), so resident memory grows with the file unless it is capped.
@@ -99,9 +130,12 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         rss: list[tuple[float, float]] = []
         stop = threading.Event()
 
+        threads_cpu: dict[str, tuple[str, float]] = {}
+
         def sample_rss() -> None:
-            while not stop.wait(0.5):
+            while not stop.wait(0.25):
                 rss.append((time.perf_counter(), _rss_mb()))
+                _thread_cpu(threads_cpu)
 
         total = 0
 
@@ -120,6 +154,7 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         stop.set()
         sampler.join()
+        _thread_cpu(threads_cpu)
         store.close()
         size_mb = db.stat().st_size / 2**20
     half = next(i for i, (_, n) in enumerate(marks) if n >= total / 2)
@@ -148,8 +183,13 @@ def throughput_child(samples: int, cells: int, batch_rows: int, queue: int,
         "peak_rss_mb": round(peak_rss_mb(), 1), "rss_start_mb": round(rss_start, 1), **quarters,
         "duckdb_file_mb": round(size_mb, 1), "max_queue": stats.max_queue,
         "batch_rows": batch_rows, "queue": queue, "duckdb_memory_limit": memory_limit,
+        "outlier_alerts": outliers,
         "cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 2),
         "cpu_s_per_m_samples": {k: round(v / (stats.accepted / 1e6), 3) for k, v in cpu.items()},
+        # Every thread's CPU per 1 M samples (read every 0.25 s; a thread keeps its last
+        # reading): the stage threads above plus DuckDB's, polars' and OpenMP's own;
+        # ``main`` includes the process start (imports, loading the compiled kernels).
+        "cpu_s_per_m_by_thread": _by_thread(threads_cpu, stats.accepted),
         # Store commit CPU per 1 M samples in the first and the last tenth of the commits:
         # how the commit cost changes as the tables grow (independent of machine load).
         "store_cpu_s_per_m_first_tenth": _per_m(writes[: max(1, len(writes) // 10)]),
@@ -172,6 +212,8 @@ def bench_throughput(args: argparse.Namespace) -> None:
                "--batch-rows", str(args.batch_rows), "--queue", str(args.queue)]
         if args.duckdb_memory_limit:
             cmd += ["--duckdb-memory-limit", args.duckdb_memory_limit]
+        if not args.outlier_alerts:
+            cmd.append("--no-outlier-alerts")
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
@@ -193,6 +235,7 @@ def bench_throughput(args: argparse.Namespace) -> None:
               f"first/last tenth of the commits {res['store_cpu_s_per_m_first_tenth']}/"
               f"{res['store_cpu_s_per_m_last_tenth']} s); load average at end {res['loadavg_end']}",
               flush=True)
+        print(f"  CPU per 1 M samples by thread: {res['cpu_s_per_m_by_thread']}", flush=True)
         emit("pipeline.throughput", "samples_per_s", res["sustained_samples_per_s"], "samples/s",
              target=THROUGHPUT_TARGET, **{k: v for k, v in res.items() if k != "sustained_samples_per_s"})
         emit("pipeline.throughput", "peak_rss_mb", res["peak_rss_mb"], "MiB", samples=res["samples"])
@@ -299,11 +342,15 @@ def main() -> None:
     ap.add_argument("--poll-interval", type=float, default=0.2)
     ap.add_argument("--duckdb-memory-limit", metavar="SIZE",
                     help="cap DuckDB's buffer pool (e.g. 1GB) in the throughput runs")
+    ap.add_argument("--no-outlier-alerts", dest="outlier_alerts", action="store_false",
+                    help="throughput runs without the group-outlier alert rule (it reads the "
+                    "store's cycle history every batch: its cost grows with the run)")
     ap.add_argument("--child-throughput", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_throughput:
         print(json.dumps(throughput_child(args.child_throughput, args.cells, args.batch_rows,
-                                          args.queue, args.duckdb_memory_limit)))
+                                          args.queue, args.duckdb_memory_limit,
+                                          args.outlier_alerts)))
         return
     if args.quick:
         args.samples, args.latency_s = [2_000_000], 10.0

@@ -6,12 +6,15 @@ a second notification; limit episodes with the default config."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from chargetracker.config import AlertConfig, Settings
+from chargetracker.errors import StoreError
 from chargetracker.runtime.pipeline import Pipeline
 from chargetracker.runtime.step import episode_checkpoint
 from chargetracker.schema import CELL_SCHEMA, MEASUREMENT_SCHEMA
@@ -175,3 +178,41 @@ def test_episode_settings_are_checked_where_they_are_read() -> None:
     for bad in ({"resolve_after_cycles": 0}, {"max_new_episodes_per_hour": -1}):
         with pytest.raises(ConfigError, match="alerts"):
             pipeline_config_from_mapping({"alerts": bad})
+
+
+def test_the_pipeline_keeps_its_episode_state_and_reloads_it_after_a_failed_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The episode state is read from the store once (at the first write), then kept in
+    memory from commit to commit: the same episodes and alerts as one batch; a failed
+    commit drops it, and the next write reads the last committed one again."""
+    frame = _fleet()
+    with DuckDBStore(tmp_path / "once.duckdb") as store:
+        _feed(store, frame, SETTINGS, batches=1)
+        once, once_alerts = _episodes(store), store.alerts().drop("id", "acknowledged_at")
+    with DuckDBStore(tmp_path / "kept.duckdb") as store:
+        loads: list[str] = []
+        load = store.load_checkpoint
+        monkeypatch.setattr(store, "load_checkpoint", lambda name: loads.append(name) or load(name))
+        pipe = Pipeline(store, SETTINGS)
+        pipe.register_cells(_cells())
+        parts = np.array_split(np.arange(frame.height), 12)
+        for part in parts[:6]:
+            pipe.ingest(frame[int(part[0]):int(part[-1]) + 1], source="fleet")
+        assert loads.count(episode_checkpoint("embedded")) == 1
+        # A commit that fails: the batch is lost and both states are reloaded.
+        commit = store.commit
+
+        def fail(batch: Any) -> None:
+            raise StoreError("disk full")
+
+        monkeypatch.setattr(store, "commit", fail)
+        lost = parts[6]
+        with pytest.raises(StoreError):
+            pipe.ingest(frame[int(lost[0]):int(lost[-1]) + 1], source="fleet")
+        monkeypatch.setattr(store, "commit", commit)
+        for part in parts[6:]:       # re-sent from the last committed position
+            pipe.ingest(frame[int(part[0]):int(part[-1]) + 1], source="fleet")
+        pipe.finish(source="fleet")
+        assert loads.count(episode_checkpoint("embedded")) == 2
+        assert_frame_equal(_episodes(store), once)
+        assert_frame_equal(store.alerts().drop("id", "acknowledged_at"), once_alerts)

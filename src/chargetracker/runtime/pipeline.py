@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from ..config import Settings
+from ..episodes import EpisodeState
 from ..errors import StoreError
 from ..frames import conform_frame
 from ..kinds import TelemetryKind, cell_kind
@@ -97,6 +98,10 @@ class Pipeline:
         self._next_ticket = 0          # next ticket to hand out (under _lock)
         self._written = -1             # last ticket written or abandoned (under _turn)
         self._failed: BaseException | None = None   # a write failed: state must be reloaded
+        # The alert-episode state as of the last commit (under _turn); None: load it from
+        # the store's checkpoint at the next write (at start, and after a failed write).
+        # Kept here it is not read back and decoded from the store on every batch.
+        self._episodes: EpisodeState | None = None
         self._load_checkpoint()
         self._groups: dict[str, str | None] = {}
         if isinstance(self.kind, CellKind):
@@ -185,9 +190,12 @@ class Pipeline:
                         "state that was never committed and is not written (re-read it from the "
                         "last committed position)") from self._failed
                 # Alerts read the store, which now holds every earlier batch.
-                raise_alerts(prepared.step, self._context("input"))
+                raise_alerts(prepared.step, self._context("input", episodes=self._episodes))
                 self.store.commit(prepared.step.commit)
+                if prepared.step.episode_state is not None:
+                    self._episodes = prepared.step.episode_state
             except BaseException as exc:
+                self._episodes = None
                 if self._failed is None:
                     self._failed = exc
                 raise
@@ -250,4 +258,5 @@ class Pipeline:
         with self._turn:
             self._turn.wait_for(lambda: self._written == self._next_ticket - 1)
             self._load_checkpoint()
+            self._episodes = None
             self._failed = None
