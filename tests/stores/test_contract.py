@@ -322,6 +322,25 @@ def test_cycles_and_steps_queries(store: Store, frames) -> None:
     assert store.steps("c1", limit=1, offset=1)["step"].to_list() == [2]
 
 
+def test_cycle_starts_of_closed_cycles_in_one_query(store: Store, frames) -> None:
+    _fleet(frames, store)
+    keys = pl.DataFrame({"cell_id": ["c2", "c1", "c1", "c1", "nope", EVIL, "c2"],
+                         "cycle": [2, 1, 3, 9, 1, 1, 2]})
+    got = store.cycle_starts(keys)
+    assert got.columns == ["cell_id", "cycle", "start_ts"]
+    # c1 cycle 3 is open, c1 cycle 9 and the unknown cells do not exist; keys repeat.
+    assert [(c, y) for c, y, _ in got.iter_rows()] == [("c1", 1), ("c2", 2)]
+    want = store.cycles(status="closed").select("cell_id", "cycle", "start_ts")
+    assert_frame_equal(got, want.join(got.select("cell_id", "cycle"), on=["cell_id", "cycle"],
+                                      how="semi"), check_dtypes=False)
+    # The generic (per-cell) form of the port gives the same rows.
+    assert_frame_equal(Store.cycle_starts(store, keys).sort("cell_id", "cycle"), got,
+                       check_dtypes=False)
+    assert store.cycle_starts(keys.clear()).height == 0
+    many = pl.DataFrame({"cell_id": ["c1"] * 4500, "cycle": list(range(4500))})
+    assert store.cycle_starts(many)["cycle"].to_list() == [1, 2]
+
+
 def test_measurements_range_and_downsampling(store: Store, frames) -> None:
     ts = [float(t) for t in range(1000)]
     store.commit(CommitBatch(measurements=frames.measurements("c1", ts)))

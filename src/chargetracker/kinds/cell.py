@@ -96,10 +96,8 @@ def _outliers(tables: Mapping[str, pl.DataFrame], ctx: AlertContext) -> pl.DataF
     missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
     if missing.height:
         # Flagged cells whose cycle closed in an earlier batch: their start.
-        older = pl.concat([
-            ctx.history.cycles(cid, status="closed").select("cell_id", "cycle", "start_ts")
-            for cid in missing.get_column("cell_id").unique().to_list()
-        ])
+        older = ctx.history.cycle_starts(missing).cast(
+            {"cycle": starts.schema["cycle"], "start_ts": starts.schema["start_ts"]})
         starts = pl.concat([starts, older]).unique(subset=["cell_id", "cycle"], keep="first")
     return outlier_alerts(dev, metric=OUTLIER_METRIC, start_ts=starts)
 
@@ -147,10 +145,8 @@ def _judge_outliers(tables: Mapping[str, pl.DataFrame],
     missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
     if missing.height:
         # Flagged cells whose cycle closed in an earlier batch: their start.
-        older = pl.concat([
-            ctx.history.cycles(cid, status="closed").select("cell_id", "cycle", "start_ts")
-            for cid in missing.get_column("cell_id").unique().sort().to_list()
-        ])
+        older = ctx.history.cycle_starts(missing).cast(
+            {"cycle": starts.schema["cycle"], "start_ts": starts.schema["start_ts"]})
         starts = pl.concat([starts, older]).unique(subset=["cell_id", "cycle"], keep="first")
     return judged.cast(JUDGED_SCHEMA), outlier_alerts(dev, metric=OUTLIER_METRIC, start_ts=starts)  # type: ignore[arg-type]
 

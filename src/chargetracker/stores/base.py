@@ -134,6 +134,18 @@ class ReadPort(abc.ABC):
     def cycles(self, cell_id: str | None = None, *, status: str | None = None,
                limit: int | None = None, offset: int = 0) -> pl.DataFrame: ...
 
+    def cycle_starts(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """(cell_id, cycle, start_ts) of the closed cycles among ``keys`` (columns
+        ``cell_id``, ``cycle``); keys with no closed cycle are left out. Stores answer it
+        in one query; this default reads each cell's closed cycles."""
+        if keys.height == 0:
+            return pl.DataFrame(schema={"cell_id": pl.String, "cycle": pl.Int64,
+                                        "start_ts": pl.Float64})
+        got = pl.concat([self.cycles(cid, status="closed").select("cell_id", "cycle", "start_ts")
+                         for cid in keys.get_column("cell_id").unique().sort().to_list()])
+        return got.join(keys.select("cell_id", pl.col("cycle").cast(got.schema["cycle"])),
+                        on=["cell_id", "cycle"], how="semi")
+
     @abc.abstractmethod
     def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
               offset: int = 0) -> pl.DataFrame: ...

@@ -130,6 +130,19 @@ class SqlStore(Store):
         sql, params = q.cycles_query(self.dialect, cell_id, status, limit, offset)
         return self._frame(sql, params, CYCLE_SCHEMA)
 
+    #: Keys per cycle-start query (two parameters each; PostgreSQL allows 65,535).
+    _KEYS_PER_QUERY = 2_000
+
+    def cycle_starts(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """(cell_id, cycle, start_ts) of the closed cycles among ``keys``, in one query per
+        2,000 keys (see :meth:`ReadPort.cycle_starts`)."""
+        pairs = list(keys.select("cell_id", "cycle").unique().sort("cell_id", "cycle").iter_rows())
+        schema = {"cell_id": pl.String, "cycle": CYCLE_SCHEMA["cycle"], "start_ts": pl.Float64}
+        parts = [self._frame(*q.cycle_starts_query(self.dialect, pairs[i:i + self._KEYS_PER_QUERY]),
+                             schema)
+                 for i in range(0, len(pairs), self._KEYS_PER_QUERY)]
+        return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
     def steps(self, cell_id: str, *, cycle: int | None = None, limit: int | None = None,
               offset: int = 0) -> pl.DataFrame:
         """Steps (STEP_SCHEMA) of one cell, optionally one cycle, ordered by step."""

@@ -174,6 +174,18 @@ def cycles_query(d: Dialect, cell_id: str | None, status: str | None, limit: int
     return sql + _limit_clause(d, limit, offset, params), params
 
 
+def cycle_starts_query(d: Dialect, keys: list[tuple[str, int]]) -> Query:
+    """(cell_id, cycle, start_ts) of the closed cycles with these (cell_id, cycle) keys:
+    one parameterized row-value list, answered through the (cell_id, cycle) key."""
+    rows = ", ".join(f"({d.ph}, {d.ph})" for _ in keys)
+    params: list[Any] = [x for cid, cyc in keys for x in (cid, int(cyc))]
+    sql = ('SELECT y."cell_id", y."cycle", y."start_ts" FROM "cycles" AS y '  # noqa: S608
+           f'JOIN (VALUES {rows}) AS k("cell_id", "cycle") '
+           'ON y."cell_id" = k."cell_id" AND y."cycle" = k."cycle" '
+           'WHERE y."status" = \'closed\' ORDER BY y."cell_id", y."cycle"')
+    return sql, params
+
+
 def steps_query(d: Dialect, cell_id: str, cycle: int | None, limit: int | None,
                 offset: int) -> Query:
     conds: list[str] = [f'"cell_id" = {d.ph}']
