@@ -282,6 +282,19 @@ def test_a_polars_without_the_stream_export_falls_back(monkeypatch: pytest.Monke
     assert_exact(s)
 
 
+def test_fallback_does_not_chain_the_body_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error raised in the with block on the fallback path is not reported as raised
+    'during handling' of the missing export's error."""
+    def missing(self: pl.Series, requested_schema: object = None) -> object:
+        raise AttributeError("__arrow_c_stream__")
+
+    monkeypatch.setattr(pl.Series, "__arrow_c_stream__", missing)
+    with pytest.raises(KeyError) as info:
+        with string_views(pl.Series(["a"])):
+            raise KeyError("body")
+    assert info.value.__context__ is None
+
+
 # -- The engine: the same results whatever the id column's layout ------------------------
 
 def _telemetry(ids: list[str], seed: int) -> pl.DataFrame:

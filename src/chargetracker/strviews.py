@@ -76,6 +76,10 @@ def string_views(col: pl.Series) -> Iterator[np.ndarray | None]:
         capsule = col.__arrow_c_stream__()
         stream = _Stream.from_address(_capsule_pointer(capsule, b"arrow_array_stream"))
     except Exception:  # an older or newer Polars without the stream export
+        stream = None
+    if stream is None:
+        # Yielded outside the handler: an error of the caller's block is not reported as
+        # raised while handling the missing export's.
         yield None
         return
     schema, arr = _Schema(), _Array()
