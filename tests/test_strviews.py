@@ -353,3 +353,24 @@ def test_validate_codes_map_back_on_every_layout(series: pl.Series, codes_only: 
                                                             check_names=False)
         assert got.ids.distinct.n_unique() == got.ids.distinct.len()
 
+
+
+@pytest.mark.parametrize("op", [
+    lambda s: s.str.slice(0, 8), lambda s: s.str.slice(-8), lambda s: s.str.slice(1, 13),
+    lambda s: s.str.head(12), lambda s: s.str.tail(12), lambda s: s.str.split(" ").list.last(),
+    lambda s: s.str.strip_prefix("a long cell identifier "), lambda s: s.str.extract(r"(\d+-t)"),
+    lambda s: (s + "  ").str.strip_chars_end(), lambda s: s.str.replace("a long cell ", ""),
+])
+def test_ids_cut_from_long_ones_are_exact(op) -> None:  # noqa: ANN001
+    """Short ids made by string operations on long ones (which could point into the long
+    ids' bytes instead of being inline) are inline views, and their codes exact."""
+    base = pl.Series("cell_id", [f"a long cell identifier {k:03d}-tail" for k in range(50)] * 20)
+    series = op(base)
+    with string_views(series) as views:
+        assert views is not None
+        raw = views.copy()
+    for (w0, w1), v in zip(raw.tolist(), series.to_list(), strict=True):
+        b = v.encode()
+        if len(b) <= 12:
+            assert ((w0 >> 32).to_bytes(4, "little") + w1.to_bytes(8, "little"))[:len(b)] == b
+    assert_exact(series)
