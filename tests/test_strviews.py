@@ -374,3 +374,49 @@ def test_ids_cut_from_long_ones_are_exact(op) -> None:  # noqa: ANN001
         if len(b) <= 12:
             assert ((w0 >> 32).to_bytes(4, "little") + w1.to_bytes(8, "little"))[:len(b)] == b
     assert_exact(series)
+
+
+def _relaid(frame: pl.DataFrame, how: str, cut: int) -> pl.DataFrame:
+    """``frame`` with the same rows, its id column laid out in another way."""
+    ids = frame.get_column("cell_id")
+    n = frame.height
+    if how == "chunks":
+        return pl.concat([frame.slice(0, cut), frame.slice(cut)], rechunk=False)
+    if how == "copies":  # equal long ids in two data buffers
+        return pl.concat([frame.slice(0, cut), frame.slice(cut)], rechunk=True)
+    if how == "offset":
+        return pl.concat([frame.slice(n - cut), frame], rechunk=True).slice(cut)
+    if how == "categorical":
+        col = ids.cast(pl.Categorical).cast(pl.String)
+    elif how == "arrow-view":
+        col = pl.from_arrow(pa.array(ids.to_list(), type=pa.string_view()))
+    else:  # arrow-large
+        col = pl.from_arrow(pa.array(ids.to_list(), type=pa.large_string()))
+    assert isinstance(col, pl.Series)
+    return frame.with_columns(col.alias("cell_id"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(EDGE_IDS), min_size=1, max_size=6, unique=True),
+       st.sampled_from(["chunks", "copies", "offset", "categorical", "arrow-view", "arrow-large"]),
+       st.integers(1, 199), st.booleans())
+def test_summarize_on_random_id_layouts(cells: list[str], how: str, cut: int,
+                                        codes_path: bool) -> None:
+    """summarize on a relaid id column (and on it rechunked) equals summarize on the same
+    frame with its ids made again as fresh Python strings; bad ids (empty, blank) are
+    dead letters alike."""
+    frame = _telemetry(cells, seed=len(cells))
+    fresh = frame.with_columns(pl.Series("cell_id", list(frame.get_column("cell_id").to_list())))
+    variant = _relaid(frame, how, cut)
+    assert variant.equals(frame)
+    cfg = EngineConfig(default_epsilon_a=0.002)
+    old = core._CODES_MIN_ROWS
+    core._CODES_MIN_ROWS = 1 if codes_path else old
+    try:
+        want = summarize(fresh, cfg)
+        for got in (summarize(variant, cfg), summarize(variant.rechunk(), cfg)):
+            assert_frame_equal(got.steps, want.steps, check_exact=True)
+            assert_frame_equal(got.cycles, want.cycles, check_exact=True)
+            assert_frame_equal(got.rejected, want.rejected, check_exact=True)
+    finally:
+        core._CODES_MIN_ROWS = old
