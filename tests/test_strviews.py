@@ -420,3 +420,44 @@ def test_summarize_on_random_id_layouts(cells: list[str], how: str, cut: int,
             assert_frame_equal(got.rejected, want.rejected, check_exact=True)
     finally:
         core._CODES_MIN_ROWS = old
+
+
+def _export_of(views: np.ndarray) -> object:
+    base = views
+    while not hasattr(base, "_export"):
+        base = base.obj if isinstance(base, memoryview) else base.base
+    return base._export
+
+
+def test_an_escaped_view_keeps_its_export_alive() -> None:
+    """A view kept past the with block, its Series gone, still reads the ids' views (the
+    export is released with the last view, not at the block's end: before, this read
+    freed memory)."""
+    import weakref
+
+    def make() -> pl.Series:
+        return pl.Series("cell_id", [f"c{k:08d}" for k in range(200_000)])
+
+    with string_views(make()) as views:
+        assert views is not None
+        kept = views[5:]
+        want = views.copy()
+    gc.collect()
+    junk = [pl.Series([f"z{k:09d}" for k in range(200_000)]) for _ in range(5)]
+    assert np.array_equal(kept, want[5:]) and len(junk) == 5
+    ref = weakref.ref(_export_of(kept))
+    del views, kept
+    assert ref() is None  # released as soon as the last view is gone
+
+
+def test_the_export_is_released_on_leaving_the_block() -> None:
+    import weakref
+
+    s = pl.Series("cell_id", ["a", "b" * 20, "a"])
+    with string_views(s) as views:
+        assert views is not None
+        ref = weakref.ref(_export_of(views))
+        assert ref() is not None
+        codes = _view_codes(views)
+    del views
+    assert ref() is None and codes is not None
