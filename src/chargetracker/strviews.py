@@ -71,7 +71,7 @@ class _Export:
     def __init__(self, capsule: object, schema: _Schema, array: _Array) -> None:
         self.capsule, self.schema, self.array = capsule, schema, array
 
-    def __del__(self, _release=_release) -> None:  # noqa: ANN001 (bound: usable at exit)
+    def __del__(self) -> None:
         _release(self.array)
         _release(self.schema)
         # Then the capsule's destructor releases the stream (slots cleared after this).
