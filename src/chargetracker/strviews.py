@@ -61,13 +61,30 @@ def _release(obj: _Schema | _Array) -> None:
         _Release(obj.release)(ctypes.addressof(obj))
 
 
+class _Export:
+    """Owner of one exported array, its schema and the stream's capsule: released when
+    it is collected, and every NumPy view of the array's buffers refers to it (through
+    its ctypes base), so a view can never outlive the memory it reads."""
+
+    __slots__ = ("__weakref__", "array", "capsule", "schema")
+
+    def __init__(self, capsule: object, schema: _Schema, array: _Array) -> None:
+        self.capsule, self.schema, self.array = capsule, schema, array
+
+    def __del__(self) -> None:
+        _release(self.array)
+        _release(self.schema)
+        # Then the capsule's destructor releases the stream (slots cleared after this).
+
+
 @contextmanager
 def string_views(col: pl.Series) -> Iterator[np.ndarray | None]:
     """The rows' 16-byte views of ``col`` (a String column without nulls, one chunk) as a
     read-only ``(len, 2)`` uint64 array -- word 0: length (low 32 bits) and the first 4
     bytes; word 1: bytes 4..11 inline, or (buffer index, offset) of a long string -- or
     ``None`` when the column is not exported as one string-view array. The array is a
-    view of Polars' memory: valid only inside the ``with`` block."""
+    view of Polars' memory, which its exported array keeps alive: the export is released
+    when the last view of it is gone (normally on leaving the ``with`` block)."""
     n = len(col)
     if col.dtype != pl.String or col.n_chunks() != 1 or col.null_count() or n == 0:
         yield None
@@ -76,24 +93,27 @@ def string_views(col: pl.Series) -> Iterator[np.ndarray | None]:
         capsule = col.__arrow_c_stream__()
         stream = _Stream.from_address(_capsule_pointer(capsule, b"arrow_array_stream"))
     except Exception:  # an older or newer Polars without the stream export
+        stream = None
+    if stream is None:
+        # Yielded outside the handler: an error of the caller's block is not reported as
+        # raised while handling the missing export's.
         yield None
         return
     schema, arr = _Schema(), _Array()
+    views = None
     try:
-        if stream.get_schema(ctypes.byref(stream), ctypes.byref(schema)) != 0 or schema.format != b"vu":
-            yield None
-            return
-        if stream.get_next(ctypes.byref(stream), ctypes.byref(arr)) != 0 or not arr.release:
-            yield None
-            return
-        if arr.length != n or arr.null_count != 0 or arr.n_buffers < 3 or not arr.buffers[1]:
-            yield None
-            return
-        raw = (ctypes.c_uint64 * (2 * (arr.offset + n))).from_address(arr.buffers[1])
-        views = np.ctypeslib.as_array(raw).reshape(-1, 2)[arr.offset:]
-        views.flags.writeable = False
-        yield views
+        if (stream.get_schema(ctypes.byref(stream), ctypes.byref(schema)) == 0
+                and schema.format == b"vu"
+                and stream.get_next(ctypes.byref(stream), ctypes.byref(arr)) == 0 and arr.release
+                and arr.length == n and arr.null_count == 0 and arr.n_buffers >= 3
+                and arr.buffers[1]):
+            raw = (ctypes.c_uint64 * (2 * (arr.offset + n))).from_address(arr.buffers[1])
+            raw._export = _Export(capsule, schema, arr)  # type: ignore[attr-defined]
+            views = np.ctypeslib.as_array(raw).reshape(-1, 2)[arr.offset:]
+            views.flags.writeable = False
     finally:
-        _release(arr)
-        _release(schema)
-        del capsule  # its destructor releases the stream
+        if views is None:  # nothing refers to the export: released now (once: see _release)
+            _release(arr)
+            _release(schema)
+    del capsule, stream, schema, arr  # the views (if any) hold the export from here on
+    yield views
