@@ -86,21 +86,54 @@ class Pending:
         _fill(self.f, self.ints, self.n, *(flat[k] for k in COLUMNS))
 
 
+@nb.njit(inline="always", error_model="numpy")
+def _hold(f: np.ndarray, ints: np.ndarray, n: np.ndarray, c: int, k: int, ts: np.ndarray,
+          v: np.ndarray, i: np.ndarray, t: np.ndarray, stime: np.ndarray, cyc: np.ndarray,
+          step: np.ndarray) -> None:
+    """Row ``k`` of the columns appended to cell ``c``'s block (room checked by the caller)."""
+    j = n[c]
+    f[c, j, _P_TS] = ts[k]
+    f[c, j, _P_V] = v[k]
+    f[c, j, _P_I] = i[k]
+    f[c, j, _P_T] = t[k]
+    f[c, j, _P_ST] = stime[k]
+    ints[c, j, _P_CYC] = cyc[k]
+    ints[c, j, _P_STEP] = step[k]
+    n[c] = j + 1
+
+
+@nb.njit(inline="always", error_model="numpy")
+def _emit(f: np.ndarray, ints: np.ndarray, c: int, h: int, at: int, slot: np.ndarray,
+          ts: np.ndarray, v: np.ndarray, i: np.ndarray, t: np.ndarray, stime: np.ndarray,
+          cyc: np.ndarray, step: np.ndarray) -> None:
+    """Cell ``c``'s held-back row ``h`` written to row ``at`` of the output columns."""
+    slot[at] = c
+    ts[at] = f[c, h, _P_TS]
+    v[at] = f[c, h, _P_V]
+    i[at] = f[c, h, _P_I]
+    t[at] = f[c, h, _P_T]
+    stime[at] = f[c, h, _P_ST]
+    cyc[at] = ints[c, h, _P_CYC]
+    step[at] = ints[c, h, _P_STEP]
+
+
+@nb.njit(inline="always", error_model="numpy")
+def _drop_front(f: np.ndarray, ints: np.ndarray, n: np.ndarray, c: int, h: int) -> None:
+    """Cell ``c``'s first ``h`` held-back rows removed (the rest move to the front)."""
+    for j in range(h, n[c]):
+        for x in range(_NPF):
+            f[c, j - h, x] = f[c, j, x]
+        for x in range(_NPI):
+            ints[c, j - h, x] = ints[c, j, x]
+    n[c] -= h
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def _fill(f: np.ndarray, ints: np.ndarray, n: np.ndarray, slot: np.ndarray, ts: np.ndarray,
           v: np.ndarray, i: np.ndarray, t: np.ndarray, cyc: np.ndarray, step: np.ndarray,
           stime: np.ndarray) -> None:
     for k in range(slot.shape[0]):
-        c = slot[k]
-        j = n[c]
-        f[c, j, _P_TS] = ts[k]
-        f[c, j, _P_V] = v[k]
-        f[c, j, _P_I] = i[k]
-        f[c, j, _P_T] = t[k]
-        f[c, j, _P_ST] = stime[k]
-        ints[c, j, _P_CYC] = cyc[k]
-        ints[c, j, _P_STEP] = step[k]
-        n[c] = j + 1
+        _hold(f, ints, n, slot[k], k, ts, v, i, t, stime, cyc, step)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -113,14 +146,7 @@ def _flatten(f: np.ndarray, ints: np.ndarray, n: np.ndarray) -> tuple:
     k = 0
     for c in range(n.shape[0]):
         for j in range(n[c]):
-            slot[k] = c
-            ts[k] = f[c, j, _P_TS]
-            v[k] = f[c, j, _P_V]
-            i[k] = f[c, j, _P_I]
-            t[k] = f[c, j, _P_T]
-            stime[k] = f[c, j, _P_ST]
-            cyc[k] = ints[c, j, _P_CYC]
-            step[k] = ints[c, j, _P_STEP]
+            _emit(f, ints, c, j, k, slot, ts, v, i, t, stime, cyc, step)
             k += 1
     return slot, ts, v, i, t, cyc, step, stime
 
@@ -245,22 +271,10 @@ def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_
         if n[c] > 0:
             wm = max_ts[c] - lateness
             while h < n[c] and _is_ready(f[c, h, _P_TS], wm, lateness):
-                slot[pos + h] = c
-                ts[pos + h] = f[c, h, _P_TS]
-                v[pos + h] = f[c, h, _P_V]
-                i[pos + h] = f[c, h, _P_I]
-                t[pos + h] = f[c, h, _P_T]
-                stime[pos + h] = f[c, h, _P_ST]
-                cyc[pos + h] = ints[c, h, _P_CYC]
-                step[pos + h] = ints[c, h, _P_STEP]
+                _emit(f, ints, c, h, pos + h, slot, ts, v, i, t, stime, cyc, step)
                 h += 1
             if h:
-                for j in range(h, n[c]):  # the rest move to the front of the block
-                    for x in range(_NPF):
-                        f[c, j - h, x] = f[c, j, x]
-                    for x in range(_NPI):
-                        ints[c, j - h, x] = ints[c, j, x]
-                n[c] -= h
+                _drop_front(f, ints, n, c, h)
         if h > 0 or new_ready[c] > 0:
             touched[m] = c
             m += 1
@@ -292,15 +306,7 @@ def _take(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray, q_
             cyc[at] = q_cyc[k]
             step[at] = q_step[k]
         else:
-            j = n[c]
-            f[c, j, _P_TS] = q_ts[k]
-            f[c, j, _P_V] = q_v[k]
-            f[c, j, _P_I] = q_i[k]
-            f[c, j, _P_T] = q_t[k]
-            f[c, j, _P_ST] = q_st[k]
-            ints[c, j, _P_CYC] = q_cyc[k]
-            ints[c, j, _P_STEP] = q_step[k]
-            n[c] = j + 1
+            _hold(f, ints, n, c, k, q_ts, q_v, q_i, q_t, q_st, q_cyc, q_step)
     return 0, 0, n_ready, m
 
 
@@ -325,25 +331,13 @@ def _take_held(f: np.ndarray, ints: np.ndarray, n: np.ndarray, max_ts: np.ndarra
         wm = max_ts[c] - lateness
         h = 0
         while h < k and _is_ready(f[c, h, _P_TS], wm, lateness):
-            slot[pos] = c
-            ts[pos] = f[c, h, _P_TS]
-            v[pos] = f[c, h, _P_V]
-            i[pos] = f[c, h, _P_I]
-            t[pos] = f[c, h, _P_T]
-            stime[pos] = f[c, h, _P_ST]
-            cyc[pos] = ints[c, h, _P_CYC]
-            step[pos] = ints[c, h, _P_STEP]
+            _emit(f, ints, c, h, pos, slot, ts, v, i, t, stime, cyc, step)
             pos += 1
             h += 1
         if h:
             touched[m] = c
             m += 1
-            for j in range(h, k):
-                for x in range(_NPF):
-                    f[c, j - h, x] = f[c, j, x]
-                for x in range(_NPI):
-                    ints[c, j - h, x] = ints[c, j, x]
-            n[c] = k - h
+            _drop_front(f, ints, n, c, h)
     return n.shape[0], pos, m
 
 
@@ -359,14 +353,7 @@ def _hold_new(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray
         j = n[c]
         if j >= depth:
             return k
-        f[c, j, _P_TS] = q_ts[k]
-        f[c, j, _P_V] = q_v[k]
-        f[c, j, _P_I] = q_i[k]
-        f[c, j, _P_T] = q_t[k]
-        f[c, j, _P_ST] = q_st[k]
-        ints[c, j, _P_CYC] = q_cyc[k]
-        ints[c, j, _P_STEP] = q_step[k]
-        n[c] = j + 1
+        _hold(f, ints, n, c, k, q_ts, q_v, q_i, q_t, q_st, q_cyc, q_step)
     return q_ts.shape[0]
 
 
