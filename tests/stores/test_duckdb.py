@@ -15,7 +15,7 @@ import pytest
 
 from chargetracker.errors import ConfigError, StoreError, StoreUnavailable
 from chargetracker.schema import MEASUREMENT_SCHEMA
-from chargetracker.stores.base import CommitBatch
+from chargetracker.stores.base import Checkpoint, CommitBatch
 from chargetracker.stores.duckdb import DuckDBStore
 from chargetracker.stores.url import open_store, parse_duckdb_url, redact, store_location
 
@@ -287,3 +287,28 @@ def test_plugin_raw_records_across_the_newest_stored_time() -> None:
             "SELECT meter_id, count(*), min(ts), max(ts) FROM meter_readings GROUP BY 1 ORDER BY 1"
         ).fetchall()
         assert rows == [("m1", 15, 0.0, 14.0), ("m2", 2, 3.0, 4.0)]
+
+
+def test_records_replaced_while_a_reader_holds_a_transaction(tmp_path: Path, frames) -> None:
+    """Steps, cycles and checkpoints are replaced by delete-then-insert: commit after
+    commit of the same keys must succeed while a reader's transaction (the dashboard, the
+    API) still sees an older version (DuckDB < 1.5 failed the second commit with a
+    write-write conflict; pyproject asks for >= 1.5)."""
+    def batch(k: int) -> CommitBatch:
+        return CommitBatch(
+            steps=frames.steps(frames.step("c1", 1, 1, status="open")),
+            cycles=frames.cycles(frames.cycle("c1", 1, status="open", discharge_ah=0.1 * k)),
+            checkpoints=[Checkpoint("pipe", b"s" * k, {"offset": k})])
+    with DuckDBStore(str(tmp_path / "r.duckdb")) as store:
+        store.commit(batch(1))
+        reader = store._con.cursor()
+        reader.execute("BEGIN TRANSACTION")
+        assert reader.execute("SELECT count(*) FROM cycles").fetchone() == (1,)
+        for k in range(2, 6):
+            store.commit(batch(k))
+        assert reader.execute('SELECT "discharge_ah" FROM cycles').fetchone() == (pytest.approx(0.1),)
+        reader.execute("COMMIT")
+        assert store.cycles("c1")["discharge_ah"].to_list() == [pytest.approx(0.5)]
+        assert store.steps("c1").height == 1
+        cp = store.load_checkpoint("pipe")
+        assert cp is not None and cp.position == {"offset": 5} and cp.state == b"sssss"
