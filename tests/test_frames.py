@@ -80,3 +80,14 @@ def test_conform_fast_path_equals_the_select() -> None:
     assert schema.conform(full) is full
     assert schema.conform(base.with_columns(pl.col("ts").cast(pl.Int64))).schema == slow.schema
     assert schema.conform(base.head(0)).height == 0
+
+
+def test_only_small_null_columns_are_cached() -> None:
+    """Live batches reuse their all-null columns; a large file's are not kept."""
+    from chargetracker import frames as F
+
+    small = F.null_column("temperature_c", pl.Float64(), 100)
+    assert F.null_column("temperature_c", pl.Float64(), 100) is small
+    big = F.null_column("temperature_c", pl.Float64(), F._NULLS_MAX_ROWS + 1)
+    assert big.null_count() == big.len() == F._NULLS_MAX_ROWS + 1
+    assert all(len(s) <= F._NULLS_MAX_ROWS for s in F._NULLS.values())

@@ -154,8 +154,10 @@ def frame_from_series(cols: Sequence[pl.Series]) -> pl.DataFrame:
 
 
 #: The last all-null column made per (name, dtype), reused while the length repeats (a
-#: live fleet's batches): Series are immutable, so one serves every frame.
+#: live fleet's batches): Series are immutable, so one serves every frame. Only columns
+#: up to ``_NULLS_MAX_ROWS`` are kept (a large file's would stay for the process's life).
 _NULLS: dict[tuple[str, type], pl.Series] = {}
+_NULLS_MAX_ROWS = 65_536
 
 
 def null_column(name: str, dtype: pl.DataType, n: int) -> pl.Series:
@@ -164,7 +166,8 @@ def null_column(name: str, dtype: pl.DataType, n: int) -> pl.Series:
     s = _NULLS.get(key)
     if s is None or len(s) != n or not same_dtype(s.dtype, dtype):
         s = pl.Series(name, [None], dtype=dtype).new_from_index(0, n) if n else pl.Series(name, [], dtype=dtype)
-        _NULLS[key] = s
+        if n <= _NULLS_MAX_ROWS:
+            _NULLS[key] = s
     return s
 
 

@@ -142,6 +142,23 @@ def test_take_ready_buffers_are_reused_and_grow() -> None:
             assert got[k].size == n
 
 
+def test_a_backlog_batchs_buffers_are_released_at_the_next_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scratch beyond ``_KEEP_ROWS`` rows is not kept once its views are void (the next
+    call), so a replayed backlog does not leave its largest batch's buffers in the state."""
+    monkeypatch.setattr(W, "_KEEP_ROWS", 100)
+    pending = W.Pending()
+    rng = np.random.default_rng(3)
+    max_ts = np.full(4, 100.0)
+    big = W.take_ready(pending, _rows(rng, 1000, 4, 0.0), max_ts, 2.0, 4, group=True)
+    assert big["ts"].size == 1000 and pending._out_f.shape[1] >= 1000
+    small = _rows(rng, 10, 4, 0.0)
+    got = {k: a.copy() for k, a in W.take_ready(pending, small, max_ts, 2.0, 4, group=True).items()}
+    assert pending._out_f.shape[1] <= 100
+    want = W.take_ready(W.Pending(), small, max_ts, 2.0, 4, group=True)
+    for k in W.COLUMNS:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
 @pytest.mark.parametrize("group", [False, True])
 def test_take_with_cells_names_the_ready_rows_cells(group: bool) -> None:
     rng = np.random.default_rng(21)

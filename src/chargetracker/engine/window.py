@@ -357,6 +357,11 @@ def _hold_new(f: np.ndarray, ints: np.ndarray, n: np.ndarray, q_slot: np.ndarray
     return q_ts.shape[0]
 
 
+#: Output buffers up to this many rows are kept from one call to the next (a live
+#: fleet's batches); larger ones are released at the next call.
+_KEEP_ROWS = 262_144
+
+
 def _grow_out(pending: Pending, rows: int, n_cells: int) -> None:
     """Output buffers for ``rows`` rows and scratch for ``n_cells`` cells, kept."""
     cap = max(rows + rows // 4, 64)
@@ -420,6 +425,10 @@ def take_with_cells(pending: Pending, new: dict[str, np.ndarray], max_ts: np.nda
     The columns are views of buffers the next call overwrites: use them before then.
     """
     pending.reserve(n_cells)
+    if pending._out_f.shape[1] > _KEEP_ROWS:
+        # A backlog's batch grew the buffers: the last call's views are void now, so
+        # give the memory back instead of keeping ~90 B per row of the largest batch.
+        _grow_out(pending, 0, n_cells)
     if all_wait:
         ready, moved = _all_wait(pending, new, max_ts, lateness, n_cells)
     else:

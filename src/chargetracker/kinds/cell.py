@@ -58,6 +58,18 @@ def _limits(tables: Mapping[str, pl.DataFrame], ctx: AlertContext) -> pl.DataFra
     return limit_alerts(_with_groups(cycles, ctx.groups), ctx.settings.alerts)
 
 
+def _with_older_starts(starts: pl.DataFrame, flagged: pl.DataFrame,
+                       ctx: AlertContext) -> pl.DataFrame:
+    """``starts`` (cell_id, cycle, start_ts) plus those of the flagged cycles that closed
+    in an earlier batch, read from the store in one query."""
+    missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
+    if missing.height == 0 or ctx.history is None:
+        return starts
+    older = ctx.history.cycle_starts(missing).cast(
+        {"cycle": starts.schema["cycle"], "start_ts": starts.schema["start_ts"]})
+    return pl.concat([starts, older]).unique(subset=["cell_id", "cycle"], keep="first")
+
+
 def _outliers(tables: Mapping[str, pl.DataFrame], ctx: AlertContext) -> pl.DataFrame:
     """A cell that *becomes* a group outlier of :data:`OUTLIER_METRIC` raises one alert.
 
@@ -93,12 +105,7 @@ def _outliers(tables: Mapping[str, pl.DataFrame], ctx: AlertContext) -> pl.DataF
             was.select(pl.struct("cell_id", "cycle")).to_series().implode()))
     starts = closed.select("cell_id", "cycle", "start_ts")
     flagged = dev.filter(pl.col("outlier")).select("cell_id", "cycle")
-    missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
-    if missing.height:
-        # Flagged cells whose cycle closed in an earlier batch: their start.
-        older = ctx.history.cycle_starts(missing).cast(
-            {"cycle": starts.schema["cycle"], "start_ts": starts.schema["start_ts"]})
-        starts = pl.concat([starts, older]).unique(subset=["cell_id", "cycle"], keep="first")
+    starts = _with_older_starts(starts, flagged, ctx)
     return outlier_alerts(dev, metric=OUTLIER_METRIC, start_ts=starts)
 
 
@@ -142,12 +149,7 @@ def _judge_outliers(tables: Mapping[str, pl.DataFrame],
     judged = dev.join(starts, on=["cell_id", "cycle"], how="inner").select(
         "cell_id", pl.lit(rule).alias("rule"), "cycle", pl.col("start_ts").alias("ts"))
     flagged = dev.filter(pl.col("outlier")).select("cell_id", "cycle")
-    missing = flagged.join(starts, on=["cell_id", "cycle"], how="anti")
-    if missing.height:
-        # Flagged cells whose cycle closed in an earlier batch: their start.
-        older = ctx.history.cycle_starts(missing).cast(
-            {"cycle": starts.schema["cycle"], "start_ts": starts.schema["start_ts"]})
-        starts = pl.concat([starts, older]).unique(subset=["cell_id", "cycle"], keep="first")
+    starts = _with_older_starts(starts, flagged, ctx)
     return judged.cast(JUDGED_SCHEMA), outlier_alerts(dev, metric=OUTLIER_METRIC, start_ts=starts)  # type: ignore[arg-type]
 
 

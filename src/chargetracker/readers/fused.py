@@ -304,4 +304,4 @@ def fused_chunk(reader: TextReader, raw: pl.DataFrame) -> ReadChunk | None:
     if reader.keep_reference:
         out += [cols[c] for c in REFERENCE_COLUMNS if c in cols]
     # The empty dead letters built once: a frame built from a schema costs ~1 ms a chunk.
-    return ReadChunk(pl.DataFrame(out), _NO_DEAD.clear())
+    return ReadChunk(pl.DataFrame(out), _NO_DEAD)
